@@ -1,0 +1,157 @@
+"""The Faust app: one agent per input topic, each a thin adapter that turns a
+batch of faust events into SourceRecords and hands them to the BatchRunner.
+
+Input topics are raw bytes (we decode and dead-letter ourselves). Agents run
+with concurrency=1: faust can commit past an unfinished offset with more
+(NOTES §2); scale out with partitions and worker processes instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from detectors.events import Topic
+from stream.codec import SourceRecord
+from stream.metrics import Metrics
+from stream.pipeline import OutputRecord, Pipeline
+from stream.runner import BatchRunner
+from stream.settings import Settings
+from stream.store.redis_store import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """A faust.App configured only from Settings: `env={}` stops faust from
+    letting variables like BROKER_URL or WEB_PORT override our settings."""
+    return faust.App(
+        settings.app_id,
+        env={},
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_s,
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=1,
+        topic_partitions=settings.dev_partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_linger=0.005,
+        producer_max_request_size=4 * 1024 * 1024,
+        worker_redirect_stdouts=False,
+        web_enabled=True,
+    )
+
+
+class Worker:
+    """Owns the app, the store and the runner; builds the agents."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.app = faust_app(settings)
+        self.store = RedisStore.from_url(
+            settings.redis_url, settings.redis_namespace, settings.redis_timeout_s
+        )
+        self.pipeline = Pipeline(settings, self.store)
+        self._outputs = {
+            name: self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            for name in settings.topics.outputs()
+        }
+        self.runner = BatchRunner(settings, self.pipeline, self._publish, self.metrics)
+        self._store_started = asyncio.Event()
+        self._build_agents()
+        self._build_pages()
+        self.app.task(self._start_store)
+
+    async def _start_store(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self.store.start()
+                self.metrics.store_up.set(1)
+                self._store_started.set()
+                return
+            except Exception as exc:
+                log.warning("Redis not ready (%s); retrying in %.1fs", exc, backoff)
+                self.metrics.store_up.set(0)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
+        # send() only enqueues into the producer's batch; faust flushes the
+        # producer before it commits input offsets, so outputs land first.
+        for out in outputs:
+            await self._outputs[out.topic].send(key=out.key, value=out.value)
+
+    def _build_agents(self) -> None:
+        for topic, name in self.settings.topics.inputs().items():
+            channel = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            self.app.agent(channel, name=f"consume-{topic.value}", concurrency=1)(
+                self._agent_for(topic)
+            )
+
+    def _agent_for(self, topic: Topic) -> Any:
+        settings = self.settings
+
+        async def consume(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+                await self._store_started.wait()
+                records = [_record(ev.message) for ev in events]
+                try:
+                    await self.runner.handle(topic, records)
+                except asyncio.CancelledError:
+                    # Shutting down mid-batch: take_events would ack these in its
+                    # `finally`; mark them so the offsets are never committed.
+                    for ev in events:
+                        ev.message.acked = True
+                    raise
+
+        consume.__name__ = f"consume_{topic.name.lower()}"
+        return consume
+
+    def _build_pages(self) -> None:
+        worker = self
+
+        @self.app.page("/livez")
+        async def livez(view: Any, request: Any) -> Any:
+            return view.json({"status": "alive"})
+
+        @self.app.page("/readyz")
+        async def readyz(view: Any, request: Any) -> Any:
+            store_ok = worker._store_started.is_set() and await worker.store.ping()
+            assigned = len(worker.app.consumer.assignment()) if worker.app.consumer else 0
+            ready = store_ok and worker.runner.store_healthy
+            body = {"ready": ready, "redis": store_ok, "assigned_partitions": assigned}
+            return view.json(body, status=200 if ready else 503)
+
+        @self.app.page("/metrics")
+        async def metrics(view: Any, request: Any) -> Any:
+            return view.bytes(
+                generate_latest(worker.metrics.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+
+def _record(message: Any) -> SourceRecord:
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int((message.timestamp or 0) * 1000),
+    )

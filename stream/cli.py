@@ -1,0 +1,135 @@
+"""The `fraudstream` command. Settings are built here, once, from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from detectors.errors import ConfigError, FraudstreamError
+from stream import devservices
+from stream.settings import Settings, from_env
+
+log = logging.getLogger("fraudstream")
+
+
+def _layout(settings: Settings) -> devservices.DevLayout:
+    return devservices.DevLayout(
+        home=settings.dev_home,
+        jar_cache=Path.home() / ".cache" / "fraudstream" / "kafka-jars",
+    )
+
+
+def _redis_port(settings: Settings) -> int:
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.redis_url).port or 6379
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from stream.app import Worker
+
+    log.info("starting worker with %r", settings)
+    worker = Worker(settings)
+    faust.Worker(worker.app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    layout = _layout(settings)
+    _, kafka_port = settings.kafka_host_port()
+    redis_port = _redis_port(settings)
+    if args.action == "up":
+        print(f"redis: pid {devservices.start_redis(layout, redis_port)} on 127.0.0.1:{redis_port}")
+        print("kafka: starting (first run fetches the jars with Maven) ...", flush=True)
+        print(f"kafka: pid {devservices.start_kafka(layout, kafka_port)} on 127.0.0.1:{kafka_port}")
+        create_all_topics(settings)
+        names = [*settings.topics.inputs().values(), *settings.topics.outputs()]
+        print(f"topics: {', '.join(names)}")
+    elif args.action == "down":
+        for name, stopped in devservices.down(layout).items():
+            print(f"{name}: {'stopped' if stopped else 'was not running'}")
+    else:
+        for name, state in devservices.status(layout, kafka_port, redis_port).items():
+            print(f"{name}: {state}")
+    return 0
+
+
+def create_all_topics(settings: Settings) -> None:
+    topics = settings.topics
+    asyncio.run(
+        devservices.create_topics(
+            settings.kafka_bootstrap,
+            list(topics.inputs().values()),
+            settings.dev_partitions,
+            devservices.INPUT_TOPIC_MAX_BYTES,
+        )
+    )
+    asyncio.run(
+        devservices.create_topics(
+            settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions
+        )
+    )
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.demo import run_demo
+
+    return run_demo(settings, _layout(settings), _redis_port(settings))
+
+
+def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.contract_docs import write_schemas
+
+    for path in write_schemas(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run the stream worker (Faust) against Kafka and Redis")
+    dev = sub.add_parser("dev", help="local Kafka + Redis without Docker")
+    dev.add_argument("action", choices=["up", "down", "status"])
+    sub.add_parser("demo", help="dev up, run a worker, send sample events, print decisions")
+    contract = sub.add_parser("contract", help="write the input JSON Schemas")
+    contract.add_argument("dir", nargs="?", default="contract/schemas")
+    return parser
+
+
+COMMANDS = {"worker": cmd_worker, "dev": cmd_dev, "demo": cmd_demo, "contract": cmd_contract}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = from_env(os.environ)
+    except ConfigError as exc:
+        print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        return COMMANDS[args.command](settings, args)
+    except FraudstreamError as exc:
+        print(f"fraudstream: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def dumps_pretty(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

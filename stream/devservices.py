@@ -1,0 +1,333 @@
+"""`fraudstream dev up | down | status`: a real single-node Kafka (KRaft, the
+official jars from Maven Central) and a real redis-server, without Docker.
+
+Processes are started in their own session, their pids recorded under the dev
+home, and stopped by those pids only (SIGTERM, then SIGKILL), never by name.
+`up` when already up is a no-op. Missing pieces are installed when possible
+(Kafka jars via Maven into a cache; redis-server via apt when root), and
+otherwise a ServiceError says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from detectors.errors import ServiceError
+
+KAFKA_READY_TIMEOUT_S = 180.0
+REDIS_READY_TIMEOUT_S = 20.0
+INPUT_TOPIC_MAX_BYTES = 4 * 1024 * 1024  # above our own oversize limit, so we dead-letter it
+
+
+@dataclass(frozen=True, slots=True)
+class DevLayout:
+    home: Path
+    jar_cache: Path
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+
+def _asset(name: str) -> str:
+    return resources.files("stream.devassets").joinpath(name).read_text(encoding="utf-8")
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The recorded pid if that process is still alive (and is not a zombie)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return None if stat.rsplit(")", 1)[-1].split()[0] == "Z" else pid
+
+
+def stop_pid(pidfile: Path, timeout_s: float = 30.0) -> bool:
+    """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and read_pid(pidfile) is not None:
+        time.sleep(0.2)
+    if read_pid(pidfile) is not None:
+        os.kill(pid, signal.SIGKILL)
+        while read_pid(pidfile) is not None:
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+# --------------------------------------------------------------------- Redis
+
+
+def ensure_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        for cmd in ([*apt, "update", "-qq"], [*apt, "install", "-y", "-qq", "redis-server"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ServiceError("redis", f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        # The Debian package may start a system redis on 6379; we run our own.
+        subprocess.run(["service", "redis-server", "stop"], capture_output=True)
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    raise ServiceError(
+        "redis",
+        "redis-server not found. Install it (Debian/Ubuntu: sudo apt-get install redis-server) "
+        "or point FRAUD_REDIS_URL at a running Redis.",
+    )
+
+
+def start_redis(layout: DevLayout, port: int, extra_args: tuple[str, ...] = ()) -> int:
+    pidfile = layout.redis_dir / "redis.pid"
+    pid = read_pid(pidfile)
+    if pid is not None and port_open("127.0.0.1", port):
+        return pid
+    if port_open("127.0.0.1", port):
+        raise ServiceError("redis", f"port {port} is taken by a process we did not start")
+    binary = ensure_redis_server()
+    layout.redis_dir.mkdir(parents=True, exist_ok=True)
+    log = open(layout.redis_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(layout.redis_dir.resolve()),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+            *extra_args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError("redis", f"redis-server exited ({proc.returncode}); see {log.name}")
+        if _redis_ping(port):
+            return proc.pid
+        time.sleep(0.05)
+    raise ServiceError("redis", f"no PONG on port {port} within {REDIS_READY_TIMEOUT_S}s")
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------- Kafka
+
+
+def ensure_kafka_jars(layout: DevLayout) -> Path:
+    jars = layout.jar_cache
+    if any(jars.glob("kafka_2.13-*.jar")):
+        return jars
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ServiceError(
+            "kafka",
+            "Maven (mvn) is needed once to fetch the Kafka jars from Maven Central; "
+            "install it (Debian/Ubuntu: sudo apt-get install maven) with Java 17+.",
+        )
+    if shutil.which("java") is None:
+        raise ServiceError("kafka", "java not found: install a Java 17+ runtime")
+    jars.mkdir(parents=True, exist_ok=True)
+    pom = jars / "pom.xml"
+    pom.write_text(_asset("kafka-pom.xml"))
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+        f"-DoutputDirectory={jars}",
+        "-DincludeScope=runtime",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not any(jars.glob("kafka_2.13-*.jar")):
+        raise ServiceError(
+            "kafka", f"fetching jars with Maven failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
+    return jars
+
+
+def _java(jars: Path, kdir: Path, *args: str) -> list[str]:
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx512m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
+        "-cp",
+        f"{jars}/*",
+        *args,
+    ]
+
+
+def start_kafka(layout: DevLayout, port: int) -> int:
+    kdir = layout.kafka_dir.resolve()
+    pidfile = kdir / "kafka.pid"
+    pid = read_pid(pidfile)
+    if pid is not None and port_open("127.0.0.1", port):
+        return pid
+    if port_open("127.0.0.1", port):
+        raise ServiceError("kafka", f"port {port} is taken by a process we did not start")
+    jars = ensure_kafka_jars(layout).resolve()
+    kdir.mkdir(parents=True, exist_ok=True)
+    controller_port = port + 1
+    config = kdir / "server.properties"
+    data = kdir / "data"
+    config.write_text(
+        _asset("server.properties").format(
+            port=port, controller_port=controller_port, data_dir=data
+        )
+    )
+    (kdir / "log4j2.properties").write_text(_asset("log4j2.properties"))
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            _java(
+                jars, kdir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if fmt.returncode != 0:
+            raise ServiceError(
+                "kafka", f"storage format failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}"
+            )
+    logfile = kdir / "kafka.log"
+    log = open(logfile, "ab")  # noqa: SIM115 - handed to the child
+    start_offset = logfile.stat().st_size
+    proc = subprocess.Popen(
+        _java(jars, kdir, "kafka.Kafka", str(config)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pidfile.write_text(str(proc.pid))
+    _wait_kafka(proc, logfile, start_offset, port)
+    return proc.pid
+
+
+def _wait_kafka(proc: subprocess.Popen[bytes], logfile: Path, start_offset: int, port: int) -> None:
+    deadline = time.monotonic() + KAFKA_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = logfile.read_bytes()[start_offset:][-3000:].decode(errors="replace")
+            raise ServiceError("kafka", f"broker exited ({proc.returncode}):\n{tail}")
+        if port_open("127.0.0.1", port) and asyncio.run(_metadata_ok(f"127.0.0.1:{port}")):
+            return
+        time.sleep(0.5)
+    raise ServiceError("kafka", f"broker not ready within {KAFKA_READY_TIMEOUT_S}s; see {logfile}")
+
+
+async def _metadata_ok(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+async def create_topics(
+    bootstrap: str, names: list[str], partitions: int, max_message_bytes: int | None = None
+) -> None:
+    """Create topics that do not exist yet (existing ones are left as they are)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
+        new = [
+            NewTopic(n, partitions, 1, topic_configs=configs) for n in names if n not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+def status(layout: DevLayout, kafka_port: int, redis_port: int) -> dict[str, str]:
+    out = {}
+    for name, pidfile, port in (
+        ("kafka", layout.kafka_dir / "kafka.pid", kafka_port),
+        ("redis", layout.redis_dir / "redis.pid", redis_port),
+    ):
+        pid = read_pid(pidfile)
+        if pid is not None:
+            state = "up" if port_open("127.0.0.1", port) else "starting"
+            out[name] = f"{state} (pid {pid}, port {port})"
+        else:
+            taken = port_open("127.0.0.1", port)
+            out[name] = f"down (port {port} {'in use by another process' if taken else 'free'})"
+    return out
+
+
+def down(layout: DevLayout) -> dict[str, bool]:
+    return {
+        "kafka": stop_pid(layout.kafka_dir / "kafka.pid", timeout_s=60),
+        "redis": stop_pid(layout.redis_dir / "redis.pid", timeout_s=15),
+    }

@@ -1,0 +1,59 @@
+"""Prometheus metrics of one worker, in one registry served on `/metrics`.
+
+Names follow Prometheus conventions: `fraud_` prefix, base units, `_total`
+counters, and no entity ids in labels (bounded cardinality).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "fraud_events_consumed_total", "Input records consumed", ["topic"], registry=r
+        )
+        self.events_processed = Counter(
+            "fraud_events_processed_total",
+            "Valid input events processed, by outcome (new, dup, late, other)",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "fraud_dead_letters_total", "Inputs sent to the DLQ", ["topic", "reason"], registry=r
+        )
+        self.alerts = Counter(
+            "fraud_alerts_total", "Alerts published", ["rule", "severity", "mode"], registry=r
+        )
+        self.alerts_reemitted = Counter(
+            "fraud_alerts_reemitted_total",
+            "Alerts republished with their original id after a redelivery",
+            ["rule"],
+            registry=r,
+        )
+        self.rule_failures = Counter(
+            "fraud_rule_failures_total", "Rule evaluations that raised", ["rule"], registry=r
+        )
+        self.batch_retries = Counter(
+            "fraud_batch_retries_total",
+            "Batches retried after an error",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "fraud_batch_processing_seconds",
+            "Time to process one batch",
+            ["topic"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.last_processed = Gauge(
+            "fraud_last_processed_timestamp_seconds",
+            "Wall time when a batch of this topic was last processed",
+            ["topic"],
+            registry=r,
+        )
+        self.store_up = Gauge("fraud_store_up", "1 when the last Redis call succeeded", registry=r)

@@ -1,0 +1,151 @@
+"""Runs one batch through the pipeline until it is fully applied and published.
+
+This is the loop guard the agents need (NOTES §2): faust acks a batch as soon
+as the agent asks for the next one, and acks it even when an exception
+escapes. So nothing escapes: transient failures are retried in place with
+capped exponential backoff, and a batch that keeps failing for another reason
+is split so that only the records that really fail go to the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import orjson
+
+from detectors.errors import StoreUnavailable
+from detectors.events import Topic
+from stream.codec import DeadLetter, SourceRecord
+from stream.metrics import Metrics
+from stream.pipeline import BatchResult, OutputRecord, Pipeline
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Sequence[OutputRecord]], Awaitable[None]]
+NON_TRANSIENT_ATTEMPTS = 3
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        publish: Publish,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._publish = publish
+        self._metrics = metrics
+        self._clock = clock
+        self.store_healthy = True
+
+    async def handle(self, topic: Topic, records: Sequence[SourceRecord]) -> None:
+        """Returns only once every record is applied and its outputs are queued."""
+        started = time.perf_counter()
+        name = records[0].topic if records else topic.value
+        self._metrics.events_consumed.labels(name).inc(len(records))
+        failures = 0
+        backoff = 0.1
+        while True:
+            try:
+                result = await self._pipeline.process(topic, records, self._now_ms())
+                await self._publish(result.outputs)
+                break
+            except StoreUnavailable as exc:
+                self._store_down(name, exc, backoff)
+            except Exception:
+                failures += 1
+                log.exception(
+                    "batch of %d from %s failed (attempt %d)", len(records), name, failures
+                )
+                self._metrics.batch_retries.labels(name, "error").inc()
+                if failures >= NON_TRANSIENT_ATTEMPTS:
+                    result = await self._one_by_one(topic, records)
+                    break
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
+        self._store_up()
+        self._record(name, result)
+        self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
+        self._metrics.last_processed.labels(name).set(self._clock())
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _store_down(self, name: str, exc: StoreUnavailable, backoff: float) -> None:
+        if self.store_healthy:
+            log.warning("store unavailable (%s); retrying batch every <= %.1fs", exc, backoff)
+        self.store_healthy = False
+        self._metrics.store_up.set(0)
+        self._metrics.batch_retries.labels(name, "store_unavailable").inc()
+
+    def _store_up(self) -> None:
+        if not self.store_healthy:
+            log.info("store reachable again")
+        self.store_healthy = True
+        self._metrics.store_up.set(1)
+
+    async def _one_by_one(self, topic: Topic, records: Sequence[SourceRecord]) -> BatchResult:
+        """Isolate the records that fail on their own; dead-letter just those."""
+        merged = BatchResult()
+        for record in records:
+            backoff = 0.1
+            while True:
+                try:
+                    result = await self._pipeline.process(topic, [record], self._now_ms())
+                    await self._publish(result.outputs)
+                    break
+                except StoreUnavailable as exc:
+                    self._store_down(record.topic, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
+                except Exception as exc:
+                    log.exception(
+                        "record %s/%d/%d fails alone: dead-lettering",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                    )
+                    letter = DeadLetter(record, "processing_error", f"{type(exc).__name__}: {exc}")
+                    wire = letter.to_wire(self._now_ms(), self._settings.dlq_value_max_bytes)
+                    result = BatchResult(
+                        dead_letters=[letter],
+                        outputs=[
+                            OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
+                        ],
+                    )
+                    await self._publish(result.outputs)
+                    break
+            merged.outputs += result.outputs
+            merged.valid += result.valid
+            merged.dead_letters += result.dead_letters
+            for status, n in result.appended.items():
+                merged.appended[status] = merged.appended.get(status, 0) + n
+            merged.alerts_new += result.alerts_new
+            merged.alerts_reemitted += result.alerts_reemitted
+        return merged
+
+    def _record(self, name: str, result: BatchResult) -> None:
+        m = self._metrics
+        for status, n in result.appended.items():
+            m.events_processed.labels(name, status.value).inc(n)
+        other = result.valid - sum(result.appended.values())
+        if other > 0:
+            m.events_processed.labels(name, "other").inc(other)
+        for letter in result.dead_letters:
+            m.dead_letters.labels(name, letter.kind).inc()
+        rule = self._pipeline.rule
+        if result.alerts_new:
+            m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc(
+                len(result.alerts_new)
+            )
+        if result.alerts_reemitted:
+            m.alerts_reemitted.labels(rule.rule_id).inc(len(result.alerts_reemitted))
+        for rule_id, n in result.rule_failures.items():
+            m.rule_failures.labels(rule_id).inc(n)

@@ -1,0 +1,218 @@
+"""One settings object, built once at the entry point from `FRAUD_*` variables.
+
+Nothing else in fraudstream reads `os.environ`. Secrets (a password inside
+the Redis URL) are never printed: `redacted()` and `__repr__` mask them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from detectors.errors import ConfigError
+from detectors.events import Topic
+from detectors.rules import EntityType, Mode, Severity, VelocityRule
+
+PREFIX = "FRAUD_"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    orders: str = "orders"
+    refunds: str = "refunds"
+    voucher_redemptions: str = "voucher-redemptions"
+    payouts: str = "payouts"
+    alerts: str = "risk-alerts"
+    benefit_freezes: str = "benefit-freezes"
+    fund_freezes: str = "fund-freezes"
+    dlq: str = "fraud-dlq"
+
+    def input_name(self, topic: Topic) -> str:
+        return {
+            Topic.ORDERS: self.orders,
+            Topic.REFUNDS: self.refunds,
+            Topic.VOUCHER_REDEMPTIONS: self.voucher_redemptions,
+            Topic.PAYOUTS: self.payouts,
+        }[topic]
+
+    def inputs(self) -> dict[Topic, str]:
+        return {t: self.input_name(t) for t in Topic}
+
+    def outputs(self) -> list[str]:
+        return [self.alerts, self.benefit_freezes, self.fund_freezes, self.dlq]
+
+    def with_suffix(self, suffix: str) -> TopicNames:
+        """Every topic renamed `<name><suffix>` (test isolation, side-by-side runs)."""
+        return TopicNames(
+            **{f.name: getattr(self, f.name) + suffix for f in dataclasses.fields(self)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    redis_namespace: str = "fs"
+    app_id: str = "fraudstream"
+    topics: TopicNames = field(default_factory=TopicNames)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_max: int = 200
+    batch_within_s: float = 0.05
+    max_event_bytes: int = 256 * 1024
+    dlq_value_max_bytes: int = 64 * 1024
+    dedup_horizon_s: int = 24 * 3600
+    allowed_lateness_s: int = 3600
+    kafka_session_timeout_s: float = 30.0
+    kafka_heartbeat_s: float = 3.0
+    redis_timeout_s: float = 5.0
+    retry_max_backoff_s: float = 10.0
+    velocity_threshold: int = 8
+    velocity_window_s: int = 600
+    velocity_cooldown_s: int = 3600
+    velocity_severity: Severity = Severity.HIGH
+    velocity_mode: Mode = Mode.ENFORCE
+    dev_home: Path = Path(".fraudstream")
+    dev_partitions: int = 4
+    log_level: str = "INFO"
+
+    def velocity_rule(self) -> VelocityRule:
+        return VelocityRule(
+            rule_id="user_order_velocity",
+            version=1,
+            entity_type=EntityType.USER,
+            window_ms=self.velocity_window_s * 1000,
+            threshold=self.velocity_threshold,
+            severity=self.velocity_severity,
+            mode=self.velocity_mode,
+            cooldown_ms=self.velocity_cooldown_s * 1000,
+            description="Orders per user in a sliding event-time window",
+        )
+
+    def kafka_host_port(self) -> tuple[str, int]:
+        first = self.kafka_bootstrap.split(",")[0]
+        host, _, port = first.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    def redacted(self) -> dict[str, Any]:
+        """All settings as a dict safe to log: credentials in URLs masked."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["redis_url"] = mask_url(self.redis_url)
+        out["topics"] = dataclasses.asdict(self.topics)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
+
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)([^@/]*)@")
+
+
+def mask_url(url: str) -> str:
+    """`redis://user:secret@host` → `redis://***@host`."""
+    return _URL_CREDENTIALS.sub("***@", url)
+
+
+def _parse(env: Mapping[str, str], name: str, conv: Callable[[str], T], default: T) -> T:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return conv(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(PREFIX + name, f"cannot parse {raw!r}: {exc}") from None
+
+
+def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
+    def check(raw: str) -> T:
+        value = conv(raw)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be positive")
+        return value
+
+    return check
+
+
+def from_env(env: Mapping[str, str]) -> Settings:
+    """Build Settings from a mapping (pass `os.environ` at the entry point)."""
+    d = Settings()
+    topic_fields = dataclasses.fields(TopicNames)
+    topics = TopicNames(
+        **{
+            f.name: _parse(env, f"TOPIC_{f.name.upper()}", str, str(f.default))
+            for f in topic_fields
+        }
+    )
+    pos_int, pos_float = _positive(int), _positive(float)
+    return Settings(
+        kafka_bootstrap=_parse(env, "KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
+        redis_url=_parse(env, "REDIS_URL", str, d.redis_url),
+        redis_namespace=_parse(env, "REDIS_NAMESPACE", str, d.redis_namespace),
+        app_id=_parse(env, "APP_ID", str, d.app_id),
+        topics=topics,
+        web_host=_parse(env, "WEB_HOST", str, d.web_host),
+        web_port=_parse(env, "WEB_PORT", pos_int, d.web_port),
+        batch_max=_parse(env, "BATCH_MAX", pos_int, d.batch_max),
+        batch_within_s=_parse(env, "BATCH_WITHIN_S", pos_float, d.batch_within_s),
+        max_event_bytes=_parse(env, "MAX_EVENT_BYTES", pos_int, d.max_event_bytes),
+        dlq_value_max_bytes=_parse(env, "DLQ_VALUE_MAX_BYTES", pos_int, d.dlq_value_max_bytes),
+        dedup_horizon_s=_parse(env, "DEDUP_HORIZON_S", pos_int, d.dedup_horizon_s),
+        allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", int, d.allowed_lateness_s),
+        kafka_session_timeout_s=_parse(
+            env, "KAFKA_SESSION_TIMEOUT_S", pos_float, d.kafka_session_timeout_s
+        ),
+        kafka_heartbeat_s=_parse(env, "KAFKA_HEARTBEAT_S", pos_float, d.kafka_heartbeat_s),
+        redis_timeout_s=_parse(env, "REDIS_TIMEOUT_S", pos_float, d.redis_timeout_s),
+        retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
+        velocity_threshold=_parse(env, "VELOCITY_THRESHOLD", pos_int, d.velocity_threshold),
+        velocity_window_s=_parse(env, "VELOCITY_WINDOW_S", pos_int, d.velocity_window_s),
+        velocity_cooldown_s=_parse(env, "VELOCITY_COOLDOWN_S", int, d.velocity_cooldown_s),
+        velocity_severity=_parse(env, "VELOCITY_SEVERITY", Severity, d.velocity_severity),
+        velocity_mode=_parse(env, "VELOCITY_MODE", Mode, d.velocity_mode),
+        dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
+        dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
+        log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
+    )
+
+
+ENV_NAMES: frozenset[str] = frozenset(
+    [
+        PREFIX + n
+        for n in [
+            "KAFKA_BOOTSTRAP",
+            "REDIS_URL",
+            "REDIS_NAMESPACE",
+            "APP_ID",
+            "WEB_HOST",
+            "WEB_PORT",
+            "BATCH_MAX",
+            "BATCH_WITHIN_S",
+            "MAX_EVENT_BYTES",
+            "DLQ_VALUE_MAX_BYTES",
+            "DEDUP_HORIZON_S",
+            "ALLOWED_LATENESS_S",
+            "KAFKA_SESSION_TIMEOUT_S",
+            "KAFKA_HEARTBEAT_S",
+            "REDIS_TIMEOUT_S",
+            "RETRY_MAX_BACKOFF_S",
+            "VELOCITY_THRESHOLD",
+            "VELOCITY_WINDOW_S",
+            "VELOCITY_COOLDOWN_S",
+            "VELOCITY_SEVERITY",
+            "VELOCITY_MODE",
+            "DEV_HOME",
+            "DEV_PARTITIONS",
+            "LOG_LEVEL",
+        ]
+    ]
+    + [PREFIX + f"TOPIC_{f.name.upper()}" for f in dataclasses.fields(TopicNames)]
+)
+"""Every variable `from_env` reads (docker-compose and docs are tested against it)."""

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from stream import devservices
+from tests.integration.services import Services, start_services
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    home = tmp_path_factory.mktemp("services")
+    svc = start_services(Path(home))
+    yield svc
+    if svc.layout is not None:
+        devservices.down(svc.layout)
+
+
+@pytest.fixture
+async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(services.redis_url)
+    yield client
+    await client.aclose()

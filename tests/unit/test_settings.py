@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from detectors.errors import ConfigError
+from detectors.rules import Mode
+from stream.settings import ENV_NAMES, Settings, from_env, mask_url
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    s = from_env({})
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.topics.orders == "orders" and s.topics.dlq == "fraud-dlq"
+    assert s == Settings()
+
+
+def test_values_are_parsed_and_typed() -> None:
+    s = from_env({
+        "FRAUD_WEB_PORT": "7000", "FRAUD_VELOCITY_MODE": "shadow", "FRAUD_TOPIC_ORDERS": "o2",
+        "FRAUD_BATCH_WITHIN_S": "0.2", "FRAUD_LOG_LEVEL": "debug",
+    })
+    assert s.web_port == 7000 and s.velocity_mode is Mode.SHADOW and s.topics.orders == "o2"
+    assert s.batch_within_s == 0.2 and s.log_level == "DEBUG"
+    assert s.velocity_rule().mode is Mode.SHADOW
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FRAUD_WEB_PORT", "http"), ("FRAUD_BATCH_MAX", "0"), ("FRAUD_VELOCITY_MODE", "loud"),
+     ("FRAUD_VELOCITY_THRESHOLD", "-3")],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env({name: value})
+    assert info.value.setting == name
+
+
+def test_secrets_are_never_printed() -> None:
+    s = from_env({"FRAUD_REDIS_URL": "redis://app:s3cr3t@redis:6379/0"})
+    assert "s3cr3t" not in repr(s) and "s3cr3t" not in str(s.redacted())
+    assert mask_url("rediss://:pw@h:1") == "rediss://***@h:1"
+    assert mask_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_env_names_cover_every_variable_read() -> None:
+    source = (REPO / "stream" / "settings.py").read_text()
+    read = {"FRAUD_" + n for n in re.findall(r'_parse\(\s*env,\s*"([A-Z_]+)"', source)}
+    assert read and read <= ENV_NAMES
+
+
+def test_only_settings_reads_the_environment() -> None:
+    offenders = [
+        str(p.relative_to(REPO))
+        for pkg in ("stream", "detectors")
+        for p in (REPO / pkg).rglob("*.py")
+        if "os.environ" in p.read_text() and p.name not in {"settings.py", "cli.py"}
+    ]
+    assert offenders == []
