@@ -21,11 +21,13 @@ def evaluate(
     trigger_ms: int,
     log: Sequence[tuple[str, int]],
     now_ms: int,
+    log_truncated: bool = False,
 ) -> AlertCandidate | None:
     """Judge one event against the entity's event log around its time.
 
     `log` holds (event_id, event_ms) pairs sorted by time, covering at least
-    (trigger_ms - window, trigger_ms + window) and including the trigger.
+    (trigger_ms - window, trigger_ms + window) and including the trigger, unless
+    `log_truncated` says the store capped it: then the count is a lower bound.
     The alert id depends on the rule, the entity and the left edge of the
     busiest window, not on which event tipped it, so replays agree.
     """
@@ -55,6 +57,7 @@ def evaluate(
         evidence={
             "aggregate": "count",
             "count": busiest.count,
+            "count_is_lower_bound": log_truncated,
             "event_ids": in_window[:EVIDENCE_SAMPLE],
             "event_ids_truncated": len(in_window) > EVIDENCE_SAMPLE,
             "first_event_at": format_rfc3339_ms(busiest.start_ms),

@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for noisy in ("aiokafka", "faust", "mode"):
+        if args.command != "worker":
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](settings, args)
     except FraudstreamError as exc:

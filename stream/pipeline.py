@@ -30,6 +30,7 @@ from stream.store.base import (
     IncidentClaim,
     IncidentStatus,
     LogAppend,
+    LogObservation,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Pipeline:
                 continue
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
-            candidate = self._evaluate(order, d.record, obs.entries, now_ms, result)
+            candidate = self._evaluate(order, d.record, obs, now_ms, result)
             if candidate is not None:
                 claims.append(self._claim(candidate, order, d.record))
         outcomes = await self._store.claim_incidents(claims)
@@ -132,7 +133,7 @@ class Pipeline:
         self,
         order: Order,
         record: SourceRecord,
-        entries: list[tuple[str, int]],
+        obs: LogObservation,
         now_ms: int,
         result: BatchResult,
     ) -> AlertCandidate | None:
@@ -144,8 +145,9 @@ class Pipeline:
                 trigger_event_id=order.event_id,
                 trigger_topic=record.topic,
                 trigger_ms=order.occurred_at_ms,
-                log=entries,
+                log=obs.entries,
                 now_ms=now_ms,
+                log_truncated=obs.truncated,
             )
         except Exception:
             log.exception("rule %s failed on event %s", self._rule.rule_id, order.event_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -31,7 +31,10 @@ from stream.store.base import (
     LogObservation,
 )
 
-READ_CAP = 2048  # most log entries returned around one event (bounds reply size)
+# Most log entries returned around one event: bounds reply size and Redis time
+# for an entity far past any threshold. A capped read still proves the
+# threshold was crossed; the alert marks its count as a lower bound.
+READ_CAP = 512
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -40,9 +43,10 @@ def _load_lua(name: str) -> str:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, client: aioredis.Redis, namespace: str, read_cap: int = READ_CAP) -> None:
         self._client = client
         self._ns = namespace
+        self._read_cap = read_cap
         self._sources = {
             "append": _load_lua("append_and_read.lua"),
             "claim": _load_lua("claim_incidents.lua"),
@@ -50,7 +54,9 @@ class RedisStore:
         self._sha: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, namespace: str, timeout_s: float) -> RedisStore:
+    def from_url(
+        cls, url: str, namespace: str, timeout_s: float, read_cap: int = READ_CAP
+    ) -> RedisStore:
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -59,7 +65,7 @@ class RedisStore:
             retry_on_timeout=False,
             health_check_interval=30,
         )
-        return cls(client, namespace)
+        return cls(client, namespace, read_cap)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -116,7 +122,7 @@ class RedisStore:
                     str(a.span_ms),
                     str(a.retention_ms),
                     str(ttl_ms),
-                    str(READ_CAP),
+                    str(self._read_cap),
                 ]
             )
         raw = await self._eval("append", list(key_index), orjson.dumps(ops))
@@ -158,8 +164,8 @@ class RedisStore:
     ) -> list[str]:
         """Event ids currently in an entity's log (inspection, tests, the demo)."""
         key = keys.event_log(self._ns, entity_type, entity_id, log_name)
-        members: list[bytes] = await self._client.zrange(key, 0, -1)
-        return [m.decode() for m in members]
+        members = await self._client.zrange(key, 0, -1)
+        return [m.decode() for m in cast(list[bytes], members)]
 
     async def drop_namespace(self) -> int:
         """Delete every key of this store's namespace (backtest scratch space)."""

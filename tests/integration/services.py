@@ -8,23 +8,20 @@ FRAUD_TEST_KAFKA_BOOTSTRAP and FRAUD_TEST_REDIS_URL to use existing ones.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from stream import devservices
+from stream import devservices, kafka_io
 from stream.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,8 +130,12 @@ class WorkerProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=REPO, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            start_new_session=True,
         )
 
     def kill(self) -> None:
@@ -160,90 +161,58 @@ class WorkerProcess:
 
 async def create_topics(settings: Settings) -> None:
     await devservices.create_topics(
-        settings.kafka_bootstrap, list(settings.topics.inputs().values()),
-        settings.dev_partitions, devservices.INPUT_TOPIC_MAX_BYTES,
+        settings.kafka_bootstrap,
+        list(settings.topics.inputs().values()),
+        settings.dev_partitions,
+        devservices.INPUT_TOPIC_MAX_BYTES,
     )
     await devservices.create_topics(
         settings.kafka_bootstrap, settings.topics.outputs(), settings.dev_partitions
     )
 
 
-async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024, linger_ms=5
+def order_json(
+    event_id: str, user: str, at: str, merchant: str = "m-1", amount: int = 1500, **extra: Any
+) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "occurred_at": at,
+            "order_id": f"o-{event_id}",
+            "user_id": user,
+            "merchant_id": merchant,
+            "amount_minor": amount,
+            "currency": "EUR",
+            **extra,
+        }
     )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
-        await producer.flush()
-        for f in futures:
-            await f
-    finally:
-        await producer.stop()
 
 
-def order_json(event_id: str, user: str, at: str, merchant: str = "m-1", amount: int = 1500,
-               **extra: Any) -> bytes:
-    return orjson.dumps({
-        "event_id": event_id, "occurred_at": at, "order_id": f"o-{event_id}", "user_id": user,
-        "merchant_id": merchant, "amount_minor": amount, "currency": "EUR", **extra,
-    })
+def wait_ready(worker: WorkerProcess, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Until /readyz reports Redis reachable and partitions assigned."""
+    url = f"http://127.0.0.1:{worker.settings.web_port}/readyz"
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise AssertionError(f"worker exited:\n{worker.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                body = orjson.loads(resp.read())
+                if body.get("ready") and body.get("assigned_partitions", 0) > 0:
+                    return body
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"worker not ready in {timeout_s}s ({body}):\n{worker.log_tail()}")
 
 
-async def read_all(bootstrap: str, topic: str, *, idle_s: float = 1.0) -> list[Any]:
-    """Every record currently in `topic` (reads until end offsets are reached)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-        enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
+async def wait_caught_up(worker: WorkerProcess, topics: list[str], timeout_s: float = 90) -> None:
+    s = worker.settings
+    await kafka_io.wait_committed(
+        s.kafka_bootstrap,
+        s.app_id,
+        topics,
+        timeout_s,
+        still_alive=lambda: None if worker.alive() else worker.log_tail(),
     )
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = await consumer.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if all(await consumer.position(tp) >= ends[tp] for tp in tps):
-                break
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            for msgs in batch.values():
-                out.extend(msgs)
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def wait_committed(settings: Settings, topics: Sequence[str], timeout_s: float = 90,
-                         worker: WorkerProcess | None = None) -> None:
-    """Wait until the worker's group has committed every input record.
-
-    faust flushes the producer before committing, so once inputs are
-    committed all outputs derived from them are in Kafka.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.dev_partitions)]
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            committed = await admin.list_consumer_group_offsets(settings.app_id)
-            lagging = {tp: (committed[tp].offset if tp in committed else None, end)
-                       for tp, end in ends.items()
-                       if end > 0 and (tp not in committed or committed[tp].offset < end)}
-            if not lagging:
-                return
-            if worker is not None and not worker.alive():
-                raise AssertionError(f"worker died:\n{worker.log_tail()}")
-            if time.monotonic() > deadline:
-                tail = worker.log_tail() if worker else ""
-                raise AssertionError(f"not committed within {timeout_s}s: {lagging}\n{tail}")
-            await asyncio.sleep(0.25)
-    finally:
-        await consumer.stop()
-        await admin.close()

@@ -6,7 +6,7 @@ import hashlib
 import orjson
 
 from detectors.events import Order, Topic
-from stream.codec import Decoded, DeadLetter, SourceRecord, decode
+from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 from tests.unit.test_contract import ORDER
 
 

@@ -14,28 +14,48 @@ from detectors.errors import ContractViolation
 from detectors.events import Order, Payout, Refund, RefundInitiator, Topic, VoucherRedemption
 
 ORDER: dict[str, Any] = {
-    "event_id": "e-1", "occurred_at": "2026-11-02T12:00:00.123Z", "order_id": "o-1",
-    "user_id": "u-1", "merchant_id": "m-1", "amount_minor": 1500, "currency": "EUR",
+    "event_id": "e-1",
+    "occurred_at": "2026-11-02T12:00:00.123Z",
+    "order_id": "o-1",
+    "user_id": "u-1",
+    "merchant_id": "m-1",
+    "amount_minor": 1500,
+    "currency": "EUR",
 }
 VALID: dict[Topic, dict[str, Any]] = {
     Topic.ORDERS: ORDER,
     Topic.REFUNDS: {**ORDER, "refund_id": "r-1", "initiated_by": "merchant", "reason": "late"},
     Topic.VOUCHER_REDEMPTIONS: {
-        "event_id": "e-2", "occurred_at": "2026-11-02T12:00:00Z", "redemption_id": "rd-1",
-        "voucher_id": "v-1", "user_id": "u-1", "merchant_id": "m-1", "face_value_minor": 1000,
-        "subsidy_minor": 400, "currency": "EUR", "campaign_id": "c-1",
+        "event_id": "e-2",
+        "occurred_at": "2026-11-02T12:00:00Z",
+        "redemption_id": "rd-1",
+        "voucher_id": "v-1",
+        "user_id": "u-1",
+        "merchant_id": "m-1",
+        "face_value_minor": 1000,
+        "subsidy_minor": 400,
+        "currency": "EUR",
+        "campaign_id": "c-1",
     },
     Topic.PAYOUTS: {
-        "event_id": "e-3", "occurred_at": "2026-11-02T12:00:00+01:00", "payout_id": "p-1",
-        "merchant_id": "m-1", "amount_minor": 99000, "currency": "EUR",
+        "event_id": "e-3",
+        "occurred_at": "2026-11-02T12:00:00+01:00",
+        "payout_id": "p-1",
+        "merchant_id": "m-1",
+        "amount_minor": 99000,
+        "currency": "EUR",
         "destination_fingerprint": "sha256:abc",
     },
 }
 
 
 def test_each_topic_validates_into_its_dataclass() -> None:
-    expected = {Topic.ORDERS: Order, Topic.REFUNDS: Refund,
-                Topic.VOUCHER_REDEMPTIONS: VoucherRedemption, Topic.PAYOUTS: Payout}
+    expected = {
+        Topic.ORDERS: Order,
+        Topic.REFUNDS: Refund,
+        Topic.VOUCHER_REDEMPTIONS: VoucherRedemption,
+        Topic.PAYOUTS: Payout,
+    }
     for topic, payload in VALID.items():
         event = validate_event(topic, payload)
         assert type(event) is expected[topic]

@@ -21,10 +21,15 @@ def test_defaults() -> None:
 
 
 def test_values_are_parsed_and_typed() -> None:
-    s = from_env({
-        "FRAUD_WEB_PORT": "7000", "FRAUD_VELOCITY_MODE": "shadow", "FRAUD_TOPIC_ORDERS": "o2",
-        "FRAUD_BATCH_WITHIN_S": "0.2", "FRAUD_LOG_LEVEL": "debug",
-    })
+    s = from_env(
+        {
+            "FRAUD_WEB_PORT": "7000",
+            "FRAUD_VELOCITY_MODE": "shadow",
+            "FRAUD_TOPIC_ORDERS": "o2",
+            "FRAUD_BATCH_WITHIN_S": "0.2",
+            "FRAUD_LOG_LEVEL": "debug",
+        }
+    )
     assert s.web_port == 7000 and s.velocity_mode is Mode.SHADOW and s.topics.orders == "o2"
     assert s.batch_within_s == 0.2 and s.log_level == "DEBUG"
     assert s.velocity_rule().mode is Mode.SHADOW
@@ -32,8 +37,12 @@ def test_values_are_parsed_and_typed() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("FRAUD_WEB_PORT", "http"), ("FRAUD_BATCH_MAX", "0"), ("FRAUD_VELOCITY_MODE", "loud"),
-     ("FRAUD_VELOCITY_THRESHOLD", "-3")],
+    [
+        ("FRAUD_WEB_PORT", "http"),
+        ("FRAUD_BATCH_MAX", "0"),
+        ("FRAUD_VELOCITY_MODE", "loud"),
+        ("FRAUD_VELOCITY_THRESHOLD", "-3"),
+    ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import dataclasses
-
 import pytest
 
 from detectors import velocity
@@ -12,16 +10,27 @@ from detectors.rules import EntityType, Mode, Severity, VelocityRule
 
 MIN = 60_000
 RULE = VelocityRule(
-    rule_id="user_order_velocity", version=3, entity_type=EntityType.USER, window_ms=10 * MIN,
-    threshold=5, severity=Severity.HIGH, mode=Mode.ENFORCE, cooldown_ms=60 * MIN,
+    rule_id="user_order_velocity",
+    version=3,
+    entity_type=EntityType.USER,
+    window_ms=10 * MIN,
+    threshold=5,
+    severity=Severity.HIGH,
+    mode=Mode.ENFORCE,
+    cooldown_ms=60 * MIN,
 )
 
 
 def judge(log: list[tuple[str, int]], trigger: str, rule: VelocityRule = RULE):  # type: ignore[no-untyped-def]
     t = dict(log)[trigger]
     return velocity.evaluate(
-        rule, entity_id="u-1", trigger_event_id=trigger, trigger_topic="orders",
-        trigger_ms=t, log=sorted(log, key=lambda e: (e[1], e[0])), now_ms=123,
+        rule,
+        entity_id="u-1",
+        trigger_event_id=trigger,
+        trigger_topic="orders",
+        trigger_ms=t,
+        log=sorted(log, key=lambda e: (e[1], e[0])),
+        now_ms=123,
     )
 
 
@@ -86,8 +95,14 @@ def test_evidence_sample_is_capped_but_count_is_exact() -> None:
 )
 def test_rule_spec_rejects_nonsense(field: str, value: int) -> None:
     args = {
-        "rule_id": "r", "version": 1, "entity_type": EntityType.USER, "window_ms": 1,
-        "threshold": 1, "severity": Severity.LOW, "mode": Mode.ENFORCE, "cooldown_ms": 0,
+        "rule_id": "r",
+        "version": 1,
+        "entity_type": EntityType.USER,
+        "window_ms": 1,
+        "threshold": 1,
+        "severity": Severity.LOW,
+        "mode": Mode.ENFORCE,
+        "cooldown_ms": 0,
     }
     with pytest.raises(ConfigError) as info:
         VelocityRule(**{**args, field: value})  # type: ignore[arg-type]

@@ -9,9 +9,7 @@ from detectors.windows import busiest_window_containing, oldest_usable_ms, reten
 
 def brute_force(times: list[int], t: int, length: int) -> int:
     """Try every integer left edge s in (t - length, t]."""
-    return max(
-        sum(1 for x in times if s <= x < s + length) for s in range(t - length + 1, t + 1)
-    )
+    return max(sum(1 for x in times if s <= x < s + length) for s in range(t - length + 1, t + 1))
 
 
 def test_counts_events_in_the_busiest_window() -> None:
