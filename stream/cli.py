@@ -7,11 +7,12 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
-from detectors.errors import ConfigError, FraudstreamError
+from detectors.errors import ConfigError, FraudstreamError, ServiceError
 from stream import devservices
 from stream.settings import Settings, from_env
 
@@ -46,7 +47,10 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     layout = _layout(settings)
     _, kafka_port = settings.kafka_host_port()
     redis_port = _redis_port(settings)
-    if args.action == "up":
+    if args.action == "install":
+        print(f"redis-server: {devservices.ensure_redis_server()}")
+        print(f"kafka jars: {devservices.ensure_kafka_jars(layout)}")
+    elif args.action == "up":
         print(f"redis: pid {devservices.start_redis(layout, redis_port)} on 127.0.0.1:{redis_port}")
         print("kafka: starting (first run fetches the jars with Maven) ...", flush=True)
         print(f"kafka: pid {devservices.start_kafka(layout, kafka_port)} on 127.0.0.1:{kafka_port}")
@@ -59,6 +63,21 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for name, state in devservices.status(layout, kafka_port, redis_port).items():
             print(f"{name}: {state}")
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    """Create every fraudstream topic that is missing (docker-compose's init job)."""
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            create_all_topics(settings)
+            break
+        except Exception as exc:  # broker still starting: retry until --wait runs out
+            if time.monotonic() > deadline:
+                raise ServiceError("kafka", f"cannot create topics: {exc}") from exc
+            time.sleep(2)
+    print("topics ready")
     return 0
 
 
@@ -98,14 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run the stream worker (Faust) against Kafka and Redis")
     dev = sub.add_parser("dev", help="local Kafka + Redis without Docker")
-    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument("action", choices=["install", "up", "down", "status"])
     sub.add_parser("demo", help="dev up, run a worker, send sample events, print decisions")
+    topics = sub.add_parser("topics", help="create missing input/output topics")
+    topics.add_argument("--wait", type=float, default=120.0, help="seconds to wait for Kafka")
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
 
 
-COMMANDS = {"worker": cmd_worker, "dev": cmd_dev, "demo": cmd_demo, "contract": cmd_contract}
+COMMANDS = {
+    "worker": cmd_worker,
+    "dev": cmd_dev,
+    "demo": cmd_demo,
+    "topics": cmd_topics,
+    "contract": cmd_contract,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

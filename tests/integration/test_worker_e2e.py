@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from detectors.rules import EntityType
 from stream import kafka_io
 from stream.store import keys
 from tests.integration.services import (
+    REPO,
     Services,
     WorkerProcess,
     create_topics,
@@ -71,6 +73,11 @@ async def log_of(redis: aioredis.Redis, worker: WorkerProcess, user: str) -> lis
     return list(await redis.zrange(key, 0, -1))
 
 
+def schema_validator(name: str) -> jsonschema.Draft202012Validator:
+    path = REPO / "contract" / "schemas" / f"{name}.schema.json"
+    return jsonschema.Draft202012Validator(orjson.loads(path.read_bytes()))
+
+
 def at(minute: int) -> str:
     return f"2026-11-02T12:{minute:02d}:00Z"
 
@@ -93,6 +100,7 @@ async def test_burst_gives_exactly_one_alert_with_evidence(worker: WorkerProcess
     assert set(alert["evidence"]["event_ids"]) <= {f"burst-{i}" for i in range(9)}
     assert alert["occurred_at"].endswith("Z") and alert["detected_at"].endswith("Z")
     assert alert["mode"] == "enforce"
+    schema_validator("risk-alerts").validate(alert)
     assert await alerts_for(worker, "normal") == []
 
 
@@ -121,6 +129,7 @@ async def test_bad_inputs_are_dead_lettered_and_neighbours_processed(
     ]
     assert sorted(d["error"]["kind"] for d in dead) == sorted(bad)
     for d in dead:
+        schema_validator("fraud-dlq").validate(d)
         assert d["error"]["message"] and d["source_topic"] == worker.settings.topics.orders
         assert d["received_at"].endswith("Z")
     oversize = next(d for d in dead if d["error"]["kind"] == "oversize")

@@ -1,0 +1,12 @@
+# The fraudstream worker image (used by docker-compose.yml and deploy/k8s).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY detectors ./detectors
+COPY stream ./stream
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraudstream
+USER fraudstream
+EXPOSE 6066
+ENTRYPOINT ["fraudstream"]
+CMD ["worker"]

@@ -1,0 +1,91 @@
+"""docker-compose.yml, Prometheus and Grafana provisioning and the Kubernetes
+manifest agree with each other and with the settings object."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from stream.settings import ENV_NAMES, from_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_whole_stack() -> None:
+    services = compose()["services"]
+    assert set(services) == {"kafka", "redis", "topic-init", "worker", "prometheus", "grafana"}
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["topic-init"]["command"] == ["topics"]
+    assert services["worker"]["command"] == ["worker"]
+
+
+def test_compose_env_names_are_settings_and_values_parse() -> None:
+    services = compose()["services"]
+    for name in ("worker", "topic-init"):
+        env = services[name]["environment"]
+        assert set(env) <= ENV_NAMES, set(env) - ENV_NAMES
+        from_env({k: str(v) for k, v in env.items()})
+
+
+def test_compose_ports_and_hosts_agree_with_settings() -> None:
+    services = compose()["services"]
+    env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    settings = from_env(env)
+    kafka_host, kafka_port = settings.kafka_host_port()
+    assert kafka_host in services
+    assert f"PLAINTEXT://:{kafka_port}" in services["kafka"]["environment"]["KAFKA_LISTENERS"]
+    redis = urlsplit(settings.redis_url)
+    assert redis.hostname in services and f"{redis.port}:6379" in services["redis"]["ports"]
+    assert f"{settings.web_port}:{settings.web_port}" in services["worker"]["ports"]
+    assert settings.web_host == "0.0.0.0"  # reachable from the Prometheus container
+    prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"worker:{settings.web_port}"]
+
+
+def test_compose_mounts_exist() -> None:
+    for service in compose()["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (REPO / source).exists(), source
+
+
+def test_grafana_dashboards_are_well_formed() -> None:
+    ds = yaml.safe_load(
+        (REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    uid = ds["datasources"][0]["uid"]
+    boards = list((REPO / "deploy/grafana/dashboards").glob("*.json"))
+    assert boards
+    uids = set()
+    for path in boards:
+        board = json.loads(path.read_text())
+        assert board["uid"] not in uids
+        uids.add(board["uid"])
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), path
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == uid
+            assert panel["targets"] and all(t["refId"] and t["expr"] for t in panel["targets"])
+
+
+def test_kubernetes_manifest_uses_settings_and_health_endpoints() -> None:
+    docs = list(yaml.safe_load_all((REPO / "deploy/k8s/worker.yaml").read_text()))
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert set(config["data"]) <= ENV_NAMES
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    port = container["ports"][0]["containerPort"]
+    assert str(port) == config["data"]["FRAUD_WEB_PORT"]
