@@ -52,7 +52,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
         print(f"kafka jars: {devservices.ensure_kafka_jars(layout)}")
     elif args.action == "up":
         print(f"redis: pid {devservices.start_redis(layout, redis_port)} on 127.0.0.1:{redis_port}")
-        print("kafka: starting (first run fetches the jars with Maven) ...", flush=True)
+        print("kafka: checking (the first start fetches the jars with Maven) ...", flush=True)
         print(f"kafka: pid {devservices.start_kafka(layout, kafka_port)} on 127.0.0.1:{kafka_port}")
         create_all_topics(settings)
         names = [*settings.topics.inputs().values(), *settings.topics.outputs()]
