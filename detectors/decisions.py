@@ -8,17 +8,29 @@ ids and consumers can de-duplicate on them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.contract import format_rfc3339_ms
-from detectors.rules import EntityType, Mode, Severity
+from detectors.rules import (
+    BENEFIT_SCOPES,
+    ActionKind,
+    EntityType,
+    Mode,
+    Rule,
+    Severity,
+)
 
 
 def deterministic_id(prefix: str, *parts: object) -> str:
     """`prefix_` + 128 bits of SHA-256 over the parts (unit-separator joined)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
     return f"{prefix}_{digest[:32]}"
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else round(value, 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +45,15 @@ class Alert:
     entity_id: str
     window_ms: int
     window_start_ms: int
-    observed: int
-    threshold: int
+    observed: float
+    threshold: float
     trigger_event_id: str
     trigger_topic: str
     occurred_at_ms: int
     detected_at_ms: int
     mode: Mode
     evidence: dict[str, Any] = field(default_factory=dict)
+    margin: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -55,9 +68,9 @@ class Alert:
                 "start": format_rfc3339_ms(self.window_start_ms),
                 "end": format_rfc3339_ms(self.window_start_ms + self.window_ms),
             },
-            "observed": self.observed,
-            "threshold": self.threshold,
-            "margin": self.observed - self.threshold,
+            "observed": _number(self.observed),
+            "threshold": _number(self.threshold),
+            "margin": _number(self.margin),
             "evidence": self.evidence,
             "trigger_event_id": self.trigger_event_id,
             "trigger_topic": self.trigger_topic,
@@ -70,9 +83,104 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class AlertCandidate:
     """A rule crossed its threshold. Whether this opens a new incident or belongs
-    to an open one is settled atomically by the store (see IncidentOutcome)."""
+    to an open one is settled atomically by the store."""
 
     alert: Alert
+    entity_ids: tuple[str, ...]
     incident_start_ms: int
-    incident_end_ms: int  # exclusive end of the window that crossed
+    incident_end_ms: int
     cooldown_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    freeze_id: str
+    kind: ActionKind  # BENEFIT_FREEZE or FUND_FREEZE
+    subject_type: EntityType
+    subject_id: str
+    scope: str
+    rule_id: str
+    severity: Severity
+    reason_alert_id: str
+    expires_at_ms: int
+    issued_at_ms: int
+    amount_minor: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "freeze_id": self.freeze_id,
+            "action": "freeze",
+            "rule_id": self.rule_id,
+            "reason_alert_id": self.reason_alert_id,
+            "expires_at": format_rfc3339_ms(self.expires_at_ms),
+            "issued_at": format_rfc3339_ms(self.issued_at_ms),
+        }
+        if self.kind is ActionKind.FUND_FREEZE:
+            out: dict[str, Any] = {**common, "merchant_id": self.subject_id, "scope": self.scope}
+            if self.amount_minor is not None:
+                out["amount_minor"] = self.amount_minor
+            return out
+        return {
+            **common,
+            "subject_type": self.subject_type.value,
+            "subject_id": self.subject_id,
+            "scope": self.scope,
+        }
+
+
+def freeze_for(
+    rule: Rule, alert: Alert, merchant_id: str | None, payout: tuple[str, int] | None
+) -> Freeze | None:
+    """The freeze a rule's action asks for, or None (alert-only, or shadow mode).
+    Fund freezes hold the merchant's payouts; `payout` scope only the payout
+    that triggered (id, amount) when there is one."""
+    action = rule.action
+    if action.kind is ActionKind.ALERT or rule.mode is Mode.SHADOW or action.duration_ms is None:
+        return None
+    scope = action.scope or ""
+    amount: int | None = None
+    if action.kind is ActionKind.FUND_FREEZE:
+        subject_type, subject_id = EntityType.MERCHANT, merchant_id or ""
+        if scope == "payout" and payout is not None:
+            scope, amount = f"payout:{payout[0]}", payout[1]
+        elif scope == "payout":
+            scope = "payouts"
+    else:
+        subject_type, subject_id = alert.entity_type, alert.entity_id
+    if not subject_id:
+        return None
+    return Freeze(
+        freeze_id=deterministic_id(
+            "fz", alert.alert_id, action.kind.value, subject_type.value, subject_id
+        ),
+        kind=action.kind,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        scope=scope,
+        rule_id=rule.rule_id,
+        severity=rule.severity,
+        reason_alert_id=alert.alert_id,
+        expires_at_ms=alert.occurred_at_ms + action.duration_ms,
+        issued_at_ms=alert.detected_at_ms,
+        amount_minor=amount,
+    )
+
+
+def combine_freezes(freezes: Sequence[Freeze]) -> list[Freeze]:
+    """Several rules firing on one event → one freeze per (kind, subject): the
+    highest severity wins (then the broader scope, then the later expiry)."""
+    best: dict[tuple[ActionKind, EntityType, str], Freeze] = {}
+    for f in freezes:
+        key = (f.kind, f.subject_type, f.subject_id)
+        current = best.get(key)
+        if current is None or _strength(f) > _strength(current):
+            best[key] = f
+    return list(best.values())
+
+
+def _strength(f: Freeze) -> tuple[int, int, int]:
+    if f.kind is ActionKind.BENEFIT_FREEZE:
+        breadth = BENEFIT_SCOPES.index(f.scope) if f.scope in BENEFIT_SCOPES else 0
+    else:
+        breadth = 1 if f.scope == "payouts" else 0
+    return (f.severity.rank, breadth, f.expires_at_ms)

@@ -20,9 +20,9 @@ from detectors.events import Topic
 from stream.codec import SourceRecord
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
-from stream.runner import BatchRunner
+from stream.rules_loading import load_rulebook, open_store
+from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
-from stream.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,23 @@ class Worker:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.app = faust_app(settings)
-        self.store = RedisStore.from_url(
-            settings.redis_url, settings.redis_namespace, settings.redis_timeout_s
-        )
-        self.pipeline = Pipeline(settings, self.store)
+        self.store = open_store(settings)
+        rulebook = load_rulebook(settings)
+        self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
+        self.pipeline = Pipeline(settings, self.store, rulebook)
         self._outputs = {
             name: self.app.topic(
                 name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
             )
             for name in settings.topics.outputs()
         }
-        self.runner = BatchRunner(settings, self.pipeline, self._publish, self.metrics)
+        self.runner = BatchRunner(
+            settings,
+            self.pipeline,
+            self._publish,
+            self.metrics,
+            should_stop=lambda: bool(self.app.should_stop),
+        )
         self._store_started = asyncio.Event()
         self._build_agents()
         self._build_pages()
@@ -109,16 +115,22 @@ class Worker:
 
         async def consume(stream: Any) -> None:
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-                await self._store_started.wait()
                 records = [_record(ev.message) for ev in events]
                 try:
+                    await self._store_started.wait()
                     await self.runner.handle(topic, records)
-                except asyncio.CancelledError:
-                    # Shutting down mid-batch: take_events would ack these in its
-                    # `finally`; mark them so the offsets are never committed.
+                except (asyncio.CancelledError, BatchAbandoned) as exc:
+                    # Stopping mid-batch: take_events acks the batch in its
+                    # `finally`. Marking the messages acked first turns that
+                    # into a no-op, so these offsets are never committed and
+                    # the batch is redelivered (faust's own stop waits for
+                    # unacked messages, which this also releases).
                     for ev in events:
                         ev.message.acked = True
-                    raise
+                    log.warning("stopping: %d unapplied records left uncommitted", len(records))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
 
         consume.__name__ = f"consume_{topic.name.lower()}"
         return consume

@@ -112,6 +112,47 @@ def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.rulebook import RulebookError, parse_rulebook
+
+    path = Path(args.file)
+    try:
+        book = parse_rulebook(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc}", file=sys.stderr)
+        return 2
+    except RulebookError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(
+        f"{path}: OK — ruleset {book.name} {book.version}, {len(book.rules)} rules, "
+        f"{len(book.aggregates())} aggregates"
+    )
+    for rule in book.rules:
+        print(f"  {rule.rule_id} v{rule.version} [{rule.mode.value}] {rule.action.kind.value}")
+    return 0
+
+
+def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.backtest import run_backtest
+    from stream.rules_loading import load_rulebook
+
+    if args.rules:
+        settings = settings.replace(rules_file=Path(args.rules))
+    rulebook = load_rulebook(settings)
+    summary = asyncio.run(
+        run_backtest(
+            settings,
+            rulebook,
+            Path(args.events),
+            Path(args.out),
+            None if args.quiet else sys.stderr,
+        )
+    )
+    print(summary.table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="dev up, run a worker, send sample events, print decisions")
     topics = sub.add_parser("topics", help="create missing input/output topics")
     topics.add_argument("--wait", type=float, default=120.0, help="seconds to wait for Kafka")
+    rules = sub.add_parser("rules", help="validate a rule file")
+    rules.add_argument("action", choices=["check"])
+    rules.add_argument("file")
+    backtest = sub.add_parser("backtest", help="replay a JSONL event file through the rules")
+    backtest.add_argument("events")
+    backtest.add_argument("--out", required=True)
+    backtest.add_argument("--rules", help="rule file (default: FRAUD_RULES_FILE or built-in)")
+    backtest.add_argument("--quiet", action="store_true", help="no progress lines")
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -131,6 +180,8 @@ COMMANDS = {
     "dev": cmd_dev,
     "demo": cmd_demo,
     "topics": cmd_topics,
+    "rules": cmd_rules,
+    "backtest": cmd_backtest,
     "contract": cmd_contract,
 }
 

@@ -105,22 +105,16 @@ async def _drive(settings: Settings, worker: subprocess.Popen[bytes]) -> int:
 
 
 def _print_alerts(alerts: list[dict[str, Any]]) -> None:
-    print(f"\n  {len(alerts)} alert(s) on '{alerts[0]['rule_id'] if alerts else 'risk-alerts'}':")
+    print(f"\n  {len(alerts)} alert(s):")
     for a in alerts:
-        ev = a["evidence"]
-        print(
-            f"  - {a['alert_id']}  {a['severity'].upper()} {a['rule_id']} v{a['rule_version']}"
-            f" ({a['mode']})"
-        )
-        print(
-            f"      {a['entity_type']} {a['entity_id']}: {a['observed']} orders in "
-            f"{a['window']['length_ms'] // 60000} min (threshold {a['threshold']}, "
-            f"margin +{a['margin']})"
-        )
-        print(
-            f"      window {a['window']['start']} .. {a['window']['end']}; "
-            f"trigger {a['trigger_event_id']}; evidence {len(ev['event_ids'])} order ids"
-        )
+        minutes = a["window"]["length_ms"] / 60000
+        print(f"  - {a['alert_id']}  {a['severity'].upper()} {a['rule_id']} v{a['rule_version']}"
+              f" ({a['mode']})")
+        print(f"      {a['entity_type']} {a['entity_id']}: {a['evidence'].get('aggregate')} = "
+              f"{a['observed']} over {minutes:g} min (threshold {a['threshold']}, "
+              f"margin +{a['margin']})")
+        print(f"      window {a['window']['start']} .. {a['window']['end']}; "
+              f"trigger {a['trigger_event_id']}")
 
 
 def _print_dlq(records: list[dict[str, Any]]) -> None:

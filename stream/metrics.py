@@ -34,6 +34,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.freezes = Counter(
+            "fraud_freezes_total", "Freeze commands published", ["kind", "action"], registry=r
+        )
+        self.rules_loaded = Gauge(
+            "fraud_rules_loaded", "Rules in the loaded rule set", ["ruleset", "version"], registry=r
+        )
         self.rule_failures = Counter(
             "fraud_rule_failures_total", "Rule evaluations that raised", ["rule"], registry=r
         )

@@ -1,9 +1,10 @@
 """One batch of records from one input topic → the records to publish.
 
-This is the single code path shared by the live worker and (later) the
-backtest: decode and validate, update the store, evaluate rules in the pure
-core, settle incidents, and build output records. It knows nothing of faust;
-the caller supplies records and the current time and publishes the outputs.
+The single code path shared by the live worker and the backtest: decode and
+validate, update and read aggregates in the store, judge rules in the pure
+core, settle incidents, derive freezes, build output records. It knows
+nothing of faust; the caller supplies records and the current time and
+publishes the outputs.
 
 Every step is idempotent, so the caller may retry a whole batch after any
 transient failure without changing a count or an id.
@@ -17,25 +18,22 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from detectors import velocity
-from detectors.decisions import AlertCandidate
-from detectors.events import Order, Topic
-from detectors.rules import VelocityRule
-from detectors.windows import retention_ms
+from detectors import engine
+from detectors.decisions import AlertCandidate, Freeze, combine_freezes, freeze_for
+from detectors.events import Event, Payout, Topic
+from detectors.rulebook import Rulebook
+from detectors.rules import ActionKind, Rule
 from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 from stream.settings import Settings
 from stream.store.base import (
-    AppendStatus,
+    EventRequests,
+    EventStatus,
     EventStore,
     IncidentClaim,
     IncidentStatus,
-    LogAppend,
-    LogObservation,
 )
 
 log = logging.getLogger(__name__)
-
-ORDER_LOG = "orders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,129 +48,150 @@ class BatchResult:
     outputs: list[OutputRecord] = field(default_factory=list)
     valid: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    appended: dict[AppendStatus, int] = field(default_factory=dict)
-    alerts_new: list[str] = field(default_factory=list)
-    alerts_reemitted: list[str] = field(default_factory=list)
+    statuses: dict[EventStatus, int] = field(default_factory=dict)
+    alerts_new: list[Rule] = field(default_factory=list)
+    alerts_reemitted: list[Rule] = field(default_factory=list)
+    freezes: list[Freeze] = field(default_factory=list)
     rule_failures: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Pending:
+    decoded: Decoded
+    rule: Rule
+    candidate: AlertCandidate
+
+
 class Pipeline:
-    def __init__(self, settings: Settings, store: EventStore) -> None:
+    def __init__(self, settings: Settings, store: EventStore, rulebook: Rulebook) -> None:
+        self.settings = settings
         self._settings = settings
         self._store = store
-        self._rule: VelocityRule = settings.velocity_rule()
-        self._retention_ms = retention_ms(
-            self._rule.window_ms,
-            settings.allowed_lateness_s * 1000,
-            settings.dedup_horizon_s * 1000,
-        )
-
-    @property
-    def rule(self) -> VelocityRule:
-        return self._rule
+        self.rulebook = rulebook
+        self._plan = engine.Plan(rulebook)
+        self._incident_retention_ms = settings.dedup_horizon_s * 1000
 
     async def process(
         self, topic: Topic, records: Sequence[SourceRecord], now_ms: int
     ) -> BatchResult:
         result = BatchResult()
-        decoded: list[Decoded] = []
-        for record in records:
-            item = decode(topic, record, self._settings.max_event_bytes)
-            if isinstance(item, DeadLetter):
-                result.dead_letters.append(item)
-                result.outputs.append(self._dead_letter_output(item, now_ms))
-            else:
-                decoded.append(item)
+        decoded = self._decode(topic, records, now_ms, result)
         result.valid = len(decoded)
-        if topic is Topic.ORDERS:
-            await self._user_velocity(decoded, now_ms, result)
-        return result
-
-    def _dead_letter_output(self, item: DeadLetter, now_ms: int) -> OutputRecord:
-        wire = item.to_wire(now_ms, self._settings.dlq_value_max_bytes)
-        return OutputRecord(self._settings.topics.dlq, item.record.key, orjson.dumps(wire))
-
-    async def _user_velocity(
-        self, decoded: list[Decoded], now_ms: int, result: BatchResult
-    ) -> None:
-        orders = [(d, d.event) for d in decoded if isinstance(d.event, Order)]
-        rule = self._rule
-        appends = [
-            LogAppend(
-                rule.entity_type,
-                o.user_id,
-                ORDER_LOG,
-                o.event_id,
-                o.occurred_at_ms,
-                rule.window_ms,
-                self._retention_ms,
-            )
-            for _, o in orders
-        ]
-        observations = await self._store.append_and_read(appends)
-        claims: list[IncidentClaim] = []
-        for (d, order), obs in zip(orders, observations, strict=True):
-            result.appended[obs.status] = result.appended.get(obs.status, 0) + 1
-            if obs.status is AppendStatus.TOO_LATE:
+        planned = [(d, self._plan.requests(topic, d.event)) for d in decoded]
+        planned = [(d, reqs) for d, reqs in planned if reqs]
+        observations = await self._store.apply(
+            [EventRequests(d.event.event_id, d.event.occurred_at_ms, reqs) for d, reqs in planned]
+        )
+        pending: list[_Pending] = []
+        for (d, reqs), obs in zip(planned, observations, strict=True):
+            result.statuses[obs.status] = result.statuses.get(obs.status, 0) + 1
+            if obs.status is EventStatus.TOO_OLD:
                 continue
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
-            candidate = self._evaluate(order, d.record, obs, now_ms, result)
-            if candidate is not None:
-                claims.append(self._claim(candidate, order, d.record))
-        outcomes = await self._store.claim_incidents(claims)
-        for claim, outcome in zip(claims, outcomes, strict=True):
-            if outcome.status is IncidentStatus.NEW:
-                result.alerts_new.append(claim.alert_id)
-                result.outputs.append(self._alert_output(claim.entity_id, claim.payload))
-            elif outcome.status is IncidentStatus.REEMIT and outcome.payload is not None:
-                result.alerts_reemitted.append(outcome.alert_id)
-                result.outputs.append(self._alert_output(claim.entity_id, outcome.payload))
+            observed = {r.spec.agg_id: o for r, o in zip(reqs, obs.values, strict=True)}
+            pending += self._judge(topic, d, observed, now_ms, result)
+        await self._settle(pending, result)
+        return result
 
-    def _evaluate(
+    def _decode(
+        self, topic: Topic, records: Sequence[SourceRecord], now_ms: int, result: BatchResult
+    ) -> list[Decoded]:
+        skew_ms = self._settings.max_future_skew_s * 1000
+        out = []
+        for record in records:
+            item = decode(topic, record, self._settings.max_event_bytes)
+            if isinstance(item, Decoded) and item.event.occurred_at_ms > now_ms + skew_ms:
+                item = DeadLetter(
+                    record,
+                    "bad_time",
+                    f"occurred_at is more than {self._settings.max_future_skew_s}s in the future",
+                    "occurred_at",
+                )
+            if isinstance(item, DeadLetter):
+                result.dead_letters.append(item)
+                wire = item.to_wire(now_ms, self._settings.dlq_value_max_bytes)
+                result.outputs.append(
+                    OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
+                )
+            else:
+                out.append(item)
+        return out
+
+    def _judge(
         self,
-        order: Order,
-        record: SourceRecord,
-        obs: LogObservation,
+        topic: Topic,
+        d: Decoded,
+        observed: dict[str, engine.Observation],
         now_ms: int,
         result: BatchResult,
-    ) -> AlertCandidate | None:
+    ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch."""
-        try:
-            return velocity.evaluate(
-                self._rule,
-                entity_id=order.user_id,
-                trigger_event_id=order.event_id,
-                trigger_topic=record.topic,
-                trigger_ms=order.occurred_at_ms,
-                log=obs.entries,
-                now_ms=now_ms,
-                log_truncated=obs.truncated,
-            )
-        except Exception:
-            log.exception("rule %s failed on event %s", self._rule.rule_id, order.event_id)
-            result.rule_failures[self._rule.rule_id] = (
-                result.rule_failures.get(self._rule.rule_id, 0) + 1
-            )
-            return None
+        out = []
+        for rule in self._plan.judges[topic]:
+            try:
+                candidate = engine.evaluate(rule, topic, d.record.topic, d.event, observed, now_ms)
+            except Exception:
+                log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
+                result.rule_failures[rule.rule_id] = result.rule_failures.get(rule.rule_id, 0) + 1
+                continue
+            if candidate is not None:
+                out.append(_Pending(d, rule, candidate))
+        return out
 
-    def _claim(
-        self, candidate: AlertCandidate, order: Order, record: SourceRecord
-    ) -> IncidentClaim:
-        alert = candidate.alert
+    async def _settle(self, pending: list[_Pending], result: BatchResult) -> None:
+        claims = [self._claim(p) for p in pending]
+        outcomes = await self._store.claim_incidents(claims)
+        freezes_by_event: dict[str, list[Freeze]] = {}
+        for p, claim, outcome in zip(pending, claims, outcomes, strict=True):
+            if outcome.status is IncidentStatus.OPEN:
+                continue
+            if outcome.status is IncidentStatus.NEW:
+                payload = claim.payload
+                result.alerts_new.append(p.rule)
+            else:
+                payload = outcome.payload or claim.payload
+                result.alerts_reemitted.append(p.rule)
+            alert = p.candidate.alert
+            result.outputs.append(
+                OutputRecord(self._settings.topics.alerts, alert.entity_id.encode(), payload)
+            )
+            freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
+            if freeze is not None:
+                freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
+        for freezes in freezes_by_event.values():
+            for f in combine_freezes(freezes):
+                result.freezes.append(f)
+                topic = (
+                    self._settings.topics.fund_freezes
+                    if f.kind is ActionKind.FUND_FREEZE
+                    else self._settings.topics.benefit_freezes
+                )
+                result.outputs.append(
+                    OutputRecord(topic, f.subject_id.encode(), orjson.dumps(f.to_wire()))
+                )
+
+    def _claim(self, p: _Pending) -> IncidentClaim:
+        alert = p.candidate.alert
         return IncidentClaim(
-            entity_type=alert.entity_type,
-            entity_id=alert.entity_id,
+            entity_type=p.rule.entity,
+            entity_ids=p.candidate.entity_ids,
             rule_id=alert.rule_id,
             alert_id=alert.alert_id,
-            start_ms=candidate.incident_start_ms,
-            end_ms=candidate.incident_end_ms,
-            cooldown_ms=candidate.cooldown_ms,
-            trigger_event_id=order.event_id,
-            trigger_position=record.position.token(),
+            start_ms=p.candidate.incident_start_ms,
+            end_ms=p.candidate.incident_end_ms,
+            cooldown_ms=p.candidate.cooldown_ms,
+            trigger_event_id=p.decoded.event.event_id,
+            trigger_position=p.decoded.record.position.token(),
             payload=orjson.dumps(alert.to_wire()),
-            ttl_ms=self._retention_ms + candidate.cooldown_ms + self._rule.window_ms,
+            ttl_ms=self._incident_retention_ms + p.candidate.cooldown_ms + p.rule.window_ms,
+            retention_ms=self._incident_retention_ms,
         )
 
-    def _alert_output(self, entity_id: str, payload: bytes) -> OutputRecord:
-        return OutputRecord(self._settings.topics.alerts, entity_id.encode(), payload)
+
+def _merchant(event: Event) -> str | None:
+    return getattr(event, "merchant_id", None)
+
+
+def _payout(event: Event) -> tuple[str, int] | None:
+    return (event.payout_id, event.amount_minor) if isinstance(event, Payout) else None

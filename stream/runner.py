@@ -26,6 +26,13 @@ from stream.settings import Settings
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[OutputRecord]], Awaitable[None]]
+
+
+class BatchAbandoned(Exception):
+    """The worker is stopping while a batch still fails: give it up *unacked*
+    (it will be redelivered to whoever owns the partition next)."""
+
+
 NON_TRANSIENT_ATTEMPTS = 3
 
 
@@ -37,12 +44,14 @@ class BatchRunner:
         publish: Publish,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._publish = publish
         self._metrics = metrics
         self._clock = clock
+        self._should_stop = should_stop
         self.store_healthy = True
 
     async def handle(self, topic: Topic, records: Sequence[SourceRecord]) -> None:
@@ -55,7 +64,7 @@ class BatchRunner:
         while True:
             try:
                 result = await self._pipeline.process(topic, records, self._now_ms())
-                await self._publish(result.outputs)
+                await self._publish_until_done(name, result.outputs)
                 break
             except StoreUnavailable as exc:
                 self._store_down(name, exc, backoff)
@@ -68,12 +77,35 @@ class BatchRunner:
                 if failures >= NON_TRANSIENT_ATTEMPTS:
                     result = await self._one_by_one(topic, records)
                     break
-            await asyncio.sleep(backoff)
+            await self._pause(backoff)
             backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
         self._store_up()
         self._record(name, result)
         self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
         self._metrics.last_processed.labels(name).set(self._clock())
+
+    async def _publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
+        """A publish failure (broker down, timeout) is never the records' fault:
+        retry in place, never dead-letter because of it, never drop it."""
+        backoff = 0.1
+        while True:
+            try:
+                await self._publish(outputs)
+                return
+            except (asyncio.CancelledError, BatchAbandoned):
+                raise
+            except Exception as exc:
+                log.warning("publishing %d records failed (%s); retrying", len(outputs), exc)
+                self._metrics.batch_retries.labels(name, "publish").inc()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
+
+    async def _pause(self, seconds: float) -> None:
+        if self._should_stop():
+            raise BatchAbandoned
+        await asyncio.sleep(seconds)
+        if self._should_stop():
+            raise BatchAbandoned
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -99,11 +131,11 @@ class BatchRunner:
             while True:
                 try:
                     result = await self._pipeline.process(topic, [record], self._now_ms())
-                    await self._publish(result.outputs)
+                    await self._publish_until_done(record.topic, result.outputs)
                     break
                 except StoreUnavailable as exc:
                     self._store_down(record.topic, exc, backoff)
-                    await asyncio.sleep(backoff)
+                    await self._pause(backoff)
                     backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
                 except Exception as exc:
                     log.exception(
@@ -120,32 +152,32 @@ class BatchRunner:
                             OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
                         ],
                     )
-                    await self._publish(result.outputs)
+                    await self._publish_until_done(record.topic, result.outputs)
                     break
             merged.outputs += result.outputs
             merged.valid += result.valid
             merged.dead_letters += result.dead_letters
-            for status, n in result.appended.items():
-                merged.appended[status] = merged.appended.get(status, 0) + n
+            for status, n in result.statuses.items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + n
             merged.alerts_new += result.alerts_new
             merged.alerts_reemitted += result.alerts_reemitted
+            merged.freezes += result.freezes
         return merged
 
     def _record(self, name: str, result: BatchResult) -> None:
         m = self._metrics
-        for status, n in result.appended.items():
+        for status, n in result.statuses.items():
             m.events_processed.labels(name, status.value).inc(n)
-        other = result.valid - sum(result.appended.values())
+        other = result.valid - sum(result.statuses.values())
         if other > 0:
-            m.events_processed.labels(name, "other").inc(other)
+            m.events_processed.labels(name, "no_rule").inc(other)
         for letter in result.dead_letters:
             m.dead_letters.labels(name, letter.kind).inc()
-        rule = self._pipeline.rule
-        if result.alerts_new:
-            m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc(
-                len(result.alerts_new)
-            )
-        if result.alerts_reemitted:
-            m.alerts_reemitted.labels(rule.rule_id).inc(len(result.alerts_reemitted))
+        for rule in result.alerts_new:
+            m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc()
+        for rule in result.alerts_reemitted:
+            m.alerts_reemitted.labels(rule.rule_id).inc()
+        for freeze in result.freezes:
+            m.freezes.labels(freeze.kind.value, "freeze").inc()
         for rule_id, n in result.rule_failures.items():
             m.rule_failures.labels(rule_id).inc(n)

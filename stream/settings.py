@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from detectors.errors import ConfigError
 from detectors.events import Topic
-from detectors.rules import EntityType, Mode, Severity, VelocityRule
 
 PREFIX = "FRAUD_"
 T = TypeVar("T")
@@ -72,27 +71,12 @@ class Settings:
     kafka_heartbeat_s: float = 3.0
     redis_timeout_s: float = 5.0
     retry_max_backoff_s: float = 10.0
-    velocity_threshold: int = 8
-    velocity_window_s: int = 600
-    velocity_cooldown_s: int = 3600
-    velocity_severity: Severity = Severity.HIGH
-    velocity_mode: Mode = Mode.ENFORCE
+    rules_file: Path | None = None  # None: the rule set shipped with fraudstream
+    max_future_skew_s: int = 600
+    redis_cluster: bool = False
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
     log_level: str = "INFO"
-
-    def velocity_rule(self) -> VelocityRule:
-        return VelocityRule(
-            rule_id="user_order_velocity",
-            version=1,
-            entity_type=EntityType.USER,
-            window_ms=self.velocity_window_s * 1000,
-            threshold=self.velocity_threshold,
-            severity=self.velocity_severity,
-            mode=self.velocity_mode,
-            cooldown_ms=self.velocity_cooldown_s * 1000,
-            description="Orders per user in a sliding event-time window",
-        )
 
     def kafka_host_port(self) -> tuple[str, int]:
         first = self.kafka_bootstrap.split(",")[0]
@@ -104,6 +88,7 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["redis_url"] = mask_url(self.redis_url)
         out["topics"] = dataclasses.asdict(self.topics)
+        out["rules_file"] = str(self.rules_file) if self.rules_file else "(built-in default)"
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
 
     def __repr__(self) -> str:
@@ -141,6 +126,15 @@ def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
     return check
 
 
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def from_env(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping (pass `os.environ` at the entry point)."""
     d = Settings()
@@ -172,11 +166,9 @@ def from_env(env: Mapping[str, str]) -> Settings:
         kafka_heartbeat_s=_parse(env, "KAFKA_HEARTBEAT_S", pos_float, d.kafka_heartbeat_s),
         redis_timeout_s=_parse(env, "REDIS_TIMEOUT_S", pos_float, d.redis_timeout_s),
         retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
-        velocity_threshold=_parse(env, "VELOCITY_THRESHOLD", pos_int, d.velocity_threshold),
-        velocity_window_s=_parse(env, "VELOCITY_WINDOW_S", pos_int, d.velocity_window_s),
-        velocity_cooldown_s=_parse(env, "VELOCITY_COOLDOWN_S", int, d.velocity_cooldown_s),
-        velocity_severity=_parse(env, "VELOCITY_SEVERITY", Severity, d.velocity_severity),
-        velocity_mode=_parse(env, "VELOCITY_MODE", Mode, d.velocity_mode),
+        rules_file=_parse(env, "RULES_FILE", Path, d.rules_file),
+        max_future_skew_s=_parse(env, "MAX_FUTURE_SKEW_S", int, d.max_future_skew_s),
+        redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
@@ -203,11 +195,9 @@ ENV_NAMES: frozenset[str] = frozenset(
             "KAFKA_HEARTBEAT_S",
             "REDIS_TIMEOUT_S",
             "RETRY_MAX_BACKOFF_S",
-            "VELOCITY_THRESHOLD",
-            "VELOCITY_WINDOW_S",
-            "VELOCITY_COOLDOWN_S",
-            "VELOCITY_SEVERITY",
-            "VELOCITY_MODE",
+            "RULES_FILE",
+            "MAX_FUTURE_SKEW_S",
+            "REDIS_CLUSTER",
             "DEV_HOME",
             "DEV_PARTITIONS",
             "LOG_LEVEL",

@@ -1,21 +1,21 @@
 """State store: the Protocol the pipeline talks to, and the Redis backend behind it."""
 
 from stream.store.base import (
-    AppendStatus,
+    EventObservations,
+    EventRequests,
+    EventStatus,
     EventStore,
     IncidentClaim,
     IncidentOutcome,
     IncidentStatus,
-    LogAppend,
-    LogObservation,
 )
 
 __all__ = [
-    "AppendStatus",
+    "EventObservations",
+    "EventRequests",
+    "EventStatus",
     "EventStore",
     "IncidentClaim",
     "IncidentOutcome",
     "IncidentStatus",
-    "LogAppend",
-    "LogObservation",
 ]

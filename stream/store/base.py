@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from detectors.rules import EntityType
+from detectors.engine import AggregateRequest, Observation
+from detectors.rules_entities import EntityType
 
 
-class AppendStatus(StrEnum):
-    NEW = "new"  # first time this event id was seen for the entity
-    DUPLICATE = "dup"  # event id already in the log (redelivery or upstream duplicate)
-    TOO_LATE = "late"  # older than the log's horizon: not counted
+class EventStatus(StrEnum):
+    NEW = "new"  # applied
+    DUPLICATE = "dup"  # already applied (redelivery or upstream duplicate): read only
+    TOO_OLD = "late"  # older than the duplicate horizon of some entity: not applied there
 
 
 class IncidentStatus(StrEnum):
@@ -28,30 +29,22 @@ class IncidentStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class LogAppend:
-    """Add `event_id` at `event_ms` to an entity's event log and read the log
-    around it: (event_ms - span_ms, event_ms + span_ms)."""
-
-    entity_type: EntityType
-    entity_id: str
-    log_name: str
+class EventRequests:
     event_id: str
     event_ms: int
-    span_ms: int
-    retention_ms: int
+    requests: Sequence[AggregateRequest]
 
 
 @dataclass(frozen=True, slots=True)
-class LogObservation:
-    status: AppendStatus
-    entries: list[tuple[str, int]]  # (event_id, event_ms), ascending by time
-    truncated: bool  # more entries in range than the read cap
+class EventObservations:
+    status: EventStatus  # the least favourable across the event's entities
+    values: list[Observation]  # aligned with the event's requests
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentClaim:
-    entity_type: EntityType
-    entity_id: str
+    entity_type: tuple[EntityType, ...]
+    entity_ids: tuple[str, ...]
     rule_id: str
     alert_id: str
     start_ms: int
@@ -61,6 +54,7 @@ class IncidentClaim:
     trigger_position: str
     payload: bytes  # the published alert, kept so a redelivery republishes it byte for byte
     ttl_ms: int
+    retention_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +72,8 @@ class EventStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def append_and_read(self, appends: Sequence[LogAppend]) -> list[LogObservation]:
-        """Applied in order, atomically per entity; results align with `appends`."""
+    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+        """Applied in order, atomically per entity; results align with `events`."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

@@ -1,17 +1,24 @@
 """The Redis key schema, in one place.
 
-Every key of one entity shares the hash tag `{<entity-type-code>:<id>}`, so one
-atomic script per entity group works on Redis Cluster (no CROSSSLOT). The
-namespace prefix sits outside the tag: a backtest's scratch namespace lands
-on the same slots as the live one, and can be removed with one SCAN pattern.
+Every key of one entity shares the hash tag `{<codes>:<ids>}`, so one atomic
+script per entity works on Redis Cluster (no CROSSSLOT). Compound entities
+(merchant x user) get their own tag. The namespace prefix sits outside the
+tag: a backtest's scratch namespace uses the same slots and can be removed
+with one SCAN pattern.
 
-    <ns>:{u:<user_id>}:log:<log_name>      ZSET  member=event_id score=event_ms
-    <ns>:{u:<user_id>}:inc:<rule_id>       HASH  open incident of a rule (until, alert_id, ...)
+    <ns>:{u:<id>}:seen              ZSET  duplicate guard: member=event hash, score=event ms
+    <ns>:{u:<id>}:a:<agg_id>        HASH  bucketed count/sum: n = newest bucket,
+                                          t = window total, <bucket> = value
+                                    ZSET  distinct: member=value, score=last event ms
+    <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen
+    <ns>:{u:<id>}:inc:<rule_id>     HASH  recent incidents of a rule (see claim_incidents.lua)
 """
 
 from __future__ import annotations
 
-from detectors.rules import EntityType
+from collections.abc import Sequence
+
+from detectors.rules_entities import EntityType
 
 ENTITY_CODE: dict[EntityType, str] = {
     EntityType.USER: "u",
@@ -24,16 +31,27 @@ ENTITY_CODE: dict[EntityType, str] = {
 }
 
 
-def entity_tag(entity_type: EntityType, entity_id: str) -> str:
-    return f"{{{ENTITY_CODE[entity_type]}:{entity_id}}}"
+def entity_tag(entity: Sequence[EntityType], ids: Sequence[str]) -> str:
+    """`{u:alice}`; compound ids are length-prefixed so no id can fake another."""
+    codes = "+".join(ENTITY_CODE[e] for e in entity)
+    body = ids[0] if len(ids) == 1 else "|".join(f"{len(i)}.{i}" for i in ids)
+    return f"{{{codes}:{body}}}"
 
 
-def event_log(ns: str, entity_type: EntityType, entity_id: str, log_name: str) -> str:
-    return f"{ns}:{entity_tag(entity_type, entity_id)}:log:{log_name}"
+def guard(ns: str, tag: str) -> str:
+    return f"{ns}:{tag}:seen"
 
 
-def incident(ns: str, entity_type: EntityType, entity_id: str, rule_id: str) -> str:
-    return f"{ns}:{entity_tag(entity_type, entity_id)}:inc:{rule_id}"
+def aggregate(ns: str, tag: str, agg_id: str) -> str:
+    return f"{ns}:{tag}:a:{agg_id}"
+
+
+def first_seen(ns: str, tag: str) -> str:
+    return f"{ns}:{tag}:first"
+
+
+def incident(ns: str, tag: str, rule_id: str) -> str:
+    return f"{ns}:{tag}:inc:{rule_id}"
 
 
 def namespace_pattern(ns: str) -> str:

@@ -1,75 +1,132 @@
-"""Redis backend of the EventStore protocol.
+"""Redis backend of the EventStore protocol (standalone or Cluster).
 
-One EVALSHA per batch and operation (the batch travels as one JSON argument),
-because per-event round trips cap a Python client at a few thousand events/s
-(NOTES §3). Scripts are loaded at start and reloaded if Redis forgets them.
-Connection problems surface as StoreUnavailable so the caller retries the
-batch instead of acking it.
+One EVALSHA per batch carries every op as one JSON argument, because
+per-event round trips cap a Python client at a few thousand events/s (NOTES
+§3). On Redis Cluster the batch is split per hash slot (all keys of one
+entity share a tag) and the per-slot calls run concurrently. Scripts are
+loaded at start and reloaded if Redis forgets them. Connection problems and
+server-side "not now" errors surface as StoreUnavailable, so the caller
+retries the batch instead of acking it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from detectors.aggregates import AggregateKind
+from detectors.engine import Observation
 from detectors.errors import StoreUnavailable
-from detectors.rules import EntityType
 from stream.store import keys
 from stream.store.base import (
-    AppendStatus,
+    EventObservations,
+    EventRequests,
+    EventStatus,
     IncidentClaim,
     IncidentOutcome,
     IncidentStatus,
-    LogAppend,
-    LogObservation,
 )
 
-# Most log entries returned around one event: bounds reply size and Redis time
-# for an entity far past any threshold. A capped read still proves the
-# threshold was crossed; the alert marks its count as a lower bound.
-READ_CAP = 512
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+# Server replies that mean "not now" rather than "this op is wrong".
+_BUSY_PREFIXES = (
+    "OOM",
+    "READONLY",
+    "BUSY",
+    "MISCONF",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "LOADING",
+    "MASTERDOWN",
+    "MOVED",
+    "ASK",
+)
+_STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
+_WORST = {EventStatus.NEW: 0, EventStatus.DUPLICATE: 1, EventStatus.TOO_OLD: 2}
 
 
 def _load_lua(name: str) -> str:
     return resources.files("stream.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+def event_hash(event_id: str) -> str:
+    """64-bit digest of an event id: the duplicate guard stores this, not the id
+    (16 bytes instead of up to 128; collisions at 2^-64 per pair per entity)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    dedup_horizon_ms: int = 86_400_000
+    lateness_ms: int = 3_600_000
+    first_seen_ttl_ms: int = 400 * 86_400_000
+    ttl_slack_ms: int = 3_600_000
+
+
+class _Call:
+    """The keys and units of one script call (one slot on a cluster)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+        self.units: list[list[Any]] = []
+        self.where: list[tuple[int, list[int]]] = []  # (event index, request indices) per unit
+
+    def kidx(self, key: str) -> int:
+        return self.keys.setdefault(key, len(self.keys) + 1)
+
+
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, namespace: str, read_cap: int = READ_CAP) -> None:
+    def __init__(self, client: Any, namespace: str, config: StoreConfig | None = None) -> None:
         self._client = client
         self._ns = namespace
-        self._read_cap = read_cap
+        self._config = config or StoreConfig()
+        self._cluster = isinstance(client, RedisCluster)
         self._sources = {
-            "append": _load_lua("append_and_read.lua"),
+            "aggregates": _load_lua("aggregates.lua"),
             "claim": _load_lua("claim_incidents.lua"),
         }
         self._sha: dict[str, str] = {}
 
     @classmethod
     def from_url(
-        cls, url: str, namespace: str, timeout_s: float, read_cap: int = READ_CAP
+        cls,
+        url: str,
+        namespace: str,
+        timeout_s: float,
+        config: StoreConfig | None = None,
+        cluster: bool = False,
     ) -> RedisStore:
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=8,
-            retry_on_timeout=False,
-            health_check_interval=30,
-        )
-        return cls(client, namespace, read_cap)
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+        }
+        if cluster:
+            client: Any = RedisCluster.from_url(url, **options)
+        else:
+            client = aioredis.Redis.from_url(
+                url, max_connections=8, health_check_interval=30, **options
+            )
+        return cls(client, namespace, config)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
         return self._client
+
+    @property
+    def namespace(self) -> str:
+        return self._ns
 
     async def start(self) -> None:
         await self._load_scripts()
@@ -86,57 +143,149 @@ class RedisStore:
     async def _load_scripts(self) -> None:
         try:
             for name, src in self._sources.items():
-                self._sha[name] = await self._client.script_load(src)
+                if self._cluster:
+                    self._sha[name] = await self._client.script_load(src, target_nodes="primaries")
+                else:
+                    self._sha[name] = await self._client.script_load(src)
         except _TRANSIENT as exc:
+            raise StoreUnavailable("script load", exc) from exc
+        except ResponseError as exc:
             raise StoreUnavailable("script load", exc) from exc
 
     async def _eval(self, name: str, keys_: list[str], arg: bytes) -> Any:
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 if name not in self._sha:
                     await self._load_scripts()
-                return await self._client.evalsha(self._sha[name], len(keys_), *keys_, arg)
-            except NoScriptError:
-                # Redis restarted or flushed its script cache; reload once and retry.
+                return await self._client.execute_command(
+                    "EVALSHA", self._sha[name], len(keys_), *keys_, arg
+                )
+            except NoScriptError as exc:
+                # Redis restarted, failed over or flushed its script cache: reload.
                 self._sha.clear()
-                if attempt == 2:
-                    raise
+                if attempt == 3:
+                    raise StoreUnavailable(name, exc) from exc
             except _TRANSIENT as exc:
                 raise StoreUnavailable(name, exc) from exc
+            except ResponseError as exc:
+                if str(exc).startswith(_BUSY_PREFIXES):
+                    raise StoreUnavailable(name, exc) from exc
+                raise
         raise AssertionError("unreachable")
 
-    async def append_and_read(self, appends: Sequence[LogAppend]) -> list[LogObservation]:
-        if not appends:
-            return []
-        key_index: dict[str, int] = {}
-        ops: list[list[Any]] = []
-        for a in appends:
-            key = keys.event_log(self._ns, a.entity_type, a.entity_id, a.log_name)
-            idx = key_index.setdefault(key, len(key_index) + 1)
-            ttl_ms = a.retention_ms + a.span_ms
-            ops.append(
-                [
-                    idx,
-                    a.event_id,
-                    str(a.event_ms),
-                    str(a.span_ms),
-                    str(a.retention_ms),
-                    str(ttl_ms),
-                    str(self._read_cap),
-                ]
-            )
-        raw = await self._eval("append", list(key_index), orjson.dumps(ops))
-        return [_observation(r) for r in raw]
+    def _slot(self, tag: str) -> int:
+        return key_slot(tag.encode()) if self._cluster else 0
+
+    async def _run(self, name: str, calls: dict[int, _Call]) -> dict[int, Any]:
+        slots = list(calls)
+        results = await asyncio.gather(
+            *(self._eval(name, list(calls[s].keys), orjson.dumps(calls[s].units)) for s in slots)
+        )
+        return dict(zip(slots, results, strict=True))
+
+    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+        calls: dict[int, _Call] = {}
+        cfg = self._config
+        for ei, ev in enumerate(events):
+            by_tag: dict[str, list[int]] = {}
+            for ri, req in enumerate(ev.requests):
+                by_tag.setdefault(keys.entity_tag(req.spec.entity, req.entity_ids), []).append(ri)
+            for tag, indices in by_tag.items():
+                call = calls.setdefault(self._slot(tag), _Call())
+                applies = any(ev.requests[i].contribution is not None for i in indices)
+                guard = call.kidx(keys.guard(self._ns, tag)) if applies else 0
+                ops = [self._op(call, tag, ev, ev.requests[i]) for i in indices]
+                call.units.append(
+                    [
+                        guard,
+                        event_hash(ev.event_id),
+                        str(ev.event_ms),
+                        str(cfg.dedup_horizon_ms),
+                        str(cfg.dedup_horizon_ms + cfg.ttl_slack_ms),
+                        ops,
+                    ]
+                )
+                call.where.append((ei, indices))
+        raw = await self._run("aggregates", calls) if calls else {}
+        return self._collect(events, calls, raw)
+
+    def _op(self, call: _Call, tag: str, ev: EventRequests, req: Any) -> list[Any]:
+        spec, cfg = req.spec, self._config
+        apply = 0 if req.contribution is None else 1
+        if spec.kind is AggregateKind.FIRST_SEEN:
+            return [
+                "first",
+                call.kidx(keys.first_seen(self._ns, tag)),
+                spec.agg_id,
+                apply,
+                str(ev.event_ms),
+                str(cfg.first_seen_ttl_ms),
+            ]
+        key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
+        ttl = str(spec.window_ms + cfg.lateness_ms + cfg.ttl_slack_ms)
+        if spec.kind is AggregateKind.DISTINCT:
+            member = "" if req.contribution is None else str(req.contribution)
+            return [
+                "dst",
+                key,
+                apply,
+                member,
+                str(ev.event_ms),
+                str(spec.window_ms),
+                str(cfg.lateness_ms),
+                ttl,
+            ]
+        bucket_ms = spec.bucket_ms
+        delta = 0 if req.contribution is None else int(req.contribution)
+        late_buckets = -(-cfg.lateness_ms // bucket_ms)
+        return [
+            "sum",
+            key,
+            apply,
+            str(ev.event_ms // bucket_ms),
+            str(delta),
+            str(spec.window_ms // bucket_ms),
+            str(late_buckets),
+            ttl,
+        ]
+
+    def _collect(
+        self, events: Sequence[EventRequests], calls: dict[int, _Call], raw: dict[int, Any]
+    ) -> list[EventObservations]:
+        values: list[list[Observation | None]] = [[None] * len(ev.requests) for ev in events]
+        status = [EventStatus.NEW] * len(events)
+        for slot, call in calls.items():
+            for (ei, indices), unit in zip(call.where, raw[slot], strict=True):
+                unit_status = _STATUS[int(unit[0])]
+                if _WORST[unit_status] > _WORST[status[ei]]:
+                    status[ei] = unit_status
+                for ri, (value, end) in zip(indices, unit[1:], strict=True):
+                    values[ei][ri] = self._observation(events[ei], ri, int(value), int(end))
+        out = []
+        for ei, vals in enumerate(values):
+            assert all(v is not None for v in vals)
+            out.append(EventObservations(status[ei], [v for v in vals if v is not None]))
+        return out
+
+    @staticmethod
+    def _observation(ev: EventRequests, ri: int, value: int, end: int) -> Observation:
+        spec = ev.requests[ri].spec
+        if spec.kind is AggregateKind.FIRST_SEEN:
+            return Observation(value, 0)
+        if value < 0:
+            return Observation(None, 0)
+        if spec.kind is AggregateKind.DISTINCT:
+            return Observation(value, end + 1)
+        assert spec.bucket_ms is not None
+        return Observation(value, (end + 1) * spec.bucket_ms)
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
-        if not claims:
-            return []
-        key_index: dict[str, int] = {}
-        ops: list[list[Any]] = []
-        for c in claims:
-            key = keys.incident(self._ns, c.entity_type, c.entity_id, c.rule_id)
-            idx = key_index.setdefault(key, len(key_index) + 1)
-            ops.append(
+        calls: dict[int, _Call] = {}
+        for ci, c in enumerate(claims):
+            tag = keys.entity_tag(c.entity_type, c.entity_ids)
+            call = calls.setdefault(self._slot(tag), _Call())
+            idx = call.kidx(keys.incident(self._ns, tag, c.rule_id))
+            call.units.append(
                 [
                     idx,
                     str(c.start_ms),
@@ -147,35 +296,23 @@ class RedisStore:
                     c.trigger_position,
                     c.payload.decode(),
                     str(c.ttl_ms),
+                    str(c.retention_ms),
                 ]
             )
-        raw = await self._eval("claim", list(key_index), orjson.dumps(ops))
-        return [
-            IncidentOutcome(
-                status=IncidentStatus(status.decode()),
-                alert_id=alert_id.decode(),
-                payload=payload or None,
-            )
-            for status, alert_id, payload in raw
-        ]
-
-    async def log_members(
-        self, entity_type: EntityType, entity_id: str, log_name: str
-    ) -> list[str]:
-        """Event ids currently in an entity's log (inspection, tests, the demo)."""
-        key = keys.event_log(self._ns, entity_type, entity_id, log_name)
-        members = await self._client.zrange(key, 0, -1)
-        return [m.decode() for m in cast(list[bytes], members)]
+            call.where.append((ci, []))
+        raw = await self._run("claim", calls) if calls else {}
+        out: list[IncidentOutcome | None] = [None] * len(claims)
+        for slot, call in calls.items():
+            for (ci, _), (st, alert_id, payload) in zip(call.where, raw[slot], strict=True):
+                out[ci] = IncidentOutcome(
+                    IncidentStatus(st.decode()), alert_id.decode(), payload or None
+                )
+        return [o for o in out if o is not None]
 
     async def drop_namespace(self) -> int:
-        """Delete every key of this store's namespace (backtest scratch space)."""
+        """Delete every key of this store's namespace (backtest scratch space, tests)."""
         deleted = 0
-        async for key in self._client.scan_iter(match=keys.namespace_pattern(self._ns), count=1000):
+        pattern = keys.namespace_pattern(self._ns)
+        async for key in self._client.scan_iter(match=pattern, count=1000):
             deleted += await self._client.unlink(key)
         return deleted
-
-
-def _observation(raw: list[Any]) -> LogObservation:
-    status, flat, truncated = raw
-    entries = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
-    return LogObservation(AppendStatus(status.decode()), entries, bool(truncated))

@@ -100,9 +100,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "FRAUD_WEB_PORT": str(settings.web_port),
         "FRAUD_KAFKA_SESSION_TIMEOUT_S": str(settings.kafka_session_timeout_s),
         "FRAUD_KAFKA_HEARTBEAT_S": str(settings.kafka_heartbeat_s),
-        "FRAUD_VELOCITY_THRESHOLD": str(settings.velocity_threshold),
-        "FRAUD_VELOCITY_WINDOW_S": str(settings.velocity_window_s),
-        "FRAUD_VELOCITY_COOLDOWN_S": str(settings.velocity_cooldown_s),
+        "FRAUD_RULES_FILE": str(settings.rules_file or ""),
         "FRAUD_MAX_EVENT_BYTES": str(settings.max_event_bytes),
         "FRAUD_DEV_PARTITIONS": str(settings.dev_partitions),
         "FRAUD_BATCH_MAX": str(settings.batch_max),
@@ -216,3 +214,43 @@ async def wait_caught_up(worker: WorkerProcess, topics: list[str], timeout_s: fl
         timeout_s,
         still_alive=lambda: None if worker.alive() else worker.log_tail(),
     )
+
+
+TEST_RULES = """\
+ruleset: test
+ruleset_version: "1"
+rules:
+  - id: user_order_velocity
+    version: 1
+    triggers: [orders]
+    entity: user
+    metric: {kind: count, topics: [orders], window: 10m}
+    compare: ">="
+    threshold: 5
+    severity: high
+    cooldown: 1h
+  - id: device_voucher_accounts
+    version: 1
+    triggers: [voucher-redemptions]
+    entity: device
+    metric: {kind: distinct, field: user_id, topics: [voucher-redemptions], window: 24h}
+    compare: ">="
+    threshold: 3
+    severity: high
+    action: {type: benefit_freeze, scope: vouchers, duration: 7d}
+  - id: device_voucher_accounts_strict
+    version: 1
+    triggers: [voucher-redemptions]
+    entity: device
+    metric: {kind: distinct, field: user_id, topics: [voucher-redemptions], window: 24h}
+    compare: ">="
+    threshold: 3
+    severity: critical
+    action: {type: benefit_freeze, scope: all_benefits, duration: 14d}
+"""
+
+
+def write_test_rules(directory: Path) -> Path:
+    path = directory / "rules.yaml"
+    path.write_text(TEST_RULES)
+    return path

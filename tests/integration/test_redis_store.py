@@ -1,110 +1,177 @@
-"""The Redis store against a real redis-server: idempotent appends, event-time
-trimming, incident claims, script reloading and outage reporting."""
+"""The Redis store against a real redis-server: aggregates equal a brute-force
+recomputation whatever the arrival order (duplicates mixed in), idempotency,
+incident claims, script reloading and outage reporting."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.engine import AggregateRequest
 from detectors.errors import StoreUnavailable
-from detectors.rules import EntityType
-from stream.store import keys
-from stream.store.base import AppendStatus, IncidentClaim, IncidentStatus, LogAppend
-from stream.store.redis_store import RedisStore
+from detectors.events import Topic
+from detectors.rules_entities import EntityType
+from detectors.windows import busiest_window_containing
+from stream.store.base import EventRequests, EventStatus, IncidentClaim, IncidentStatus
+from stream.store.redis_store import RedisStore, StoreConfig
 from tests.integration.services import Services, free_port
 
-HOUR = 3_600_000
+BUCKET = 1_000
+N = 10  # buckets per window
+T0 = 1_800_000_000_000
+SUM = AggregateSpec(
+    AggregateKind.SUM,
+    frozenset({Topic.ORDERS}),
+    (EntityType.USER,),
+    "amount_minor",
+    N * BUCKET,
+    BUCKET,
+)
+DST = AggregateSpec(
+    AggregateKind.DISTINCT,
+    frozenset({Topic.ORDERS}),
+    (EntityType.USER,),
+    "device_id",
+    N * BUCKET,
+    BUCKET,
+)
+FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), (EntityType.USER,))
+CONFIG = StoreConfig(dedup_horizon_ms=3_600_000, lateness_ms=60 * BUCKET)
+
+
+def new_store(services: Services, config: StoreConfig = CONFIG) -> RedisStore:
+    return RedisStore.from_url(services.redis_url, f"t{uuid.uuid4().hex[:10]}", 2.0, config)
 
 
 @pytest.fixture
-async def store(services: Services) -> RedisStore:
-    s = RedisStore.from_url(services.redis_url, f"t{uuid.uuid4().hex[:8]}", 2.0)
+async def store(services: Services) -> AsyncIterator[RedisStore]:
+    s = new_store(services)
     await s.start()
-    yield s  # type: ignore[misc]
+    yield s
     await s.drop_namespace()
     await s.close()
 
 
-def append(
-    event_id: str, ms: int, user: str = "u-1", span: int = 600_000, retention: int = 24 * HOUR
-) -> LogAppend:
-    return LogAppend(EntityType.USER, user, "orders", event_id, ms, span, retention)
+def ev(
+    event_id: str, ms: int, amount: int = 1, device: str = "d", user: str = "u"
+) -> EventRequests:
+    ids = (user,)
+    return EventRequests(
+        event_id,
+        ms,
+        [
+            AggregateRequest(SUM, ids, amount),
+            AggregateRequest(DST, ids, device),
+            AggregateRequest(FIRST, ids, 1),
+        ],
+    )
 
 
-async def test_append_is_idempotent_and_reads_around_the_event(store: RedisStore) -> None:
-    t0 = 1_800_000_000_000
-    first = await store.append_and_read([append("a", t0), append("b", t0 + 1000)])
-    assert [o.status for o in first] == [AppendStatus.NEW, AppendStatus.NEW]
-    assert first[1].entries == [("a", t0), ("b", t0 + 1000)]
-    again = await store.append_and_read([append("a", t0), append("b", t0 + 1000)])
-    assert [o.status for o in again] == [AppendStatus.DUPLICATE, AppendStatus.DUPLICATE]
-    assert await store.log_members(EntityType.USER, "u-1", "orders") == ["a", "b"]
+events_strategy = st.lists(
+    st.tuples(st.integers(0, 40_000), st.integers(1, 9), st.sampled_from("abcde")),
+    min_size=1,
+    max_size=25,
+)
 
 
-async def test_same_event_id_with_another_time_does_not_move(store: RedisStore) -> None:
-    t0 = 1_800_000_000_000
-    await store.append_and_read([append("a", t0)])
-    (obs,) = await store.append_and_read([append("a", t0 + 5000)])
-    assert obs.status is AppendStatus.DUPLICATE
-    assert obs.entries == [("a", t0)]
+@settings(max_examples=40, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False), st.integers(0, 8))
+def test_aggregates_equal_brute_force_for_any_order_with_duplicates(
+    services: Services, raw: list[tuple[int, int, str]], rnd: object, dups: int
+) -> None:
+    events = [(f"e{i}", T0 + ms, amount, dev) for i, (ms, amount, dev) in enumerate(raw)]
+    arrivals = list(events)
+    rnd.shuffle(arrivals)  # type: ignore[attr-defined]
+    arrivals += [arrivals[i % len(arrivals)] for i in range(dups)]  # redelivered/duplicated
+    asyncio.run(_check_against_reference(services, arrivals))
 
 
-async def test_read_range_is_open_window_both_sides(store: RedisStore) -> None:
-    t0 = 1_800_000_000_000
-    span = 600_000
-    evs = [
-        append("old", t0 - span),
-        append("in1", t0 - span + 1),
-        append("mid", t0),
-        append("in2", t0 + span - 1),
-        append("new", t0 + span),
-    ]
-    await store.append_and_read(evs)
-    (obs,) = await store.append_and_read([append("mid", t0)])
-    assert [e for e, _ in obs.entries] == ["in1", "mid", "in2"]
+async def _check_against_reference(services: Services, arrivals: list) -> None:  # type: ignore[type-arg]
+    store = new_store(services)
+    await store.start()
+    applied: dict[str, tuple[int, int, str]] = {}
+    try:
+        for event_id, ms, amount, dev in arrivals:
+            (obs,) = await store.apply([ev(event_id, ms, amount, dev)])
+            duplicate = event_id in applied
+            assert obs.status is (EventStatus.DUPLICATE if duplicate else EventStatus.NEW)
+            applied[event_id] = (ms, amount, dev)
+            s, d, f = obs.values
+            buckets: dict[int, int] = {}
+            for t, a, _ in applied.values():
+                buckets[t // BUCKET] = buckets.get(t // BUCKET, 0) + a
+            newest = max(buckets)
+            b = ms // BUCKET
+            if b == newest:
+                expected = sum(v for i, v in buckets.items() if newest - N < i <= newest)
+                assert (s.value, s.window_end_ms) == (expected, (newest + 1) * BUCKET)
+            else:
+                value, end = busiest_window_containing(buckets, b, N, newest)
+                assert (s.value, s.window_end_ms) == (value, (end + 1) * BUCKET)
+            last_seen: dict[str, int] = {}
+            for t, _, dv in applied.values():
+                last_seen[dv] = max(last_seen.get(dv, 0), t)
+            newest_ms = max(last_seen.values())
+            assert d.value == sum(1 for t in last_seen.values() if newest_ms - N * BUCKET < t)
+            assert f.value == min(t for t, _, _ in applied.values())
+    finally:
+        await store.drop_namespace()
+        await store.close()
 
 
-async def test_trim_follows_event_time_not_wall_clock(
+async def test_events_beyond_lateness_are_not_counted(store: RedisStore) -> None:
+    await store.apply([ev("new", T0 + 100 * BUCKET)])
+    (late,) = await store.apply([ev("old", T0)])  # 100 buckets back; lateness is 60 + window 10
+    assert late.values[0].value is None
+    (again,) = await store.apply([ev("new2", T0 + 100 * BUCKET)])
+    assert again.values[0].value == 2
+
+
+async def test_state_follows_event_time_not_wall_clock(
     store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
-    # Events from 2001: far older than any TTL measured from now, still kept.
-    t0 = 1_000_000_000_000
-    await store.append_and_read([append("a", t0, retention=HOUR)])
-    (late,) = await store.append_and_read([append("b", t0 + 2 * HOUR, retention=HOUR)])
-    assert late.status is AppendStatus.NEW
-    assert await store.log_members(EntityType.USER, "u-1", "orders") == ["b"]  # a trimmed
-    key = keys.event_log(store._ns, EntityType.USER, "u-1", "orders")
-    ttl = await redis_client.pttl(key)
-    assert HOUR < ttl <= HOUR + 600_000
+    old = 1_000_000_000_000  # 2001: far older than any TTL counted from now
+    await store.apply([ev("a", old), ev("b", old + BUCKET)])
+    (obs,) = await store.apply([ev("c", old + 2 * BUCKET)])
+    assert obs.values[0].value == 3
+    keys = [k async for k in redis_client.scan_iter(match=f"{store.namespace}:*")]
+    ttls = [await redis_client.pttl(k) for k in keys]
+    assert keys and all(t > 0 for t in ttls)
 
 
-async def test_events_older_than_the_horizon_are_too_late(store: RedisStore) -> None:
-    t0 = 1_800_000_000_000
-    await store.append_and_read([append("new", t0, retention=HOUR)])
-    (obs,) = await store.append_and_read([append("old", t0 - HOUR, retention=HOUR)])
-    assert obs.status is AppendStatus.TOO_LATE and obs.entries == []
-    assert await store.log_members(EntityType.USER, "u-1", "orders") == ["new"]
+async def test_window_rolls_forward_and_old_buckets_are_dropped(
+    store: RedisStore, redis_client: aioredis.Redis
+) -> None:
+    for i in range(300):
+        await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
+    key = f"{store.namespace}:{{u:u}}:a:{SUM.agg_id}"
+    fields = await redis_client.hlen(key)
+    assert fields <= N + 60 + 2  # window + lateness buckets + n + t
 
 
-async def test_read_cap_reports_truncation(services: Services) -> None:
-    capped = RedisStore.from_url(services.redis_url, f"t{uuid.uuid4().hex[:8]}", 2.0, read_cap=20)
-    await capped.start()
-    t0 = 1_800_000_000_000
-    obs = await capped.append_and_read([append(f"e{i:05d}", t0 + i) for i in range(25)])
-    assert obs[-1].truncated and len(obs[-1].entries) == 20
-    assert not obs[0].truncated
-    await capped.drop_namespace()
-    await capped.close()
+async def test_one_call_per_batch_on_standalone(
+    store: RedisStore, redis_client: aioredis.Redis
+) -> None:
+    before = (await redis_client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    batch = [ev(f"b{i}", T0 + i, user=f"user{i % 7}") for i in range(200)]
+    await store.apply(batch)
+    after = (await redis_client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert after - before == 1
 
 
 def claim(
     start: int, end: int, trigger: str = "e1", pos: str = "orders/0/1", alert_id: str = "al_1"
 ) -> IncidentClaim:
     return IncidentClaim(
-        EntityType.USER,
-        "u-1",
+        (EntityType.USER,),
+        ("u-1",),
         "r1",
         alert_id,
         start,
@@ -112,40 +179,43 @@ def claim(
         3_600_000,
         trigger,
         pos,
-        b'{"alert_id":"al_1"}',
-        48 * HOUR,
+        b'{"alert_id":"%s"}' % alert_id.encode(),
+        48 * 3_600_000,
+        24 * 3_600_000,
     )
 
 
-async def test_incident_claims_new_open_reemit(store: RedisStore) -> None:
-    t0 = 1_800_000_000_000
+async def test_incident_claims_new_open_reemit_and_older_bursts(store: RedisStore) -> None:
+    t0 = T0
     (first,) = await store.claim_incidents([claim(t0, t0 + 600_000)])
-    assert first.status is IncidentStatus.NEW and first.alert_id == "al_1"
-    # Another crossing inside the incident (even with another id): same incident.
+    assert first.status is IncidentStatus.NEW
     (second,) = await store.claim_incidents(
         [claim(t0 + 60_000, t0 + 660_000, trigger="e2", pos="orders/0/2", alert_id="al_2")]
     )
-    assert second.status is IncidentStatus.OPEN and second.alert_id == "al_1"
-    # The trigger redelivered at the same position: republish the stored alert.
+    assert (second.status, second.alert_id) == (IncidentStatus.OPEN, "al_1")
     (redo,) = await store.claim_incidents([claim(t0, t0 + 600_000)])
     assert redo.status is IncidentStatus.REEMIT and redo.payload == b'{"alert_id":"al_1"}'
-    # Same event id at a new position (upstream duplicate): nothing to publish.
     (dup,) = await store.claim_incidents([claim(t0, t0 + 600_000, pos="orders/3/9")])
     assert dup.status is IncidentStatus.OPEN
-    # After the cooldown (past the extended end), a new incident.
+    # An older, separate burst arriving late is its own incident.
+    older = t0 - 10 * 3_600_000
+    (past,) = await store.claim_incidents(
+        [claim(older, older + 600_000, trigger="e0", alert_id="al_0")]
+    )
+    assert (past.status, past.alert_id) == (IncidentStatus.NEW, "al_0")
     later = t0 + 660_000 + 3_600_000 + 1
     (fresh,) = await store.claim_incidents(
         [claim(later, later + 600_000, trigger="e9", alert_id="al_9")]
     )
-    assert fresh.status is IncidentStatus.NEW and fresh.alert_id == "al_9"
+    assert (fresh.status, fresh.alert_id) == (IncidentStatus.NEW, "al_9")
 
 
 async def test_scripts_are_reloaded_after_a_flush(
     store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
     await redis_client.script_flush()
-    (obs,) = await store.append_and_read([append("x", 1_800_000_000_000)])
-    assert obs.status is AppendStatus.NEW
+    (obs,) = await store.apply([ev("x", T0)])
+    assert obs.status is EventStatus.NEW
 
 
 async def test_unreachable_redis_raises_store_unavailable() -> None:
@@ -153,6 +223,6 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         await dead.start()
     with pytest.raises(StoreUnavailable):
-        await dead.append_and_read([append("x", 1)])
+        await dead.apply([ev("x", 1)])
     assert await dead.ping() is False
     await dead.close()

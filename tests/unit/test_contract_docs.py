@@ -18,7 +18,7 @@ from stream.codec import DeadLetter, SourceRecord
 from stream.contract_docs import render_schema, schema_filename
 from stream.settings import TopicNames
 from tests.unit.test_contract import VALID
-from tests.unit.test_velocity import burst, judge
+from tests.unit.test_engine import fired
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "contract" / "schemas"
@@ -98,9 +98,8 @@ def test_code_and_schema_accept_and_reject_the_same_payloads(topic: Topic) -> No
 
 
 def test_alerts_match_the_published_schema() -> None:
-    cand = judge(burst(7), "e5")
-    assert cand is not None
-    validator("risk-alerts").validate(cand.alert.to_wire())
+    for cand in fired():
+        validator("risk-alerts").validate(cand.alert.to_wire())
 
 
 def test_dead_letters_match_the_published_schema() -> None:
@@ -109,6 +108,17 @@ def test_dead_letters_match_the_published_schema() -> None:
     validator("fraud-dlq").validate(letter.to_wire(0, 64))
     kinds = load("fraud-dlq")["properties"]["error"]["properties"]["kind"]["enum"]
     assert "invalid_utf8" in kinds and "processing_error" in kinds
+
+
+def test_freezes_match_the_published_schemas() -> None:
+    from tests.unit.test_engine import freezes
+
+    kinds = set()
+    for f in freezes():
+        kinds.add(f.kind.value)
+        name = "fund-freezes" if f.kind.value == "fund_freeze" else "benefit-freezes"
+        validator(name).validate(f.to_wire())
+    assert kinds == {"fund_freeze", "benefit_freeze"}
 
 
 def test_freeze_schemas_are_valid_and_accept_an_example() -> None:

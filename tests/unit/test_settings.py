@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from detectors.errors import ConfigError
-from detectors.rules import Mode
 from stream.settings import ENV_NAMES, Settings, from_env, mask_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,15 +23,14 @@ def test_values_are_parsed_and_typed() -> None:
     s = from_env(
         {
             "FRAUD_WEB_PORT": "7000",
-            "FRAUD_VELOCITY_MODE": "shadow",
+            "FRAUD_REDIS_CLUSTER": "true",
             "FRAUD_TOPIC_ORDERS": "o2",
             "FRAUD_BATCH_WITHIN_S": "0.2",
             "FRAUD_LOG_LEVEL": "debug",
         }
     )
-    assert s.web_port == 7000 and s.velocity_mode is Mode.SHADOW and s.topics.orders == "o2"
+    assert s.web_port == 7000 and s.redis_cluster is True and s.topics.orders == "o2"
     assert s.batch_within_s == 0.2 and s.log_level == "DEBUG"
-    assert s.velocity_rule().mode is Mode.SHADOW
 
 
 @pytest.mark.parametrize(
@@ -40,8 +38,8 @@ def test_values_are_parsed_and_typed() -> None:
     [
         ("FRAUD_WEB_PORT", "http"),
         ("FRAUD_BATCH_MAX", "0"),
-        ("FRAUD_VELOCITY_MODE", "loud"),
-        ("FRAUD_VELOCITY_THRESHOLD", "-3"),
+        ("FRAUD_REDIS_CLUSTER", "maybe"),
+        ("FRAUD_DEDUP_HORIZON_S", "-3"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

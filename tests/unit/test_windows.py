@@ -4,60 +4,69 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detectors.windows import busiest_window_containing, oldest_usable_ms, retention_ms
+from detectors.durations import format_duration_ms, parse_duration_ms
+from detectors.windows import (
+    Bucketing,
+    busiest_window_containing,
+    default_bucket_ms,
+    retention_ms,
+    window_sum,
+)
 
 
-def brute_force(times: list[int], t: int, length: int) -> int:
-    """Try every integer left edge s in (t - length, t]."""
-    return max(sum(1 for x in times if s <= x < s + length) for s in range(t - length + 1, t + 1))
+@pytest.mark.parametrize(
+    ("window", "bucket"),
+    [("1m", "1s"), ("10m", "30s"), ("1h", "2m"), ("24h", "1h"), ("7d", "6h"), ("30d", "1d")],
+)
+def test_default_buckets_split_windows_into_at_least_20(window: str, bucket: str) -> None:
+    w = parse_duration_ms(window)
+    b = default_bucket_ms(w)
+    assert w % b == 0 and w // b >= 20
+    assert b == parse_duration_ms(bucket)
 
 
-def test_counts_events_in_the_busiest_window() -> None:
-    times = [0, 100, 200, 1000, 1100]
-    w = busiest_window_containing(times, 200, 1000)
-    assert (w.count, w.start_ms, w.end_ms) == (3, 0, 1000)
-    w = busiest_window_containing(times, 1000, 1000)
-    assert (w.count, w.start_ms) == (3, 100)  # [100, 1100) and [200, 1200) tie: earliest wins
+def test_odd_windows_are_rejected_with_advice() -> None:
+    with pytest.raises(ValueError, match="multiple of 20s"):
+        default_bucket_ms(7_000)
 
 
-def test_window_is_half_open() -> None:
-    assert busiest_window_containing([0, 1000], 0, 1000).count == 1
-    assert busiest_window_containing([0, 999], 0, 1000).count == 2
+def test_bucketing_geometry() -> None:
+    b = Bucketing(window_ms=600_000, bucket_ms=30_000, lateness_ms=3_600_000)
+    assert b.buckets == 20 and b.late_buckets == 120
+    assert b.bucket_of(1_800_000_000_000) == 60_000_000
+    assert b.window_end_ms(10) - b.window_start_ms(10) == 600_000
 
 
-def test_duplicate_times_are_counted_each() -> None:
-    assert busiest_window_containing([5, 5, 5], 5, 10).count == 3
-
-
-def test_rejects_non_positive_length() -> None:
+@pytest.mark.parametrize("text", ["", "10", "m", "1.5h", "-1m", "10 min"])
+def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
-        busiest_window_containing([1], 1, 0)
+        parse_duration_ms(text)
+
+
+def test_duration_round_trip() -> None:
+    for text in ("90s", "10m", "36h", "2d", "1w", "250ms"):
+        assert format_duration_ms(parse_duration_ms(text)) == text
+
+
+def test_busiest_window_prefers_the_fullest_then_the_earliest() -> None:
+    buckets = {0: 1, 1: 1, 5: 3}
+    assert busiest_window_containing(buckets, 1, 5, newest=10) == (4, 5)  # [1..5] holds 1+3
+    assert busiest_window_containing(buckets, 0, 2, newest=10) == (2, 1)
 
 
 @given(
-    st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=40),
-    st.integers(min_value=1, max_value=120),
-    st.data(),
+    st.dictionaries(st.integers(0, 60), st.integers(0, 5), max_size=30),
+    st.integers(1, 12),
+    st.integers(0, 60),
 )
-def test_matches_brute_force(times: list[int], length: int, data: st.DataObject) -> None:
-    t = data.draw(st.sampled_from(times))
-    assert busiest_window_containing(sorted(times), t, length).count == brute_force(
-        times, t, length
-    )
+def test_busiest_window_matches_brute_force(buckets: dict[int, int], n: int, b: int) -> None:
+    newest = max([b, *buckets])
+    value, end = busiest_window_containing(buckets, b, n, newest)
+    brute = max(window_sum(buckets, e, n) for e in range(b, min(b + n - 1, newest) + 1))
+    assert value == brute
+    assert b <= end <= min(b + n - 1, newest)
 
 
-@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=30))
-def test_arrival_order_does_not_change_the_windows_found(times: list[int]) -> None:
-    """Order independence: evaluating each event against the full set gives the
-    same busiest window whatever order the events came in."""
-    length = 600
-    s = sorted(times)
-    found = {busiest_window_containing(s, t, length) for t in times}
-    found_rev = {busiest_window_containing(s, t, length) for t in reversed(times)}
-    assert found == found_rev
-
-
-def test_retention_keeps_the_longer_of_window_and_dedup_horizon() -> None:
+def test_retention_keeps_the_longer_of_window_plus_lateness_and_dedup_horizon() -> None:
     assert retention_ms(600_000, 3_600_000, 86_400_000) == 86_400_000
-    assert retention_ms(86_400_000, 3_600_000, 60_000) == 2 * 86_400_000 + 3_600_000
-    assert oldest_usable_ms(10_000, 5_000, 1_000) == 6_000
+    assert retention_ms(30 * 86_400_000, 3_600_000, 86_400_000) == 30 * 86_400_000 + 3_600_000

@@ -1,36 +1,70 @@
--- Settle, atomically per entity, whether a threshold crossing opens a new
--- incident (publish its alert) or belongs to one already alerted.
+-- Settle, atomically per (rule, entity), whether a threshold crossing opens a
+-- new incident (publish its alert) or belongs to one already alerted.
 --
--- An incident covers event time up to `until` = end of its last crossing
--- window + cooldown; a crossing whose window starts at or before `until`
--- extends it. A crossing by the incident's own trigger event at the same
--- source position is a redelivery (e.g. after a crash before the alert was
--- published): the stored alert is returned to be republished unchanged.
+-- The hash keeps the entity's recent incidents of one rule:
+--   i:<alert_id> = "<from_ms>|<until_ms>"
+--   t:<alert_id> = trigger event id, q:<alert_id> = trigger position,
+--   p:<alert_id> = the published alert
+-- A crossing window [start, end) belongs to an incident when it overlaps the
+-- incident's span extended by the cooldown on both sides: start <= until and
+-- end + cooldown >= from. So an older burst that arrives late is its own
+-- incident, and the result does not depend on arrival order.
+-- A crossing by an incident's own trigger event at the same source position
+-- is a redelivery (e.g. after a crash before the alert was published): the
+-- stored alert is returned to be republished unchanged.
 --
--- KEYS[i] : incident keys
--- ARGV[1] : JSON array of {key_index, start_ms, end_ms, cooldown_ms, alert_id,
---           trigger_event_id, trigger_position, payload, ttl_ms}
+-- KEYS[i] : incident hashes
+-- ARGV[1] : JSON array of {kidx, start_ms, end_ms, cooldown_ms, alert_id,
+--           trigger_event_id, trigger_position, payload, ttl_ms, retention_ms}
 -- returns : per claim {status, alert_id, payload-or-empty}
+local function I(x) return string.format('%d', x) end
+
+local function split(s)
+  local parts = {}
+  for p in string.gmatch(s, '([^|]*)|?') do parts[#parts + 1] = p end
+  return parts
+end
+
 local claims = cjson.decode(ARGV[1])
 local out = {}
 for i, c in ipairs(claims) do
   local key = KEYS[c[1]]
   local start_ms, end_ms, cooldown = tonumber(c[2]), tonumber(c[3]), tonumber(c[4])
-  local h = redis.call('HMGET', key, 'until', 'alert_id', 'trigger_event_id', 'trigger_position', 'payload')
-  if h[1] and start_ms <= tonumber(h[1]) then
-    if h[3] == c[6] and h[4] == c[7] then
-      out[i] = {'reemit', h[2], h[5]}
-    else
-      local until_ms = math.max(tonumber(h[1]), end_ms + cooldown)
-      redis.call('HSET', key, 'until', string.format('%d', until_ms))
-      redis.call('PEXPIRE', key, c[9])
-      out[i] = {'open', h[2], ''}
+  local flat = redis.call('HGETALL', key)
+  local match, newest_until = nil, end_ms + cooldown
+  local incidents = {}
+  for j = 1, #flat, 2 do
+    if string.sub(flat[j], 1, 2) == 'i:' then
+      local aid = string.sub(flat[j], 3)
+      local p = split(flat[j + 1])
+      local inc = {aid = aid, from = tonumber(p[1]), until_ms = tonumber(p[2])}
+      incidents[#incidents + 1] = inc
+      newest_until = math.max(newest_until, inc.until_ms)
+      if not match and ((start_ms <= inc.until_ms and end_ms + cooldown >= inc.from)
+                        or aid == c[5]) then
+        match = inc
+      end
     end
+  end
+  local trigger = match and redis.call('HMGET', key, 't:' .. match.aid, 'q:' .. match.aid)
+  if match and trigger[1] == c[6] and trigger[2] == c[7] then
+    out[i] = {'reemit', match.aid, redis.call('HGET', key, 'p:' .. match.aid) or ''}
+  elseif match then
+    local from = math.min(match.from, start_ms)
+    local until_ms = math.max(match.until_ms, end_ms + cooldown)
+    redis.call('HSET', key, 'i:' .. match.aid, I(from) .. '|' .. I(until_ms))
+    out[i] = {'open', match.aid, ''}
   else
-    redis.call('HSET', key, 'until', string.format('%d', end_ms + cooldown), 'alert_id', c[5],
-      'trigger_event_id', c[6], 'trigger_position', c[7], 'payload', c[8])
-    redis.call('PEXPIRE', key, c[9])
+    redis.call('HSET', key, 'i:' .. c[5], I(start_ms) .. '|' .. I(end_ms + cooldown),
+      't:' .. c[5], c[6], 'q:' .. c[5], c[7], 'p:' .. c[5], c[8])
     out[i] = {'new', c[5], ''}
   end
+  local retention = tonumber(c[10])
+  for _, inc in ipairs(incidents) do
+    if inc.until_ms < newest_until - retention then
+      redis.call('HDEL', key, 'i:' .. inc.aid, 't:' .. inc.aid, 'q:' .. inc.aid, 'p:' .. inc.aid)
+    end
+  end
+  redis.call('PEXPIRE', key, c[9])
 end
 return out

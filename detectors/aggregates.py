@@ -1,0 +1,71 @@
+"""Aggregates: what is counted, per which entity, over which window.
+
+An AggregateSpec is pure data. Several rules naming the same aggregate share
+one piece of state (its `agg_id` is a digest of what defines it). The store
+keeps it; this module only says which events contribute what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from detectors.events import Event, Topic
+from detectors.rules_conditions import Condition
+from detectors.rules_entities import EntityType, entity_value
+
+
+class AggregateKind(StrEnum):
+    COUNT = "count"  # events in the window
+    SUM = "sum"  # sum of an integer field (money in minor units)
+    DISTINCT = "distinct"  # distinct values of a field in the window (exact)
+    FIRST_SEEN = "first_seen"  # event time the entity was first seen; rules read its age
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateSpec:
+    kind: AggregateKind
+    topics: frozenset[Topic]
+    entity: tuple[EntityType, ...]
+    field: str | None = None
+    window_ms: int | None = None
+    bucket_ms: int | None = None
+    where: tuple[Condition, ...] = ()
+
+    @property
+    def agg_id(self) -> str:
+        """Stable short id of the definition (used in Redis keys)."""
+        parts = [
+            self.kind.value,
+            ",".join(sorted(t.value for t in self.topics)),
+            "+".join(e.value for e in self.entity),
+            self.field or "",
+            str(self.window_ms or ""),
+            str(self.bucket_ms or ""),
+            ";".join(c.signature() for c in self.where),
+        ]
+        return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
+
+    def entity_ids(self, event: Event) -> tuple[str, ...] | None:
+        ids = []
+        for entity in self.entity:
+            value = entity_value(event, entity)
+            if value is None:
+                return None
+            ids.append(value)
+        return tuple(ids)
+
+    def contribution(self, topic: Topic, event: Event) -> int | str | None:
+        """What `event` adds, or None when it does not contribute."""
+        if topic not in self.topics or not all(c.matches(event) for c in self.where):
+            return None
+        if self.kind is AggregateKind.COUNT or self.kind is AggregateKind.FIRST_SEEN:
+            return 1
+        value: Any = getattr(event, self.field or "", None)
+        if value is None:
+            return None
+        if self.kind is AggregateKind.SUM:
+            return int(value)
+        return str(value)

