@@ -7,6 +7,7 @@ keeps it; this module only says which events contribute what.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +16,12 @@ from typing import Any
 from detectors.events import Event, Topic
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType, entity_value
+
+
+@functools.cache
+def _agg_id(spec: AggregateSpec) -> str:
+    # Cached: the id is needed for every event, the digest only once per spec.
+    return hashlib.blake2b(spec.signature().encode(), digest_size=6).hexdigest()
 
 
 class AggregateKind(StrEnum):
@@ -37,6 +44,9 @@ class AggregateSpec:
     @property
     def agg_id(self) -> str:
         """Stable short id of the definition (used in Redis keys)."""
+        return _agg_id(self)
+
+    def signature(self) -> str:
         parts = [
             self.kind.value,
             ",".join(sorted(t.value for t in self.topics)),
@@ -46,7 +56,7 @@ class AggregateSpec:
             str(self.bucket_ms or ""),
             ";".join(c.signature() for c in self.where),
         ]
-        return hashlib.blake2b("|".join(parts).encode(), digest_size=6).hexdigest()
+        return "|".join(parts)
 
     def entity_ids(self, event: Event) -> tuple[str, ...] | None:
         ids = []

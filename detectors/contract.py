@@ -81,11 +81,18 @@ FIELDS: dict[Topic, tuple[FieldSpec, ...]] = {
     ),
 }
 
+# Years 1970-2099 only: anything else is a broken clock, and keeping times in
+# range keeps every window and id arithmetic safe. [0-9], not \d: Python's \d
+# also matches other scripts' digits.
+_YEAR = "(19[7-9][0-9]|20[0-9]{2})"
 _RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    _YEAR + r"-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
-_RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_RFC3339_PATTERN = (
+    "^" + _YEAR + r"-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -98,7 +105,9 @@ def parse_rfc3339_ms(text: str) -> int:
     """
     m = _RFC3339.fullmatch(text)
     if m is None:
-        raise ValueError("expected RFC 3339 with offset, e.g. 2026-11-02T12:00:00.123Z")
+        raise ValueError(
+            "expected RFC 3339 with offset and a year 1970-2099, e.g. 2026-11-02T12:00:00.123Z"
+        )
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     frac = m.group(7) or ""
     if m.group(8):

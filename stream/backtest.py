@@ -97,23 +97,21 @@ async def run_backtest(
     started = time.perf_counter()
     try:
         with out.open("wb") as sink:
-            batch: list[SourceRecord] = []
-            batch_topic: Topic | None = None
+            batch: list[tuple[Topic, SourceRecord]] = []
             for topic, record in _records(events, settings):
                 summary.events += 1
                 if topic is None:
                     _write_bad_line(sink, settings, record, summary)
                     continue
-                if batch and (topic is not batch_topic or len(batch) >= settings.batch_max):
-                    await _flush(pipeline, batch_topic, batch, sink, summary)
+                batch.append((topic, record))
+                if len(batch) >= settings.batch_max:
+                    await _flush(pipeline, batch, sink, summary)
                     batch = []
-                batch_topic = topic
-                batch.append(record)
                 if progress and summary.events % 10_000 == 0:
                     rate = summary.events / (time.perf_counter() - started)
                     print(f"  {summary.events:,} events ({rate:,.0f}/s)", file=progress, flush=True)
             if batch:
-                await _flush(pipeline, batch_topic, batch, sink, summary)
+                await _flush(pipeline, batch, sink, summary)
     finally:
         summary.seconds = time.perf_counter() - started
         await store.drop_namespace()
@@ -123,13 +121,11 @@ async def run_backtest(
 
 async def _flush(
     pipeline: Pipeline,
-    topic: Topic | None,
-    batch: list[SourceRecord],
+    batch: list[tuple[Topic, SourceRecord]],
     sink: IO[bytes],
     summary: BacktestSummary,
 ) -> None:
-    assert topic is not None
-    result = await pipeline.process(topic, batch, int(time.time() * 1000))
+    result = await pipeline.process_mixed(batch, int(time.time() * 1000))
     summary.dead_letters += len(result.dead_letters)
     for o in result.outputs:
         _write(sink, o, summary)

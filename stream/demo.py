@@ -108,13 +108,19 @@ def _print_alerts(alerts: list[dict[str, Any]]) -> None:
     print(f"\n  {len(alerts)} alert(s):")
     for a in alerts:
         minutes = a["window"]["length_ms"] / 60000
-        print(f"  - {a['alert_id']}  {a['severity'].upper()} {a['rule_id']} v{a['rule_version']}"
-              f" ({a['mode']})")
-        print(f"      {a['entity_type']} {a['entity_id']}: {a['evidence'].get('aggregate')} = "
-              f"{a['observed']} over {minutes:g} min (threshold {a['threshold']}, "
-              f"margin +{a['margin']})")
-        print(f"      window {a['window']['start']} .. {a['window']['end']}; "
-              f"trigger {a['trigger_event_id']}")
+        print(
+            f"  - {a['alert_id']}  {a['severity'].upper()} {a['rule_id']} v{a['rule_version']}"
+            f" ({a['mode']})"
+        )
+        print(
+            f"      {a['entity_type']} {a['entity_id']}: {a['evidence'].get('aggregate')} = "
+            f"{a['observed']} over {minutes:g} min (threshold {a['threshold']}, "
+            f"margin +{a['margin']})"
+        )
+        print(
+            f"      window {a['window']['start']} .. {a['window']['end']}; "
+            f"trigger {a['trigger_event_id']}"
+        )
 
 
 def _print_dlq(records: list[dict[str, Any]]) -> None:

@@ -74,16 +74,27 @@ class Pipeline:
     async def process(
         self, topic: Topic, records: Sequence[SourceRecord], now_ms: int
     ) -> BatchResult:
+        """A batch read from one input topic (the live worker's case)."""
+        return await self.process_mixed([(topic, r) for r in records], now_ms)
+
+    async def process_mixed(
+        self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int
+    ) -> BatchResult:
+        """A batch whose records may come from several input topics, in order
+        (the backtest's case: a file interleaves topics line by line)."""
         result = BatchResult()
-        decoded = self._decode(topic, records, now_ms, result)
+        decoded = self._decode(items, now_ms, result)
         result.valid = len(decoded)
-        planned = [(d, self._plan.requests(topic, d.event)) for d in decoded]
-        planned = [(d, reqs) for d, reqs in planned if reqs]
+        planned = [(t, d, self._plan.requests(t, d.event)) for t, d in decoded]
+        planned = [(t, d, reqs) for t, d, reqs in planned if reqs]
         observations = await self._store.apply(
-            [EventRequests(d.event.event_id, d.event.occurred_at_ms, reqs) for d, reqs in planned]
+            [
+                EventRequests(d.event.event_id, d.event.occurred_at_ms, reqs)
+                for _, d, reqs in planned
+            ]
         )
         pending: list[_Pending] = []
-        for (d, reqs), obs in zip(planned, observations, strict=True):
+        for (topic, d, reqs), obs in zip(planned, observations, strict=True):
             result.statuses[obs.status] = result.statuses.get(obs.status, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
                 continue
@@ -95,11 +106,11 @@ class Pipeline:
         return result
 
     def _decode(
-        self, topic: Topic, records: Sequence[SourceRecord], now_ms: int, result: BatchResult
-    ) -> list[Decoded]:
+        self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int, result: BatchResult
+    ) -> list[tuple[Topic, Decoded]]:
         skew_ms = self._settings.max_future_skew_s * 1000
         out = []
-        for record in records:
+        for topic, record in items:
             item = decode(topic, record, self._settings.max_event_bytes)
             if isinstance(item, Decoded) and item.event.occurred_at_ms > now_ms + skew_ms:
                 item = DeadLetter(
@@ -115,7 +126,7 @@ class Pipeline:
                     OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
                 )
             else:
-                out.append(item)
+                out.append((topic, item))
         return out
 
     def _judge(

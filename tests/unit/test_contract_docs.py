@@ -53,6 +53,8 @@ BAD_VALUES: dict[FieldKind, list[Any]] = {
         1,
         "yesterday",
         "2026-11-02T12:00:00.1234567890Z",
+        "0001-01-01T00:00:00Z",
+        "٢٠٢٦-11-02T12:00:00Z",
     ],
     FieldKind.INITIATOR: [None, "bot", "USER", 1],
 }
