@@ -143,10 +143,8 @@ class RedisStore:
     async def _load_scripts(self) -> None:
         try:
             for name, src in self._sources.items():
-                if self._cluster:
-                    self._sha[name] = await self._client.script_load(src, target_nodes="primaries")
-                else:
-                    self._sha[name] = await self._client.script_load(src)
+                # On a cluster, SCRIPT LOAD goes to every primary.
+                self._sha[name] = await self._client.script_load(src)
         except _TRANSIENT as exc:
             raise StoreUnavailable("script load", exc) from exc
         except ResponseError as exc:
@@ -312,7 +310,21 @@ class RedisStore:
     async def drop_namespace(self) -> int:
         """Delete every key of this store's namespace (backtest scratch space, tests)."""
         deleted = 0
-        pattern = keys.namespace_pattern(self._ns)
-        async for key in self._client.scan_iter(match=pattern, count=1000):
-            deleted += await self._client.unlink(key)
+        chunk: list[Any] = []
+        async for key in self._client.scan_iter(match=keys.namespace_pattern(self._ns), count=1000):
+            chunk.append(key)
+            if len(chunk) >= 500:
+                deleted += await self._unlink(chunk)
+                chunk = []
+        if chunk:
+            deleted += await self._unlink(chunk)
         return deleted
+
+    async def _unlink(self, chunk: list[Any]) -> int:
+        if not self._cluster:
+            return int(await self._client.unlink(*chunk))
+        by_slot: dict[int, list[Any]] = {}
+        for key in chunk:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        counts = await asyncio.gather(*(self._client.unlink(*ks) for ks in by_slot.values()))
+        return sum(int(c) for c in counts)

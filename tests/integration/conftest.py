@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream import devservices
-from tests.integration.services import Services, start_services
+from tests.integration.services import LocalCluster, Services, start_cluster, start_services
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,3 +30,10 @@ async def redis_client(services: Services) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(services.redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = start_cluster(Path(tmp_path_factory.mktemp("cluster")))
+    yield cluster
+    cluster.stop()

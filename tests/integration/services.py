@@ -254,3 +254,113 @@ def write_test_rules(directory: Path) -> Path:
     path = directory / "rules.yaml"
     path.write_text(TEST_RULES)
     return path
+
+
+@dataclass
+class LocalCluster:
+    """A 3-master Redis Cluster from plain redis-server processes."""
+
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cluster_port() -> int:
+    """A free port p <= 55535 with the cluster bus port p + 10000 free too."""
+    for _ in range(200):
+        p = free_port()
+        if p > 55_535:
+            continue
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", p))
+                b.bind(("127.0.0.1", p + 10_000))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no free cluster port")
+
+
+def start_cluster(directory: Path) -> LocalCluster:
+    binary = devservices.ensure_redis_server()
+    ports = [cluster_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        node_dir = directory / str(port)
+        node_dir.mkdir(parents=True)
+        log = open(node_dir / "redis.log", "wb")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(node_dir),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    cluster = LocalCluster(ports, procs)
+    try:
+        deadline = time.monotonic() + 20
+        while not all(devservices.port_open("127.0.0.1", p) for p in ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster nodes did not start")
+            time.sleep(0.05)
+        create = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if create.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
+        while True:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(ports[0]), "cluster", "info"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            if "cluster_state:ok" in info:
+                return cluster
+            if time.monotonic() > deadline + 40:
+                raise RuntimeError(f"cluster not ok: {info}")
+            time.sleep(0.2)
+    except Exception:
+        cluster.stop()
+        raise

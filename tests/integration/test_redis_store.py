@@ -96,34 +96,40 @@ def test_aggregates_equal_brute_force_for_any_order_with_duplicates(
 async def _check_against_reference(services: Services, arrivals: list) -> None:  # type: ignore[type-arg]
     store = new_store(services)
     await store.start()
-    applied: dict[str, tuple[int, int, str]] = {}
     try:
-        for event_id, ms, amount, dev in arrivals:
-            (obs,) = await store.apply([ev(event_id, ms, amount, dev)])
-            duplicate = event_id in applied
-            assert obs.status is (EventStatus.DUPLICATE if duplicate else EventStatus.NEW)
-            applied[event_id] = (ms, amount, dev)
-            s, d, f = obs.values
-            buckets: dict[int, int] = {}
-            for t, a, _ in applied.values():
-                buckets[t // BUCKET] = buckets.get(t // BUCKET, 0) + a
-            newest = max(buckets)
-            b = ms // BUCKET
-            if b == newest:
-                expected = sum(v for i, v in buckets.items() if newest - N < i <= newest)
-                assert (s.value, s.window_end_ms) == (expected, (newest + 1) * BUCKET)
-            else:
-                value, end = busiest_window_containing(buckets, b, N, newest)
-                assert (s.value, s.window_end_ms) == (value, (end + 1) * BUCKET)
-            last_seen: dict[str, int] = {}
-            for t, _, dv in applied.values():
-                last_seen[dv] = max(last_seen.get(dv, 0), t)
-            newest_ms = max(last_seen.values())
-            assert d.value == sum(1 for t in last_seen.values() if newest_ms - N * BUCKET < t)
-            assert f.value == min(t for t, _, _ in applied.values())
+        await check_against_reference(store, arrivals)
     finally:
         await store.drop_namespace()
         await store.close()
+
+
+async def check_against_reference(store: RedisStore, arrivals: list) -> None:  # type: ignore[type-arg]
+    """Apply events one by one; after each, every aggregate equals a brute-force
+    recomputation over the distinct events applied so far."""
+    applied: dict[str, tuple[int, int, str]] = {}
+    for event_id, ms, amount, dev in arrivals:
+        (obs,) = await store.apply([ev(event_id, ms, amount, dev)])
+        duplicate = event_id in applied
+        assert obs.status is (EventStatus.DUPLICATE if duplicate else EventStatus.NEW)
+        applied[event_id] = (ms, amount, dev)
+        s, d, f = obs.values
+        buckets: dict[int, int] = {}
+        for t, a, _ in applied.values():
+            buckets[t // BUCKET] = buckets.get(t // BUCKET, 0) + a
+        newest = max(buckets)
+        b = ms // BUCKET
+        if b == newest:
+            expected = sum(v for i, v in buckets.items() if newest - N < i <= newest)
+            assert (s.value, s.window_end_ms) == (expected, (newest + 1) * BUCKET)
+        else:
+            value, end = busiest_window_containing(buckets, b, N, newest)
+            assert (s.value, s.window_end_ms) == (value, (end + 1) * BUCKET)
+        last_seen: dict[str, int] = {}
+        for t, _, dv in applied.values():
+            last_seen[dv] = max(last_seen.get(dv, 0), t)
+        newest_ms = max(last_seen.values())
+        assert d.value == sum(1 for t in last_seen.values() if newest_ms - N * BUCKET < t)
+        assert f.value == min(t for t, _, _ in applied.values())
 
 
 async def test_events_beyond_lateness_are_not_counted(store: RedisStore) -> None:
