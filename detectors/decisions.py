@@ -29,6 +29,30 @@ def deterministic_id(prefix: str, *parts: object) -> str:
     return f"{prefix}_{digest[:32]}"
 
 
+ALERT_ID_PLACEHOLDER = "al_" + "?" * 32
+INCIDENT_EPOCH_MS = 90 * 86_400_000
+
+
+def incident_base(rule_id: str, version: int, entity_ids: tuple[str, ...]) -> str:
+    """What identifies a (rule, entity) pair across incidents."""
+    return hashlib.sha256("\x1f".join([rule_id, str(version), *entity_ids]).encode()).hexdigest()[
+        :32
+    ]
+
+
+def incident_epoch(window_end_ms: int) -> int:
+    return window_end_ms // INCIDENT_EPOCH_MS
+
+
+def incident_alert_id(base: str, epoch: int, seq: int) -> str:
+    """The n-th incident (seq, from 1) of a (rule, entity) pair in a 90-day epoch.
+
+    Numbering incidents instead of hashing the event or window that tipped
+    them keeps ids equal between a live run and a replay even when events
+    interleave differently; the store computes this same digest in Lua."""
+    return "al_" + hashlib.sha1(f"{base}:{epoch}:{seq}".encode()).hexdigest()[:32]
+
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 6)
 

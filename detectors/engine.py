@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.contract import format_rfc3339_ms
-from detectors.decisions import Alert, AlertCandidate, deterministic_id
+from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
@@ -160,12 +160,11 @@ def _candidate(
         evidence["key"] = dict(zip((e.value for e in rule.entity), entity_ids, strict=True))
     if rule.where:
         evidence["conditions"] = [c.describe() for c in rule.where]
-    # The incident id is anchored to the cooldown period the window ends in,
-    # not to the event that tipped it: replays and other interleavings of the
-    # same events land on the same id.
-    anchor = end // max(rule.cooldown_ms, 1)
     alert = Alert(
-        alert_id=deterministic_id("al", rule.rule_id, rule.version, *entity_ids, anchor),
+        # Placeholder: the store numbers incidents and fixes the id (see
+        # decisions.incident_alert_id), so it does not depend on which event
+        # or which interleaving tipped the incident.
+        alert_id=ALERT_ID_PLACEHOLDER,
         rule_id=rule.rule_id,
         rule_version=rule.version,
         severity=rule.severity,

@@ -12,6 +12,7 @@ transient failure without changing a count or an id.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ from dataclasses import dataclass, field
 import orjson
 
 from detectors import engine
-from detectors.decisions import AlertCandidate, Freeze, combine_freezes, freeze_for
+from detectors.decisions import (
+    INCIDENT_EPOCH_MS,
+    AlertCandidate,
+    Freeze,
+    combine_freezes,
+    freeze_for,
+    incident_base,
+    incident_epoch,
+)
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Rule
@@ -158,12 +167,11 @@ class Pipeline:
             if outcome.status is IncidentStatus.OPEN:
                 continue
             if outcome.status is IncidentStatus.NEW:
-                payload = claim.payload
                 result.alerts_new.append(p.rule)
             else:
-                payload = outcome.payload or claim.payload
                 result.alerts_reemitted.append(p.rule)
-            alert = p.candidate.alert
+            payload = outcome.payload or claim.payload
+            alert = dataclasses.replace(p.candidate.alert, alert_id=outcome.alert_id)
             result.outputs.append(
                 OutputRecord(self._settings.topics.alerts, alert.entity_id.encode(), payload)
             )
@@ -188,15 +196,19 @@ class Pipeline:
             entity_type=p.rule.entity,
             entity_ids=p.candidate.entity_ids,
             rule_id=alert.rule_id,
-            alert_id=alert.alert_id,
+            base=incident_base(alert.rule_id, alert.rule_version, p.candidate.entity_ids),
             start_ms=p.candidate.incident_start_ms,
             end_ms=p.candidate.incident_end_ms,
             cooldown_ms=p.candidate.cooldown_ms,
             trigger_event_id=p.decoded.event.event_id,
             trigger_position=p.decoded.record.position.token(),
             payload=orjson.dumps(alert.to_wire()),
-            ttl_ms=self._incident_retention_ms + p.candidate.cooldown_ms + p.rule.window_ms,
+            # Long enough to keep numbering incidents through an epoch.
+            ttl_ms=max(self._incident_retention_ms, INCIDENT_EPOCH_MS)
+            + p.candidate.cooldown_ms
+            + p.rule.window_ms,
             retention_ms=self._incident_retention_ms,
+            epoch=incident_epoch(p.candidate.incident_end_ms),
         )
 
 

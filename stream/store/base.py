@@ -46,22 +46,23 @@ class IncidentClaim:
     entity_type: tuple[EntityType, ...]
     entity_ids: tuple[str, ...]
     rule_id: str
-    alert_id: str
+    base: str  # incident_base(rule, version, entity): the store numbers incidents under it
     start_ms: int
     end_ms: int
     cooldown_ms: int
     trigger_event_id: str
     trigger_position: str
-    payload: bytes  # the published alert, kept so a redelivery republishes it byte for byte
+    payload: bytes  # the alert with ALERT_ID_PLACEHOLDER; kept to republish byte for byte
     ttl_ms: int
     retention_ms: int
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentOutcome:
     status: IncidentStatus
     alert_id: str
-    payload: bytes | None  # set for REEMIT
+    payload: bytes | None  # the published alert (NEW and REEMIT)
 
 
 class EventStore(Protocol):

@@ -27,6 +27,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.aggregates import AggregateKind
+from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.engine import Observation
 from detectors.errors import StoreUnavailable
 from stream.store import keys
@@ -289,12 +290,14 @@ class RedisStore:
                     str(c.start_ms),
                     str(c.end_ms),
                     str(c.cooldown_ms),
-                    c.alert_id,
+                    c.base,
                     c.trigger_event_id,
                     c.trigger_position,
                     c.payload.decode(),
                     str(c.ttl_ms),
                     str(c.retention_ms),
+                    str(c.epoch),
+                    ALERT_ID_PLACEHOLDER,
                 ]
             )
             call.where.append((ci, []))

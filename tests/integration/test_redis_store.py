@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_alert_id, incident_epoch
 from detectors.engine import AggregateRequest
 from detectors.errors import StoreUnavailable
 from detectors.events import Topic
@@ -173,47 +174,52 @@ async def test_one_call_per_batch_on_standalone(
 
 
 def claim(
-    start: int, end: int, trigger: str = "e1", pos: str = "orders/0/1", alert_id: str = "al_1"
+    start: int, end: int, trigger: str = "e1", pos: str = "orders/0/1", base: str = "b" * 32
 ) -> IncidentClaim:
+    payload = b'{"alert_id":"%s"}' % ALERT_ID_PLACEHOLDER.encode()
     return IncidentClaim(
         (EntityType.USER,),
         ("u-1",),
         "r1",
-        alert_id,
+        base,
         start,
         end,
         3_600_000,
         trigger,
         pos,
-        b'{"alert_id":"%s"}' % alert_id.encode(),
+        payload,
         48 * 3_600_000,
         24 * 3_600_000,
+        incident_epoch(end),
     )
 
 
 async def test_incident_claims_new_open_reemit_and_older_bursts(store: RedisStore) -> None:
     t0 = T0
+    epoch = incident_epoch(t0 + 600_000)
     (first,) = await store.claim_incidents([claim(t0, t0 + 600_000)])
     assert first.status is IncidentStatus.NEW
+    assert first.alert_id == incident_alert_id("b" * 32, epoch, 1)
+    assert first.payload == b'{"alert_id":"%s"}' % first.alert_id.encode()
     (second,) = await store.claim_incidents(
-        [claim(t0 + 60_000, t0 + 660_000, trigger="e2", pos="orders/0/2", alert_id="al_2")]
+        [claim(t0 + 60_000, t0 + 660_000, trigger="e2", pos="orders/0/2")]
     )
-    assert (second.status, second.alert_id) == (IncidentStatus.OPEN, "al_1")
+    assert (second.status, second.alert_id) == (IncidentStatus.OPEN, first.alert_id)
     (redo,) = await store.claim_incidents([claim(t0, t0 + 600_000)])
-    assert redo.status is IncidentStatus.REEMIT and redo.payload == b'{"alert_id":"al_1"}'
+    assert redo.status is IncidentStatus.REEMIT and redo.payload == first.payload
     (dup,) = await store.claim_incidents([claim(t0, t0 + 600_000, pos="orders/3/9")])
     assert dup.status is IncidentStatus.OPEN
-    # An older, separate burst arriving late is its own incident.
+    # An older, separate burst arriving late is its own (second) incident.
     older = t0 - 10 * 3_600_000
-    (past,) = await store.claim_incidents(
-        [claim(older, older + 600_000, trigger="e0", alert_id="al_0")]
-    )
-    assert (past.status, past.alert_id) == (IncidentStatus.NEW, "al_0")
+    (past,) = await store.claim_incidents([claim(older, older + 600_000, trigger="e0")])
+    assert past.status is IncidentStatus.NEW
+    assert past.alert_id == incident_alert_id("b" * 32, incident_epoch(older + 600_000), 2)
     later = t0 + 660_000 + 3_600_000 + 1
-    (fresh,) = await store.claim_incidents(
-        [claim(later, later + 600_000, trigger="e9", alert_id="al_9")]
-    )
-    assert (fresh.status, fresh.alert_id) == (IncidentStatus.NEW, "al_9")
+    (fresh,) = await store.claim_incidents([claim(later, later + 600_000, trigger="e9")])
+    assert fresh.status is IncidentStatus.NEW and fresh.alert_id not in {
+        first.alert_id,
+        past.alert_id,
+    }
 
 
 async def test_scripts_are_reloaded_after_a_flush(

@@ -9,13 +9,18 @@
 -- incident's span extended by the cooldown on both sides: start <= until and
 -- end + cooldown >= from. So an older burst that arrives late is its own
 -- incident, and the result does not depend on arrival order.
+-- A new incident gets the next number of its (rule, entity, 90-day epoch):
+-- alert_id = "al_" .. first 32 hex of sha1("<base>:<epoch>:<seq>"), written
+-- into the payload in place of the placeholder. Numbering (not hashing the
+-- tipping event) keeps ids equal whatever order the events arrived in.
 -- A crossing by an incident's own trigger event at the same source position
 -- is a redelivery (e.g. after a crash before the alert was published): the
 -- stored alert is returned to be republished unchanged.
 --
 -- KEYS[i] : incident hashes
--- ARGV[1] : JSON array of {kidx, start_ms, end_ms, cooldown_ms, alert_id,
---           trigger_event_id, trigger_position, payload, ttl_ms, retention_ms}
+-- ARGV[1] : JSON array of {kidx, start_ms, end_ms, cooldown_ms, base,
+--           trigger_event_id, trigger_position, payload, ttl_ms, retention_ms,
+--           epoch, placeholder}
 -- returns : per claim {status, alert_id, payload-or-empty}
 local function I(x) return string.format('%d', x) end
 
@@ -40,8 +45,7 @@ for i, c in ipairs(claims) do
       local inc = {aid = aid, from = tonumber(p[1]), until_ms = tonumber(p[2])}
       incidents[#incidents + 1] = inc
       newest_until = math.max(newest_until, inc.until_ms)
-      if not match and ((start_ms <= inc.until_ms and end_ms + cooldown >= inc.from)
-                        or aid == c[5]) then
+      if not match and start_ms <= inc.until_ms and end_ms + cooldown >= inc.from then
         match = inc
       end
     end
@@ -55,9 +59,16 @@ for i, c in ipairs(claims) do
     redis.call('HSET', key, 'i:' .. match.aid, I(from) .. '|' .. I(until_ms))
     out[i] = {'open', match.aid, ''}
   else
-    redis.call('HSET', key, 'i:' .. c[5], I(start_ms) .. '|' .. I(end_ms + cooldown),
-      't:' .. c[5], c[6], 'q:' .. c[5], c[7], 'p:' .. c[5], c[8])
-    out[i] = {'new', c[5], ''}
+    local seq = redis.call('HINCRBY', key, 'seq:' .. c[11], 1)
+    local aid = 'al_' .. string.sub(redis.sha1hex(c[5] .. ':' .. c[11] .. ':' .. seq), 1, 32)
+    local payload = c[8]
+    local at = string.find(payload, c[12], 1, true)
+    if at then
+      payload = string.sub(payload, 1, at - 1) .. aid .. string.sub(payload, at + #c[12])
+    end
+    redis.call('HSET', key, 'i:' .. aid, I(start_ms) .. '|' .. I(end_ms + cooldown),
+      't:' .. aid, c[6], 'q:' .. aid, c[7], 'p:' .. aid, payload)
+    out[i] = {'new', aid, payload}
   end
   local retention = tonumber(c[10])
   for _, inc in ipairs(incidents) do
