@@ -7,7 +7,7 @@ keeps it; this module only says which events contribute what.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,12 +16,6 @@ from typing import Any
 from detectors.events import Event, Topic
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType, entity_value
-
-
-@functools.cache
-def _agg_id(spec: AggregateSpec) -> str:
-    # Cached: the id is needed for every event, the digest only once per spec.
-    return hashlib.blake2b(spec.signature().encode(), digest_size=6).hexdigest()
 
 
 class AggregateKind(StrEnum):
@@ -40,11 +34,13 @@ class AggregateSpec:
     window_ms: int | None = None
     bucket_ms: int | None = None
     where: tuple[Condition, ...] = ()
+    # Stable short id of the definition (used in Redis keys); computed once,
+    # because it is needed for every event.
+    agg_id: str = dataclasses.field(default="", compare=False)
 
-    @property
-    def agg_id(self) -> str:
-        """Stable short id of the definition (used in Redis keys)."""
-        return _agg_id(self)
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(self.signature().encode(), digest_size=6).hexdigest()
+        object.__setattr__(self, "agg_id", digest)
 
     def signature(self) -> str:
         parts = [

@@ -191,7 +191,13 @@ class RedisStore:
                 by_tag.setdefault(keys.entity_tag(req.spec.entity, req.entity_ids), []).append(ri)
             for tag, indices in by_tag.items():
                 call = calls.setdefault(self._slot(tag), _Call())
-                applies = any(ev.requests[i].contribution is not None for i in indices)
+                # Only count/sum are not idempotent by themselves; distinct and
+                # first-seen need no duplicate guard.
+                applies = any(
+                    ev.requests[i].contribution is not None
+                    and ev.requests[i].spec.kind in (AggregateKind.COUNT, AggregateKind.SUM)
+                    for i in indices
+                )
                 guard = call.kidx(keys.guard(self._ns, tag)) if applies else 0
                 ops = [self._op(call, tag, ev, ev.requests[i]) for i in indices]
                 call.units.append(
@@ -221,7 +227,7 @@ class RedisStore:
                 str(cfg.first_seen_ttl_ms),
             ]
         key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
-        ttl = str(spec.window_ms + cfg.lateness_ms + cfg.ttl_slack_ms)
+        ttl = str(spec.window_ms + cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0))
         if spec.kind is AggregateKind.DISTINCT:
             member = "" if req.contribution is None else str(req.contribution)
             return [
