@@ -34,6 +34,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.late_values = Counter(
+            "fraud_late_events_total",
+            "Aggregate updates refused because the event was older than window + allowed lateness",
+            ["topic"],
+            registry=r,
+        )
         self.freezes = Counter(
             "fraud_freezes_total", "Freeze commands published", ["kind", "action"], registry=r
         )

@@ -62,6 +62,13 @@ class BatchResult:
     alerts_reemitted: list[Rule] = field(default_factory=list)
     freezes: list[Freeze] = field(default_factory=list)
     rule_failures: dict[str, int] = field(default_factory=dict)
+    late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
+
+
+@dataclass(slots=True)
+class Prepared:
+    result: BatchResult
+    planned: list[tuple[Topic, Decoded, list[engine.AggregateRequest]]]
 
 
 @dataclass(slots=True)
@@ -91,11 +98,19 @@ class Pipeline:
     ) -> BatchResult:
         """A batch whose records may come from several input topics, in order
         (the backtest's case: a file interleaves topics line by line)."""
+        return await self.execute(self.prepare(items, now_ms), now_ms)
+
+    def prepare(self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int) -> Prepared:
+        """The CPU-only half (decode, validate, plan): no store, so a caller may
+        prepare the next batch while the store works on this one."""
         result = BatchResult()
         decoded = self._decode(items, now_ms, result)
         result.valid = len(decoded)
         planned = [(t, d, self._plan.requests(t, d.event)) for t, d in decoded]
-        planned = [(t, d, reqs) for t, d, reqs in planned if reqs]
+        return Prepared(result, [(t, d, reqs) for t, d, reqs in planned if reqs])
+
+    async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:
+        result, planned = prepared.result, prepared.planned
         observations = await self._store.apply(
             [
                 EventRequests(d.event.event_id, d.event.occurred_at_ms, reqs)
@@ -110,6 +125,7 @@ class Pipeline:
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
             observed = {r.spec.agg_id: o for r, o in zip(reqs, obs.values, strict=True)}
+            result.late_values += sum(1 for o in obs.values if o.value is None)
             pending += self._judge(topic, d, observed, now_ms, result)
         await self._settle(pending, result)
         return result

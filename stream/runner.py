@@ -162,6 +162,7 @@ class BatchRunner:
             merged.alerts_new += result.alerts_new
             merged.alerts_reemitted += result.alerts_reemitted
             merged.freezes += result.freezes
+            merged.late_values += result.late_values
         return merged
 
     def _record(self, name: str, result: BatchResult) -> None:
@@ -181,3 +182,5 @@ class BatchRunner:
             m.freezes.labels(freeze.kind.value, "freeze").inc()
         for rule_id, n in result.rule_failures.items():
             m.rule_failures.labels(rule_id).inc(n)
+        if result.late_values:
+            m.late_values.labels(name).inc(result.late_values)

@@ -26,9 +26,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from detectors.aggregates import AggregateKind
+from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.decisions import ALERT_ID_PLACEHOLDER
-from detectors.engine import Observation
+from detectors.engine import AggregateRequest, Observation
 from detectors.errors import StoreUnavailable
 from stream.store import keys
 from stream.store.base import (
@@ -99,6 +99,7 @@ class RedisStore:
             "claim": _load_lua("claim_incidents.lua"),
         }
         self._sha: dict[str, str] = {}
+        self._templates: dict[str, tuple[Any, ...]] = {}
 
     @classmethod
     def from_url(
@@ -204,9 +205,9 @@ class RedisStore:
                     [
                         guard,
                         event_hash(ev.event_id),
-                        str(ev.event_ms),
-                        str(cfg.dedup_horizon_ms),
-                        str(cfg.dedup_horizon_ms + cfg.ttl_slack_ms),
+                        ev.event_ms,
+                        cfg.dedup_horizon_ms,
+                        cfg.dedup_horizon_ms + cfg.ttl_slack_ms,
                         ops,
                     ]
                 )
@@ -214,45 +215,49 @@ class RedisStore:
         raw = await self._run("aggregates", calls) if calls else {}
         return self._collect(events, calls, raw)
 
-    def _op(self, call: _Call, tag: str, ev: EventRequests, req: Any) -> list[Any]:
-        spec, cfg = req.spec, self._config
+    def _template(self, spec: AggregateSpec) -> tuple[Any, ...]:
+        """The per-spec constant parts of an op, computed once per spec."""
+        cached = self._templates.get(spec.agg_id)
+        if cached is None:
+            cfg = self._config
+            ttl = spec.window_ms or 0
+            ttl += cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0)
+            if spec.kind is AggregateKind.FIRST_SEEN:
+                cached = ("first", cfg.first_seen_ttl_ms)
+            elif spec.kind is AggregateKind.DISTINCT:
+                cached = ("dst", spec.window_ms, cfg.lateness_ms, ttl)
+            else:
+                assert spec.bucket_ms is not None and spec.window_ms is not None
+                late_buckets = -(-cfg.lateness_ms // spec.bucket_ms)
+                cached = (
+                    "sum",
+                    spec.bucket_ms,
+                    spec.window_ms // spec.bucket_ms,
+                    late_buckets,
+                    ttl,
+                )
+            self._templates[spec.agg_id] = cached
+        return cached
+
+    def _op(self, call: _Call, tag: str, ev: EventRequests, req: AggregateRequest) -> list[Any]:
+        spec = req.spec
         apply = 0 if req.contribution is None else 1
-        if spec.kind is AggregateKind.FIRST_SEEN:
+        tpl = self._template(spec)
+        if tpl[0] == "first":
             return [
                 "first",
                 call.kidx(keys.first_seen(self._ns, tag)),
                 spec.agg_id,
                 apply,
-                str(ev.event_ms),
-                str(cfg.first_seen_ttl_ms),
+                ev.event_ms,
+                tpl[1],
             ]
         key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
-        ttl = str(spec.window_ms + cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0))
-        if spec.kind is AggregateKind.DISTINCT:
+        if tpl[0] == "dst":
             member = "" if req.contribution is None else str(req.contribution)
-            return [
-                "dst",
-                key,
-                apply,
-                member,
-                str(ev.event_ms),
-                str(spec.window_ms),
-                str(cfg.lateness_ms),
-                ttl,
-            ]
-        bucket_ms = spec.bucket_ms
+            return ["dst", key, apply, member, ev.event_ms, tpl[1], tpl[2], tpl[3]]
         delta = 0 if req.contribution is None else int(req.contribution)
-        late_buckets = -(-cfg.lateness_ms // bucket_ms)
-        return [
-            "sum",
-            key,
-            apply,
-            str(ev.event_ms // bucket_ms),
-            str(delta),
-            str(spec.window_ms // bucket_ms),
-            str(late_buckets),
-            ttl,
-        ]
+        return ["sum", key, apply, ev.event_ms // tpl[1], delta, tpl[2], tpl[3], tpl[4]]
 
     def _collect(
         self, events: Sequence[EventRequests], calls: dict[int, _Call], raw: dict[int, Any]

@@ -191,3 +191,13 @@ async def test_rules_firing_together_give_one_freeze_with_the_strongest_scope(en
     assert freeze["rule_id"] == "device_voucher_accounts_strict"
     assert freeze["expires_at"] == "2026-11-16T12:02:00.000Z"
     assert freeze["reason_alert_id"] in {a["alert_id"] for a in alerts}
+
+
+async def test_events_older_than_the_allowed_lateness_are_counted_as_late(env: Env) -> None:
+    newest = [order_json("n", "u", at(0, hour=14))]
+    await env.pipeline.process(Topic.ORDERS, records(newest), NOW)
+    old = await env.pipeline.process(
+        Topic.ORDERS, records([order_json("o", "u", at(0))], 0, 1), NOW
+    )
+    assert old.late_values == 1  # two hours late: beyond the 10 min window + 1 h lateness
+    assert await order_count(env, "u", at(0, hour=14)) == 1

@@ -15,7 +15,8 @@
 --           op {"sum", kidx, apply, bucket, delta, buckets, late_buckets, ttl_ms}
 --           op {"dst", kidx, apply, member, event_ms, window_ms, lateness_ms, ttl_ms}
 --           op {"first", kidx, field, apply, event_ms, ttl_ms}
---           (integers travel as strings: no float formatting on the way)
+--           (integers < 2^53 travel as JSON numbers; every one handed to a
+--           Redis command goes through I(), never Lua's %.14g formatting)
 -- returns : per unit {status, {value, end}...} as integers; status 1 new,
 --           0 duplicate, -1 too old; value -1 = too late for this aggregate
 local function I(x) return string.format('%d', x) end
@@ -125,13 +126,13 @@ for u, unit in ipairs(units) do
     local newest = top[2] and tonumber(top[2])
     if newest and t < newest - horizon then
       status = -1
-    elseif redis.call('ZADD', guard, 'NX', unit[3], unit[2]) == 0 then
+    elseif redis.call('ZADD', guard, 'NX', I(t), unit[2]) == 0 then
       status = 0
     elseif not newest or math.floor(t / (horizon / 64)) > math.floor(newest / (horizon / 64)) then
       -- Trim and refresh the TTL only when event time enters a new 1/64 of
       -- the horizon: bounded staleness, far fewer commands per event.
       redis.call('ZREMRANGEBYSCORE', guard, '-inf', '(' .. I(t - horizon))
-      redis.call('PEXPIRE', guard, unit[5])
+      redis.call('PEXPIRE', guard, I(unit[5]))
     end
   end
   local values = {status}
@@ -140,14 +141,13 @@ for u, unit in ipairs(units) do
     local r
     if op[1] == 'sum' then
       local apply = (status == 1) and op[3] or 0
-      r = sum_op(key, apply, tonumber(op[4]), tonumber(op[5]), tonumber(op[6]),
-                 tonumber(op[7]), op[8])
+      r = sum_op(key, apply, op[4], op[5], op[6], op[7], I(op[8]))
     elseif op[1] == 'dst' then
       local apply = (status == 1) and op[3] or 0
-      r = dst_op(key, apply, op[4], tonumber(op[5]), tonumber(op[6]), tonumber(op[7]), op[8])
+      r = dst_op(key, apply, op[4], op[5], op[6], op[7], I(op[8]))
     else
       local apply = (status == 1) and op[4] or 0
-      r = first_op(key, op[3], apply, tonumber(op[5]), op[6])
+      r = first_op(key, op[3], apply, op[5], I(op[6]))
     end
     values[#values + 1] = r
   end
