@@ -54,6 +54,7 @@ _BUSY_PREFIXES = (
     "MOVED",
     "ASK",
 )
+_GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
 _STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
 _WORST = {EventStatus.NEW: 0, EventStatus.DUPLICATE: 1, EventStatus.TOO_OLD: 2}
 
@@ -186,31 +187,31 @@ class RedisStore:
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         calls: dict[int, _Call] = {}
         cfg = self._config
+        horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
+        tags: dict[tuple[Any, ...], str] = {}  # (entity, ids) → hash tag, for the batch
         for ei, ev in enumerate(events):
             by_tag: dict[str, list[int]] = {}
+            guarded: set[str] = set()
             for ri, req in enumerate(ev.requests):
-                by_tag.setdefault(keys.entity_tag(req.spec.entity, req.entity_ids), []).append(ri)
-            for tag, indices in by_tag.items():
-                call = calls.setdefault(self._slot(tag), _Call())
+                spec = req.spec
+                tag_key = (spec.entity, req.entity_ids)
+                tag = tags.get(tag_key)
+                if tag is None:
+                    tag = tags[tag_key] = keys.entity_tag(spec.entity, req.entity_ids)
+                by_tag.setdefault(tag, []).append(ri)
                 # Only count/sum are not idempotent by themselves; distinct and
                 # first-seen need no duplicate guard.
-                applies = any(
-                    ev.requests[i].contribution is not None
-                    and ev.requests[i].spec.kind in (AggregateKind.COUNT, AggregateKind.SUM)
-                    for i in indices
-                )
-                guard = call.kidx(keys.guard(self._ns, tag)) if applies else 0
+                if req.contribution is not None and spec.kind in _GUARDED:
+                    guarded.add(tag)
+            ehash = event_hash(ev.event_id)
+            for tag, indices in by_tag.items():
+                slot = self._slot(tag)
+                call = calls.get(slot)
+                if call is None:
+                    call = calls[slot] = _Call()
+                guard = call.kidx(keys.guard(self._ns, tag)) if tag in guarded else 0
                 ops = [self._op(call, tag, ev, ev.requests[i]) for i in indices]
-                call.units.append(
-                    [
-                        guard,
-                        event_hash(ev.event_id),
-                        ev.event_ms,
-                        cfg.dedup_horizon_ms,
-                        cfg.dedup_horizon_ms + cfg.ttl_slack_ms,
-                        ops,
-                    ]
-                )
+                call.units.append([guard, ehash, ev.event_ms, horizon, guard_ttl, ops])
                 call.where.append((ei, indices))
         raw = await self._run("aggregates", calls) if calls else {}
         return self._collect(events, calls, raw)
