@@ -129,6 +129,7 @@ class Freeze:
     expires_at_ms: int
     issued_at_ms: int
     amount_minor: int | None = None
+    currency: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -143,6 +144,7 @@ class Freeze:
             out: dict[str, Any] = {**common, "merchant_id": self.subject_id, "scope": self.scope}
             if self.amount_minor is not None:
                 out["amount_minor"] = self.amount_minor
+                out["currency"] = self.currency
             return out
         return {
             **common,
@@ -153,7 +155,7 @@ class Freeze:
 
 
 def freeze_for(
-    rule: Rule, alert: Alert, merchant_id: str | None, payout: tuple[str, int] | None
+    rule: Rule, alert: Alert, merchant_id: str | None, payout: tuple[str, int, str] | None
 ) -> Freeze | None:
     """The freeze a rule's action asks for, or None (alert-only, or shadow mode).
     Fund freezes hold the merchant's payouts; `payout` scope only the payout
@@ -163,10 +165,11 @@ def freeze_for(
         return None
     scope = action.scope or ""
     amount: int | None = None
+    currency: str | None = None
     if action.kind is ActionKind.FUND_FREEZE:
         subject_type, subject_id = EntityType.MERCHANT, merchant_id or ""
         if scope == "payout" and payout is not None:
-            scope, amount = f"payout:{payout[0]}", payout[1]
+            scope, amount, currency = f"payout:{payout[0]}", payout[1], payout[2]
         elif scope == "payout":
             scope = "payouts"
     else:
@@ -187,6 +190,7 @@ def freeze_for(
         expires_at_ms=alert.occurred_at_ms + action.duration_ms,
         issued_at_ms=alert.detected_at_ms,
         amount_minor=amount,
+        currency=currency,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+LAG_INTERVAL_S = 5.0
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -60,6 +62,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.app = faust_app(settings)
         self.store = open_store(settings)
+        self.store.observer = self.metrics.observe_redis
         rulebook = load_rulebook(settings)
         self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
         self.pipeline = Pipeline(settings, self.store, rulebook)
@@ -80,6 +83,7 @@ class Worker:
         self._build_agents()
         self._build_pages()
         self.app.task(self._start_store)
+        self.app.timer(LAG_INTERVAL_S)(self._update_lag)
 
     async def _start_store(self) -> None:
         backoff = 0.2
@@ -94,6 +98,32 @@ class Worker:
                 self.metrics.store_up.set(0)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _update_lag(self) -> None:
+        """Lag per topic, in records (high watermark - next offset to process)
+        and in seconds (age of the last processed record while behind)."""
+        consumer = self.app.consumer
+        if consumer is None:
+            return
+        now = time.time()
+        records: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        inputs = set(self.settings.topics.inputs().values())
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            highwater = consumer.highwater(tp)
+            done = self.runner.positions.get((tp.topic, tp.partition))
+            if highwater is None or highwater < 0:
+                continue
+            next_offset = done[0] + 1 if done else (await consumer.position(tp) or 0)
+            behind = max(highwater - next_offset, 0)
+            records[tp.topic] = records.get(tp.topic, 0) + behind
+            age = now - done[1] / 1000 if behind and done and done[1] > 0 else 0.0
+            seconds[tp.topic] = max(seconds.get(tp.topic, 0.0), age)
+        for topic in inputs:
+            self.metrics.lag_records.labels(topic).set(records.get(topic, 0))
+            self.metrics.lag_seconds.labels(topic).set(seconds.get(topic, 0.0))
 
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
         # send() only enqueues into the producer's batch; faust flushes the
@@ -146,8 +176,14 @@ class Worker:
         async def readyz(view: Any, request: Any) -> Any:
             store_ok = worker._store_started.is_set() and await worker.store.ping()
             assigned = len(worker.app.consumer.assignment()) if worker.app.consumer else 0
-            ready = store_ok and worker.runner.store_healthy
-            body = {"ready": ready, "redis": store_ok, "assigned_partitions": assigned}
+            rebalancing = bool(getattr(worker.app, "rebalancing", False))
+            ready = store_ok and worker.runner.store_healthy and not rebalancing
+            body = {
+                "ready": ready,
+                "redis": store_ok,
+                "rebalancing": rebalancing,
+                "assigned_partitions": assigned,
+            }
             return view.json(body, status=200 if ready else 503)
 
         @self.app.page("/metrics")

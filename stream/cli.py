@@ -50,6 +50,8 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "install":
         print(f"redis-server: {devservices.ensure_redis_server()}")
         print(f"kafka jars: {devservices.ensure_kafka_jars(layout)}")
+        if args.with_prometheus:
+            print(f"promtool: {devservices.ensure_prometheus()}")
     elif args.action == "up":
         print(f"redis: pid {devservices.start_redis(layout, redis_port)} on 127.0.0.1:{redis_port}")
         print("kafka: checking (the first start fetches the jars with Maven) ...", flush=True)
@@ -159,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the stream worker (Faust) against Kafka and Redis")
     dev = sub.add_parser("dev", help="local Kafka + Redis without Docker")
     dev.add_argument("action", choices=["install", "up", "down", "status"])
+    dev.add_argument(
+        "--with-prometheus", action="store_true", help="install: also Prometheus and promtool"
+    )
     sub.add_parser("demo", help="dev up, run a worker, send sample events, print decisions")
     topics = sub.add_parser("topics", help="create missing input/output topics")
     topics.add_argument("--wait", type=float, default=120.0, help="seconds to wait for Kafka")

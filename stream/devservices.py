@@ -166,6 +166,30 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
+def ensure_prometheus() -> str:
+    """prometheus + promtool (Debian's `prometheus` package): the observability
+    tests run a real Prometheus and promtool's rule tests."""
+    found = shutil.which("promtool")
+    if found and shutil.which("prometheus"):
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        for cmd in ([*apt, "update", "-qq"], [*apt, "install", "-y", "-qq", "prometheus"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ServiceError("prometheus", f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        # The package may start a system Prometheus; the tests run their own.
+        subprocess.run(["service", "prometheus", "stop"], capture_output=True)
+        found = shutil.which("promtool")
+        if found and shutil.which("prometheus"):
+            return found
+    raise ServiceError(
+        "prometheus",
+        "prometheus/promtool not found. Install them (Debian/Ubuntu: sudo apt-get install "
+        "prometheus) to run the observability tests.",
+    )
+
+
 # --------------------------------------------------------------------- Kafka
 
 

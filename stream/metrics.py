@@ -6,7 +6,13 @@ counters, and no entity ids in labels (bounded cardinality).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 
 
 class Metrics:
@@ -69,3 +75,57 @@ class Metrics:
             registry=r,
         )
         self.store_up = Gauge("fraud_store_up", "1 when the last Redis call succeeded", registry=r)
+        self.event_to_decision = Histogram(
+            "fraud_event_to_decision_seconds",
+            "From the input record's Kafka timestamp to its decisions being queued for publish",
+            ["topic"],
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.lag_records = Gauge(
+            "fraud_consumer_lag_records",
+            "Records behind the partition high watermark",
+            ["topic"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "fraud_consumer_lag_seconds",
+            "Age of the last processed record while behind (0 when caught up)",
+            ["topic"],
+            registry=r,
+        )
+        self.redis_seconds = Histogram(
+            "fraud_redis_call_seconds",
+            "Redis script call latency",
+            ["op"],
+            registry=r,
+            buckets=REDIS_BUCKETS,
+        )
+        self.redis_errors = Counter(
+            "fraud_redis_errors_total", "Redis calls that failed", ["op", "kind"], registry=r
+        )
+        self.funds_held = Counter(
+            "fraud_funds_held_minor_total",
+            "Amount (minor units) named by fund freezes of a single payout",
+            ["currency"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "fraud_build_info", "Build information", ["version", "python", "faust"], registry=r
+        )
+        self.build_info.labels(
+            _version("fraudstream"), platform.python_version(), _version("faust-streaming")
+        ).set(1)
+        ProcessCollector(registry=r)
+
+    def observe_redis(self, op: str, seconds: float, error: str | None) -> None:
+        self.redis_seconds.labels(op).observe(seconds)
+        if error is not None:
+            self.redis_errors.labels(op, error).inc()
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -232,5 +232,7 @@ def _merchant(event: Event) -> str | None:
     return getattr(event, "merchant_id", None)
 
 
-def _payout(event: Event) -> tuple[str, int] | None:
-    return (event.payout_id, event.amount_minor) if isinstance(event, Payout) else None
+def _payout(event: Event) -> tuple[str, int, str] | None:
+    if isinstance(event, Payout):
+        return (event.payout_id, event.amount_minor, event.currency)
+    return None

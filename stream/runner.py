@@ -53,6 +53,8 @@ class BatchRunner:
         self._clock = clock
         self._should_stop = should_stop
         self.store_healthy = True
+        # (topic, partition) → (last processed offset, its Kafka timestamp ms): for lag.
+        self.positions: dict[tuple[str, int], tuple[int, int]] = {}
 
     async def handle(self, topic: Topic, records: Sequence[SourceRecord]) -> None:
         """Returns only once every record is applied and its outputs are queued."""
@@ -81,8 +83,14 @@ class BatchRunner:
             backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
         self._store_up()
         self._record(name, result)
+        now = self._clock()
+        latency = self._metrics.event_to_decision.labels(name)
+        for record in records:
+            if record.timestamp_ms > 0:
+                latency.observe(max(now - record.timestamp_ms / 1000, 0.0))
+            self.positions[(record.topic, record.partition)] = (record.offset, record.timestamp_ms)
         self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
-        self._metrics.last_processed.labels(name).set(self._clock())
+        self._metrics.last_processed.labels(name).set(now)
 
     async def _publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
         """A publish failure (broker down, timeout) is never the records' fault:
@@ -180,6 +188,8 @@ class BatchRunner:
             m.alerts_reemitted.labels(rule.rule_id).inc()
         for freeze in result.freezes:
             m.freezes.labels(freeze.kind.value, "freeze").inc()
+            if freeze.amount_minor is not None and freeze.currency is not None:
+                m.funds_held.labels(freeze.currency).inc(freeze.amount_minor)
         for rule_id, n in result.rule_failures.items():
             m.rule_failures.labels(rule_id).inc(n)
         if result.late_values:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -92,6 +93,8 @@ class _Call:
 class RedisStore:
     def __init__(self, client: Any, namespace: str, config: StoreConfig | None = None) -> None:
         self._client = client
+        # Called with (op, seconds, error kind or None) after every script call.
+        self.observer: Callable[[str, float, str | None], None] | None = None
         self._ns = namespace
         self._config = config or StoreConfig()
         self._cluster = isinstance(client, RedisCluster)
@@ -154,6 +157,21 @@ class RedisStore:
             raise StoreUnavailable("script load", exc) from exc
 
     async def _eval(self, name: str, keys_: list[str], arg: bytes) -> Any:
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            return await self._eval_once(name, keys_, arg)
+        except StoreUnavailable as exc:
+            error = type(exc.cause).__name__
+            raise
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer(name, time.perf_counter() - started, error)
+
+    async def _eval_once(self, name: str, keys_: list[str], arg: bytes) -> Any:
         for attempt in (1, 2, 3):
             try:
                 if name not in self._sha:

@@ -3,6 +3,7 @@ manifest agree with each other and with the settings object."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -60,15 +61,30 @@ def test_compose_mounts_exist() -> None:
             assert (REPO / source).exists(), source
 
 
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("gen", REPO / "deploy/grafana/generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_dashboards_equal_a_regeneration() -> None:
+    gen = _generator()
+    committed = {p.name for p in (REPO / "deploy/grafana/dashboards").glob("*.json")}
+    assert committed == set(gen.DASHBOARDS) == {"fraudstream-sre.json", "fraudstream-risk.json"}
+    for name, board in gen.DASHBOARDS.items():
+        text = (REPO / "deploy/grafana/dashboards" / name).read_text(encoding="utf-8")
+        assert text == gen.render(board), f"run python deploy/grafana/generate.py ({name})"
+
+
 def test_grafana_dashboards_are_well_formed() -> None:
     ds = yaml.safe_load(
         (REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
     )
     uid = ds["datasources"][0]["uid"]
-    boards = list((REPO / "deploy/grafana/dashboards").glob("*.json"))
-    assert boards
     uids = set()
-    for path in boards:
+    for path in (REPO / "deploy/grafana/dashboards").glob("*.json"):
         board = json.loads(path.read_text())
         assert board["uid"] not in uids
         uids.add(board["uid"])
@@ -76,7 +92,35 @@ def test_grafana_dashboards_are_well_formed() -> None:
         assert len(ids) == len(set(ids)), path
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] == uid
-            assert panel["targets"] and all(t["refId"] and t["expr"] for t in panel["targets"])
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs and all(refs) and len(refs) == len(set(refs))
+            assert all(t["expr"] and t["datasource"]["uid"] == uid for t in panel["targets"])
+
+
+def test_compose_provisions_dashboards_and_alert_rules() -> None:
+    services = compose()["services"]
+    grafana_mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"])
+    provider = yaml.safe_load(
+        (REPO / "deploy/grafana/provisioning/dashboards/fraudstream.yml").read_text()
+    )
+    dashboards_in_container = provider["providers"][0]["options"]["path"]
+    assert grafana_mounts["./deploy/grafana/dashboards"] == dashboards_in_container
+    assert grafana_mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    prom_mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"])
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert f"/etc/prometheus/{rule_file}" in prom_mounts.values()
+        assert (REPO / "deploy/prometheus" / rule_file).exists()
+
+
+def test_every_alert_rule_has_a_runbook_section() -> None:
+    rules = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())
+    runbook = (REPO / "deploy/RUNBOOK.md").read_text()
+    names = [r["alert"] for g in rules["groups"] for r in g["rules"]]
+    assert len(names) == 8
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        assert f"## {rule['alert']}" in runbook
+        assert rule["annotations"]["runbook"] == f"deploy/RUNBOOK.md#{rule['alert'].lower()}"
 
 
 def test_kubernetes_manifest_uses_settings_and_health_endpoints() -> None:

@@ -150,7 +150,7 @@ def freezes() -> list[Freeze]:
     out = []
     for cand in fired():
         rule = RULES[cand.alert.rule_id]
-        payout = ("po1", 600_000) if rule.rule_id == "new_destination_large_payout" else None
+        payout = ("po1", 600_000, "EUR") if rule.rule_id == "new_destination_large_payout" else None
         f = freeze_for(rule, cand.alert, "m1", payout)
         if f is not None:
             out.append(f)
