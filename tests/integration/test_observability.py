@@ -53,6 +53,28 @@ def test_promtool_checks_and_unit_tests_the_alert_rules() -> None:
     assert test.returncode == 0, test.stdout + test.stderr
 
 
+def history(run: str) -> list[tuple[bytes | None, bytes | None]]:
+    """A merchant's first order nine days ago: sent (and processed) first, as
+    topics are consumed independently and the payout rule needs its age."""
+    now = int(time.time() * 1000)
+    return [
+        (
+            b"m-old",
+            orjson.dumps(
+                {
+                    "event_id": f"{run}-first",
+                    "occurred_at": format_rfc3339_ms(now - 9 * 86_400_000),
+                    "order_id": "o",
+                    "user_id": "u",
+                    "merchant_id": f"{run}-m-old",
+                    "amount_minor": 100,
+                    "currency": "EUR",
+                }
+            ),
+        )
+    ]
+
+
 def traffic(run: str) -> dict[str, list[tuple[bytes | None, bytes | None]]]:
     """The demo stream plus events that make the default rules freeze benefits
     (a device farm) and hold a payout (new bank account, established merchant)."""
@@ -167,6 +189,8 @@ def scraped(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
         wait_ready(worker)
 
         async def feed() -> None:
+            await kafka_io.produce(settings.kafka_bootstrap, settings.topics.orders, history("obs"))
+            await wait_caught_up(worker, [settings.topics.orders])
             for topic, pairs in traffic("obs").items():
                 name = settings.topics.input_name(
                     __import__("detectors.events").events.Topic(topic)
