@@ -12,6 +12,7 @@ import jsonschema
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from detectors.rules_entities import EntityType
 from stream import kafka_io
@@ -31,12 +32,19 @@ from tests.integration.services import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def worker(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def worker(
+    request: pytest.FixtureRequest, services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """The whole end-to-end suite runs twice: on a standalone Redis and on a
+    local 3-master Redis Cluster."""
     import asyncio
 
     rules = write_test_rules(Path(tmp_path_factory.mktemp("rules")))
     settings = services.settings(rules_file=rules)
+    if request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        settings = settings.replace(redis_url=cluster.url, redis_cluster=True)
     asyncio.run(create_topics(settings))
     proc = WorkerProcess(settings, Path(tmp_path_factory.mktemp("worker")) / "worker.log")
     proc.start()
@@ -48,8 +56,13 @@ def worker(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-async def redis(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
+async def redis(worker: WorkerProcess) -> AsyncIterator[Any]:
+    s = worker.settings
+    client: Any = (
+        RedisCluster.from_url(s.redis_url)
+        if s.redis_cluster
+        else aioredis.Redis.from_url(s.redis_url)
+    )
     yield client
     await client.aclose()
 
@@ -71,7 +84,7 @@ async def alerts_for(worker: WorkerProcess, user: str) -> list[dict[str, Any]]:
     ]
 
 
-async def log_of(redis: aioredis.Redis, worker: WorkerProcess, user: str) -> list[bytes]:
+async def log_of(redis: Any, worker: WorkerProcess, user: str) -> list[bytes]:
     """Hashes of the events applied for `user` (its duplicate guard)."""
     tag = keys.entity_tag((EntityType.USER,), (user,))
     return list(await redis.zrange(keys.guard(worker.settings.redis_namespace, tag), 0, -1))
@@ -108,7 +121,7 @@ async def test_burst_gives_exactly_one_alert_with_evidence(worker: WorkerProcess
 
 
 async def test_bad_inputs_are_dead_lettered_and_neighbours_processed(
-    worker: WorkerProcess, redis: aioredis.Redis
+    worker: WorkerProcess, redis: Any
 ) -> None:
     good = order_json("dlq-ok-0", "dlq-user", at(0))
     base = orjson.loads(good)
@@ -141,9 +154,7 @@ async def test_bad_inputs_are_dead_lettered_and_neighbours_processed(
     assert sorted(await log_of(redis, worker, "dlq-user")) == expected
 
 
-async def test_republished_events_change_nothing(
-    worker: WorkerProcess, redis: aioredis.Redis
-) -> None:
+async def test_republished_events_change_nothing(worker: WorkerProcess, redis: Any) -> None:
     values = [order_json(f"rep-{i}", "repeat-user", at(i)) for i in range(7)]
     await send_orders(worker, values)
     members = await log_of(redis, worker, "repeat-user")
