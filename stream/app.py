@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,10 +24,34 @@ from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook, open_store
 from stream.runner import BatchAbandoned, BatchRunner
-from stream.settings import Settings
+from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
+
+
+def kafka_credentials(security: KafkaSecurity) -> Any:
+    """faust credentials for the configured protocol (None: plaintext)."""
+    context = None
+    if security.protocol in (KafkaProtocol.SSL, KafkaProtocol.SASL_SSL):
+        context = ssl.create_default_context(
+            cafile=str(security.ssl_cafile) if security.ssl_cafile else None
+        )
+        if security.ssl_certfile:
+            context.load_cert_chain(
+                str(security.ssl_certfile),
+                str(security.ssl_keyfile) if security.ssl_keyfile else None,
+            )
+    if security.protocol is KafkaProtocol.SSL:
+        return faust.SSLCredentials(context)
+    if security.protocol in (KafkaProtocol.SASL_PLAINTEXT, KafkaProtocol.SASL_SSL):
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            mechanism=security.sasl_mechanism,
+            ssl_context=context,
+        )
+    return None
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -36,6 +61,7 @@ def faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         env={},
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=kafka_credentials(settings.kafka_security),
         store="memory://",
         web_host=settings.web_host,
         web_port=settings.web_port,

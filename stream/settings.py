@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,9 +53,35 @@ class TopicNames:
         )
 
 
+class KafkaProtocol(StrEnum):
+    PLAINTEXT = "plaintext"
+    SSL = "ssl"
+    SASL_PLAINTEXT = "sasl_plaintext"
+    SASL_SSL = "sasl_ssl"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How workers authenticate to Kafka. The password never appears in a repr."""
+
+    protocol: KafkaProtocol = KafkaProtocol.PLAINTEXT
+    sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def redacted(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["sasl_password"] = "***" if self.sasl_password else None
+        return {k: (str(v) if isinstance(v, Path | StrEnum) else v) for k, v in out.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = field(default_factory=lambda: KafkaSecurity())
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     redis_namespace: str = "fs"
     app_id: str = "fraudstream"
@@ -87,6 +114,7 @@ class Settings:
         """All settings as a dict safe to log: credentials in URLs masked."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["redis_url"] = mask_url(self.redis_url)
+        out["kafka_security"] = self.kafka_security.redacted()
         out["topics"] = dataclasses.asdict(self.topics)
         out["rules_file"] = str(self.rules_file) if self.rules_file else "(built-in default)"
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
@@ -135,6 +163,32 @@ def _boolean(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    d = KafkaSecurity()
+    security = KafkaSecurity(
+        protocol=_parse(
+            env, "KAFKA_SECURITY_PROTOCOL", lambda v: KafkaProtocol(v.lower()), d.protocol
+        ),
+        sasl_mechanism=_parse(env, "KAFKA_SASL_MECHANISM", str.upper, d.sasl_mechanism),
+        sasl_username=_parse(env, "KAFKA_SASL_USERNAME", str, d.sasl_username),
+        sasl_password=_parse(env, "KAFKA_SASL_PASSWORD", str, d.sasl_password),
+        ssl_cafile=_parse(env, "KAFKA_SSL_CAFILE", Path, d.ssl_cafile),
+        ssl_certfile=_parse(env, "KAFKA_SSL_CERTFILE", Path, d.ssl_certfile),
+        ssl_keyfile=_parse(env, "KAFKA_SSL_KEYFILE", Path, d.ssl_keyfile),
+    )
+    sasl = security.protocol in (KafkaProtocol.SASL_PLAINTEXT, KafkaProtocol.SASL_SSL)
+    if sasl and not (security.sasl_username and security.sasl_password):
+        raise ConfigError(
+            PREFIX + "KAFKA_SASL_USERNAME",
+            "SASL needs FRAUD_KAFKA_SASL_USERNAME and FRAUD_KAFKA_SASL_PASSWORD",
+        )
+    if security.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ConfigError(
+            PREFIX + "KAFKA_SASL_MECHANISM", "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+        )
+    return security
+
+
 def from_env(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping (pass `os.environ` at the entry point)."""
     d = Settings()
@@ -148,6 +202,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
     pos_int, pos_float = _positive(int), _positive(float)
     return Settings(
         kafka_bootstrap=_parse(env, "KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
+        kafka_security=_kafka_security(env),
         redis_url=_parse(env, "REDIS_URL", str, d.redis_url),
         redis_namespace=_parse(env, "REDIS_NAMESPACE", str, d.redis_namespace),
         app_id=_parse(env, "APP_ID", str, d.app_id),
@@ -180,6 +235,13 @@ ENV_NAMES: frozenset[str] = frozenset(
         PREFIX + n
         for n in [
             "KAFKA_BOOTSTRAP",
+            "KAFKA_SECURITY_PROTOCOL",
+            "KAFKA_SASL_MECHANISM",
+            "KAFKA_SASL_USERNAME",
+            "KAFKA_SASL_PASSWORD",
+            "KAFKA_SSL_CAFILE",
+            "KAFKA_SSL_CERTFILE",
+            "KAFKA_SSL_KEYFILE",
             "REDIS_URL",
             "REDIS_NAMESPACE",
             "APP_ID",

@@ -69,3 +69,33 @@ def test_only_settings_reads_the_environment() -> None:
         if "os.environ" in p.read_text() and p.name not in {"settings.py", "cli.py"}
     ]
     assert offenders == []
+
+
+def test_kafka_sasl_ssl_settings_build_credentials_without_leaking_the_password() -> None:
+    from stream.app import kafka_credentials
+
+    env = {
+        "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FRAUD_KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "FRAUD_KAFKA_SASL_USERNAME": "fraud",
+        "FRAUD_KAFKA_SASL_PASSWORD": "kafka-s3cret",
+    }
+    s = from_env(env)
+    creds = kafka_credentials(s.kafka_security)
+    assert creds.username == "fraud" and creds.password == "kafka-s3cret"
+    assert creds.mechanism.value == "SCRAM-SHA-512" and creds.protocol.value == "SASL_SSL"
+    assert creds.ssl_context is not None
+    for text in (repr(s), str(s.redacted()), repr(s.kafka_security), repr(creds)):
+        assert "kafka-s3cret" not in text
+
+
+def test_kafka_security_is_validated() -> None:
+    with pytest.raises(ConfigError, match="SASL needs"):
+        from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext"})
+    with pytest.raises(ConfigError):
+        from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"})
+    from stream.app import kafka_credentials
+
+    assert kafka_credentials(from_env({}).kafka_security) is None
+    ssl_only = kafka_credentials(from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "ssl"}).kafka_security)
+    assert ssl_only.protocol.value == "SSL"
