@@ -28,6 +28,7 @@ from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
+EPOCH_INTERVAL_S = 5.0
 
 
 def kafka_credentials(security: KafkaSecurity) -> Any:
@@ -110,6 +111,7 @@ class Worker:
         self._build_pages()
         self.app.task(self._start_store)
         self.app.timer(LAG_INTERVAL_S)(self._update_lag)
+        self.app.timer(EPOCH_INTERVAL_S)(self._check_store_epoch)
 
     async def _start_store(self) -> None:
         backoff = 0.2
@@ -124,6 +126,22 @@ class Worker:
                 self.metrics.store_up.set(0)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_s)
+
+    async def _check_store_epoch(self) -> None:
+        if not self._store_started.is_set():
+            return
+        try:
+            intact = await self.store.check_epoch()
+        except Exception as exc:  # an outage is reported by the batch path
+            log.debug("epoch check skipped: %s", exc)
+            return
+        if not intact:
+            self.metrics.store_wipes.inc()
+            log.error(
+                "Redis lost its state (restart without persistence, flush or failover): "
+                "windows and duplicate guards restart from zero. Rebuild them with "
+                "`fraudstream replay --since <time>` (see README, Guarantees)."
+            )
 
     async def _update_lag(self) -> None:
         """Lag per topic, in records (high watermark - next offset to process)

@@ -155,6 +155,21 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.replay import parse_since, run_replay
+    from stream.rules_loading import load_rulebook
+
+    since = parse_since(args.since, int(time.time() * 1000))
+    summary = asyncio.run(
+        run_replay(settings, load_rulebook(settings), since, None if args.quiet else sys.stderr)
+    )
+    print(
+        f"replayed {summary.records} records from {summary.partitions} partitions "
+        f"in {summary.seconds:.1f}s; Redis state rebuilt up to the committed offsets"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", required=True)
     backtest.add_argument("--rules", help="rule file (default: FRAUD_RULES_FILE or built-in)")
     backtest.add_argument("--quiet", action="store_true", help="no progress lines")
+    replay = sub.add_parser("replay", help="rebuild Redis state from Kafka after it was lost")
+    replay.add_argument("--since", required=True, help="RFC 3339 time, or a duration like 36h")
+    replay.add_argument("--quiet", action="store_true")
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -187,6 +205,7 @@ COMMANDS = {
     "topics": cmd_topics,
     "rules": cmd_rules,
     "backtest": cmd_backtest,
+    "replay": cmd_replay,
     "contract": cmd_contract,
 }
 

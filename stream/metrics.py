@@ -75,6 +75,11 @@ class Metrics:
             registry=r,
         )
         self.store_up = Gauge("fraud_store_up", "1 when the last Redis call succeeded", registry=r)
+        self.store_wipes = Counter(
+            "fraud_store_wipes_total",
+            "Times the Redis state was found lost (epoch sentinel gone): counters restarted",
+            registry=r,
+        )
         self.event_to_decision = Histogram(
             "fraud_event_to_decision_seconds",
             "From the input record's Kafka timestamp to its decisions being queued for publish",

@@ -39,9 +39,10 @@ SRE: list[Panel] = [
     ("Redis script latency p99", "s",
      [("histogram_quantile(0.99, sum by (le, op) (rate(fraud_redis_call_seconds_bucket[5m])))",
        "{{op}}")], "timeseries"),
-    ("Redis errors / s and store up", "short", [
+    ("Redis errors / s, store up, state losses", "short", [
         ("sum(rate(fraud_redis_errors_total[5m])) or vector(0)", "errors/s"),
         ("min(fraud_store_up)", "store up"),
+        ("sum(increase(fraud_store_wipes_total[1h]))", "state lost (1 h)"),
     ], "timeseries"),
     ("Batch processing time p99", "s",
      [("histogram_quantile(0.99,"

@@ -12,6 +12,7 @@ with one SCAN pattern.
                                     ZSET  distinct: member=value, score=last event ms
     <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen
     <ns>:{u:<id>}:inc:<rule_id>     HASH  recent incidents of a rule (see claim_incidents.lua)
+    <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def first_seen(ns: str, tag: str) -> str:
 
 def incident(ns: str, tag: str, rule_id: str) -> str:
     return f"{ns}:{tag}:inc:{rule_id}"
+
+
+def epoch(ns: str) -> str:
+    """Sentinel written when a namespace starts holding state: if it vanishes,
+    Redis lost its data (restart without persistence, flush, failover)."""
+    return f"{ns}:store-epoch"
 
 
 def namespace_pattern(ns: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -103,6 +104,7 @@ class RedisStore:
             "claim": _load_lua("claim_incidents.lua"),
         }
         self._sha: dict[str, str] = {}
+        self._epoch: str | None = None
         self._templates: dict[str, tuple[Any, ...]] = {}
 
     @classmethod
@@ -136,6 +138,31 @@ class RedisStore:
 
     async def start(self) -> None:
         await self._load_scripts()
+        self._epoch = await self._claim_epoch()
+
+    async def _claim_epoch(self) -> str:
+        """The namespace's epoch: created if missing, otherwise adopted."""
+        key = keys.epoch(self._ns)
+        try:
+            await self._client.set(key, uuid.uuid4().hex, nx=True)
+            value = await self._client.get(key)
+        except (*_TRANSIENT, ResponseError) as exc:
+            raise StoreUnavailable("epoch", exc) from exc
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def check_epoch(self) -> bool:
+        """False when the epoch sentinel vanished or changed since start: Redis
+        lost its state. A new epoch is then adopted so the loss is reported once
+        (counters restart from zero; see `fraudstream replay`)."""
+        try:
+            value = await self._client.get(keys.epoch(self._ns))
+        except (*_TRANSIENT, ResponseError) as exc:
+            raise StoreUnavailable("epoch", exc) from exc
+        current = value.decode() if isinstance(value, bytes) else value
+        if current is not None and current == self._epoch:
+            return True
+        self._epoch = await self._claim_epoch()
+        return False
 
     async def close(self) -> None:
         await self._client.aclose()

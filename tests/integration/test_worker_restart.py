@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
 from detectors.rules_entities import EntityType
 from stream import kafka_io
+from stream.backtest import run_backtest
+from stream.rules_loading import load_rulebook
 from stream.store import keys
 from stream.store.redis_store import event_hash
 from tests.integration.services import (
@@ -135,6 +137,20 @@ async def test_kill_minus_nine_three_times_loses_nothing(
         # a bucket-aligned 10-minute window around the 7-minute burst
         assert bursts[a["entity_id"]] - 10 * MIN < start <= bursts[a["entity_id"]] + 2 * MIN
         assert a["observed"] >= 5
+    # Every alert of a clean run (the backtest of the same events) is published.
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(
+        b"".join(
+            orjson.dumps({"topic": "orders", "value": orjson.loads(v)}) + b"\n" for _, v in values
+        )
+    )
+    await run_backtest(settings, load_rulebook(settings), events_file, tmp_path / "bt.jsonl", None)
+    clean = {
+        orjson.loads(line)["value"]["alert_id"]
+        for line in (tmp_path / "bt.jsonl").read_bytes().splitlines()
+        if orjson.loads(line)["topic"] == settings.topics.alerts
+    }
+    assert {a["alert_id"] for a in published} == clean
     for alert_id in {a["alert_id"] for a in published}:
         copies = {orjson.dumps(a) for a in published if a["alert_id"] == alert_id}
         assert len(copies) == 1
