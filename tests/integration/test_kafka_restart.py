@@ -74,6 +74,10 @@ async def test_broker_restart_mid_stream(services: Services, tmp_path: Path) -> 
             orjson.loads(r.value)
             for r in await kafka_io.read_from(settings.kafka_bootstrap, settings.topics.alerts)
         ]
+        print(
+            f"\n{len(events)} events across a broker restart: {len(applied)} applied once, "
+            f"{len(alerts)} alerts published ({len({a['alert_id'] for a in alerts})} distinct)"
+        )
         assert {a["entity_id"] for a in alerts} == {u for _, u, _ in events}
         assert len({a["alert_id"] for a in alerts}) == 30
     finally:
