@@ -170,6 +170,26 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.bench import dumps, report, run_bench
+
+    layout = _layout(settings)
+    # Use running services as they are; start the local ones only when absent.
+    if not devservices.port_open("127.0.0.1", _redis_port(settings)):
+        devservices.start_redis(layout, _redis_port(settings))
+    if not devservices.port_open("127.0.0.1", settings.kafka_host_port()[1]):
+        devservices.start_kafka(layout, settings.kafka_host_port()[1])
+    events = 20_000 if args.quick else args.events
+    latency_s = 8.0 if args.quick else args.duration
+    layout.home.mkdir(parents=True, exist_ok=True)
+    print(f"bench: {events} events, latency phase {latency_s:.0f}s", flush=True)
+    result = asyncio.run(run_bench(settings, events, latency_s, layout.home))
+    print(report(result))
+    if args.json:
+        Path(args.json).write_bytes(dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rebuild Redis state from Kafka after it was lost")
     replay.add_argument("--since", required=True, help="RFC 3339 time, or a duration like 36h")
     replay.add_argument("--quiet", action="store_true")
+    bench = sub.add_parser("bench", help="throughput and latency on local Kafka + Redis")
+    bench.add_argument("--quick", action="store_true", help="20k events, 8 s latency phase")
+    bench.add_argument("--events", type=int, default=100_000)
+    bench.add_argument("--duration", type=float, default=60.0, help="latency phase seconds")
+    bench.add_argument("--json", help="write the result as JSON to this file")
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -206,6 +231,7 @@ COMMANDS = {
     "rules": cmd_rules,
     "backtest": cmd_backtest,
     "replay": cmd_replay,
+    "bench": cmd_bench,
     "contract": cmd_contract,
 }
 

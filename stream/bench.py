@@ -1,0 +1,290 @@
+"""`fraudstream bench`: how fast is a worker on the local real Kafka + Redis,
+next to what a plain Python consumer can do on the same machine, in one run.
+
+1. Baseline: a plain aiokafka consumer → producer pass-through of the same
+   payloads (no decoding, no Redis): the ceiling for a Python consumer here.
+2. Throughput: N pre-loaded events, a worker with the full default rule set;
+   events/s from its first to its last processed event.
+3. Latency: events offered at half the measured throughput; event-to-decision
+   percentiles from the worker's own histogram.
+Also Redis calls and commands per event, worker CPU seconds per 1k events,
+and worker RSS at start and end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from detectors.errors import ServiceError
+from stream import devservices, kafka_io
+from stream.samples import synthetic_mix
+from stream.settings import Settings, TopicNames
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass
+class BenchResult:
+    events: int
+    baseline_eps: float
+    throughput_eps: float
+    ratio: float
+    offered_eps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    redis_calls_per_event: float
+    redis_commands_per_event: float
+    cpu_s_per_1k_events: float
+    rss_start_mb: float
+    rss_end_mb: float
+    latency_seconds: float
+
+
+def _proc_cpu_rss(pid: int) -> tuple[float, float]:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / TICKS
+    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return cpu, rss_pages * PAGE / 1e6
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+        return str(resp.read().decode())
+
+
+def _sum(text: str, name: str) -> float:
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def _histogram(text: str, name: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for le, value in re.findall(rf'^{name}_bucket{{[^}}]*le="([^"]+)"[^}}]*}} (\S+)$', text, re.M):
+        bound = float("inf") if le == "+Inf" else float(le)
+        out[bound] = out.get(bound, 0.0) + float(value)
+    return out
+
+
+def quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Quantile of the observations between two histogram snapshots, linearly
+    interpolated inside a bucket (as Prometheus' histogram_quantile does)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    rank, prev_bound, prev_count = q * total, 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            width = count - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / width if width else 1)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+async def _redis_calls(url: str) -> tuple[float, float]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    calls = sum(
+        float(v.get("calls", 0))
+        for k, v in stats.items()
+        if k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+    commands = sum(
+        float(v.get("calls", 0))
+        for k, v in stats.items()
+        if k not in ("cmdstat_info", "cmdstat_evalsha", "cmdstat_eval")
+    )
+    return calls, commands
+
+
+async def passthrough(settings: Settings, inputs: list[str], out: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *inputs,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"bench-pt-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024
+    )
+    await consumer.start()
+    await producer.start()
+    seen, first = 0, 0.0
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for messages in batch.values():
+                for m in messages:
+                    first = first or time.perf_counter()
+                    await producer.send(out, m.value, key=m.key)
+                    seen += 1
+        await producer.flush()
+        return n / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
+    for topic, key, value in records:
+        by_topic.setdefault(topic, []).append((key, value))
+    for topic, pairs in by_topic.items():
+        await kafka_io.produce(settings.kafka_bootstrap, topic, pairs)
+
+
+async def _offer(
+    settings: Settings, records: list[tuple[str, bytes | None, bytes]], rate: float
+) -> float:
+    """Send at a fixed rate (10 ms ticks); returns the seconds it took."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for i, (topic, key, value) in enumerate(records):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0.01:
+                await asyncio.sleep(delay)
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def _events(settings: Settings, n: int, start_ms: int) -> list[tuple[str, bytes | None, bytes]]:
+    return [
+        (settings.topics.input_name(r.topic), r.key, r.value or b"")
+        for r in synthetic_mix(n, start_ms)
+    ]
+
+
+async def _wait_consumed(port: int, target: float, timeout_s: float) -> tuple[float, float]:
+    """(time the worker started consuming, time it reached `target`)."""
+    first = 0.0
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            consumed = _sum(_metrics(port), "fraud_events_consumed_total")
+        except OSError:  # the worker's web server is not up yet
+            await asyncio.sleep(0.2)
+            continue
+        now = time.perf_counter()
+        if consumed > 0 and not first:
+            first = now
+        if consumed >= target:
+            return first, now
+        await asyncio.sleep(0.05)
+    raise ServiceError("bench", f"worker did not consume {target:.0f} events in {timeout_s}s")
+
+
+async def run_bench(
+    settings: Settings, events: int, latency_s: float, log_dir: Path
+) -> BenchResult:
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicNames().with_suffix(f"-bench-{tag}")
+    run = settings.replace(
+        topics=topics, app_id=f"fraudstream-bench-{tag}", redis_namespace=f"bench-{tag}"
+    )
+    inputs = list(topics.inputs().values())
+    await devservices.create_topics(
+        run.kafka_bootstrap, inputs, run.dev_partitions, devservices.INPUT_TOPIC_MAX_BYTES
+    )
+    await devservices.create_topics(
+        run.kafka_bootstrap, [*topics.outputs(), f"bench-pt-{tag}"], run.dev_partitions
+    )
+    now_ms = int(time.time() * 1000)
+    await _produce(run, _events(run, events, now_ms - 3_600_000))
+    baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)
+    print(f"  baseline pass-through: {baseline:,.0f} events/s", flush=True)
+
+    env = {**os.environ, **_env(run)}
+    log = open(log_dir / f"bench-worker-{tag}.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        calls0, commands0 = await _redis_calls(run.redis_url)
+        first, last = await _wait_consumed(run.web_port, events, 600)
+        cpu0_pid = worker.pid
+        throughput = events / max(last - first, 1e-9)
+        calls1, commands1 = await _redis_calls(run.redis_url)
+        cpu, rss_start = _proc_cpu_rss(cpu0_pid)
+        print(f"  fraudstream: {throughput:,.0f} events/s", flush=True)
+        before = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
+        offered = max(throughput * 0.5, 1.0)
+        extra = _events(run, int(offered * latency_s), int(time.time() * 1000) - 60_000)
+        took = await _offer(run, extra, offered)
+        await _wait_consumed(run.web_port, events + len(extra), 120)
+        after = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
+        _, rss_end = _proc_cpu_rss(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    return BenchResult(
+        events=events,
+        baseline_eps=round(baseline),
+        throughput_eps=round(throughput),
+        ratio=round(throughput / baseline, 3),
+        offered_eps=round(len(extra) / took),
+        p50_ms=round(quantile(0.5, before, after) * 1000, 1),
+        p95_ms=round(quantile(0.95, before, after) * 1000, 1),
+        p99_ms=round(quantile(0.99, before, after) * 1000, 1),
+        redis_calls_per_event=round((calls1 - calls0) / events, 4),
+        redis_commands_per_event=round((commands1 - commands0) / events, 2),
+        cpu_s_per_1k_events=round(cpu / events * 1000, 3),
+        rss_start_mb=round(rss_start, 1),
+        rss_end_mb=round(rss_end, 1),
+        latency_seconds=round(took, 1),
+    )
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {
+        "FRAUD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FRAUD_REDIS_URL": settings.redis_url,
+        "FRAUD_REDIS_NAMESPACE": settings.redis_namespace,
+        "FRAUD_APP_ID": settings.app_id,
+        "FRAUD_WEB_PORT": str(settings.web_port),
+        "FRAUD_LOG_LEVEL": "WARNING",
+    }
+    for name, value in asdict(settings.topics).items():
+        env[f"FRAUD_TOPIC_{name.upper()}"] = value
+    return env
+
+
+def report(result: BenchResult) -> str:
+    rows = [(k, v) for k, v in asdict(result).items()]
+    return "\n".join(f"  {k:<26} {v}" for k, v in rows)
+
+
+def dumps(result: BenchResult) -> bytes:
+    data: dict[str, Any] = asdict(result)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2)
