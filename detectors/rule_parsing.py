@@ -66,6 +66,17 @@ METRIC_KEYS = {
     "denominator",
 }
 MAX_WINDOW_MS = 31 * 86_400_000
+MAX_DURATION_MS = 3650 * 86_400_000
+MAX_VERSION = 1_000_000_000
+# Which metric keys each kind takes (anything else is a mistake, not ignored).
+KIND_KEYS = {
+    "count": {"kind", "topics", "window", "resolution", "where"},
+    "sum": {"kind", "topics", "field", "window", "resolution", "where"},
+    "distinct": {"kind", "topics", "field", "window", "resolution", "where"},
+    "ratio": {"kind", "window", "resolution", "numerator", "denominator"},
+    "age": {"kind", "topics"},
+}
+PART_KEYS = {"kind", "topics", "field", "where"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,8 @@ class Parser:
             raise self.fail(path, str(exc)) from None
         if ms <= 0:
             raise self.fail(path, "must be positive")
+        if ms > MAX_DURATION_MS:
+            raise self.fail(path, "must be at most 3650d")
         return ms
 
     def topics(self, value: Any, path: str) -> frozenset[Topic]:
@@ -213,6 +226,9 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
     kind = p.get(raw, "kind", path, str)
     if kind not in kinds:
         raise p.fail(f"{path}.kind", f"{kind!r} is not one of {', '.join(kinds)}")
+    extra = {str(k) for k in raw} - KIND_KEYS[kind]
+    if extra:
+        raise p.fail(path, f"{kind} does not take: {', '.join(sorted(extra))}")
     if kind == "age":
         topics = p.topics(raw["topics"], f"{path}.topics") if "topics" in raw else frozenset(Topic)
         return Metric(AggregateSpec(AggregateKind.FIRST_SEEN, topics, entity))
@@ -221,10 +237,13 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
         raise p.fail(f"{path}.window", "must be at most 31d")
     bucket = _resolution(p, raw, window, path)
     if kind == "ratio":
-        parts = [
-            _aggregate(p, p.get(raw, side, path, dict), entity, window, bucket, f"{path}.{side}")
-            for side in ("numerator", "denominator")
-        ]
+        parts = []
+        for side in ("numerator", "denominator"):
+            part = p.get(raw, side, path, dict)
+            extra = {str(k) for k in part} - PART_KEYS
+            if extra:
+                raise p.fail(f"{path}.{side}", f"unknown key(s): {', '.join(sorted(extra))}")
+            parts.append(_aggregate(p, part, entity, window, bucket, f"{path}.{side}"))
         return Metric(parts[0], parts[1])
     return Metric(_aggregate(p, raw, entity, window, bucket, path))
 
@@ -317,8 +336,8 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
     if not rule_id.replace("_", "").replace("-", "").isalnum():
         raise p.fail(f"{path}.id", "use letters, digits, '_' and '-' only")
     version = p.get(raw, "version", path, int)
-    if version < 1:
-        raise p.fail(f"{path}.version", "must be at least 1")
+    if not 1 <= version <= MAX_VERSION:
+        raise p.fail(f"{path}.version", f"must be between 1 and {MAX_VERSION}")
     topics = p.topics(raw["triggers"], f"{path}.triggers")
     entity = p.entity(raw["entity"], f"{path}.entity")
     metric = _metric(p, raw["metric"], entity, f"{path}.metric")

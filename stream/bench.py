@@ -202,7 +202,7 @@ async def _wait_consumed(port: int, target: float, timeout_s: float) -> tuple[fl
 
 
 async def run_bench(
-    settings: Settings, events: int, latency_s: float, log_dir: Path
+    settings: Settings, events: int, latency_s: float, log_dir: Path, base_env: dict[str, str]
 ) -> BenchResult:
     tag = uuid.uuid4().hex[:8]
     topics = TopicNames().with_suffix(f"-bench-{tag}")
@@ -221,7 +221,7 @@ async def run_bench(
     baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)
     print(f"  baseline pass-through: {baseline:,.0f} events/s", flush=True)
 
-    env = {**os.environ, **_env(run)}
+    env = {**base_env, **_env(run)}
     log = open(log_dir / f"bench-worker-{tag}.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker"],

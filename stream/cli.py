@@ -183,7 +183,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     latency_s = 8.0 if args.quick else args.duration
     layout.home.mkdir(parents=True, exist_ok=True)
     print(f"bench: {events} events, latency phase {latency_s:.0f}s", flush=True)
-    result = asyncio.run(run_bench(settings, events, latency_s, layout.home))
+    # The worker subprocess inherits this environment (PATH, ...) plus the bench's own FRAUD_*.
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    result = asyncio.run(run_bench(settings, events, latency_s, layout.home, base_env))
     print(report(result))
     if args.json:
         Path(args.json).write_bytes(dumps(result))

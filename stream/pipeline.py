@@ -223,7 +223,13 @@ class Pipeline:
             ttl_ms=max(self._incident_retention_ms, INCIDENT_EPOCH_MS)
             + p.candidate.cooldown_ms
             + p.rule.window_ms,
-            retention_ms=self._incident_retention_ms,
+            # Keep incidents as long as a crossing could still belong to them.
+            retention_ms=max(
+                self._incident_retention_ms,
+                p.rule.window_ms
+                + p.candidate.cooldown_ms
+                + self._settings.allowed_lateness_s * 1000,
+            ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
 

@@ -13,6 +13,7 @@ or with workers running, counts nothing twice).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import IO
@@ -28,7 +29,7 @@ from detectors.rulebook import Rulebook
 from stream import kafka_io
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
-from stream.rules_loading import open_store
+from stream.rules_loading import open_store, store_config
 from stream.settings import Settings
 
 
@@ -86,7 +87,14 @@ async def run_replay(
     if not bounds:
         return summary
     by_name = {name: topic for topic, name in settings.topics.inputs().items()}
-    store = open_store(settings)
+    # Replayed events are older than what the workers applied since the loss:
+    # lift the duplicate horizon and the first-seen back-dating limit so they
+    # still count (their duplicate guards make a second replay harmless).
+    ten_years = 3650 * 86_400_000
+    config = dataclasses.replace(
+        store_config(settings), dedup_horizon_ms=ten_years, first_seen_backdate_ms=ten_years
+    )
+    store = open_store(settings, config=config)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
     consumer = AIOKafkaConsumer(
@@ -123,6 +131,8 @@ async def run_replay(
                 if await consumer.position(tp) >= end:
                     remaining.discard(tp)
             if items:
+                # One fetch spans several partitions: apply it in record-time order.
+                items.sort(key=lambda item: item[1].timestamp_ms)
                 await pipeline.process_mixed(items, int(time.time() * 1000))
                 summary.records += len(items)
                 if progress:

@@ -36,11 +36,13 @@ def store_config(settings: Settings) -> StoreConfig:
     )
 
 
-def open_store(settings: Settings, namespace: str | None = None) -> RedisStore:
+def open_store(
+    settings: Settings, namespace: str | None = None, config: StoreConfig | None = None
+) -> RedisStore:
     return RedisStore.from_url(
         settings.redis_url,
         namespace or settings.redis_namespace,
         settings.redis_timeout_s,
-        store_config(settings),
+        config or store_config(settings),
         cluster=settings.redis_cluster,
     )

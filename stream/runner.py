@@ -70,6 +70,8 @@ class BatchRunner:
                 break
             except StoreUnavailable as exc:
                 self._store_down(name, exc, backoff)
+            except BatchAbandoned:
+                raise
             except Exception:
                 failures += 1
                 log.exception(
@@ -141,6 +143,8 @@ class BatchRunner:
                     result = await self._pipeline.process(topic, [record], self._now_ms())
                     await self._publish_until_done(record.topic, result.outputs)
                     break
+                except BatchAbandoned:
+                    raise
                 except StoreUnavailable as exc:
                     self._store_down(record.topic, exc, backoff)
                     await self._pause(backoff)

@@ -154,6 +154,24 @@ def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
     return check
 
 
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _namespace(raw: str) -> str:
+    """Key prefix: no hash-tag braces (they would move keys between cluster
+    slots) and no glob characters (the scratch-namespace cleanup SCANs by it)."""
+    if _NAMESPACE.fullmatch(raw) is None:
+        raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
+    return raw
+
+
 def _boolean(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -204,7 +222,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         kafka_bootstrap=_parse(env, "KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
         kafka_security=_kafka_security(env),
         redis_url=_parse(env, "REDIS_URL", str, d.redis_url),
-        redis_namespace=_parse(env, "REDIS_NAMESPACE", str, d.redis_namespace),
+        redis_namespace=_parse(env, "REDIS_NAMESPACE", _namespace, d.redis_namespace),
         app_id=_parse(env, "APP_ID", str, d.app_id),
         topics=topics,
         web_host=_parse(env, "WEB_HOST", str, d.web_host),
@@ -214,7 +232,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         max_event_bytes=_parse(env, "MAX_EVENT_BYTES", pos_int, d.max_event_bytes),
         dlq_value_max_bytes=_parse(env, "DLQ_VALUE_MAX_BYTES", pos_int, d.dlq_value_max_bytes),
         dedup_horizon_s=_parse(env, "DEDUP_HORIZON_S", pos_int, d.dedup_horizon_s),
-        allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", int, d.allowed_lateness_s),
+        allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", _non_negative, d.allowed_lateness_s),
         kafka_session_timeout_s=_parse(
             env, "KAFKA_SESSION_TIMEOUT_S", pos_float, d.kafka_session_timeout_s
         ),

@@ -24,8 +24,21 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.aggregates import AggregateKind, AggregateSpec
@@ -43,7 +56,20 @@ from stream.store.base import (
 )
 
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
-# Server replies that mean "not now" rather than "this op is wrong".
+# Server replies that mean "not now" rather than "this op is wrong". redis-py
+# maps most to their own classes (and strips the code from the message); the
+# others are recognised by their prefix.
+_NOT_NOW = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    AskError,
+    BusyLoadingError,
+    RedisClusterException,
+)
 _BUSY_PREFIXES = (
     "OOM",
     "READONLY",
@@ -77,6 +103,9 @@ class StoreConfig:
     lateness_ms: int = 3_600_000
     first_seen_ttl_ms: int = 400 * 86_400_000
     ttl_slack_ms: int = 3_600_000
+    # How far an event may move a first sighting back (None: the lateness).
+    # Replays of history after a state loss lift the limit.
+    first_seen_backdate_ms: int | None = None
 
 
 class _Call:
@@ -213,6 +242,8 @@ class RedisStore:
                     raise StoreUnavailable(name, exc) from exc
             except _TRANSIENT as exc:
                 raise StoreUnavailable(name, exc) from exc
+            except _NOT_NOW as exc:
+                raise StoreUnavailable(name, exc) from exc
             except ResponseError as exc:
                 if str(exc).startswith(_BUSY_PREFIXES):
                     raise StoreUnavailable(name, exc) from exc
@@ -269,7 +300,12 @@ class RedisStore:
             ttl = spec.window_ms or 0
             ttl += cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0)
             if spec.kind is AggregateKind.FIRST_SEEN:
-                cached = ("first", cfg.first_seen_ttl_ms)
+                backdate = cfg.first_seen_backdate_ms
+                cached = (
+                    "first",
+                    cfg.first_seen_ttl_ms,
+                    cfg.lateness_ms if backdate is None else backdate,
+                )
             elif spec.kind is AggregateKind.DISTINCT:
                 cached = ("dst", spec.window_ms, cfg.lateness_ms, ttl)
             else:
@@ -297,6 +333,7 @@ class RedisStore:
                 apply,
                 ev.event_ms,
                 tpl[1],
+                tpl[2],
             ]
         key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
         if tpl[0] == "dst":

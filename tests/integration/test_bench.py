@@ -55,7 +55,7 @@ def test_bench_reports_throughput_latency_and_resources(services: Services, tmp_
         assert key in result
     assert result["events"] == 3000
     assert result["throughput_eps"] > 0 and result["baseline_eps"] > 0
-    assert 0 < result["ratio"]
+    assert result["ratio"] > 0
     assert abs(result["ratio"] - result["throughput_eps"] / result["baseline_eps"]) < 0.002
     assert result["p50_ms"] <= result["p99_ms"]
     assert result["rss_start_mb"] > 10

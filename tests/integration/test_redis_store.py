@@ -5,6 +5,7 @@ incident claims, script reloading and outage reporting."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -241,3 +242,75 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
         await dead.apply([ev("x", 1)])
     assert await dead.ping() is False
     await dead.close()
+
+
+async def test_a_long_incident_is_not_forgotten_while_it_goes_on(store: RedisStore) -> None:
+    """A 7-day window with a 1 h cooldown and a 24 h retention: crossings two
+    days apart still belong to the one incident."""
+    week = 7 * 86_400_000
+
+    def long_claim(start: int, trigger: str) -> IncidentClaim:
+        return dataclasses.replace(
+            claim(start, start + week, trigger=trigger), retention_ms=86_400_000
+        )
+
+    (first,) = await store.claim_incidents([long_claim(T0, "a")])
+    (later,) = await store.claim_incidents([long_claim(T0 + 2 * 86_400_000, "b")])
+    (again,) = await store.claim_incidents([long_claim(T0 + 2 * 86_400_000 + 60_000, "c")])
+    assert first.status is IncidentStatus.NEW
+    assert (later.status, again.status) == (IncidentStatus.OPEN, IncidentStatus.OPEN)
+    assert later.alert_id == again.alert_id == first.alert_id
+
+
+async def test_first_seen_cannot_be_backdated_beyond_the_lateness(store: RedisStore) -> None:
+    (obs,) = await store.apply([ev("now", T0)])
+    assert obs.values[2].value == T0
+    (obs,) = await store.apply([ev("forged", T0 - 10 * 60 * BUCKET)])  # 10 min: > lateness
+    assert obs.values[2].value == T0
+    (obs,) = await store.apply([ev("late", T0 - 30 * BUCKET)])  # 30 s: within lateness
+    assert obs.values[2].value == T0 - 30 * BUCKET
+
+
+async def test_a_reader_sees_the_window_ending_at_its_own_time(store: RedisStore) -> None:
+    """A ratio's denominator is read where the numerator's window ends, not at
+    the busiest window around it."""
+    await store.apply([ev(f"e{i}", T0 + i * BUCKET) for i in range(30)])
+    read = EventRequests("probe", T0 + 14 * BUCKET, [AggregateRequest(SUM, ("u",), None)])
+    (obs,) = await store.apply([read])
+    assert obs.values[0].value == N  # buckets 5..14, one event each
+    assert obs.values[0].window_end_ms == T0 + 15 * BUCKET
+
+
+async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> None:
+    import subprocess
+
+    from stream import devservices
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            devservices.ensure_redis_server(),
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--maxmemory",
+            "1mb",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not devservices.port_open("127.0.0.1", port):
+            await asyncio.sleep(0.05)
+        full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0)
+        await full.start()
+        with pytest.raises(StoreUnavailable, match="OutOfMemoryError"):
+            for i in range(5000):
+                await full.apply([ev(f"e{i}" * 20, T0 + i, user=f"user-{i}")])
+        await full.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -95,7 +95,7 @@ MISTAKES = {
         GOOD_RULE + "    action: {type: benefit_freeze, scope: all, duration: 1d}\n",
         "rules[0].action.scope: 'all' is not one of vouchers",
     ),
-    "version zero": (GOOD_RULE.replace("version: 1", "version: 0"), "must be at least 1"),
+    "version zero": (GOOD_RULE.replace("version: 1", "version: 0"), "must be between 1 and"),
     "ratio threshold": (
         GOOD_RULE.replace(
             "metric: {kind: count, topics: [orders], window: 10m}",
@@ -109,6 +109,26 @@ MISTAKES = {
         "rules[0].where[0].op: '~' is not one of",
     ),
     "odd window": (GOOD_RULE.replace("window: 10m", "window: 7s"), "multiple of 20s"),
+    "huge version": (
+        GOOD_RULE.replace("version: 1", "version: 100000000000000000000"),
+        "must be between 1 and",
+    ),
+    "huge duration": (
+        GOOD_RULE + "    action: {type: benefit_freeze, scope: vouchers, duration: 3000000d}\n",
+        "must be at most 3650d",
+    ),
+    "key the kind ignores": (
+        GOOD_RULE.replace("kind: count,", "kind: count, field: user_id,"),
+        "count does not take: field",
+    ),
+    "misspelt ratio part": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: ratio, window: 30d, numerator: {kind: count, topics: [refunds], "
+            "wehre: []}, denominator: {kind: count, topics: [orders]}}",
+        ),
+        "rules[0].metric.numerator: unknown key(s): wehre",
+    ),
 }
 
 

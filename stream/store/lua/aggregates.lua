@@ -14,18 +14,39 @@
 --           guard_kidx = 0: the unit only reads
 --           op {"sum", kidx, apply, bucket, delta, buckets, late_buckets, ttl_ms}
 --           op {"dst", kidx, apply, member, event_ms, window_ms, lateness_ms, ttl_ms}
---           op {"first", kidx, field, apply, event_ms, ttl_ms}
+--           op {"first", kidx, field, apply, event_ms, ttl_ms, lateness_ms}
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
 --           Redis command goes through I(), never Lua's %.14g formatting)
 -- returns : per unit {status, {value, end}...} as integers; status 1 new,
 --           0 duplicate, -1 too old; value -1 = too late for this aggregate
 local function I(x) return string.format('%d', x) end
 
+-- Values of buckets lo..hi (in order), fetched in chunks: Lua's unpack() stops
+-- at a few thousand arguments.
+local function buckets(key, lo, hi)
+  local vals = {}
+  local i = lo
+  while i <= hi do
+    local fields = {}
+    for j = i, math.min(i + 999, hi) do fields[#fields + 1] = I(j) end
+    for _, v in ipairs(redis.call('HMGET', key, unpack(fields))) do vals[#vals + 1] = v end
+    i = i + 1000
+  end
+  return vals
+end
+
+-- Exact value of the window ending at bucket b (a read that must line up with
+-- another aggregate's window, e.g. a ratio's denominator).
+local function sum_at(key, b, n, nb)
+  if b - n + 1 > nb then return {0, b} end
+  local s = 0
+  for _, v in ipairs(buckets(key, b - n + 1, math.min(b, nb))) do s = s + (tonumber(v) or 0) end
+  return {s, b}
+end
+
 local function sum_late(key, b, n, nb)
   local lo, hi = b - n + 1, math.min(b + n - 1, nb)
-  local fields = {}
-  for i = lo, hi do fields[#fields + 1] = I(i) end
-  local vals = redis.call('HMGET', key, unpack(fields))
+  local vals = buckets(key, lo, hi)
   local best, best_end, s = -1, b, 0
   for idx = 1, #vals do
     s = s + (tonumber(vals[idx]) or 0)
@@ -40,21 +61,24 @@ end
 -- fields than the range spans, so list the fields instead of probing each index.
 local function drop_buckets(key, lo, hi)
   if hi < lo then return end
-  if hi - lo < 8 then
-    local doomed = {}
-    for i = lo, hi do doomed[#doomed + 1] = I(i) end
-    redis.call('HDEL', key, unpack(doomed))
-    return
-  end
   local doomed = {}
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    local i = tonumber(f)
-    if i and i >= lo and i <= hi then doomed[#doomed + 1] = f end
+  if hi - lo < 8 then
+    for i = lo, hi do doomed[#doomed + 1] = I(i) end
+  else
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      local i = tonumber(f)
+      if i and i >= lo and i <= hi then doomed[#doomed + 1] = f end
+    end
   end
-  if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
+  for first = 1, #doomed, 1000 do
+    redis.call('HDEL', key, unpack(doomed, first, math.min(first + 999, #doomed)))
+  end
 end
 
-local function sum_op(key, apply, b, d, n, lb, ttl)
+-- apply: 1 to add d; 0 for a duplicate (judged on the same window as the
+-- original, nothing added). reader: 1 when the event does not feed this
+-- aggregate and only reads it (e.g. a ratio's denominator).
+local function sum_op(key, apply, reader, b, d, n, lb, ttl)
   local st = redis.call('HMGET', key, 'n', 't')
   if not st[1] then
     if apply == 0 or d == 0 then return {0, b} end
@@ -64,15 +88,15 @@ local function sum_op(key, apply, b, d, n, lb, ttl)
   end
   local nb, t = tonumber(st[1]), tonumber(st[2])
   if b < nb - n + 1 - lb then return {-1, b} end
+  if reader == 1 then
+    if b == nb then return {t, b} end
+    return sum_at(key, b, n, nb)
+  end
   if b > nb then
     if b - nb >= n then
       t = 0
     else
-      local leaving = {}
-      for i = nb - n + 1, b - n do leaving[#leaving + 1] = I(i) end
-      for _, v in ipairs(redis.call('HMGET', key, unpack(leaving))) do
-        t = t - (tonumber(v) or 0)
-      end
+      for _, v in ipairs(buckets(key, nb - n + 1, b - n)) do t = t - (tonumber(v) or 0) end
     end
     drop_buckets(key, nb - n + 1 - lb, math.min(b - n - lb, nb))
     if apply == 1 and d ~= 0 then
@@ -105,12 +129,17 @@ local function dst_op(key, apply, member, t, w, lateness, ttl)
   return {redis.call('ZCOUNT', key, '(' .. I(newest - w), I(newest)), newest}
 end
 
-local function first_op(key, field, apply, t, ttl)
+-- First sighting. An event may move it back by at most the allowed lateness,
+-- so one back-dated event cannot make a new merchant look years old; the TTL
+-- is refreshed on every sighting, so an active entity never "becomes new".
+local function first_op(key, field, apply, t, ttl, lateness)
   local cur = redis.call('HGET', key, field)
-  if apply == 1 and (not cur or t < tonumber(cur)) then
-    redis.call('HSET', key, field, I(t))
+  if apply == 1 then
+    if not cur or (t < tonumber(cur) and t >= tonumber(cur) - lateness) then
+      redis.call('HSET', key, field, I(t))
+      cur = t
+    end
     redis.call('PEXPIRE', key, ttl)
-    cur = t
   end
   return {cur and tonumber(cur) or -1, 0}
 end
@@ -141,13 +170,13 @@ for u, unit in ipairs(units) do
     local r
     if op[1] == 'sum' then
       local apply = (status == 1) and op[3] or 0
-      r = sum_op(key, apply, op[4], op[5], op[6], op[7], I(op[8]))
+      r = sum_op(key, apply, 1 - op[3], op[4], op[5], op[6], op[7], I(op[8]))
     elseif op[1] == 'dst' then
       local apply = (status == 1) and op[3] or 0
       r = dst_op(key, apply, op[4], op[5], op[6], op[7], I(op[8]))
     else
       local apply = (status == 1) and op[4] or 0
-      r = first_op(key, op[3], apply, op[5], I(op[6]))
+      r = first_op(key, op[3], apply, op[5], I(op[6]), op[7])
     end
     values[#values + 1] = r
   end

@@ -54,9 +54,10 @@ for i, c in ipairs(claims) do
   if match and trigger[1] == c[6] and trigger[2] == c[7] then
     out[i] = {'reemit', match.aid, redis.call('HGET', key, 'p:' .. match.aid) or ''}
   elseif match then
-    local from = math.min(match.from, start_ms)
-    local until_ms = math.max(match.until_ms, end_ms + cooldown)
-    redis.call('HSET', key, 'i:' .. match.aid, I(from) .. '|' .. I(until_ms))
+    match.from = math.min(match.from, start_ms)
+    match.until_ms = math.max(match.until_ms, end_ms + cooldown)
+    newest_until = math.max(newest_until, match.until_ms)
+    redis.call('HSET', key, 'i:' .. match.aid, I(match.from) .. '|' .. I(match.until_ms))
     out[i] = {'open', match.aid, ''}
   else
     local seq = redis.call('HINCRBY', key, 'seq:' .. c[11], 1)
