@@ -16,11 +16,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
+from detectors.engine import AggregateRequest
 from detectors.rules_entities import EntityType
 from stream import kafka_io
 from stream.backtest import run_backtest
-from stream.rules_loading import load_rulebook
+from stream.rules_loading import load_rulebook, open_store
 from stream.store import keys
+from stream.store.base import EventRequests
 from stream.store.redis_store import event_hash
 from tests.integration.services import (
     Services,
@@ -116,6 +118,26 @@ async def test_kill_minus_nine_three_times_loses_nothing(
             assert got == {event_hash(e) for e in expected}, user
     finally:
         await client.aclose()
+    # The counters themselves: each user's 10-minute order count at its last
+    # order equals a recomputation from the event list (30 s buckets).
+    rule = load_rulebook(settings).rules[0]
+    store = open_store(settings)
+    await store.start()
+    try:
+        last = {u: max(t for _, uu, t in events if uu == u) for _, u, _ in events}
+        reads = [
+            EventRequests(f"probe-{u}", t, [AggregateRequest(rule.metric.aggregate, (u,), None)])
+            for u, t in last.items()
+        ]
+        observed = await store.apply(reads)
+        for (user, t), obs in zip(last.items(), observed, strict=True):
+            b = t // 30_000
+            expected_count = sum(
+                1 for _, u, tt in events if u == user and b - 20 < tt // 30_000 <= b
+            )
+            assert obs.values[0].value == expected_count, user
+    finally:
+        await store.close()
 
     published = [
         orjson.loads(r.value)
