@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from detectors.errors import ServiceError
 from stream import devservices, kafka_io
 from stream.samples import synthetic_mix
-from stream.settings import Settings, TopicNames
+from stream.settings import Settings, TopicNames, to_env
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -267,17 +267,7 @@ async def run_bench(
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {
-        "FRAUD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "FRAUD_REDIS_URL": settings.redis_url,
-        "FRAUD_REDIS_NAMESPACE": settings.redis_namespace,
-        "FRAUD_APP_ID": settings.app_id,
-        "FRAUD_WEB_PORT": str(settings.web_port),
-        "FRAUD_LOG_LEVEL": "WARNING",
-    }
-    for name, value in asdict(settings.topics).items():
-        env[f"FRAUD_TOPIC_{name.upper()}"] = value
-    return env
+    return {**to_env(settings), "FRAUD_LOG_LEVEL": "WARNING"}
 
 
 def report(result: BenchResult) -> str:

@@ -90,21 +90,26 @@ def stop_pid(pidfile: Path, timeout_s: float = 30.0) -> bool:
 # --------------------------------------------------------------------- Redis
 
 
+def _apt_install(service: str, package: str, binaries: tuple[str, ...]) -> str | None:
+    """Install a Debian package when running as root with apt; the path of
+    its first binary, or None when that is not possible here. The package's
+    own service is stopped: fraudstream runs its own processes."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+    for cmd in ([*apt, "update", "-qq"], [*apt, "install", "-y", "-qq", package]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ServiceError(service, f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    subprocess.run(["service", package, "stop"], capture_output=True)
+    found = [shutil.which(b) for b in binaries]
+    return found[0] if all(found) else None
+
+
 def ensure_redis_server() -> str:
-    found = shutil.which("redis-server")
+    found = shutil.which("redis-server") or _apt_install("redis", "redis-server", ("redis-server",))
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-        for cmd in ([*apt, "update", "-qq"], [*apt, "install", "-y", "-qq", "redis-server"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ServiceError("redis", f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        # The Debian package may start a system redis on 6379; we run our own.
-        subprocess.run(["service", "redis-server", "stop"], capture_output=True)
-        found = shutil.which("redis-server")
-        if found:
-            return found
     raise ServiceError(
         "redis",
         "redis-server not found. Install it (Debian/Ubuntu: sudo apt-get install redis-server) "
@@ -169,20 +174,11 @@ def _redis_ping(port: int) -> bool:
 def ensure_prometheus() -> str:
     """prometheus + promtool (Debian's `prometheus` package): the observability
     tests run a real Prometheus and promtool's rule tests."""
-    found = shutil.which("promtool")
-    if found and shutil.which("prometheus"):
+    binaries = ("promtool", "prometheus")
+    found = shutil.which("promtool") if shutil.which("prometheus") else None
+    found = found or _apt_install("prometheus", "prometheus", binaries)
+    if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        apt = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
-        for cmd in ([*apt, "update", "-qq"], [*apt, "install", "-y", "-qq", "prometheus"]):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ServiceError("prometheus", f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        # The package may start a system Prometheus; the tests run their own.
-        subprocess.run(["service", "prometheus", "stop"], capture_output=True)
-        found = shutil.which("promtool")
-        if found and shutil.which("prometheus"):
-            return found
     raise ServiceError(
         "prometheus",
         "prometheus/promtool not found. Install them (Debian/Ubuntu: sudo apt-get install "

@@ -286,3 +286,32 @@ ENV_NAMES: frozenset[str] = frozenset(
     + [PREFIX + f"TOPIC_{f.name.upper()}" for f in dataclasses.fields(TopicNames)]
 )
 """Every variable `from_env` reads (docker-compose and docs are tested against it)."""
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, StrEnum):
+        return value.value
+    return str(value)
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The FRAUD_* variables that rebuild `settings` with `from_env` (for
+    worker subprocesses started by the demo, the bench and the tests).
+    Contains secrets: hand it to a child process, never print it."""
+    env: dict[str, str] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "topics":
+            for t in dataclasses.fields(TopicNames):
+                env[f"{PREFIX}TOPIC_{t.name.upper()}"] = getattr(value, t.name)
+        elif f.name == "kafka_security":
+            for k in dataclasses.fields(KafkaSecurity):
+                item = getattr(value, k.name)
+                name = "SECURITY_PROTOCOL" if k.name == "protocol" else k.name.upper()
+                if item is not None:
+                    env[f"{PREFIX}KAFKA_{name}"] = _env_value(item)
+        elif value is not None:
+            env[PREFIX + f.name.upper()] = _env_value(value)
+    return env

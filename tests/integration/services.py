@@ -15,14 +15,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from stream import devservices, kafka_io
-from stream.settings import Settings, TopicNames
+from stream.settings import Settings, TopicNames, to_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,27 +92,7 @@ def start_services(tmp: Path) -> Services:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The FRAUD_* environment that reproduces `settings` in a subprocess."""
-    env = {
-        "FRAUD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "FRAUD_REDIS_URL": settings.redis_url,
-        "FRAUD_REDIS_NAMESPACE": settings.redis_namespace,
-        "FRAUD_APP_ID": settings.app_id,
-        "FRAUD_WEB_PORT": str(settings.web_port),
-        "FRAUD_KAFKA_SESSION_TIMEOUT_S": str(settings.kafka_session_timeout_s),
-        "FRAUD_KAFKA_HEARTBEAT_S": str(settings.kafka_heartbeat_s),
-        "FRAUD_RULES_FILE": str(settings.rules_file or ""),
-        "FRAUD_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
-        "FRAUD_RETRY_MAX_BACKOFF_S": str(settings.retry_max_backoff_s),
-        "FRAUD_REDIS_TIMEOUT_S": str(settings.redis_timeout_s),
-        "FRAUD_DEDUP_HORIZON_S": str(settings.dedup_horizon_s),
-        "FRAUD_ALLOWED_LATENESS_S": str(settings.allowed_lateness_s),
-        "FRAUD_MAX_EVENT_BYTES": str(settings.max_event_bytes),
-        "FRAUD_DEV_PARTITIONS": str(settings.dev_partitions),
-        "FRAUD_BATCH_MAX": str(settings.batch_max),
-    }
-    for f in fields(settings.topics):
-        env[f"FRAUD_TOPIC_{f.name.upper()}"] = getattr(settings.topics, f.name)
-    return env
+    return to_env(settings)
 
 
 @dataclass

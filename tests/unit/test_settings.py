@@ -99,3 +99,32 @@ def test_kafka_security_is_validated() -> None:
     assert kafka_credentials(from_env({}).kafka_security) is None
     ssl_only = kafka_credentials(from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "ssl"}).kafka_security)
     assert ssl_only.protocol.value == "SSL"
+
+
+def test_to_env_round_trips_every_setting() -> None:
+    from pathlib import Path
+
+    from stream.settings import KafkaProtocol, KafkaSecurity, TopicNames, to_env
+
+    s = Settings(
+        kafka_bootstrap="k:1",
+        redis_url="redis://u:pw@r:2/3",
+        redis_namespace="ns-1",
+        app_id="app",
+        topics=TopicNames().with_suffix("-x"),
+        web_port=7001,
+        batch_max=7,
+        batch_within_s=0.25,
+        dedup_horizon_s=99,
+        allowed_lateness_s=0,
+        redis_cluster=True,
+        rules_file=Path("/tmp/rules.yaml"),
+        max_future_skew_s=5,
+        log_level="DEBUG",
+        kafka_security=KafkaSecurity(
+            KafkaProtocol.SASL_SSL, "SCRAM-SHA-256", "user", "pw", Path("/ca.pem")
+        ),
+    )
+    env = to_env(s)
+    assert set(env) <= ENV_NAMES
+    assert from_env(env) == s
