@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -108,6 +109,16 @@ class StoreConfig:
     first_seen_backdate_ms: int | None = None
 
 
+class _HiredisPackingConnection(aioredis.Connection):
+    """Packs the batch's EVALSHA (hundreds of keys and one large argument) with
+    hiredis' C packer instead of redis-py's per-argument Python encoding."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if args and args[0] == "EVALSHA":
+            return [hiredis.pack_command(args)]
+        return super().pack_command(*args)
+
+
 class _Call:
     """The keys and units of one script call (one slot on a cluster)."""
 
@@ -153,7 +164,11 @@ class RedisStore:
             client: Any = RedisCluster.from_url(url, **options)
         else:
             client = aioredis.Redis.from_url(
-                url, max_connections=8, health_check_interval=30, **options
+                url,
+                max_connections=8,
+                health_check_interval=30,
+                connection_class=_HiredisPackingConnection,
+                **options,
             )
         return cls(client, namespace, config)
 
@@ -348,12 +363,17 @@ class RedisStore:
         values: list[list[Observation | None]] = [[None] * len(ev.requests) for ev in events]
         status = [EventStatus.NEW] * len(events)
         for slot, call in calls.items():
-            for (ei, indices), unit in zip(call.where, raw[slot], strict=True):
-                unit_status = _STATUS[int(unit[0])]
+            flat, at = raw[slot], 0
+            for ei, indices in call.where:
+                unit_status = _STATUS[flat[at]]
+                at += 1
                 if _WORST[unit_status] > _WORST[status[ei]]:
                     status[ei] = unit_status
-                for ri, (value, end) in zip(indices, unit[1:], strict=True):
-                    values[ei][ri] = self._observation(events[ei], ri, int(value), int(end))
+                for ri in indices:
+                    values[ei][ri] = self._observation(events[ei], ri, flat[at], flat[at + 1])
+                    at += 2
+            if at != len(flat):
+                raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
         out = []
         for ei, vals in enumerate(values):
             assert all(v is not None for v in vals)

@@ -17,8 +17,10 @@
 --           op {"first", kidx, field, apply, event_ms, ttl_ms, lateness_ms}
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
 --           Redis command goes through I(), never Lua's %.14g formatting)
--- returns : per unit {status, {value, end}...} as integers; status 1 new,
---           0 duplicate, -1 too old; value -1 = too late for this aggregate
+-- returns : one flat array of integers: per unit its status (1 new,
+--           0 duplicate, -1 too old), then value and end per op (value -1 =
+--           too late for this aggregate). Flat, because nested replies cost
+--           the client far more to parse.
 local function I(x) return string.format('%d', x) end
 
 -- Values of buckets lo..hi (in order), fetched in chunks: Lua's unpack() stops
@@ -145,7 +147,7 @@ local function first_op(key, field, apply, t, ttl, lateness)
 end
 
 local units = cjson.decode(ARGV[1])
-local out = {}
+local out = {}  -- flat: per unit its status, then value and end per op
 for u, unit in ipairs(units) do
   local status = 1
   if unit[1] > 0 then
@@ -164,7 +166,7 @@ for u, unit in ipairs(units) do
       redis.call('PEXPIRE', guard, I(unit[5]))
     end
   end
-  local values = {status}
+  out[#out + 1] = status
   for _, op in ipairs(unit[6]) do
     local key = KEYS[op[2]]
     local r
@@ -178,8 +180,8 @@ for u, unit in ipairs(units) do
       local apply = (status == 1) and op[4] or 0
       r = first_op(key, op[3], apply, op[5], I(op[6]), op[7])
     end
-    values[#values + 1] = r
+    out[#out + 1] = r[1]
+    out[#out + 1] = r[2]
   end
-  out[u] = values
 end
 return out
