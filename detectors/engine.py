@@ -17,6 +17,8 @@ from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import Rule
+from detectors.rules_conditions import Condition
+from detectors.rules_entities import EntityType
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,9 @@ class Observation:
 
 
 class Plan:
-    """Precomputed per topic: which aggregates consume and which rules judge it."""
+    """Precomputed per topic: which aggregates consume it and which rules judge
+    it (and so which aggregates they read). Runs for every event, so the
+    per-topic work is done once here."""
 
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
@@ -49,20 +53,42 @@ class Plan:
         self.judges: dict[Topic, tuple[Rule, ...]] = {
             t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
         }
+        # Per topic: (trigger conditions, aggregates those rules read), merged
+        # for rules with the same conditions.
+        self.reads: dict[Topic, tuple[tuple[tuple[Condition, ...], tuple[AggregateSpec, ...]], ...]]
+        self.reads = {}
+        for topic, rules in self.judges.items():
+            by_where: dict[tuple[Condition, ...], dict[str, AggregateSpec]] = {}
+            for rule in rules:
+                specs = by_where.setdefault(rule.where, {})
+                for spec in rule.aggregates():
+                    specs.setdefault(spec.agg_id, spec)
+            self.reads[topic] = tuple((w, tuple(s.values())) for w, s in by_where.items())
 
     def requests(self, topic: Topic, event: Event) -> list[AggregateRequest]:
         """Every aggregate the event feeds, plus every one its rules read."""
         out: dict[tuple[str, tuple[str, ...]], AggregateRequest] = {}
+        ids_of: dict[tuple[EntityType, ...], tuple[str, ...] | None] = {}
         for spec in self.feeds[topic]:
             contribution = spec.contribution(topic, event)
-            ids = spec.entity_ids(event)
-            if contribution is not None and ids is not None:
-                out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, contribution)
-        for rule in self.judges[topic]:
-            if not all(c.matches(event) for c in rule.where):
+            if contribution is None:
                 continue
-            for spec in rule.aggregates():
-                ids = spec.entity_ids(event)
+            ids = (
+                ids_of[spec.entity]
+                if spec.entity in ids_of
+                else ids_of.setdefault(spec.entity, spec.entity_ids(event))
+            )
+            if ids is not None:
+                out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, contribution)
+        for where, specs in self.reads[topic]:
+            if where and not all(c.matches(event) for c in where):
+                continue
+            for spec in specs:
+                ids = (
+                    ids_of[spec.entity]
+                    if spec.entity in ids_of
+                    else ids_of.setdefault(spec.entity, spec.entity_ids(event))
+                )
                 if ids is not None and (spec.agg_id, ids) not in out:
                     out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, None)
         return list(out.values())
