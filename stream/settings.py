@@ -89,7 +89,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_max: int = 200
-    batch_within_s: float = 0.05
+    batch_within_s: float = 0.01
     max_event_bytes: int = 256 * 1024
     dlq_value_max_bytes: int = 64 * 1024
     dedup_horizon_s: int = 24 * 3600
