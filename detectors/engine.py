@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.aggregates import AggregateSpec
 from detectors.contract import format_rfc3339_ms
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
@@ -209,7 +209,3 @@ def _candidate(
         margin=rule.comparison.margin(value, rule.threshold),
     )
     return AlertCandidate(alert, entity_ids, start, end, rule.cooldown_ms)
-
-
-def needs_first_seen(spec: AggregateSpec) -> bool:
-    return spec.kind is AggregateKind.FIRST_SEEN

@@ -10,7 +10,6 @@ Input lines: {"topic": "<input topic>", "value": {event}}. Output lines:
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -180,7 +179,3 @@ def _write_bad_line(
     wire = letter.to_wire(int(time.time() * 1000), settings.dlq_value_max_bytes)
     _write(sink, OutputRecord(settings.topics.dlq, None, orjson.dumps(wire)), summary)
     summary.dead_letters += 1
-
-
-def default_progress() -> IO[str]:
-    return sys.stderr

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
-
 from detectors.errors import ConfigError, FraudstreamError, ServiceError
 from stream import devservices
 from stream.settings import Settings, from_env
@@ -258,10 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def dumps_pretty(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 if __name__ == "__main__":

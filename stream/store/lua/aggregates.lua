@@ -148,7 +148,7 @@ end
 
 local units = cjson.decode(ARGV[1])
 local out = {}  -- flat: per unit its status, then value and end per op
-for u, unit in ipairs(units) do
+for _, unit in ipairs(units) do
   local status = 1
   if unit[1] > 0 then
     local guard = KEYS[unit[1]]
