@@ -31,6 +31,7 @@ class AggregateSpec:
     topics: frozenset[Topic]
     entity: tuple[EntityType, ...]
     field: str | None = None
+    # The window; for FIRST_SEEN how long a sighting is kept (None: the store's default).
     window_ms: int | None = None
     bucket_ms: int | None = None
     where: tuple[Condition, ...] = ()

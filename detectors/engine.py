@@ -16,7 +16,7 @@ from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
-from detectors.rules import Rule
+from detectors.rules import Metric, MetricKind, Rule
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
 
@@ -130,22 +130,55 @@ def _metric_value(
 ) -> float | None:
     metric = rule.metric
     assert main.value is not None
-    if metric.is_age:
+    if metric.kind is MetricKind.AGE:
         if main.value < 0:
             return None
         age = event.occurred_at_ms - main.value
         evidence.update(first_seen_at=format_rfc3339_ms(main.value), age=format_duration_ms(age))
         return float(age)
-    if metric.denominator is None:
+    if metric.kind is MetricKind.VALUE:
         evidence["value"] = main.value
         if metric.min_volume and main.value < metric.min_volume:
             return None
         return float(main.value)
-    den = observed.get(metric.denominator.agg_id)
-    if den is None or den.value is None or den.value <= 0 or den.value < metric.min_volume:
+    assert metric.other is not None
+    other = observed.get(metric.other.agg_id)
+    if other is None or other.value is None:
         return None
-    evidence.update(numerator=main.value, denominator=den.value, min_volume=metric.min_volume)
-    return main.value / den.value
+    if metric.kind is MetricKind.BALANCE:
+        evidence.update(credits=main.value, debits=other.value)
+        return float(main.value - other.value)
+    if metric.kind is MetricKind.SURGE:
+        return _surge(metric, main.value, other.value, evidence)
+    if other.value <= 0 or other.value < metric.min_volume:
+        return None
+    evidence.update(numerator=main.value, denominator=other.value, min_volume=metric.min_volume)
+    return main.value / other.value
+
+
+def _surge(metric: Metric, recent: int, baseline: int, evidence: dict[str, object]) -> float | None:
+    """Rate in the recent window over the rate in the rest of the baseline window.
+
+    The baseline excludes the recent window, so a surge does not dilute its
+    own baseline. Without any earlier activity there is no baseline to
+    compare with: the metric is undefined (a rule on young entities covers
+    that case), rather than infinite."""
+    assert metric.other is not None
+    recent_ms = metric.aggregate.window_ms or 0
+    baseline_ms = metric.other.window_ms or 0
+    earlier = baseline - recent
+    if recent < metric.min_volume or earlier <= 0 or baseline_ms <= recent_ms:
+        return None
+    earlier_rate = earlier / (baseline_ms - recent_ms)
+    value = (recent / recent_ms) / earlier_rate
+    evidence.update(
+        recent=recent,
+        recent_window=format_duration_ms(recent_ms),
+        baseline_window=format_duration_ms(baseline_ms),
+        baseline_per_recent_window=round(earlier_rate * recent_ms, 3),
+        min_volume=metric.min_volume,
+    )
+    return value
 
 
 def _requirements_hold(
@@ -198,7 +231,7 @@ def _candidate(
         entity_id=entity_ids[0],
         window_ms=window_ms,
         window_start_ms=start,
-        observed=round(value, 6) if rule.metric.denominator is not None else int(value),
+        observed=round(value, 6) if rule.metric.is_fractional else int(value),
         threshold=rule.threshold,
         trigger_event_id=event.event_id,
         trigger_topic=trigger_topic,

@@ -20,6 +20,7 @@ from detectors.rules import (
     AgeRequirement,
     Comparison,
     Metric,
+    MetricKind,
     Mode,
     Rule,
     Severity,
@@ -64,6 +65,11 @@ METRIC_KEYS = {
     "where",
     "numerator",
     "denominator",
+    "credit",
+    "debit",
+    "of",
+    "recent",
+    "baseline",
 }
 MAX_WINDOW_MS = 31 * 86_400_000
 MAX_DURATION_MS = 3650 * 86_400_000
@@ -74,9 +80,14 @@ KIND_KEYS = {
     "sum": {"kind", "topics", "field", "window", "resolution", "where"},
     "distinct": {"kind", "topics", "field", "window", "resolution", "where"},
     "ratio": {"kind", "window", "resolution", "numerator", "denominator"},
+    "balance": {"kind", "window", "resolution", "credit", "debit"},
+    "surge": {"kind", "of", "recent", "baseline"},
     "age": {"kind", "topics"},
 }
+# The two parts of a two-aggregate metric, by kind.
+PARTS = {"ratio": ("numerator", "denominator"), "balance": ("credit", "debit")}
 PART_KEYS = {"kind", "topics", "field", "where"}
+REQUIRE_KEYS = {"age_of", "op", "value", "retain"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +233,12 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
     unknown = {str(k) for k in raw} - METRIC_KEYS
     if unknown:
         raise p.fail(path, f"unknown key(s): {', '.join(sorted(unknown))}")
-    kinds = [k.value for k in AggregateKind if k is not AggregateKind.FIRST_SEEN] + ["ratio", "age"]
+    kinds = [k.value for k in AggregateKind if k is not AggregateKind.FIRST_SEEN] + [
+        "ratio",
+        "balance",
+        "surge",
+        "age",
+    ]
     kind = p.get(raw, "kind", path, str)
     if kind not in kinds:
         raise p.fail(f"{path}.kind", f"{kind!r} is not one of {', '.join(kinds)}")
@@ -231,21 +247,54 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
         raise p.fail(path, f"{kind} does not take: {', '.join(sorted(extra))}")
     if kind == "age":
         topics = p.topics(raw["topics"], f"{path}.topics") if "topics" in raw else frozenset(Topic)
-        return Metric(AggregateSpec(AggregateKind.FIRST_SEEN, topics, entity))
-    window = p.duration(p.get(raw, "window", path, str), f"{path}.window")
-    if window > MAX_WINDOW_MS:
-        raise p.fail(f"{path}.window", "must be at most 31d")
+        first_seen = AggregateSpec(AggregateKind.FIRST_SEEN, topics, entity)
+        return Metric(first_seen, kind=MetricKind.AGE)
+    if kind == "surge":
+        return _surge(p, raw, entity, path)
+    window = _window(p, raw, "window", path)
     bucket = _resolution(p, raw, window, path)
-    if kind == "ratio":
-        parts = []
-        for side in ("numerator", "denominator"):
-            part = p.get(raw, side, path, dict)
-            extra = {str(k) for k in part} - PART_KEYS
-            if extra:
-                raise p.fail(f"{path}.{side}", f"unknown key(s): {', '.join(sorted(extra))}")
-            parts.append(_aggregate(p, part, entity, window, bucket, f"{path}.{side}"))
-        return Metric(parts[0], parts[1])
+    if kind in PARTS:
+        first, second = (
+            _aggregate(p, _part(p, raw, side, path), entity, window, bucket, f"{path}.{side}")
+            for side in PARTS[kind]
+        )
+        return Metric(first, second, kind=MetricKind(kind))
     return Metric(_aggregate(p, raw, entity, window, bucket, path))
+
+
+def _window(p: Parser, raw: dict[str, Any], key: str, path: str) -> int:
+    window = p.duration(p.get(raw, key, path, str), f"{path}.{key}")
+    if window > MAX_WINDOW_MS:
+        raise p.fail(f"{path}.{key}", "must be at most 31d")
+    return window
+
+
+def _part(p: Parser, raw: dict[str, Any], side: str, path: str) -> dict[str, Any]:
+    part: dict[str, Any] = p.get(raw, side, path, dict)
+    extra = {str(k) for k in part} - PART_KEYS
+    if extra:
+        raise p.fail(f"{path}.{side}", f"unknown key(s): {', '.join(sorted(extra))}")
+    return part
+
+
+def _surge(p: Parser, raw: dict[str, Any], entity: tuple[EntityType, ...], path: str) -> Metric:
+    """`of` counted over a `recent` window and over a longer `baseline` window
+    ending at the same time; the baseline must leave room for history."""
+    recent = _window(p, raw, "recent", path)
+    baseline = _window(p, raw, "baseline", path)
+    if baseline < 2 * recent:
+        raise p.fail(f"{path}.baseline", "must be at least twice the recent window")
+    part = _part(p, raw, "of", path)
+    specs = []
+    for window in (recent, baseline):
+        try:
+            bucket = default_bucket_ms(window)
+        except ValueError as exc:
+            raise p.fail(f"{path}.recent", str(exc)) from None
+        specs.append(_aggregate(p, part, entity, window, bucket, f"{path}.of"))
+    if specs[0].kind is AggregateKind.DISTINCT:
+        raise p.fail(f"{path}.of.kind", "a surge compares counts or sums, not distinct counts")
+    return Metric(specs[0], specs[1], kind=MetricKind.SURGE)
 
 
 def _resolution(p: Parser, raw: dict[str, Any], window: int, path: str) -> int:
@@ -309,16 +358,23 @@ def _requires(p: Parser, raw: Any, path: str) -> tuple[AgeRequirement, ...]:
     out = []
     for i, item in enumerate(raw):
         q = f"{path}[{i}]"
-        if not isinstance(item, dict) or set(item) != {"age_of", "op", "value"}:
+        if not isinstance(item, dict) or not {"age_of", "op", "value"} <= set(item) <= REQUIRE_KEYS:
             raise p.fail(
                 q,
-                "expected exactly {age_of, op, value}, e.g. "
+                "expected {age_of, op, value} and optionally `retain`, e.g. "
                 "{age_of: merchant, op: '<', value: 30d}",
             )
         entity = p.entity(item["age_of"], f"{q}.age_of")
         comparison = p.enum(Comparison, item["op"], f"{q}.op", [c.value for c in Comparison])
         age = p.duration(item["value"], f"{q}.value")
-        first_seen = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), entity)
+        retain = p.duration(item["retain"], f"{q}.retain") if "retain" in item else None
+        if retain is not None and (comparison in (Comparison.LT, Comparison.LE) or retain <= age):
+            # Once a sighting is forgotten the entity looks new again: fine for
+            # "older than" (it just stops firing), wrong for "younger than".
+            raise p.fail(f"{q}.retain", "only for op >= or >, and longer than the age")
+        first_seen = AggregateSpec(
+            AggregateKind.FIRST_SEEN, frozenset(Topic), entity, window_ms=retain
+        )
         out.append(AgeRequirement(first_seen, comparison, age))
     return tuple(out)
 
@@ -369,9 +425,21 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
 
 def _threshold(p: Parser, raw: Any, metric: Metric, path: str) -> float:
     if metric.is_age:
-        return float(p.duration(raw, path))
+        # `>= 0s` is meaningful: "was seen at all before this event".
+        return 0.0 if raw in (0, "0", "0s") else float(p.duration(raw, path))
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise p.fail(path, "expected a number")
-    if metric.denominator is not None and not 0 <= raw <= 1:
+    if metric.kind is MetricKind.RATIO and not 0 <= raw <= 1 and _like_for_like(metric):
         raise p.fail(path, "a ratio threshold is a fraction between 0 and 1")
+    if metric.kind is MetricKind.SURGE and raw <= 1:
+        raise p.fail(path, "a surge threshold is a factor above 1 (e.g. 5 = five times the usual)")
     return float(raw)
+
+
+def _like_for_like(metric: Metric) -> bool:
+    """Count over count or sum over the same field: a share, so at most 1 is
+    meant (a threshold of 50 is a typo for 0.5). Count over distinct values
+    (orders per buyer) is a rate and may be any size."""
+    other = metric.other
+    assert other is not None
+    return metric.aggregate.kind is other.kind and metric.aggregate.field == other.field

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.aggregates import AggregateSpec
 from detectors.events import Topic
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
@@ -20,6 +20,7 @@ __all__ = [
     "Comparison",
     "EntityType",
     "Metric",
+    "MetricKind",
     "Mode",
     "Rule",
     "Severity",
@@ -83,20 +84,38 @@ class Action:
     duration_ms: int | None = None
 
 
+class MetricKind(StrEnum):
+    """How a rule's observed value is made from the aggregates it reads."""
+
+    VALUE = "value"  # one count, sum or distinct count
+    RATIO = "ratio"  # aggregate / other, over the same window
+    AGE = "age"  # event time minus the entity's first sighting
+    BALANCE = "balance"  # aggregate (credits) minus other (debits), same window
+    SURGE = "surge"  # rate over a recent window / rate over the rest of a baseline window
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """What a rule compares: one aggregate, the ratio of two, or an entity's age."""
+    """What a rule compares. `other` is the ratio's denominator, the balance's
+    debits or the surge's baseline window."""
 
     aggregate: AggregateSpec
-    denominator: AggregateSpec | None = None  # set for ratios
-    min_volume: int = 0  # the ratio's denominator (or the count) must reach this
+    other: AggregateSpec | None = None
+    # Ratio: the denominator must reach this; surge: the recent value; value: itself.
+    min_volume: int = 0
+    kind: MetricKind = MetricKind.VALUE
 
     @property
     def is_age(self) -> bool:
-        return self.aggregate.kind is AggregateKind.FIRST_SEEN
+        return self.kind is MetricKind.AGE
+
+    @property
+    def is_fractional(self) -> bool:
+        """Ratio and surge values are fractions; the others are integers."""
+        return self.kind in (MetricKind.RATIO, MetricKind.SURGE)
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
-        return (self.aggregate,) if self.denominator is None else (self.aggregate, self.denominator)
+        return (self.aggregate,) if self.other is None else (self.aggregate, self.other)
 
 
 @dataclass(frozen=True, slots=True)

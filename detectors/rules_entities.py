@@ -15,6 +15,7 @@ class EntityType(StrEnum):
     IP = "ip"
     VOUCHER = "voucher"
     CAMPAIGN = "campaign"
+    ORDER = "order"  # e.g. the age of the order a refund is for
 
 
 # Checked in order; the first attribute the event has (and is not None) wins.
@@ -29,6 +30,7 @@ ENTITY_FIELDS: dict[EntityType, tuple[str, ...]] = {
     EntityType.IP: ("ip",),
     EntityType.VOUCHER: ("voucher_id",),
     EntityType.CAMPAIGN: ("campaign_id",),
+    EntityType.ORDER: ("order_id",),
 }
 
 

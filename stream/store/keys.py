@@ -11,6 +11,7 @@ with one SCAN pattern.
                                           t = window total, <bucket> = value
                                     ZSET  distinct: member=value, score=last event ms
     <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen
+    <ns>:{o:<id>}:first:<ms>        HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<id>}:inc:<rule_id>     HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
 """
@@ -29,6 +30,7 @@ ENTITY_CODE: dict[EntityType, str] = {
     EntityType.IP: "ip",
     EntityType.VOUCHER: "v",
     EntityType.CAMPAIGN: "c",
+    EntityType.ORDER: "o",
 }
 
 

@@ -316,11 +316,13 @@ class RedisStore:
             ttl += cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0)
             if spec.kind is AggregateKind.FIRST_SEEN:
                 backdate = cfg.first_seen_backdate_ms
-                cached = (
-                    "first",
-                    cfg.first_seen_ttl_ms,
-                    cfg.lateness_ms if backdate is None else backdate,
-                )
+                # A first-seen spec may carry its own, shorter retention (an
+                # order's age is only needed for weeks, not a year).
+                retain = cfg.first_seen_ttl_ms if spec.window_ms is None else ttl
+                # Its own key: one key's TTL must suit every field in it.
+                suffix = "" if spec.window_ms is None else f":{spec.window_ms}"
+                backdate = cfg.lateness_ms if backdate is None else backdate
+                cached = ("first", retain, backdate, suffix)
             elif spec.kind is AggregateKind.DISTINCT:
                 cached = ("dst", spec.window_ms, cfg.lateness_ms, ttl)
             else:
@@ -343,7 +345,7 @@ class RedisStore:
         if tpl[0] == "first":
             return [
                 "first",
-                call.kidx(keys.first_seen(self._ns, tag)),
+                call.kidx(keys.first_seen(self._ns, tag) + tpl[3]),
                 spec.agg_id,
                 apply,
                 ev.event_ms,

@@ -67,7 +67,7 @@ def test_too_late_observation_is_not_judged() -> None:
 
 def test_ratio_needs_min_volume() -> None:
     rule = RULES["user_refund_ratio_30d"]
-    num, den = rule.metric.aggregate, rule.metric.denominator
+    num, den = rule.metric.aggregate, rule.metric.other
     assert den is not None
     refund = _refund()
     obs = {num.agg_id: Observation(3, T), den.agg_id: Observation(4, T)}
@@ -118,10 +118,13 @@ def test_new_destination_payout_needs_all_three_facts() -> None:
 
 def fired() -> list[AlertCandidate]:
     out = [judge(RULES["user_order_velocity_10m"], ORDER, Topic.ORDERS, {"count": 9})]
-    rule = RULES["new_destination_large_payout"]
-    out.append(
-        engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, _payout_obs(T, T - 30 * DAY), T)
-    )
+    rule = RULES["payout_exceeds_earnings_30d"]
+    assert rule.metric.other is not None
+    balance = {
+        rule.metric.aggregate.agg_id: Observation(100_000, T),  # earned
+        rule.metric.other.agg_id: Observation(700_000, T),  # refunded + paid out
+    }
+    out.append(engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, balance, T))
     rule = RULES["device_accounts_voucher_24h"]
     out.append(
         engine.evaluate(
@@ -150,7 +153,7 @@ def freezes() -> list[Freeze]:
     out = []
     for cand in fired():
         rule = RULES[cand.alert.rule_id]
-        payout = ("po1", 600_000, "EUR") if rule.rule_id == "new_destination_large_payout" else None
+        payout = ("po1", 600_000, "EUR") if rule.rule_id == "payout_exceeds_earnings_30d" else None
         f = freeze_for(rule, cand.alert, "m1", payout)
         if f is not None:
             out.append(f)
@@ -159,7 +162,7 @@ def freezes() -> list[Freeze]:
 
 def test_freezes_follow_the_rule_action() -> None:
     by_rule = {f.rule_id: f for f in freezes()}
-    fund = by_rule["new_destination_large_payout"]
+    fund = by_rule["payout_exceeds_earnings_30d"]
     assert fund.scope == "payout:po1" and fund.amount_minor == 600_000
     assert fund.expires_at_ms == T + 3 * DAY
     benefit = by_rule["device_accounts_voucher_24h"]

@@ -72,7 +72,7 @@ MISTAKES = {
     ),
     "bad aggregate": (
         GOOD_RULE.replace("kind: count", "kind: average"),
-        "'average' is not one of count, sum, distinct, ratio, age",
+        "'average' is not one of count, sum, distinct, ratio, balance, surge, age",
     ),
     "sum without field": (
         GOOD_RULE.replace("kind: count", "kind: sum"),
@@ -129,6 +129,40 @@ MISTAKES = {
         ),
         "rules[0].metric.numerator: unknown key(s): wehre",
     ),
+    "surge baseline too short": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: surge, of: {kind: count, topics: [orders]}, recent: 1h, baseline: 90m}",
+        ).replace("threshold: 5", "threshold: 6"),
+        "rules[0].metric.baseline: must be at least twice the recent window",
+    ),
+    "surge threshold not a factor": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: surge, of: {kind: count, topics: [orders]}, recent: 1h, baseline: 7d}",
+        ).replace("threshold: 5", "threshold: 0.5"),
+        "a surge threshold is a factor above 1",
+    ),
+    "surge of distinct values": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: surge, of: {kind: distinct, field: ip, topics: [orders]}, "
+            "recent: 1h, baseline: 7d}",
+        ),
+        "rules[0].metric.of.kind: a surge compares counts or sums",
+    ),
+    "balance without debits": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: balance, window: 30d, "
+            "credit: {kind: sum, field: amount_minor, topics: [orders]}}",
+        ),
+        "rules[0].metric.debit: is required",
+    ),
+    "retention on a younger-than age": (
+        GOOD_RULE + "    requires: [{age_of: user, op: '<', value: 1d, retain: 30d}]\n",
+        "rules[0].requires[0].retain: only for op >= or >",
+    ),
 }
 
 
@@ -178,3 +212,20 @@ def test_rules_sharing_an_aggregate_share_state() -> None:
     )
     rb = parse_rulebook(text)
     assert len(rb.rules) == 2 and len(rb.aggregates()) == 1
+
+
+def test_balance_surge_and_retained_ages_parse() -> None:
+    by_id = {
+        r.rule_id: r
+        for r in parse_rulebook((REPO / "stream/rulesets/default.yaml").read_text()).rules
+    }
+    surge = by_id["merchant_gmv_surge_before_payout"].metric
+    assert surge.kind.value == "surge" and surge.other is not None
+    assert (surge.aggregate.window_ms, surge.other.window_ms) == (86_400_000, 7 * 86_400_000)
+    assert surge.min_volume == 300_000
+    balance = by_id["payout_exceeds_earnings_30d"].metric
+    assert balance.kind.value == "balance" and balance.other is not None
+    assert balance.aggregate.bucket_ms == balance.other.bucket_ms == 3_600_000
+    (req,) = by_id["merchant_refunds_after_settlement_7d"].requires
+    assert req.first_seen.entity[0].value == "order" and req.first_seen.window_ms == 35 * 86_400_000
+    assert by_id["self_dealing_buyer_pays_from_payout_account"].threshold == 0.0
