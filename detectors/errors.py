@@ -51,3 +51,14 @@ class ServiceError(FraudstreamError):
         self.service = service
         self.message = message
         super().__init__(f"{service}: {message}")
+
+
+class InputFileError(FraudstreamError):
+    """A file handed to a command (labels, decisions) is not in the expected
+    format. `line` is 1-based, None when the whole file is unreadable."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")

@@ -46,11 +46,12 @@ class BacktestSummary:
     rules: dict[str, RuleSummary] = field(default_factory=dict)
 
     def table(self) -> str:
-        lines = [f"{'rule':<36} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>14}"]
+        w = max([36, *(len(r) for r in self.rules)])
+        lines = [f"{'rule':<{w}} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>14}"]
         for rule_id, s in sorted(self.rules.items()):
             held = f"{s.amount_held_minor / 100:,.2f}"
             lines.append(
-                f"{rule_id:<36} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>14}"
+                f"{rule_id:<{w}} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>14}"
             )
         rate = self.events / self.seconds if self.seconds else 0.0
         lines.append(

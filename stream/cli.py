@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from detectors.errors import ConfigError, FraudstreamError, ServiceError
+from detectors.errors import ConfigError, FraudstreamError, InputFileError, ServiceError
 from stream import devservices
 from stream.settings import Settings, from_env
+from stream.simulation import command as simulation_command
 
 log = logging.getLogger("fraudstream")
 
@@ -190,6 +191,28 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    return simulation_command.run(settings, args)
+
+
+def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when the run meets the acceptance bar, 1 when not (for CI)."""
+    import orjson
+
+    from stream.scoring import as_json, format_score, score_files
+    from stream.simulation.labels import LabelsError
+
+    try:
+        result = score_files(Path(args.labels), Path(args.decisions))
+    except (LabelsError, InputFileError, OSError) as exc:
+        print(f"fraudstream score: {exc}", file=sys.stderr)
+        return 2
+    print(format_score(result))
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(as_json(result), option=orjson.OPT_INDENT_2))
+    return 0 if result.acceptable() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=int, default=100_000)
     bench.add_argument("--duration", type=float, default=60.0, help="latency phase seconds")
     bench.add_argument("--json", help="write the result as JSON to this file")
+    simulate = sub.add_parser("simulate", help="write labelled marketplace traffic (JSONL)")
+    simulation_command.add_arguments(simulate)
+    score = sub.add_parser("score", help="score decisions against simulation labels")
+    score.add_argument("labels", help="labels file from `simulate --labels`")
+    score.add_argument("decisions", help="decision lines, e.g. from `backtest --out`")
+    score.add_argument("--json", help="also write the scores as JSON to this file")
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -233,6 +262,8 @@ COMMANDS = {
     "replay": cmd_replay,
     "bench": cmd_bench,
     "contract": cmd_contract,
+    "simulate": cmd_simulate,
+    "score": cmd_score,
 }
 
 

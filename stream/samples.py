@@ -97,7 +97,7 @@ def _other_topics(run_id: str, start_ms: int, merchant: str) -> list[SampleRecor
         "occurred_at": at,
         "payout_id": f"{run_id}-p1",
         "merchant_id": merchant,
-        "amount_minor": 150000,
+        "amount_minor": 30000,  # less than m-001 earns in the sample: no fund freeze
         "currency": "EUR",
         "destination_fingerprint": "iban-sha256:3f2a",
     }

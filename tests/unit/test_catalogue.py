@@ -92,6 +92,15 @@ def pair_redemptions(count: int, gap_ms: int) -> Case:
     return [], [redemption(T0 + i * gap_ms, merchant="m7") for i in range(count)]
 
 
+def every_meal(days: int) -> Case:
+    """Breakfast, lunch, a snack and dinner with a voucher at one place, daily."""
+    return [], [
+        redemption(T0 + d * DAY + int(hour * HOUR), merchant="m7")
+        for d in range(days)
+        for hour in (8, 12.5, 16, 19.5)
+    ]
+
+
 def captive_buyers(per_buyer: int) -> Case:
     judged = [
         redemption(T0 + (i * 3 + b) * 3 * HOUR, user=f"b{b}", merchant="m7")
@@ -224,8 +233,8 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: campaign_hour(per_day=300, burst=45),  # a busy lunch hour
     ),
     "merchant_user_subsidised_24h": (
-        lambda: pair_redemptions(4, 3 * HOUR),
-        lambda: pair_redemptions(7, DAY),  # the regular with vouchers
+        lambda: pair_redemptions(5, 3 * HOUR),
+        lambda: every_meal(3),  # the most loyal regular with vouchers
     ),
     "merchant_captive_buyers_7d": (lambda: captive_buyers(8), lambda: captive_buyers(7)),
     "merchant_subsidy_share_7d": (

@@ -1,0 +1,228 @@
+"""`fraudstream score LABELS DECISIONS`: how well the decisions of a run
+(a backtest's output, or the alerts and freezes read back from Kafka) match
+labelled traffic (the simulator's labels file).
+
+What is measured, and why:
+- per family, recall: a fraud scenario counts as detected when any alert or
+  freeze lands on one of its entities;
+- per family, the expected-action rate: the action the scenario calls for
+  (an alert, a benefit freeze or a fund freeze) landed on the entity it
+  should (a freeze on the device of a device farm, not just an alert);
+- wrongly frozen legitimate entities: any freeze whose subject is not part of
+  a fraud scenario, with the labelled look-alikes (a holiday rush, a family
+  tablet...) counted separately because they are the cases a good rule set
+  must leave alone;
+- freeze precision: freezes on fraud entities over all freezes;
+- alerts per 10k events: the load risk ops will see.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detectors.errors import InputFileError
+from stream.simulation.labels import EntityRef, ExpectedAction, Labels, ScenarioLabel, load_labels
+
+Entity = tuple[str, str]  # (entity type, id)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One alert or freeze, reduced to what scoring needs."""
+
+    kind: str  # alert | benefit_freeze | fund_freeze
+    subject: Entity
+    rule_id: str
+    mode: str = "enforce"
+    related: tuple[Entity, ...] = ()  # the other parts of a compound key
+
+
+@dataclass(slots=True)
+class FamilyScore:
+    scenarios: int = 0
+    detected: int = 0
+    expected_action: int = 0
+    missed: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Score:
+    events: int
+    families: dict[str, FamilyScore]
+    freezes: int
+    freezes_on_fraud: int
+    lookalikes_frozen: list[str]  # scenario ids
+    legit_frozen: list[Entity]  # frozen subjects outside every fraud scenario
+    alerts: int
+    shadow_alerts: int
+    alerts_on_fraud: int = 0  # enforce-mode alerts whose entity (or key part) is fraud
+    alerts_on_lookalikes: int = 0
+
+    @property
+    def freeze_precision(self) -> float:
+        return self.freezes_on_fraud / self.freezes if self.freezes else 1.0
+
+    @property
+    def alerts_per_10k(self) -> float:
+        return 10_000 * self.alerts / self.events if self.events else 0.0
+
+    def acceptable(self) -> bool:
+        """The catalogue's acceptance bar: every family detected, every expected
+        action taken, no look-alike frozen, freeze precision >= 0.95."""
+        return (
+            all(
+                f.detected == f.scenarios and f.expected_action == f.scenarios
+                for f in self.families.values()
+            )
+            and not self.lookalikes_frozen
+            and self.freeze_precision >= 0.95
+        )
+
+
+def read_decisions(path: Path) -> list[Decision]:
+    """Decision lines {"topic": ..., "value": {...}}; the kind is told by the
+    value's shape, so renamed output topics need no configuration here.
+    Dead letters and anything else are skipped."""
+    out: list[Decision] = []
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)["value"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                raise InputFileError(str(path), number, f"not a decision line ({exc})") from None
+            decision = _decision(value)
+            if decision is not None:
+                out.append(decision)
+    return out
+
+
+def _decision(value: Any) -> Decision | None:
+    if not isinstance(value, dict):
+        return None
+    if "alert_id" in value:
+        key = value.get("evidence", {}).get("key", {})
+        related = tuple((str(t), str(i)) for t, i in key.items())
+        subject = (str(value["entity_type"]), str(value["entity_id"]))
+        return Decision("alert", subject, str(value["rule_id"]), str(value["mode"]), related)
+    if "freeze_id" in value and "subject_type" in value:
+        subject = (str(value["subject_type"]), str(value["subject_id"]))
+        return Decision("benefit_freeze", subject, str(value["rule_id"]))
+    if "freeze_id" in value:
+        return Decision(
+            "fund_freeze", ("merchant", str(value["merchant_id"])), str(value["rule_id"])
+        )
+    return None
+
+
+def _keys(refs: Sequence[EntityRef]) -> set[Entity]:
+    return {(r.type.value, r.id) for r in refs}
+
+
+def score(labels: Labels, decisions: Sequence[Decision]) -> Score:
+    fraud_entities = {e for s in labels.fraud() for e in _keys(s.entities)}
+    on_entity: dict[Entity, list[Decision]] = defaultdict(list)
+    for d in decisions:
+        on_entity[d.subject].append(d)
+        for other in d.related:
+            on_entity[other].append(d)
+    families: dict[str, FamilyScore] = {}
+    for s in labels.fraud():
+        _score_scenario(families.setdefault(s.family.value, FamilyScore()), s, on_entity)
+    freezes = [d for d in decisions if d.kind != "alert"]
+    frozen = {d.subject for d in freezes}
+    lookalikes = [s.scenario_id for s in labels.lookalikes() if frozen & _keys(s.entities)]
+    alerts = [d for d in decisions if d.kind == "alert" and d.mode != "shadow"]
+    lookalike_entities = {e for s in labels.lookalikes() for e in _keys(s.entities)}
+    return Score(
+        events=labels.events,
+        families=dict(sorted(families.items())),
+        freezes=len(freezes),
+        freezes_on_fraud=sum(1 for d in freezes if d.subject in fraud_entities),
+        lookalikes_frozen=lookalikes,
+        legit_frozen=sorted(frozen - fraud_entities),
+        alerts=len(alerts),
+        shadow_alerts=sum(1 for d in decisions if d.kind == "alert" and d.mode == "shadow"),
+        alerts_on_fraud=sum(1 for d in alerts if _touches(d, fraud_entities)),
+        alerts_on_lookalikes=sum(1 for d in alerts if _touches(d, lookalike_entities)),
+    )
+
+
+def _touches(d: Decision, entities: set[Entity]) -> bool:
+    return d.subject in entities or bool(set(d.related) & entities)
+
+
+def _score_scenario(
+    family: FamilyScore, s: ScenarioLabel, on_entity: dict[Entity, list[Decision]]
+) -> None:
+    family.scenarios += 1
+    seen = [d for e in _keys(s.entities) for d in on_entity.get(e, []) if d.mode != "shadow"]
+    if seen:
+        family.detected += 1
+    targets = _keys(s.expect_on)
+    wanted = s.expected_action.value
+    hit = s.expected_action is ExpectedAction.NONE or any(
+        d.kind == wanted and (d.subject in targets or set(d.related) & targets) for d in seen
+    )
+    if hit:
+        family.expected_action += 1
+    else:
+        family.missed.append(s.scenario_id)
+
+
+def format_score(result: Score) -> str:
+    lines = [f"{'family':<16} {'scenarios':>9} {'recall':>7} {'expected action':>16}  missed"]
+    for name, f in result.families.items():
+        recall = f.detected / f.scenarios if f.scenarios else 1.0
+        action = f.expected_action / f.scenarios if f.scenarios else 1.0
+        missed = ", ".join(f.missed) or "-"
+        lines.append(f"{name:<16} {f.scenarios:>9} {recall:>7.2f} {action:>16.2f}  {missed}")
+    lines += [
+        f"freezes: {result.freezes}, on fraud entities: {result.freezes_on_fraud}, "
+        f"precision {result.freeze_precision:.3f}",
+        f"look-alikes frozen: {len(result.lookalikes_frozen)} "
+        f"{', '.join(result.lookalikes_frozen)}".rstrip(),
+        f"legitimate entities frozen: {len(result.legit_frozen)} "
+        f"{', '.join(f'{t}:{i}' for t, i in result.legit_frozen[:10])}".rstrip(),
+        f"alerts: {result.alerts} ({result.alerts_per_10k:.1f} per 10k events), "
+        f"{result.alerts_on_fraud} on fraud entities, {result.alerts_on_lookalikes} on "
+        f"look-alikes; shadow alerts: {result.shadow_alerts}",
+        "acceptance: " + ("PASS" if result.acceptable() else "FAIL"),
+    ]
+    return "\n".join(lines)
+
+
+def score_files(labels_path: Path, decisions_path: Path) -> Score:
+    return score(load_labels(labels_path), read_decisions(decisions_path))
+
+
+def as_json(result: Score) -> dict[str, Any]:
+    return {
+        "events": result.events,
+        "families": {
+            name: {
+                "scenarios": f.scenarios,
+                "recall": f.detected / f.scenarios if f.scenarios else 1.0,
+                "expected_action_rate": f.expected_action / f.scenarios if f.scenarios else 1.0,
+                "missed": f.missed,
+            }
+            for name, f in result.families.items()
+        },
+        "freezes": result.freezes,
+        "freeze_precision": result.freeze_precision,
+        "lookalikes_frozen": result.lookalikes_frozen,
+        "legit_frozen": [f"{t}:{i}" for t, i in result.legit_frozen],
+        "alerts": result.alerts,
+        "alerts_per_10k_events": result.alerts_per_10k,
+        "alerts_on_fraud": result.alerts_on_fraud,
+        "alerts_on_lookalikes": result.alerts_on_lookalikes,
+        "shadow_alerts": result.shadow_alerts,
+        "acceptable": result.acceptable(),
+    }
