@@ -19,7 +19,8 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.alignment import EventTimeMerger, Held
+from stream.codec import SourceRecord, event_time
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook, open_store
@@ -29,6 +30,8 @@ from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
 EPOCH_INTERVAL_S = 5.0
+HOLD_BATCHES = 50  # an agent stops taking records while this many batches are held
+MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch arrives
 
 
 def kafka_credentials(security: KafkaSecurity) -> Any:
@@ -99,6 +102,13 @@ class Worker:
             )
             for name in settings.topics.outputs()
         }
+        self.merger = EventTimeMerger(
+            settings.topics.inputs().values(),
+            slack_ms=int(settings.align_slack_s * 1000),
+            max_hold_s=settings.align_max_hold_s,
+            lagging=self._lagging,
+        )
+        self._merge_lock = asyncio.Lock()
         self.runner = BatchRunner(
             settings,
             self.pipeline,
@@ -112,6 +122,9 @@ class Worker:
         self.app.task(self._start_store)
         self.app.timer(LAG_INTERVAL_S)(self._update_lag)
         self.app.timer(EPOCH_INTERVAL_S)(self._check_store_epoch)
+        if self.merger.enabled:
+            self.app.timer(MERGE_INTERVAL_S)(self._release_held)
+            self.app.on_partitions_revoked.connect(self._on_revoked)
 
     async def _start_store(self) -> None:
         backoff = 0.2
@@ -169,6 +182,53 @@ class Worker:
             self.metrics.lag_records.labels(topic).set(records.get(topic, 0))
             self.metrics.lag_seconds.labels(topic).set(seconds.get(topic, 0.0))
 
+    def _lagging(self) -> list[tuple[str, int]]:
+        """Owned input partitions whose records have not all reached the merger."""
+        consumer = self.app.consumer
+        if consumer is None:
+            return []
+        inputs = set(self.settings.topics.inputs().values())
+        read = getattr(consumer, "_read_offset", {})  # faust: committed, then last fetched
+        out = []
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            delivered = self.merger.delivered((tp.topic, tp.partition))
+            if delivered is not None:
+                next_offset = delivered + 1
+            else:
+                offset = read.get(tp)
+                next_offset = offset if offset is not None else 0
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater > next_offset:
+                out.append((tp.topic, tp.partition))
+        return out
+
+    async def _release_held(self) -> None:
+        """Apply whatever the merger lets through: event-time order across topics."""
+        async with self._merge_lock:
+            while True:
+                forced = self.merger.forced
+                # A rebalance waits for unacked records: let everything go.
+                rebalancing = bool(getattr(self.app, "rebalancing", False))
+                ready = self.merger.take_ready(self.settings.batch_max, force=rebalancing)
+                if not ready:
+                    return
+                if self.merger.forced > forced:
+                    self.metrics.alignment_forced.labels(ready[0].record.topic).inc(
+                        self.merger.forced - forced
+                    )
+                await self.runner.handle_mixed([(h.topic, h.record) for h in ready])
+                for h in ready:
+                    h.event.ack()
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
+        """Held records of revoked partitions go back to Kafka, unacked: their
+        new owner starts from the committed offset."""
+        revoked = args[0] if args else kw.get("revoked", ())
+        released = self.merger.drop((tp.topic, tp.partition) for tp in revoked)
+        _abandon(h.event.message for h in released)
+
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
         # send() only enqueues into the producer's batch; faust flushes the
         # producer before it commits input offsets, so outputs land first.
@@ -188,6 +248,9 @@ class Worker:
         settings = self.settings
 
         async def consume(stream: Any) -> None:
+            if self.merger.enabled:
+                await self._consume_merged(topic, stream)
+                return
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 records = [_record(ev.message) for ev in events]
                 try:
@@ -199,8 +262,7 @@ class Worker:
                     # into a no-op, so these offsets are never committed and
                     # the batch is redelivered (faust's own stop waits for
                     # unacked messages, which this also releases).
-                    for ev in events:
-                        ev.message.acked = True
+                    _abandon(ev.message for ev in events)
                     log.warning("stopping: %d unapplied records left uncommitted", len(records))
                     if isinstance(exc, asyncio.CancelledError):
                         raise
@@ -208,6 +270,33 @@ class Worker:
 
         consume.__name__ = f"consume_{topic.name.lower()}"
         return consume
+
+    async def _consume_merged(self, topic: Topic, stream: Any) -> None:
+        """Hand records to the merger (acked only once applied), then apply what
+        it releases. Never waits for other topics: see stream.alignment."""
+        settings = self.settings
+        limit = settings.batch_max * HOLD_BATCHES
+        manual = stream.noack()
+        try:
+            async for events in manual.take_events(settings.batch_max, settings.batch_within_s):
+                await self._store_started.wait()
+                now = time.monotonic()
+                held = []
+                for ev in events:
+                    record = _record(ev.message)
+                    at = event_time(topic, record, settings.max_event_bytes)
+                    held.append(Held(at if at is not None else -1, topic, record, ev, now))
+                self.merger.add(held)
+                await self._release_held()
+                while len(self.merger) > limit:  # bounded memory: wait for the others
+                    await asyncio.sleep(MERGE_INTERVAL_S)
+                    await self._release_held()
+        except (asyncio.CancelledError, BatchAbandoned) as exc:
+            left = self.merger.drain()
+            _abandon(h.event.message for h in left)
+            log.warning("stopping: %d unapplied records left uncommitted", len(left))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
 
     def _build_pages(self) -> None:
         worker = self
@@ -247,3 +336,11 @@ def _record(message: Any) -> SourceRecord:
         value=message.value,
         timestamp_ms=int((message.timestamp or 0) * 1000),
     )
+
+
+def _abandon(messages: Any) -> None:
+    """Leave messages uncommitted on purpose: flagging them acked keeps faust
+    from registering an ack (so the offset is never committed and the record
+    is redelivered) and releases faust's wait for unacked messages on stop."""
+    for message in messages:
+        message.acked = True

@@ -46,6 +46,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.alignment_forced = Counter(
+            "fraud_alignment_forced_total",
+            "Records applied before the other input topics caught up in event time "
+            "(held FRAUD_ALIGN_MAX_HOLD_S, or released for a rebalance)",
+            ["topic"],
+            registry=r,
+        )
         self.freezes = Counter(
             "fraud_freezes_total", "Freeze commands published", ["kind", "action"], registry=r
         )

@@ -57,12 +57,15 @@ class BatchResult:
     outputs: list[OutputRecord] = field(default_factory=list)
     valid: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    statuses: dict[EventStatus, int] = field(default_factory=dict)
+    # (source topic name, status) → events; per topic because a batch may mix topics
+    statuses: dict[tuple[str, EventStatus], int] = field(default_factory=dict)
+    valid_by_topic: dict[str, int] = field(default_factory=dict)
     alerts_new: list[Rule] = field(default_factory=list)
     alerts_reemitted: list[Rule] = field(default_factory=list)
     freezes: list[Freeze] = field(default_factory=list)
     rule_failures: dict[str, int] = field(default_factory=dict)
     late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
+    late_by_topic: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -106,6 +109,9 @@ class Pipeline:
         result = BatchResult()
         decoded = self._decode(items, now_ms, result)
         result.valid = len(decoded)
+        for _, d in decoded:
+            name = d.record.topic
+            result.valid_by_topic[name] = result.valid_by_topic.get(name, 0) + 1
         planned = [(t, d, self._plan.requests(t, d.event)) for t, d in decoded]
         return Prepared(result, [(t, d, reqs) for t, d, reqs in planned if reqs])
 
@@ -119,13 +125,18 @@ class Pipeline:
         )
         pending: list[_Pending] = []
         for (topic, d, reqs), obs in zip(planned, observations, strict=True):
-            result.statuses[obs.status] = result.statuses.get(obs.status, 0) + 1
+            key = (d.record.topic, obs.status)
+            result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
                 continue
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
             observed = {r.spec.agg_id: o for r, o in zip(reqs, obs.values, strict=True)}
-            result.late_values += sum(1 for o in obs.values if o.value is None)
+            late = sum(1 for o in obs.values if o.value is None)
+            if late:
+                result.late_values += late
+                name = d.record.topic
+                result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             pending += self._judge(topic, d, observed, now_ms, result)
         await self._settle(pending, result)
         return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
@@ -58,14 +59,21 @@ class BatchRunner:
 
     async def handle(self, topic: Topic, records: Sequence[SourceRecord]) -> None:
         """Returns only once every record is applied and its outputs are queued."""
+        await self.handle_mixed([(topic, r) for r in records])
+
+    async def handle_mixed(self, items: Sequence[tuple[Topic, SourceRecord]]) -> None:
+        """The same for a batch that may mix input topics (in the order given)."""
+        if not items:
+            return
         started = time.perf_counter()
-        name = records[0].topic if records else topic.value
-        self._metrics.events_consumed.labels(name).inc(len(records))
+        name = items[0][1].topic  # labels the batch-level metrics
+        for record_topic, n in Counter(r.topic for _, r in items).items():
+            self._metrics.events_consumed.labels(record_topic).inc(n)
         failures = 0
         backoff = 0.1
         while True:
             try:
-                result = await self._pipeline.process(topic, records, self._now_ms())
+                result = await self._pipeline.process_mixed(items, self._now_ms())
                 await self._publish_until_done(name, result.outputs)
                 break
             except StoreUnavailable as exc:
@@ -74,25 +82,24 @@ class BatchRunner:
                 raise
             except Exception:
                 failures += 1
-                log.exception(
-                    "batch of %d from %s failed (attempt %d)", len(records), name, failures
-                )
+                log.exception("batch of %d from %s failed (attempt %d)", len(items), name, failures)
                 self._metrics.batch_retries.labels(name, "error").inc()
                 if failures >= NON_TRANSIENT_ATTEMPTS:
-                    result = await self._one_by_one(topic, records)
+                    result = await self._one_by_one(items)
                     break
             await self._pause(backoff)
             backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
         self._store_up()
-        self._record(name, result)
+        self._record(result)
         now = self._clock()
-        latency = self._metrics.event_to_decision.labels(name)
-        for record in records:
+        for _, record in items:
             if record.timestamp_ms > 0:
-                latency.observe(max(now - record.timestamp_ms / 1000, 0.0))
+                latency = max(now - record.timestamp_ms / 1000, 0.0)
+                self._metrics.event_to_decision.labels(record.topic).observe(latency)
             self.positions[(record.topic, record.partition)] = (record.offset, record.timestamp_ms)
         self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
-        self._metrics.last_processed.labels(name).set(now)
+        for record_topic in {r.topic for _, r in items}:
+            self._metrics.last_processed.labels(record_topic).set(now)
 
     async def _publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
         """A publish failure (broker down, timeout) is never the records' fault:
@@ -133,14 +140,14 @@ class BatchRunner:
         self.store_healthy = True
         self._metrics.store_up.set(1)
 
-    async def _one_by_one(self, topic: Topic, records: Sequence[SourceRecord]) -> BatchResult:
+    async def _one_by_one(self, items: Sequence[tuple[Topic, SourceRecord]]) -> BatchResult:
         """Isolate the records that fail on their own; dead-letter just those."""
         merged = BatchResult()
-        for record in records:
+        for topic, record in items:
             backoff = 0.1
             while True:
                 try:
-                    result = await self._pipeline.process(topic, [record], self._now_ms())
+                    result = await self._pipeline.process_mixed([(topic, record)], self._now_ms())
                     await self._publish_until_done(record.topic, result.outputs)
                     break
                 except BatchAbandoned:
@@ -166,26 +173,20 @@ class BatchRunner:
                     )
                     await self._publish_until_done(record.topic, result.outputs)
                     break
-            merged.outputs += result.outputs
-            merged.valid += result.valid
-            merged.dead_letters += result.dead_letters
-            for status, n in result.statuses.items():
-                merged.statuses[status] = merged.statuses.get(status, 0) + n
-            merged.alerts_new += result.alerts_new
-            merged.alerts_reemitted += result.alerts_reemitted
-            merged.freezes += result.freezes
-            merged.late_values += result.late_values
+            _merge(merged, result)
         return merged
 
-    def _record(self, name: str, result: BatchResult) -> None:
+    def _record(self, result: BatchResult) -> None:
         m = self._metrics
-        for status, n in result.statuses.items():
+        judged: Counter[str] = Counter()
+        for (name, status), n in result.statuses.items():
             m.events_processed.labels(name, status.value).inc(n)
-        other = result.valid - sum(result.statuses.values())
-        if other > 0:
-            m.events_processed.labels(name, "no_rule").inc(other)
+            judged[name] += n
+        for name, valid in result.valid_by_topic.items():
+            if valid > judged[name]:
+                m.events_processed.labels(name, "no_rule").inc(valid - judged[name])
         for letter in result.dead_letters:
-            m.dead_letters.labels(name, letter.kind).inc()
+            m.dead_letters.labels(letter.record.topic, letter.kind).inc()
         for rule in result.alerts_new:
             m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc()
         for rule in result.alerts_reemitted:
@@ -196,5 +197,23 @@ class BatchRunner:
                 m.funds_held.labels(freeze.currency).inc(freeze.amount_minor)
         for rule_id, n in result.rule_failures.items():
             m.rule_failures.labels(rule_id).inc(n)
-        if result.late_values:
-            m.late_values.labels(name).inc(result.late_values)
+        for name, n in result.late_by_topic.items():
+            m.late_values.labels(name).inc(n)
+
+
+def _merge(into: BatchResult, result: BatchResult) -> None:
+    into.outputs += result.outputs
+    into.valid += result.valid
+    into.dead_letters += result.dead_letters
+    for key, n in result.statuses.items():
+        into.statuses[key] = into.statuses.get(key, 0) + n
+    for name, n in result.valid_by_topic.items():
+        into.valid_by_topic[name] = into.valid_by_topic.get(name, 0) + n
+    for rule_id, n in result.rule_failures.items():
+        into.rule_failures[rule_id] = into.rule_failures.get(rule_id, 0) + n
+    into.alerts_new += result.alerts_new
+    into.alerts_reemitted += result.alerts_reemitted
+    into.freezes += result.freezes
+    into.late_values += result.late_values
+    for name, n in result.late_by_topic.items():
+        into.late_by_topic[name] = into.late_by_topic.get(name, 0) + n

@@ -100,6 +100,10 @@ class Settings:
     retry_max_backoff_s: float = 10.0
     rules_file: Path | None = None  # None: the rule set shipped with fraudstream
     max_future_skew_s: int = 600
+    # Event-time alignment of the input topics during a backlog (stream.alignment);
+    # 0 turns it off.
+    align_max_hold_s: float = 30.0
+    align_slack_s: float = 60.0
     redis_cluster: bool = False
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
@@ -157,6 +161,13 @@ def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
 def _non_negative(raw: str) -> int:
     value = int(raw)
     if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:  # also rejects nan
         raise ValueError("must not be negative")
     return value
 
@@ -241,6 +252,8 @@ def from_env(env: Mapping[str, str]) -> Settings:
         retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
         rules_file=_parse(env, "RULES_FILE", Path, d.rules_file),
         max_future_skew_s=_parse(env, "MAX_FUTURE_SKEW_S", int, d.max_future_skew_s),
+        align_max_hold_s=_parse(env, "ALIGN_MAX_HOLD_S", _non_negative_float, d.align_max_hold_s),
+        align_slack_s=_parse(env, "ALIGN_SLACK_S", _non_negative_float, d.align_slack_s),
         redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
@@ -277,6 +290,8 @@ ENV_NAMES: frozenset[str] = frozenset(
             "RETRY_MAX_BACKOFF_S",
             "RULES_FILE",
             "MAX_FUTURE_SKEW_S",
+            "ALIGN_MAX_HOLD_S",
+            "ALIGN_SLACK_S",
             "REDIS_CLUSTER",
             "DEV_HOME",
             "DEV_PARTITIONS",
