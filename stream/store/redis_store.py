@@ -42,15 +42,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.decisions import ALERT_ID_PLACEHOLDER
-from detectors.engine import AggregateRequest, Observation
 from detectors.errors import StoreUnavailable
-from stream.store import keys
+from stream.store import aggregate_calls, keys
 from stream.store.base import (
     EventObservations,
     EventRequests,
-    EventStatus,
     IncidentClaim,
     IncidentOutcome,
     IncidentStatus,
@@ -83,9 +80,6 @@ _BUSY_PREFIXES = (
     "MOVED",
     "ASK",
 )
-_GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
-_STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
-_WORST = {EventStatus.NEW: 0, EventStatus.DUPLICATE: 1, EventStatus.TOO_OLD: 2}
 
 
 def _load_lua(name: str) -> str:
@@ -119,13 +113,13 @@ class _HiredisPackingConnection(aioredis.Connection):
         return super().pack_command(*args)
 
 
-class _Call:
-    """The keys and units of one script call (one slot on a cluster)."""
+class _Claims:
+    """The keys and claims of one incident script call (one slot on a cluster)."""
 
     def __init__(self) -> None:
         self.keys: dict[str, int] = {}
         self.units: list[list[Any]] = []
-        self.where: list[tuple[int, list[int]]] = []  # (event index, request indices) per unit
+        self.where: list[int] = []  # the claim's index, per unit
 
     def kidx(self, key: str) -> int:
         return self.keys.setdefault(key, len(self.keys) + 1)
@@ -145,7 +139,18 @@ class RedisStore:
         }
         self._sha: dict[str, str] = {}
         self._epoch: str | None = None
-        self._templates: dict[str, tuple[Any, ...]] = {}
+        cfg = self._config
+        self._templates = aggregate_calls.Templates(
+            aggregate_calls.Limits(
+                dedup_horizon_ms=cfg.dedup_horizon_ms,
+                lateness_ms=cfg.lateness_ms,
+                first_seen_ttl_ms=cfg.first_seen_ttl_ms,
+                ttl_slack_ms=cfg.ttl_slack_ms,
+                first_seen_backdate_ms=cfg.lateness_ms
+                if cfg.first_seen_backdate_ms is None
+                else cfg.first_seen_backdate_ms,
+            )
+        )
 
     @classmethod
     def from_url(
@@ -227,11 +232,11 @@ class RedisStore:
         except ResponseError as exc:
             raise StoreUnavailable("script load", exc) from exc
 
-    async def _eval(self, name: str, keys_: list[str], arg: bytes) -> Any:
+    async def _eval(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         started = time.perf_counter()
         error: str | None = None
         try:
-            return await self._eval_once(name, keys_, arg)
+            return await self._eval_once(name, keys_, args)
         except StoreUnavailable as exc:
             error = type(exc.cause).__name__
             raise
@@ -242,13 +247,13 @@ class RedisStore:
             if self.observer is not None:
                 self.observer(name, time.perf_counter() - started, error)
 
-    async def _eval_once(self, name: str, keys_: list[str], arg: bytes) -> Any:
+    async def _eval_once(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         for attempt in (1, 2, 3):
             try:
                 if name not in self._sha:
                     await self._load_scripts()
                 return await self._client.execute_command(
-                    "EVALSHA", self._sha[name], len(keys_), *keys_, arg
+                    "EVALSHA", self._sha[name], len(keys_), *keys_, *args
                 )
             except NoScriptError as exc:
                 # Redis restarted, failed over or flushed its script cache: reload.
@@ -268,135 +273,32 @@ class RedisStore:
     def _slot(self, tag: str) -> int:
         return key_slot(tag.encode()) if self._cluster else 0
 
-    async def _run(self, name: str, calls: dict[int, _Call]) -> dict[int, Any]:
-        slots = list(calls)
-        results = await asyncio.gather(
-            *(self._eval(name, list(calls[s].keys), orjson.dumps(calls[s].units)) for s in slots)
-        )
-        return dict(zip(slots, results, strict=True))
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        calls: dict[int, _Call] = {}
+        calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
+        if not calls:
+            return aggregate_calls.decode(events, calls, {})
         cfg = self._config
         horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
-        tags: dict[tuple[Any, ...], str] = {}  # (entity, ids) → hash tag, for the batch
-        for ei, ev in enumerate(events):
-            by_tag: dict[str, list[int]] = {}
-            guarded: set[str] = set()
-            for ri, req in enumerate(ev.requests):
-                spec = req.spec
-                tag_key = (spec.entity, req.entity_ids)
-                tag = tags.get(tag_key)
-                if tag is None:
-                    tag = tags[tag_key] = keys.entity_tag(spec.entity, req.entity_ids)
-                by_tag.setdefault(tag, []).append(ri)
-                # Only count/sum are not idempotent by themselves; distinct and
-                # first-seen need no duplicate guard.
-                if req.contribution is not None and spec.kind in _GUARDED:
-                    guarded.add(tag)
-            ehash = event_hash(ev.event_id)
-            for tag, indices in by_tag.items():
-                slot = self._slot(tag)
-                call = calls.get(slot)
-                if call is None:
-                    call = calls[slot] = _Call()
-                guard = call.kidx(keys.guard(self._ns, tag)) if tag in guarded else 0
-                ops = [self._op(call, tag, ev, ev.requests[i]) for i in indices]
-                call.units.append([guard, ehash, ev.event_ms, horizon, guard_ttl, ops])
-                call.where.append((ei, indices))
-        raw = await self._run("aggregates", calls) if calls else {}
-        return self._collect(events, calls, raw)
-
-    def _template(self, spec: AggregateSpec) -> tuple[Any, ...]:
-        """The per-spec constant parts of an op, computed once per spec."""
-        cached = self._templates.get(spec.agg_id)
-        if cached is None:
-            cfg = self._config
-            ttl = spec.window_ms or 0
-            ttl += cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0)
-            if spec.kind is AggregateKind.FIRST_SEEN:
-                backdate = cfg.first_seen_backdate_ms
-                cached = (
-                    "first",
-                    cfg.first_seen_ttl_ms,
-                    cfg.lateness_ms if backdate is None else backdate,
+        table = self._templates.table_json
+        slots = list(calls)
+        replies = await asyncio.gather(
+            *(
+                self._eval(
+                    "aggregates",
+                    list(calls[s].keys),
+                    [table, orjson.dumps(calls[s].flat), horizon, guard_ttl],
                 )
-            elif spec.kind is AggregateKind.DISTINCT:
-                cached = ("dst", spec.window_ms, cfg.lateness_ms, ttl)
-            else:
-                assert spec.bucket_ms is not None and spec.window_ms is not None
-                late_buckets = -(-cfg.lateness_ms // spec.bucket_ms)
-                cached = (
-                    "sum",
-                    spec.bucket_ms,
-                    spec.window_ms // spec.bucket_ms,
-                    late_buckets,
-                    ttl,
-                )
-            self._templates[spec.agg_id] = cached
-        return cached
-
-    def _op(self, call: _Call, tag: str, ev: EventRequests, req: AggregateRequest) -> list[Any]:
-        spec = req.spec
-        apply = 0 if req.contribution is None else 1
-        tpl = self._template(spec)
-        if tpl[0] == "first":
-            return [
-                "first",
-                call.kidx(keys.first_seen(self._ns, tag)),
-                spec.agg_id,
-                apply,
-                ev.event_ms,
-                tpl[1],
-                tpl[2],
-            ]
-        key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
-        if tpl[0] == "dst":
-            member = "" if req.contribution is None else str(req.contribution)
-            return ["dst", key, apply, member, ev.event_ms, tpl[1], tpl[2], tpl[3]]
-        delta = 0 if req.contribution is None else int(req.contribution)
-        return ["sum", key, apply, ev.event_ms // tpl[1], delta, tpl[2], tpl[3], tpl[4]]
-
-    def _collect(
-        self, events: Sequence[EventRequests], calls: dict[int, _Call], raw: dict[int, Any]
-    ) -> list[EventObservations]:
-        values: list[list[Observation | None]] = [[None] * len(ev.requests) for ev in events]
-        status = [EventStatus.NEW] * len(events)
-        for slot, call in calls.items():
-            flat, at = raw[slot], 0
-            for ei, indices in call.where:
-                unit_status = _STATUS[flat[at]]
-                at += 1
-                if _WORST[unit_status] > _WORST[status[ei]]:
-                    status[ei] = unit_status
-                for ri in indices:
-                    values[ei][ri] = self._observation(events[ei], ri, flat[at], flat[at + 1])
-                    at += 2
-            if at != len(flat):
-                raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
-        out = []
-        for ei, vals in enumerate(values):
-            assert all(v is not None for v in vals)
-            out.append(EventObservations(status[ei], [v for v in vals if v is not None]))
-        return out
-
-    @staticmethod
-    def _observation(ev: EventRequests, ri: int, value: int, end: int) -> Observation:
-        spec = ev.requests[ri].spec
-        if spec.kind is AggregateKind.FIRST_SEEN:
-            return Observation(value, 0)
-        if value < 0:
-            return Observation(None, 0)
-        if spec.kind is AggregateKind.DISTINCT:
-            return Observation(value, end + 1)
-        assert spec.bucket_ms is not None
-        return Observation(value, (end + 1) * spec.bucket_ms)
+                for s in slots
+            )
+        )
+        return aggregate_calls.decode(events, calls, dict(zip(slots, replies, strict=True)))
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
-        calls: dict[int, _Call] = {}
+        calls: dict[int, _Claims] = {}
         for ci, c in enumerate(claims):
             tag = keys.entity_tag(c.entity_type, c.entity_ids)
-            call = calls.setdefault(self._slot(tag), _Call())
+            call = calls.setdefault(self._slot(tag), _Claims())
             idx = call.kidx(keys.incident(self._ns, tag, c.rule_id))
             call.units.append(
                 [
@@ -414,11 +316,17 @@ class RedisStore:
                     ALERT_ID_PLACEHOLDER,
                 ]
             )
-            call.where.append((ci, []))
-        raw = await self._run("claim", calls) if calls else {}
+            call.where.append(ci)
+        slots = list(calls)
+        replies = await asyncio.gather(
+            *(
+                self._eval("claim", list(calls[s].keys), [orjson.dumps(calls[s].units)])
+                for s in slots
+            )
+        )
         out: list[IncidentOutcome | None] = [None] * len(claims)
-        for slot, call in calls.items():
-            for (ci, _), (st, alert_id, payload) in zip(call.where, raw[slot], strict=True):
+        for slot, reply in zip(slots, replies, strict=True):
+            for ci, (st, alert_id, payload) in zip(calls[slot].where, reply, strict=True):
                 out[ci] = IncidentOutcome(
                     IncidentStatus(st.decode()), alert_id.decode(), payload or None
                 )
