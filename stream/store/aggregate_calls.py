@@ -96,11 +96,12 @@ class Templates:
 class AggregateCall:
     """The keys, flat units and reply layout of one script call (one slot on a cluster)."""
 
-    __slots__ = ("flat", "keys", "where")
+    __slots__ = ("argv", "flat", "keys", "where")
 
     def __init__(self) -> None:
         self.keys: dict[str, int] = {}
         self.flat: list[Any] = []
+        self.argv: list[Any] = []  # the script's ARGV, once encoded
         # Per unit: the event's index and, per op, (request index, kind, bucket ms).
         self.where: list[tuple[int, list[tuple[int, int, int]]]] = []
 

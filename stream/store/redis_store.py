@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import orjson
@@ -46,6 +47,7 @@ from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.errors import StoreUnavailable
 from stream.store import aggregate_calls, keys
 from stream.store.base import (
+    EncodedEvents,
     EventObservations,
     EventRequests,
     IncidentClaim,
@@ -103,14 +105,46 @@ class StoreConfig:
     first_seen_backdate_ms: int | None = None
 
 
+# A batch's script call is ~100 KB: with the kernel's default send buffer
+# (16 KB to start) most of it would wait in asyncio's buffer for the event
+# loop, which is busy preparing the next batch, and Redis would idle.
+_SEND_BUFFER = 4 * 1024 * 1024
+
+
 class _HiredisPackingConnection(aioredis.Connection):
     """Packs the batch's EVALSHA (hundreds of keys and one large argument) with
-    hiredis' C packer instead of redis-py's per-argument Python encoding."""
+    hiredis' C packer instead of redis-py's per-argument Python encoding, and
+    hands it to the socket at once (see send_packed_command)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if args and args[0] == "EVALSHA":
             return [hiredis.pack_command(args)]
         return super().pack_command(*args)
+
+    async def _connect(self) -> None:
+        await super()._connect()  # type: ignore[no-untyped-call]
+        sock = self._writer.transport.get_extra_info("socket") if self._writer else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+
+    async def send_packed_command(
+        self, command: str | bytes | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """With a socket timeout, redis-py writes inside asyncio.wait_for, which
+        (Python 3.11) runs the write in a new task: the command would only
+        leave on a later turn of the event loop, after whatever CPU work the
+        caller does next. Write it now; only the flow-control wait (and its
+        error handling) stays with redis-py."""
+        if not self.is_connected or self._writer is None or isinstance(command, str | bytes):
+            return await super().send_packed_command(command, check_health)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]  # a due PING goes first
+        try:
+            self._writer.writelines(command)
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        await super().send_packed_command([], check_health=False)
 
 
 class _Claims:
@@ -275,24 +309,39 @@ class RedisStore:
 
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
-        if not calls:
-            return aggregate_calls.decode(events, calls, {})
+        return await self.apply_encoded(self.encode(events))
+
+    def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
         horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
-        table = self._templates.table_json
-        slots = list(calls)
-        replies = await asyncio.gather(
-            *(
-                self._eval(
-                    "aggregates",
-                    list(calls[s].keys),
-                    [table, orjson.dumps(calls[s].flat), horizon, guard_ttl],
-                )
-                for s in slots
-            )
+        calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
+        table = self._templates.table_json  # after encode: it may have added specs
+        for call in calls.values():
+            call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
+        return EncodedEvents(events, calls)
+
+    async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:
+        calls = cast(dict[int, aggregate_calls.AggregateCall], encoded.calls)
+        replies = await self._each_slot(
+            "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
         )
-        return aggregate_calls.decode(events, calls, dict(zip(slots, replies, strict=True)))
+        return aggregate_calls.decode(encoded.events, calls, replies)
+
+    async def _each_slot(
+        self, name: str, calls: dict[int, tuple[list[str], list[Any]]]
+    ) -> dict[int, Any]:
+        """One script call per slot, concurrently. A single call (always, on a
+        standalone Redis) is awaited directly: gather() would wrap it in a task
+        that only sends on a later turn of the event loop, so a caller that
+        goes on preparing the next batch would delay the send until it is done."""
+        if not calls:
+            return {}
+        if len(calls) == 1:
+            ((slot, (keys_, args)),) = calls.items()
+            return {slot: await self._eval(name, keys_, args)}
+        slots = list(calls)
+        replies = await asyncio.gather(*(self._eval(name, *calls[s]) for s in slots))
+        return dict(zip(slots, replies, strict=True))
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         calls: dict[int, _Claims] = {}
@@ -317,15 +366,12 @@ class RedisStore:
                 ]
             )
             call.where.append(ci)
-        slots = list(calls)
-        replies = await asyncio.gather(
-            *(
-                self._eval("claim", list(calls[s].keys), [orjson.dumps(calls[s].units)])
-                for s in slots
-            )
+        replies = await self._each_slot(
+            "claim",
+            {slot: (list(c.keys), [orjson.dumps(c.units)]) for slot, c in calls.items()},
         )
         out: list[IncidentOutcome | None] = [None] * len(claims)
-        for slot, reply in zip(slots, replies, strict=True):
+        for slot, reply in replies.items():
             for ci, (st, alert_id, payload) in zip(calls[slot].where, reply, strict=True):
                 out[ci] = IncidentOutcome(
                     IncidentStatus(st.decode()), alert_id.decode(), payload or None
