@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from detectors.aggregates import AggregateSpec
+from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.contract import format_rfc3339_ms
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
@@ -41,8 +41,9 @@ class Observation:
 
 class Plan:
     """Precomputed per topic: which aggregates consume it and which rules judge
-    it (and so which aggregates they read). Runs for every event, so the
-    per-topic work is done once here."""
+    it (and so which aggregates they read). `requests` runs for every event,
+    so everything that depends only on the topic is settled here, once: the
+    per-event path walks flat tuples and never hashes a spec or an entity."""
 
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
@@ -64,34 +65,72 @@ class Plan:
                 for spec in rule.aggregates():
                     specs.setdefault(spec.agg_id, spec)
             self.reads[topic] = tuple((w, tuple(s.values())) for w, s in by_where.items())
+        self._compiled = {t: _TopicPlan(t, self.feeds[t], self.reads[t]) for t in Topic}
 
     def requests(self, topic: Topic, event: Event) -> list[AggregateRequest]:
         """Every aggregate the event feeds, plus every one its rules read."""
-        out: dict[tuple[str, tuple[str, ...]], AggregateRequest] = {}
-        ids_of: dict[tuple[EntityType, ...], tuple[str, ...] | None] = {}
-        for spec in self.feeds[topic]:
-            contribution = spec.contribution(topic, event)
-            if contribution is None:
-                continue
-            ids = (
-                ids_of[spec.entity]
-                if spec.entity in ids_of
-                else ids_of.setdefault(spec.entity, spec.entity_ids(event))
-            )
-            if ids is not None:
-                out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, contribution)
-        for where, specs in self.reads[topic]:
+        return self._compiled[topic].requests(event)
+
+
+# A fed aggregate: (spec, entity slot, constant contribution or None to ask the spec).
+_Feeder = tuple[AggregateSpec, int, int | None]
+# Aggregates read when the conditions hold: (conditions, ((spec, entity slot), ...)).
+_Reader = tuple[tuple[Condition, ...], tuple[tuple[AggregateSpec, int], ...]]
+
+
+class _TopicPlan:
+    """One topic's share of a Plan, flattened for the per-event path. Entities
+    are numbered so an event's ids are looked up once per entity, by index."""
+
+    def __init__(
+        self,
+        topic: Topic,
+        feeds: tuple[AggregateSpec, ...],
+        reads: tuple[tuple[tuple[Condition, ...], tuple[AggregateSpec, ...]], ...],
+    ) -> None:
+        self.topic = topic
+        # One representative spec per entity: its entity_ids() serves every
+        # spec keyed on that entity.
+        by_entity: dict[tuple[EntityType, ...], AggregateSpec] = {}
+        for spec in (*feeds, *(s for _, specs in reads for s in specs)):
+            by_entity.setdefault(spec.entity, spec)
+        slot = {entity: i for i, entity in enumerate(by_entity)}
+        self.entities: tuple[AggregateSpec, ...] = tuple(by_entity.values())
+        self.feeders: tuple[_Feeder, ...] = tuple(
+            (s, slot[s.entity], _constant_contribution(s)) for s in feeds
+        )
+        self.readers: tuple[_Reader, ...] = tuple(
+            (where, tuple((s, slot[s.entity]) for s in specs)) for where, specs in reads
+        )
+
+    def requests(self, event: Event) -> list[AggregateRequest]:
+        # Every entity of the topic's aggregates, looked up once (None: the
+        # event lacks it). Nearly every event needs them all anyway.
+        ids_of = [spec.entity_ids(event) for spec in self.entities]
+        out: dict[str, AggregateRequest] = {}  # by agg_id: a spec's ids follow from the event
+        topic = self.topic
+        for spec, slot, constant in self.feeders:
+            contribution = spec.contribution(topic, event) if constant is None else constant
+            ids = ids_of[slot]
+            if contribution is not None and ids is not None:
+                out[spec.agg_id] = AggregateRequest(spec, ids, contribution)
+        for where, specs in self.readers:
             if where and not all(c.matches(event) for c in where):
                 continue
-            for spec in specs:
-                ids = (
-                    ids_of[spec.entity]
-                    if spec.entity in ids_of
-                    else ids_of.setdefault(spec.entity, spec.entity_ids(event))
-                )
-                if ids is not None and (spec.agg_id, ids) not in out:
-                    out[(spec.agg_id, ids)] = AggregateRequest(spec, ids, None)
+            for spec, slot in specs:
+                ids = ids_of[slot]
+                if ids is not None and spec.agg_id not in out:
+                    out[spec.agg_id] = AggregateRequest(spec, ids, None)
         return list(out.values())
+
+
+def _constant_contribution(spec: AggregateSpec) -> int | None:
+    """1 for a count or a sighting without conditions: what `contribution`
+    returns for every event of a topic the spec is fed by, without the call.
+    Anything else (conditions, values read from the event) asks the spec."""
+    if not spec.where and spec.kind in (AggregateKind.COUNT, AggregateKind.FIRST_SEEN):
+        return 1
+    return None
 
 
 def evaluate(

@@ -35,6 +35,8 @@ from detectors.rules import ActionKind, Rule
 from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 from stream.settings import Settings
 from stream.store.base import (
+    EncodedEvents,
+    EventObservations,
     EventRequests,
     EventStatus,
     EventStore,
@@ -72,6 +74,7 @@ class BatchResult:
 class Prepared:
     result: BatchResult
     planned: list[tuple[Topic, Decoded, list[engine.AggregateRequest]]]
+    encoded: EncodedEvents
 
 
 @dataclass(slots=True)
@@ -104,25 +107,34 @@ class Pipeline:
         return await self.execute(self.prepare(items, now_ms), now_ms)
 
     def prepare(self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int) -> Prepared:
-        """The CPU-only half (decode, validate, plan): no store, so a caller may
-        prepare the next batch while the store works on this one."""
+        """The CPU-only half (decode, validate, plan, encode the store's calls):
+        no I/O, so a caller may prepare the next batch while the store works
+        on this one."""
         result = BatchResult()
         decoded = self._decode(items, now_ms, result)
         result.valid = len(decoded)
         for _, d in decoded:
             name = d.record.topic
             result.valid_by_topic[name] = result.valid_by_topic.get(name, 0) + 1
-        planned = [(t, d, self._plan.requests(t, d.event)) for t, d in decoded]
-        return Prepared(result, [(t, d, reqs) for t, d, reqs in planned if reqs])
+        plan = self._plan.requests
+        planned = [(t, d, reqs) for t, d in decoded if (reqs := plan(t, d.event))]
+        encoded = self._store.encode(
+            [EventRequests(d.event.event_id, d.event.occurred_at_ms, r) for _, d, r in planned]
+        )
+        return Prepared(result, planned, encoded)
+
+    async def observe(self, prepared: Prepared) -> list[EventObservations]:
+        """Apply the prepared batch in the store: its one I/O-bound step."""
+        return await self._store.apply_encoded(prepared.encoded)
 
     async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:
+        return await self.conclude(prepared, await self.observe(prepared), now_ms)
+
+    async def conclude(
+        self, prepared: Prepared, observations: list[EventObservations], now_ms: int
+    ) -> BatchResult:
+        """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
-        observations = await self._store.apply(
-            [
-                EventRequests(d.event.event_id, d.event.occurred_at_ms, reqs)
-                for _, d, reqs in planned
-            ]
-        )
         pending: list[_Pending] = []
         for (topic, d, reqs), obs in zip(planned, observations, strict=True):
             key = (d.record.topic, obs.status)

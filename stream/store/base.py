@@ -65,6 +65,15 @@ class IncidentOutcome:
     payload: bytes | None  # the published alert (NEW and REEMIT)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvents:
+    """A batch of requests already turned into the store's calls (CPU work
+    only), so a caller can encode the next batch while the store runs this one."""
+
+    events: Sequence[EventRequests]
+    calls: object  # the backend's own form
+
+
 class EventStore(Protocol):
     async def start(self) -> None:
         """Connect and load scripts; raises StoreUnavailable."""
@@ -75,6 +84,12 @@ class EventStore(Protocol):
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`."""
+
+    def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
+        """The CPU-only first half of `apply`."""
+
+    async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:
+        """The second half of `apply`: run what `encode` built."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

@@ -41,16 +41,36 @@ def entity_tag(entity: Sequence[EntityType], ids: Sequence[str]) -> str:
     return f"{{{codes}:{body}}}"
 
 
+def entity_prefix(ns: str, tag: str) -> str:
+    """What every key of one entity starts with; the store builds keys as
+    prefix + suffix, once per entity and batch rather than per op."""
+    return f"{ns}:{tag}"
+
+
+GUARD_SUFFIX = ":seen"
+FIRST_SEEN_SUFFIX = ":first"
+
+
+def first_seen_suffix(retain_ms: int | None) -> str:
+    """Sightings kept for the default time share `:first`; a shorter `retain`
+    gets its own key, because a key has one TTL."""
+    return FIRST_SEEN_SUFFIX if retain_ms is None else f"{FIRST_SEEN_SUFFIX}:{retain_ms}"
+
+
+def aggregate_suffix(agg_id: str) -> str:
+    return f":a:{agg_id}"
+
+
 def guard(ns: str, tag: str) -> str:
-    return f"{ns}:{tag}:seen"
+    return entity_prefix(ns, tag) + GUARD_SUFFIX
 
 
 def aggregate(ns: str, tag: str, agg_id: str) -> str:
-    return f"{ns}:{tag}:a:{agg_id}"
+    return entity_prefix(ns, tag) + aggregate_suffix(agg_id)
 
 
 def first_seen(ns: str, tag: str) -> str:
-    return f"{ns}:{tag}:first"
+    return entity_prefix(ns, tag) + FIRST_SEEN_SUFFIX
 
 
 def incident(ns: str, tag: str, rule_id: str) -> str:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import orjson
@@ -42,15 +43,13 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.decisions import ALERT_ID_PLACEHOLDER
-from detectors.engine import AggregateRequest, Observation
 from detectors.errors import StoreUnavailable
-from stream.store import keys
+from stream.store import aggregate_calls, keys
 from stream.store.base import (
+    EncodedEvents,
     EventObservations,
     EventRequests,
-    EventStatus,
     IncidentClaim,
     IncidentOutcome,
     IncidentStatus,
@@ -83,9 +82,6 @@ _BUSY_PREFIXES = (
     "MOVED",
     "ASK",
 )
-_GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
-_STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
-_WORST = {EventStatus.NEW: 0, EventStatus.DUPLICATE: 1, EventStatus.TOO_OLD: 2}
 
 
 def _load_lua(name: str) -> str:
@@ -109,23 +105,55 @@ class StoreConfig:
     first_seen_backdate_ms: int | None = None
 
 
+# A batch's script call is ~100 KB: with the kernel's default send buffer
+# (16 KB to start) most of it would wait in asyncio's buffer for the event
+# loop, which is busy preparing the next batch, and Redis would idle.
+_SEND_BUFFER = 4 * 1024 * 1024
+
+
 class _HiredisPackingConnection(aioredis.Connection):
     """Packs the batch's EVALSHA (hundreds of keys and one large argument) with
-    hiredis' C packer instead of redis-py's per-argument Python encoding."""
+    hiredis' C packer instead of redis-py's per-argument Python encoding, and
+    hands it to the socket at once (see send_packed_command)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if args and args[0] == "EVALSHA":
             return [hiredis.pack_command(args)]
         return super().pack_command(*args)
 
+    async def _connect(self) -> None:
+        await super()._connect()  # type: ignore[no-untyped-call]
+        sock = self._writer.transport.get_extra_info("socket") if self._writer else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
 
-class _Call:
-    """The keys and units of one script call (one slot on a cluster)."""
+    async def send_packed_command(
+        self, command: str | bytes | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """With a socket timeout, redis-py writes inside asyncio.wait_for, which
+        (Python 3.11) runs the write in a new task: the command would only
+        leave on a later turn of the event loop, after whatever CPU work the
+        caller does next. Write it now; only the flow-control wait (and its
+        error handling) stays with redis-py."""
+        if not self.is_connected or self._writer is None or isinstance(command, str | bytes):
+            return await super().send_packed_command(command, check_health)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]  # a due PING goes first
+        try:
+            self._writer.writelines(command)
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        await super().send_packed_command([], check_health=False)
+
+
+class _Claims:
+    """The keys and claims of one incident script call (one slot on a cluster)."""
 
     def __init__(self) -> None:
         self.keys: dict[str, int] = {}
         self.units: list[list[Any]] = []
-        self.where: list[tuple[int, list[int]]] = []  # (event index, request indices) per unit
+        self.where: list[int] = []  # the claim's index, per unit
 
     def kidx(self, key: str) -> int:
         return self.keys.setdefault(key, len(self.keys) + 1)
@@ -145,7 +173,18 @@ class RedisStore:
         }
         self._sha: dict[str, str] = {}
         self._epoch: str | None = None
-        self._templates: dict[str, tuple[Any, ...]] = {}
+        cfg = self._config
+        self._templates = aggregate_calls.Templates(
+            aggregate_calls.Limits(
+                dedup_horizon_ms=cfg.dedup_horizon_ms,
+                lateness_ms=cfg.lateness_ms,
+                first_seen_ttl_ms=cfg.first_seen_ttl_ms,
+                ttl_slack_ms=cfg.ttl_slack_ms,
+                first_seen_backdate_ms=cfg.lateness_ms
+                if cfg.first_seen_backdate_ms is None
+                else cfg.first_seen_backdate_ms,
+            )
+        )
 
     @classmethod
     def from_url(
@@ -227,11 +266,11 @@ class RedisStore:
         except ResponseError as exc:
             raise StoreUnavailable("script load", exc) from exc
 
-    async def _eval(self, name: str, keys_: list[str], arg: bytes) -> Any:
+    async def _eval(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         started = time.perf_counter()
         error: str | None = None
         try:
-            return await self._eval_once(name, keys_, arg)
+            return await self._eval_once(name, keys_, args)
         except StoreUnavailable as exc:
             error = type(exc.cause).__name__
             raise
@@ -242,13 +281,13 @@ class RedisStore:
             if self.observer is not None:
                 self.observer(name, time.perf_counter() - started, error)
 
-    async def _eval_once(self, name: str, keys_: list[str], arg: bytes) -> Any:
+    async def _eval_once(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         for attempt in (1, 2, 3):
             try:
                 if name not in self._sha:
                     await self._load_scripts()
                 return await self._client.execute_command(
-                    "EVALSHA", self._sha[name], len(keys_), *keys_, arg
+                    "EVALSHA", self._sha[name], len(keys_), *keys_, *args
                 )
             except NoScriptError as exc:
                 # Redis restarted, failed over or flushed its script cache: reload.
@@ -268,137 +307,47 @@ class RedisStore:
     def _slot(self, tag: str) -> int:
         return key_slot(tag.encode()) if self._cluster else 0
 
-    async def _run(self, name: str, calls: dict[int, _Call]) -> dict[int, Any]:
-        slots = list(calls)
-        results = await asyncio.gather(
-            *(self._eval(name, list(calls[s].keys), orjson.dumps(calls[s].units)) for s in slots)
-        )
-        return dict(zip(slots, results, strict=True))
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        calls: dict[int, _Call] = {}
+        return await self.apply_encoded(self.encode(events))
+
+    def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
         horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
-        tags: dict[tuple[Any, ...], str] = {}  # (entity, ids) → hash tag, for the batch
-        for ei, ev in enumerate(events):
-            by_tag: dict[str, list[int]] = {}
-            guarded: set[str] = set()
-            for ri, req in enumerate(ev.requests):
-                spec = req.spec
-                tag_key = (spec.entity, req.entity_ids)
-                tag = tags.get(tag_key)
-                if tag is None:
-                    tag = tags[tag_key] = keys.entity_tag(spec.entity, req.entity_ids)
-                by_tag.setdefault(tag, []).append(ri)
-                # Only count/sum are not idempotent by themselves; distinct and
-                # first-seen need no duplicate guard.
-                if req.contribution is not None and spec.kind in _GUARDED:
-                    guarded.add(tag)
-            ehash = event_hash(ev.event_id)
-            for tag, indices in by_tag.items():
-                slot = self._slot(tag)
-                call = calls.get(slot)
-                if call is None:
-                    call = calls[slot] = _Call()
-                guard = call.kidx(keys.guard(self._ns, tag)) if tag in guarded else 0
-                ops = [self._op(call, tag, ev, ev.requests[i]) for i in indices]
-                call.units.append([guard, ehash, ev.event_ms, horizon, guard_ttl, ops])
-                call.where.append((ei, indices))
-        raw = await self._run("aggregates", calls) if calls else {}
-        return self._collect(events, calls, raw)
+        calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
+        table = self._templates.table_json  # after encode: it may have added specs
+        for call in calls.values():
+            call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
+        return EncodedEvents(events, calls)
 
-    def _template(self, spec: AggregateSpec) -> tuple[Any, ...]:
-        """The per-spec constant parts of an op, computed once per spec."""
-        cached = self._templates.get(spec.agg_id)
-        if cached is None:
-            cfg = self._config
-            ttl = spec.window_ms or 0
-            ttl += cfg.lateness_ms + cfg.ttl_slack_ms + (spec.bucket_ms or 0)
-            if spec.kind is AggregateKind.FIRST_SEEN:
-                backdate = cfg.first_seen_backdate_ms
-                # A first-seen spec may carry its own, shorter retention (an
-                # order's age is only needed for weeks, not a year).
-                retain = cfg.first_seen_ttl_ms if spec.window_ms is None else ttl
-                # Its own key: one key's TTL must suit every field in it.
-                suffix = "" if spec.window_ms is None else f":{spec.window_ms}"
-                backdate = cfg.lateness_ms if backdate is None else backdate
-                cached = ("first", retain, backdate, suffix)
-            elif spec.kind is AggregateKind.DISTINCT:
-                cached = ("dst", spec.window_ms, cfg.lateness_ms, ttl)
-            else:
-                assert spec.bucket_ms is not None and spec.window_ms is not None
-                late_buckets = -(-cfg.lateness_ms // spec.bucket_ms)
-                cached = (
-                    "sum",
-                    spec.bucket_ms,
-                    spec.window_ms // spec.bucket_ms,
-                    late_buckets,
-                    ttl,
-                )
-            self._templates[spec.agg_id] = cached
-        return cached
+    async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:
+        calls = cast(dict[int, aggregate_calls.AggregateCall], encoded.calls)
+        replies = await self._each_slot(
+            "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
+        )
+        return aggregate_calls.decode(encoded.events, calls, replies)
 
-    def _op(self, call: _Call, tag: str, ev: EventRequests, req: AggregateRequest) -> list[Any]:
-        spec = req.spec
-        apply = 0 if req.contribution is None else 1
-        tpl = self._template(spec)
-        if tpl[0] == "first":
-            return [
-                "first",
-                call.kidx(keys.first_seen(self._ns, tag) + tpl[3]),
-                spec.agg_id,
-                apply,
-                ev.event_ms,
-                tpl[1],
-                tpl[2],
-            ]
-        key = call.kidx(keys.aggregate(self._ns, tag, spec.agg_id))
-        if tpl[0] == "dst":
-            member = "" if req.contribution is None else str(req.contribution)
-            return ["dst", key, apply, member, ev.event_ms, tpl[1], tpl[2], tpl[3]]
-        delta = 0 if req.contribution is None else int(req.contribution)
-        return ["sum", key, apply, ev.event_ms // tpl[1], delta, tpl[2], tpl[3], tpl[4]]
-
-    def _collect(
-        self, events: Sequence[EventRequests], calls: dict[int, _Call], raw: dict[int, Any]
-    ) -> list[EventObservations]:
-        values: list[list[Observation | None]] = [[None] * len(ev.requests) for ev in events]
-        status = [EventStatus.NEW] * len(events)
-        for slot, call in calls.items():
-            flat, at = raw[slot], 0
-            for ei, indices in call.where:
-                unit_status = _STATUS[flat[at]]
-                at += 1
-                if _WORST[unit_status] > _WORST[status[ei]]:
-                    status[ei] = unit_status
-                for ri in indices:
-                    values[ei][ri] = self._observation(events[ei], ri, flat[at], flat[at + 1])
-                    at += 2
-            if at != len(flat):
-                raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
-        out = []
-        for ei, vals in enumerate(values):
-            assert all(v is not None for v in vals)
-            out.append(EventObservations(status[ei], [v for v in vals if v is not None]))
-        return out
-
-    @staticmethod
-    def _observation(ev: EventRequests, ri: int, value: int, end: int) -> Observation:
-        spec = ev.requests[ri].spec
-        if spec.kind is AggregateKind.FIRST_SEEN:
-            return Observation(value, 0)
-        if value < 0:
-            return Observation(None, 0)
-        if spec.kind is AggregateKind.DISTINCT:
-            return Observation(value, end + 1)
-        assert spec.bucket_ms is not None
-        return Observation(value, (end + 1) * spec.bucket_ms)
+    async def _each_slot(
+        self, name: str, calls: dict[int, tuple[list[str], list[Any]]]
+    ) -> dict[int, Any]:
+        """One script call per slot, concurrently. A single call (always, on a
+        standalone Redis) is awaited directly: gather() would wrap it in a task
+        that only sends on a later turn of the event loop, so a caller that
+        goes on preparing the next batch would delay the send until it is done."""
+        if not calls:
+            return {}
+        if len(calls) == 1:
+            ((slot, (keys_, args)),) = calls.items()
+            return {slot: await self._eval(name, keys_, args)}
+        slots = list(calls)
+        replies = await asyncio.gather(*(self._eval(name, *calls[s]) for s in slots))
+        return dict(zip(slots, replies, strict=True))
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
-        calls: dict[int, _Call] = {}
+        calls: dict[int, _Claims] = {}
         for ci, c in enumerate(claims):
             tag = keys.entity_tag(c.entity_type, c.entity_ids)
-            call = calls.setdefault(self._slot(tag), _Call())
+            call = calls.setdefault(self._slot(tag), _Claims())
             idx = call.kidx(keys.incident(self._ns, tag, c.rule_id))
             call.units.append(
                 [
@@ -416,11 +365,14 @@ class RedisStore:
                     ALERT_ID_PLACEHOLDER,
                 ]
             )
-            call.where.append((ci, []))
-        raw = await self._run("claim", calls) if calls else {}
+            call.where.append(ci)
+        replies = await self._each_slot(
+            "claim",
+            {slot: (list(c.keys), [orjson.dumps(c.units)]) for slot, c in calls.items()},
+        )
         out: list[IncidentOutcome | None] = [None] * len(claims)
-        for slot, call in calls.items():
-            for (ci, _), (st, alert_id, payload) in zip(call.where, raw[slot], strict=True):
+        for slot, reply in replies.items():
+            for ci, (st, alert_id, payload) in zip(calls[slot].where, reply, strict=True):
                 out[ci] = IncidentOutcome(
                     IncidentStatus(st.decode()), alert_id.decode(), payload or None
                 )

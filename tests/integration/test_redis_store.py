@@ -314,3 +314,25 @@ async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_a_retained_first_sighting_lives_in_its_own_key_with_that_ttl(
+    store: RedisStore,
+) -> None:
+    """`requires: {age_of: order, ..., retain: 35d}`: one key per order must not
+    live the default 400 days, and must not shorten a longer-lived key."""
+    day = 86_400_000
+    order_age = AggregateSpec(
+        AggregateKind.FIRST_SEEN, frozenset(Topic), (EntityType.ORDER,), window_ms=35 * day
+    )
+    user_age = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), (EntityType.ORDER,))
+    requests = [AggregateRequest(order_age, ("o-1",), 1), AggregateRequest(user_age, ("o-1",), 1)]
+    (obs,) = await store.apply([EventRequests("e-1", T0, requests)])
+    assert [o.value for o in obs.values] == [T0, T0]
+    tag = keys.entity_tag((EntityType.ORDER,), ("o-1",))
+    short = keys.entity_prefix(store.namespace, tag) + keys.first_seen_suffix(35 * day)
+    long = keys.first_seen(store.namespace, tag)
+    assert short != long
+    short_ttl, long_ttl = await store.client.pttl(short), await store.client.pttl(long)
+    assert 35 * day < short_ttl < 36 * day
+    assert long_ttl > 300 * day

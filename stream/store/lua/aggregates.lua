@@ -7,14 +7,22 @@
 -- a duplicate or redelivered event only reads. Time is *event* time
 -- throughout: windows and trimming follow the newest event seen for the key,
 -- never the wall clock, so a backtest over old data keeps its state.
--- PEXPIRE only reclaims keys nobody writes to any more.
+-- PEXPIRE only reclaims keys nobody writes to any more; it is issued once per
+-- key per call, after the units (time stands still inside a script, and no
+-- key written here is ever emptied, so the TTLs are the same as if each op
+-- had set its own).
 --
+-- The arguments are flat: nested JSON costs the script a Lua table per op.
 -- KEYS    : every key used by the units
--- ARGV[1] : JSON array of units {guard_kidx, event_hash, event_ms, horizon_ms, ttl_ms, ops}
+-- ARGV[1] : JSON array of the specs ops refer to (by position, from 1):
+--           {1, bucket_ms, buckets, late_buckets, ttl_ms}    bucketed count/sum
+--           {2, window_ms, lateness_ms, ttl_ms}              distinct
+--           {3, field, ttl_ms, backdate_ms}                  first sighting
+-- ARGV[2] : JSON array of units, one after another:
+--           guard_kidx, event_hash, event_ms, op count, then per op
+--           spec, kidx, apply, arg (sum: delta; distinct: member; first: 0)
 --           guard_kidx = 0: the unit only reads
---           op {"sum", kidx, apply, bucket, delta, buckets, late_buckets, ttl_ms}
---           op {"dst", kidx, apply, member, event_ms, window_ms, lateness_ms, ttl_ms}
---           op {"first", kidx, field, apply, event_ms, ttl_ms, lateness_ms}
+-- ARGV[3] : duplicate horizon ms;  ARGV[4] : the guard's TTL ms
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
 --           Redis command goes through I(), never Lua's %.14g formatting)
 -- returns : one flat array of integers: per unit its status (1 new,
@@ -40,10 +48,10 @@ end
 -- Exact value of the window ending at bucket b (a read that must line up with
 -- another aggregate's window, e.g. a ratio's denominator).
 local function sum_at(key, b, n, nb)
-  if b - n + 1 > nb then return {0, b} end
+  if b - n + 1 > nb then return 0, b end
   local s = 0
   for _, v in ipairs(buckets(key, b - n + 1, math.min(b, nb))) do s = s + (tonumber(v) or 0) end
-  return {s, b}
+  return s, b
 end
 
 local function sum_late(key, b, n, nb)
@@ -56,7 +64,7 @@ local function sum_late(key, b, n, nb)
     local bucket = lo + idx - 1
     if bucket >= b and s > best then best, best_end = s, bucket end
   end
-  return {best, best_end}
+  return best, best_end
 end
 
 -- Delete buckets lo..hi. Sparse keys (a user's few orders) have far fewer
@@ -77,58 +85,79 @@ local function drop_buckets(key, lo, hi)
   end
 end
 
+-- Keys to PEXPIRE once the units are done: key -> TTL ms (a string).
+local expire = {}
+
 -- apply: 1 to add d; 0 for a duplicate (judged on the same window as the
 -- original, nothing added). reader: 1 when the event does not feed this
 -- aggregate and only reads it (e.g. a ratio's denominator).
+-- Returns the value and the window's end bucket.
 local function sum_op(key, apply, reader, b, d, n, lb, ttl)
   local st = redis.call('HMGET', key, 'n', 't')
   if not st[1] then
-    if apply == 0 or d == 0 then return {0, b} end
+    if apply == 0 or d == 0 then return 0, b end
     redis.call('HSET', key, 'n', I(b), 't', I(d), I(b), I(d))
-    redis.call('PEXPIRE', key, ttl)
-    return {d, b}
+    expire[key] = ttl
+    return d, b
   end
   local nb, t = tonumber(st[1]), tonumber(st[2])
-  if b < nb - n + 1 - lb then return {-1, b} end
+  if b < nb - n + 1 - lb then return -1, b end
   if reader == 1 then
-    if b == nb then return {t, b} end
+    if b == nb then return t, b end
     return sum_at(key, b, n, nb)
   end
   if b > nb then
+    if b - n - lb >= nb then
+      -- Every retained bucket (all lie in nb-n+1-lb .. nb) leaves the window
+      -- and the lateness: the state the bucket-by-bucket path below ends in
+      -- is a fresh key, so write that directly (a sparse entity's usual case).
+      t = (apply == 1) and d or 0
+      redis.call('DEL', key)
+      if t ~= 0 then
+        redis.call('HSET', key, 'n', I(b), 't', I(t), I(b), I(t))
+      else
+        redis.call('HSET', key, 'n', I(b), 't', '0')
+      end
+      expire[key] = ttl
+      return t, b
+    end
     if b - nb >= n then
       t = 0
     else
       for _, v in ipairs(buckets(key, nb - n + 1, b - n)) do t = t - (tonumber(v) or 0) end
     end
     drop_buckets(key, nb - n + 1 - lb, math.min(b - n - lb, nb))
+    -- No field above nb exists (nb only grows), so bucket b is new: set it
+    -- in the same HSET as the head.
     if apply == 1 and d ~= 0 then
-      redis.call('HINCRBY', key, I(b), I(d))
       t = t + d
+      redis.call('HSET', key, 'n', I(b), 't', I(t), I(b), I(d))
+    else
+      redis.call('HSET', key, 'n', I(b), 't', I(t))
     end
-    redis.call('HSET', key, 'n', I(b), 't', I(t))
     -- The TTL is refreshed when the window moves (at least once per bucket of
     -- event time); it is longer than window + lateness + one bucket.
-    redis.call('PEXPIRE', key, ttl)
-    return {t, b}
+    expire[key] = ttl
+    return t, b
   end
   if apply == 1 and d ~= 0 then
     redis.call('HINCRBY', key, I(b), I(d))
     if b > nb - n then t = redis.call('HINCRBY', key, 't', I(d)) end
   end
-  if b == nb then return {t, b} end
+  if b == nb then return t, b end
   return sum_late(key, b, n, nb)
 end
 
 local function dst_op(key, apply, member, t, w, lateness, ttl)
   if apply == 1 then redis.call('ZADD', key, 'GT', I(t), member) end
   local top = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
-  if not top[2] then return {0, t} end
+  if not top[2] then return 0, t end
   local newest = math.max(tonumber(top[2]), t)
   if apply == 1 then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. I(newest - w - lateness))
-    redis.call('PEXPIRE', key, ttl)
+    expire[key] = ttl
   end
-  return {redis.call('ZCOUNT', key, '(' .. I(newest - w), I(newest)), newest}
+  return redis.call('ZCOUNT', key, '(' .. I(newest - w), I(newest)), newest
 end
 
 -- First sighting. An event may move it back by at most the allowed lateness,
@@ -141,47 +170,60 @@ local function first_op(key, field, apply, t, ttl, lateness)
       redis.call('HSET', key, field, I(t))
       cur = t
     end
-    redis.call('PEXPIRE', key, ttl)
+    expire[key] = ttl
   end
-  return {cur and tonumber(cur) or -1, 0}
+  return cur and tonumber(cur) or -1, 0
 end
 
-local units = cjson.decode(ARGV[1])
-local out = {}  -- flat: per unit its status, then value and end per op
-for _, unit in ipairs(units) do
+local specs = cjson.decode(ARGV[1])
+for _, spec in ipairs(specs) do
+  -- TTLs as command arguments, formatted once per call.
+  if spec[1] == 1 then spec[5] = I(spec[5]) elseif spec[1] == 2 then spec[4] = I(spec[4])
+  else spec[3] = I(spec[3]) end
+end
+local a = cjson.decode(ARGV[2])
+local horizon, guard_ttl = tonumber(ARGV[3]), ARGV[4]
+local slice = horizon / 64
+local out, o = {}, 0  -- flat: per unit its status, then value and end per op
+local i, len = 1, #a
+while i <= len do
+  local gk, t, nops = a[i], a[i + 2], a[i + 3]
   local status = 1
-  if unit[1] > 0 then
-    local guard = KEYS[unit[1]]
-    local t, horizon = tonumber(unit[3]), tonumber(unit[4])
+  if gk > 0 then
+    local guard = KEYS[gk]
     local top = redis.call('ZREVRANGE', guard, 0, 0, 'WITHSCORES')
     local newest = top[2] and tonumber(top[2])
     if newest and t < newest - horizon then
       status = -1
-    elseif redis.call('ZADD', guard, 'NX', I(t), unit[2]) == 0 then
+    elseif redis.call('ZADD', guard, 'NX', I(t), a[i + 1]) == 0 then
       status = 0
-    elseif not newest or math.floor(t / (horizon / 64)) > math.floor(newest / (horizon / 64)) then
+    elseif not newest or math.floor(t / slice) > math.floor(newest / slice) then
       -- Trim and refresh the TTL only when event time enters a new 1/64 of
       -- the horizon: bounded staleness, far fewer commands per event.
       redis.call('ZREMRANGEBYSCORE', guard, '-inf', '(' .. I(t - horizon))
-      redis.call('PEXPIRE', guard, I(unit[5]))
+      expire[guard] = guard_ttl
     end
   end
-  out[#out + 1] = status
-  for _, op in ipairs(unit[6]) do
-    local key = KEYS[op[2]]
-    local r
-    if op[1] == 'sum' then
-      local apply = (status == 1) and op[3] or 0
-      r = sum_op(key, apply, 1 - op[3], op[4], op[5], op[6], op[7], I(op[8]))
-    elseif op[1] == 'dst' then
-      local apply = (status == 1) and op[3] or 0
-      r = dst_op(key, apply, op[4], op[5], op[6], op[7], I(op[8]))
+  o = o + 1
+  out[o] = status
+  i = i + 4
+  for _ = 1, nops do
+    local spec, key, want, arg = specs[a[i]], KEYS[a[i + 1]], a[i + 2], a[i + 3]
+    i = i + 4
+    local apply = (status == 1) and want or 0
+    local kind, v, e = spec[1], 0, 0
+    if kind == 1 then
+      -- Exact: event ms and bucket sizes are integers far below 2^53.
+      local b = math.floor(t / spec[2])
+      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5])
+    elseif kind == 2 then
+      v, e = dst_op(key, apply, arg, t, spec[2], spec[3], spec[4])
     else
-      local apply = (status == 1) and op[4] or 0
-      r = first_op(key, op[3], apply, op[5], I(op[6]), op[7])
+      v, e = first_op(key, spec[2], apply, t, spec[3], spec[4])
     end
-    out[#out + 1] = r[1]
-    out[#out + 1] = r[2]
+    out[o + 1], out[o + 2] = v, e
+    o = o + 2
   end
 end
+for key, ttl in pairs(expire) do redis.call('PEXPIRE', key, ttl) end
 return out

@@ -1,0 +1,207 @@
+"""A batch of aggregate requests → the arguments of aggregates.lua calls, and
+the script's flat reply → observations.
+
+This runs for every op of every event, so everything that depends only on
+an aggregate's definition (its place in the spec table, its key suffix, its
+TTLs) is computed once per spec, and everything that depends only on an
+entity (its hash tag, its key prefix, its slot) once per entity and batch.
+The script's input is flat (see aggregates.lua): a nested list per op costs
+both Python and Lua an object per op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.engine import Observation
+from detectors.rules_entities import EntityType
+from stream.store import keys
+from stream.store.base import EventObservations, EventRequests, EventStatus
+
+# Op kinds, as aggregates.lua numbers them.
+SUM, DISTINCT, FIRST = 1, 2, 3
+# Only count/sum are not idempotent by themselves; distinct and first-seen
+# need no duplicate guard.
+_GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
+_UNANSWERED = Observation(None, 0)  # a placeholder decode() replaces
+_STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The store settings the script's arguments are derived from."""
+
+    dedup_horizon_ms: int
+    lateness_ms: int
+    first_seen_ttl_ms: int
+    ttl_slack_ms: int
+    first_seen_backdate_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """The per-spec constants of an op."""
+
+    index: int  # position in the spec table (from 1)
+    kind: int
+    entity: tuple[EntityType, ...]
+    suffix: str  # the key after the entity prefix
+    guarded: bool
+    bucket_ms: int  # sum: bucket size (turns the end bucket into ms); else 0
+
+
+class Templates:
+    """Templates by agg_id, and the spec table (JSON) every call carries.
+    Grows only when a rule set brings a new aggregate."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._by_id: dict[str, Template] = {}
+        self._table: list[list[Any]] = []
+        self.table_json = b"[]"
+
+    def get(self, spec: AggregateSpec) -> Template:
+        tpl = self._by_id.get(spec.agg_id)
+        return tpl if tpl is not None else self._add(spec)
+
+    def _add(self, spec: AggregateSpec) -> Template:
+        lim = self._limits
+        ttl = (spec.window_ms or 0) + lim.lateness_ms + lim.ttl_slack_ms + (spec.bucket_ms or 0)
+        index = len(self._table) + 1
+        if spec.kind is AggregateKind.FIRST_SEEN:
+            # A first-seen spec may carry its own, shorter retention (an order's
+            # age is needed for weeks, not a year), in its own key: one key's
+            # TTL must suit every field in it.
+            retain = lim.first_seen_ttl_ms if spec.window_ms is None else ttl
+            suffix = keys.first_seen_suffix(spec.window_ms)
+            row: list[Any] = [FIRST, spec.agg_id, retain, lim.first_seen_backdate_ms]
+            tpl = Template(index, FIRST, spec.entity, suffix, False, 0)
+        elif spec.kind is AggregateKind.DISTINCT:
+            row = [DISTINCT, spec.window_ms, lim.lateness_ms, ttl]
+            suffix = keys.aggregate_suffix(spec.agg_id)
+            tpl = Template(index, DISTINCT, spec.entity, suffix, False, 0)
+        else:
+            assert spec.bucket_ms is not None and spec.window_ms is not None
+            late_buckets = -(-lim.lateness_ms // spec.bucket_ms)
+            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
+            suffix = keys.aggregate_suffix(spec.agg_id)
+            guarded = spec.kind in _GUARDED
+            tpl = Template(index, SUM, spec.entity, suffix, guarded, spec.bucket_ms)
+        self._table.append(row)
+        self.table_json = orjson.dumps(self._table)
+        self._by_id[spec.agg_id] = tpl
+        return tpl
+
+
+class AggregateCall:
+    """The keys, flat units and reply layout of one script call (one slot on a cluster)."""
+
+    __slots__ = ("argv", "flat", "keys", "where")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+        self.flat: list[Any] = []
+        self.argv: list[Any] = []  # the script's ARGV, once encoded
+        # Per unit: the event's index and, per op, (request index, kind, bucket ms).
+        self.where: list[tuple[int, list[tuple[int, int, int]]]] = []
+
+    def kidx(self, key: str) -> int:
+        idx = self.keys.get(key)
+        if idx is None:
+            idx = self.keys[key] = len(self.keys) + 1
+        return idx
+
+
+# An entity of the batch: (its key prefix, the call its keys go to).
+_Entity = tuple[str, AggregateCall]
+
+
+def encode(
+    events: Sequence[EventRequests],
+    templates: Templates,
+    namespace: str,
+    slot_of: Callable[[str], int],
+    event_hash: Callable[[str], str],
+) -> dict[int, AggregateCall]:
+    """One AggregateCall per slot; per event one unit per entity it touches,
+    in the order of the event's requests."""
+    calls: dict[int, AggregateCall] = {}
+    entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
+    for ei, ev in enumerate(events):
+        # Per entity of this event: [call, guarded, flat ops, layout].
+        units: dict[str, list[Any]] = {}
+        for ri, req in enumerate(ev.requests):
+            tpl = templates.get(req.spec)
+            entity = entities.get((tpl.entity, req.entity_ids))
+            if entity is None:
+                tag = keys.entity_tag(tpl.entity, req.entity_ids)
+                slot = slot_of(tag)
+                call = calls.get(slot)
+                if call is None:
+                    call = calls[slot] = AggregateCall()
+                entity = entities[(tpl.entity, req.entity_ids)] = (
+                    keys.entity_prefix(namespace, tag),
+                    call,
+                )
+            prefix, call = entity
+            unit = units.get(prefix)
+            if unit is None:
+                unit = units[prefix] = [call, False, [], []]
+            c = req.contribution
+            if tpl.kind == SUM:
+                arg: Any = 0 if c is None else int(c)
+            elif tpl.kind == DISTINCT:
+                arg = "" if c is None else str(c)
+            else:
+                arg = 0
+            if c is not None and tpl.guarded:
+                unit[1] = True
+            unit[2] += (tpl.index, call.kidx(prefix + tpl.suffix), 0 if c is None else 1, arg)
+            unit[3].append((ri, tpl.kind, tpl.bucket_ms))
+        if units:
+            ehash = event_hash(ev.event_id)
+            for prefix, (call, guarded, ops, layout) in units.items():
+                guard = call.kidx(prefix + keys.GUARD_SUFFIX) if guarded else 0
+                call.flat += (guard, ehash, ev.event_ms, len(layout))
+                call.flat += ops
+                call.where.append((ei, layout))
+    return calls
+
+
+def decode(
+    events: Sequence[EventRequests], calls: dict[int, AggregateCall], replies: dict[int, Any]
+) -> list[EventObservations]:
+    """The flat replies → per event its least favourable status and one
+    observation per request, aligned with its requests."""
+    values: list[list[Observation]] = [[_UNANSWERED] * len(ev.requests) for ev in events]
+    status = [1] * len(events)  # 1 new > 0 duplicate > -1 too old: the least wins
+    answered = 0
+    for slot, call in calls.items():
+        flat, at = replies[slot], 0
+        for ei, layout in call.where:
+            if flat[at] < status[ei]:
+                status[ei] = flat[at]
+            at += 1
+            row = values[ei]
+            answered += len(layout)
+            for ri, kind, bucket_ms in layout:
+                value, end = flat[at], flat[at + 1]
+                at += 2
+                if kind == FIRST:
+                    row[ri] = Observation(value, 0)
+                elif value < 0:
+                    row[ri] = Observation(None, 0)
+                elif kind == DISTINCT:
+                    row[ri] = Observation(value, end + 1)
+                else:
+                    row[ri] = Observation(value, (end + 1) * bucket_ms)
+        if at != len(flat):
+            raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
+    if answered != sum(len(ev.requests) for ev in events):
+        raise RuntimeError("aggregate script calls left requests unanswered")
+    return [EventObservations(_STATUS[st], row) for st, row in zip(status, values, strict=True)]
