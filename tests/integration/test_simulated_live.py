@@ -1,14 +1,17 @@
 """The simulator's traffic through the live path gives the backtest's
 decisions (issue: detection catalogue, last acceptance point).
 
-The events are published *before* the worker starts, so it meets a backlog
-of all four topics at once: the hardest case for cross-topic rules, because
-each topic has its own consumer (payouts would otherwise run days of event
-time ahead of orders). Event-time alignment (stream.alignment) keeps them in
-step; the test measures how many ids still differ."""
+`fraudstream simulate --to-kafka` publishes all four topics faster than the
+worker applies them, so it meets a backlog: the hard case for cross-topic
+rules, because each topic has its own consumer (payouts would otherwise run
+days of event time ahead of orders). The event-time merge (stream.alignment)
+keeps them in step; the test measures how many ids still differ."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,11 @@ from stream.backtest import run_backtest
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from stream.simulation import SimulationConfig, simulate
-from stream.simulation.publish import publish
 from tests.integration.services import (
     Services,
     WorkerProcess,
     create_topics,
+    settings_env,
     wait_caught_up,
     wait_ready,
 )
@@ -66,11 +69,34 @@ async def test_simulated_traffic_live_equals_backtest(services: Services, tmp_pa
 
     settings = services.settings()
     await create_topics(settings)
-    await publish(settings, result.timeline)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
     try:
         wait_ready(worker)
+        # The command a user runs: the same simulation, published to Kafka while
+        # the worker runs (faster than it can apply, so a backlog still forms).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stream.cli",
+                "simulate",
+                "--seed",
+                "3",
+                "--scale",
+                "0.2",
+                "--out",
+                str(tmp_path / "sent.jsonl"),
+                "--to-kafka",
+            ],
+            env={**env, **settings_env(settings)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert (tmp_path / "sent.jsonl").read_bytes() == events.read_bytes()
         await wait_caught_up(worker, list(settings.topics.inputs().values()), timeout_s=240)
     finally:
         worker.stop()
