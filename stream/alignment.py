@@ -87,13 +87,12 @@ class EventTimeMerger:
             self._queues.setdefault(part, deque()).append(h)
             self._delivered[part] = h.record.offset
 
-    def take_ready(self, limit: int, force: bool = False) -> list[Held]:
+    def take_ready(self, limit: int) -> list[Held]:
         """Up to `limit` records that may be applied now, in event-time order
         across every partition of every topic (within a (topic, partition)
-        always in offset order). `force` releases everything: a rebalance
-        waits for the held records."""
-        lagging = set() if force else set(self._lagging())
-        now = float("inf") if force else self._clock()
+        always in offset order)."""
+        lagging = set(self._lagging())
+        now = self._clock()
         heads = [(q[0].at_ms, part) for part, q in self._queues.items() if q]
         heapq.heapify(heads)
         out: list[Held] = []

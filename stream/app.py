@@ -9,6 +9,7 @@ with concurrency=1: faust can commit past an unfinished offset with more
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -109,6 +110,8 @@ class Worker:
             lagging=self._lagging,
         )
         self._merge_lock = asyncio.Lock()
+        # Consumer positions of partitions nothing was applied from yet (lag timer).
+        self._positions: dict[tuple[str, int], int] = {}
         self.runner = BatchRunner(
             settings,
             self.pipeline,
@@ -123,7 +126,7 @@ class Worker:
         self.app.timer(LAG_INTERVAL_S)(self._update_lag)
         self.app.timer(EPOCH_INTERVAL_S)(self._check_store_epoch)
         if self.merger.enabled:
-            self.app.timer(MERGE_INTERVAL_S)(self._release_held)
+            self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
             self.app.on_partitions_revoked.connect(self._on_revoked)
 
     async def _start_store(self) -> None:
@@ -173,7 +176,11 @@ class Worker:
             done = self.runner.positions.get((tp.topic, tp.partition))
             if highwater is None or highwater < 0:
                 continue
-            next_offset = done[0] + 1 if done else (await consumer.position(tp) or 0)
+            if done:
+                next_offset = done[0] + 1
+            else:
+                next_offset = await consumer.position(tp) or 0
+                self._positions[(tp.topic, tp.partition)] = next_offset
             behind = max(highwater - next_offset, 0)
             records[tp.topic] = records.get(tp.topic, 0) + behind
             age = now - done[1] / 1000 if behind and done and done[1] > 0 else 0.0
@@ -183,42 +190,63 @@ class Worker:
             self.metrics.lag_seconds.labels(topic).set(seconds.get(topic, 0.0))
 
     def _lagging(self) -> list[tuple[str, int]]:
-        """Owned input partitions whose records have not all reached the merger."""
+        """Owned input partitions whose records have not all reached the merger.
+        Unknown counts as lagging (a partition not fetched yet after a start
+        or a rebalance): holding briefly is safe, racing ahead is not."""
         consumer = self.app.consumer
         if consumer is None:
             return []
         inputs = set(self.settings.topics.inputs().values())
-        read = getattr(consumer, "_read_offset", {})  # faust: committed, then last fetched
+        read = getattr(consumer, "_read_offset", {})  # faust: committed offset after a seek
         out = []
         for tp in consumer.assignment():
             if tp.topic not in inputs:
                 continue
             delivered = self.merger.delivered((tp.topic, tp.partition))
             if delivered is not None:
-                next_offset = delivered + 1
+                next_offset: int | None = delivered + 1
             else:
-                offset = read.get(tp)
-                next_offset = offset if offset is not None else 0
+                # Nothing delivered yet: the committed offset, else the position
+                # the lag timer last read (a group without commits).
+                next_offset = read.get(tp)
+                if next_offset is None:
+                    next_offset = self._positions.get((tp.topic, tp.partition))
             highwater = consumer.highwater(tp)
-            if highwater is not None and highwater > next_offset:
+            if highwater is None or next_offset is None or highwater > next_offset:
                 out.append((tp.topic, tp.partition))
         return out
+
+    async def _release_held_on_timer(self) -> None:
+        """Held records wait for other partitions; re-check them even when no
+        new batch arrives. A stopping worker's records are already abandoned."""
+        with contextlib.suppress(BatchAbandoned):
+            await self._release_held()
 
     async def _release_held(self) -> None:
         """Apply whatever the merger lets through: event-time order across topics."""
         async with self._merge_lock:
+            if getattr(self.app, "rebalancing", False):
+                # A rebalance waits for unacked records. Applying held ones now
+                # would apply them out of event-time order (the partitions they
+                # wait for may be moving); give them back instead: uncommitted,
+                # they are redelivered to whoever owns their partition next.
+                left = self.merger.drain()
+                _abandon(h.event.message for h in left)
+                return
             while True:
                 forced = self.merger.forced
-                # A rebalance waits for unacked records: let everything go.
-                rebalancing = bool(getattr(self.app, "rebalancing", False))
-                ready = self.merger.take_ready(self.settings.batch_max, force=rebalancing)
+                ready = self.merger.take_ready(self.settings.batch_max)
                 if not ready:
                     return
                 if self.merger.forced > forced:
                     self.metrics.alignment_forced.labels(ready[0].record.topic).inc(
                         self.merger.forced - forced
                     )
-                await self.runner.handle_mixed([(h.topic, h.record) for h in ready])
+                try:
+                    await self.runner.handle_mixed([(h.topic, h.record) for h in ready])
+                except (asyncio.CancelledError, BatchAbandoned):
+                    _abandon(h.event.message for h in ready)  # redelivered, never committed
+                    raise
                 for h in ready:
                     h.event.ack()
 
@@ -273,16 +301,21 @@ class Worker:
 
     async def _consume_merged(self, topic: Topic, stream: Any) -> None:
         """Hand records to the merger (acked only once applied), then apply what
-        it releases. Never waits for other topics: see stream.alignment."""
+        it releases. Never waits for other topics: see stream.alignment. A
+        record is committed only after its own ack: held ones are redelivered
+        after a crash."""
         settings = self.settings
         limit = settings.batch_max * HOLD_BATCHES
-        manual = stream.noack()
         try:
-            async for events in manual.take_events(settings.batch_max, settings.batch_within_s):
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 await self._store_started.wait()
                 now = time.monotonic()
                 held = []
                 for ev in events:
+                    # take_events acks every event of a batch when the next is
+                    # asked for, noack() or not: one more reference makes that
+                    # ack a non-final one, and ours (once applied) the final.
+                    ev.message.incref()
                     record = _record(ev.message)
                     at = event_time(topic, record, settings.max_event_bytes)
                     held.append(Held(at if at is not None else -1, topic, record, ev, now))

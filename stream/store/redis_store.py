@@ -307,7 +307,6 @@ class RedisStore:
     def _slot(self, tag: str) -> int:
         return key_slot(tag.encode()) if self._cluster else 0
 
-
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         return await self.apply_encoded(self.encode(events))
 

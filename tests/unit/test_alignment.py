@@ -102,12 +102,6 @@ def test_a_record_is_held_at_most_max_hold() -> None:
     assert order_of(m.take_ready(10)) == [("payouts", 500)] and m.forced == 1
 
 
-def test_force_releases_everything_for_a_rebalance() -> None:
-    m = merger({("orders", 0): 99})
-    m.add([held("payouts", 0, 0, 500)])
-    assert len(m.take_ready(10, force=True)) == 1
-
-
 def test_records_of_one_partition_keep_their_offset_order() -> None:
     """Event time may go backwards inside a partition; offsets still rule."""
     m = merger({})
