@@ -188,23 +188,44 @@ def _metric_value(
         evidence.update(credits=main.value, debits=other.value)
         return float(main.value - other.value)
     if metric.kind is MetricKind.SURGE:
-        return _surge(metric, main.value, other.value, evidence)
+        return _surge(metric, main.value, other.value, _history_ms(rule, event, observed), evidence)
     if other.value <= 0 or other.value < metric.min_volume:
         return None
     evidence.update(numerator=main.value, denominator=other.value, min_volume=metric.min_volume)
     return main.value / other.value
 
 
-def _surge(metric: Metric, recent: int, baseline: int, evidence: dict[str, object]) -> float | None:
+def _history_ms(rule: Rule, event: Event, observed: Mapping[str, Observation]) -> int | None:
+    """How long the metric's entity has existed, when the rule requires an age
+    of that same entity (so its first sighting was read), else None."""
+    for req in rule.requires:
+        if req.first_seen.entity == rule.metric.aggregate.entity:
+            seen = observed.get(req.first_seen.agg_id)
+            if seen is not None and seen.value is not None and seen.value >= 0:
+                return event.occurred_at_ms - seen.value
+    return None
+
+
+def _surge(
+    metric: Metric,
+    recent: int,
+    baseline: int,
+    history_ms: int | None,
+    evidence: dict[str, object],
+) -> float | None:
     """Rate in the recent window over the rate in the rest of the baseline window.
 
     The baseline excludes the recent window, so a surge does not dilute its
-    own baseline. Without any earlier activity there is no baseline to
-    compare with: the metric is undefined (a rule on young entities covers
-    that case), rather than infinite."""
+    own baseline, and it covers only the time the entity has existed (when
+    the rule reads its age): a 2-day-old campaign's history is 2 days, not
+    a week of zeros that would inflate every peak 3.5-fold. Without any
+    earlier activity there is no baseline to compare with: the metric is
+    undefined (a rule on young entities covers that case), not infinite."""
     assert metric.other is not None
     recent_ms = metric.aggregate.window_ms or 0
     baseline_ms = metric.other.window_ms or 0
+    if history_ms is not None:
+        baseline_ms = min(baseline_ms, history_ms)
     earlier = baseline - recent
     if recent < metric.min_volume or earlier <= 0 or baseline_ms <= recent_ms:
         return None
@@ -213,7 +234,8 @@ def _surge(metric: Metric, recent: int, baseline: int, evidence: dict[str, objec
     evidence.update(
         recent=recent,
         recent_window=format_duration_ms(recent_ms),
-        baseline_window=format_duration_ms(baseline_ms),
+        baseline_window=format_duration_ms(metric.other.window_ms or 0),
+        history_used=format_duration_ms(baseline_ms),
         baseline_per_recent_window=round(earlier_rate * recent_ms, 3),
         min_volume=metric.min_volume,
     )

@@ -74,9 +74,11 @@ class Score:
 
     def acceptable(self) -> bool:
         """The catalogue's acceptance bar: every family detected, every expected
-        action taken, no look-alike frozen, freeze precision >= 0.95."""
+        action taken, no look-alike frozen, freeze precision >= 0.95. A labels
+        file without fraud scenarios proves nothing and does not pass."""
         return (
-            all(
+            bool(self.families)
+            and all(
                 f.detected == f.scenarios and f.expected_action == f.scenarios
                 for f in self.families.values()
             )
@@ -90,6 +92,7 @@ def read_decisions(path: Path) -> list[Decision]:
     value's shape, so renamed output topics need no configuration here.
     Dead letters and anything else are skipped."""
     out: list[Decision] = []
+    seen: set[str] = set()  # outputs are at-least-once: count each id once
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -99,9 +102,17 @@ def read_decisions(path: Path) -> list[Decision]:
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 raise InputFileError(str(path), number, f"not a decision line ({exc})") from None
             decision = _decision(value)
-            if decision is not None:
+            key = _decision_id(value)
+            if decision is not None and key not in seen:
+                seen.add(key)
                 out.append(decision)
     return out
+
+
+def _decision_id(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("alert_id") or value.get("freeze_id") or id(value))
+    return str(id(value))
 
 
 def _decision(value: Any) -> Decision | None:

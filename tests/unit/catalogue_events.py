@@ -29,6 +29,7 @@ def order(
     ip: str | None = None,
     payment: str | None = None,
     order_id: str | None = None,
+    voucher: str | None = None,
 ) -> Fed:
     return Topic.ORDERS, Order(
         _id("e"),
@@ -41,6 +42,7 @@ def order(
         device_id=device or f"dev-{user}",
         ip=ip or f"ip-{user}",
         payment_fingerprint=payment or f"card-{user}",
+        voucher_id=voucher,
     )
 
 

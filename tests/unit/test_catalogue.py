@@ -119,9 +119,9 @@ def subsidy_share(amount: int, subsidy: int) -> Case:
     return history, judged
 
 
-def buyer_pays_from(merchant: str) -> Case:
+def buyer_pays_from(merchant: str, voucher: str | None) -> Case:
     history = [payout(T0 - DAY, merchant="m7", dest="iban-7")]
-    return history, [order(T0, merchant=merchant, payment="iban-7")]
+    return history, [order(T0, merchant=merchant, payment="iban-7", voucher=voucher)]
 
 
 def payout_to_buyer_account(dest: str) -> Case:
@@ -183,9 +183,10 @@ def payouts_every(gap_ms: int, count: int) -> Case:
     return [], [payout(T0 + i * gap_ms, merchant="m7") for i in range(count)]
 
 
-def gmv_then_payout(daily: int, last_day: int) -> Case:
-    """Six days of `daily` GMV, then `last_day` GMV, then the payout."""
-    history = []
+def gmv_then_payout(daily: int, last_day: int, age_days: int = 8) -> Case:
+    """A merchant first seen `age_days` ago; six days of `daily` GMV, then
+    `last_day` GMV, then the payout."""
+    history = [order(T0 - age_days * DAY, merchant="m7", amount=100)]
     for d in range(6, 0, -1):
         history += [
             order(T0 - d * DAY + h * HOUR, merchant="m7", amount=daily // 10) for h in range(10)
@@ -229,7 +230,7 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
     ),
     "device_subsidy_24h": (lambda: device_subsidy(10, 800), lambda: device_subsidy(6, 500)),
     "campaign_redemption_surge": (
-        lambda: campaign_hour(per_day=300, burst=120),
+        lambda: campaign_hour(per_day=300, burst=200),
         lambda: campaign_hour(per_day=300, burst=45),  # a busy lunch hour
     ),
     "merchant_user_subsidised_24h": (
@@ -242,8 +243,8 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: subsidy_share(amount=2500, subsidy=500),  # a voucher-heavy restaurant
     ),
     "self_dealing_buyer_pays_from_payout_account": (
-        lambda: buyer_pays_from("m7"),
-        lambda: buyer_pays_from("m8"),  # the owner eating elsewhere
+        lambda: buyer_pays_from("m7", voucher="v-1"),
+        lambda: buyer_pays_from("m7", voucher=None),  # the owner eating at their own shop
     ),
     "self_dealing_payout_to_buyer_account": (
         lambda: payout_to_buyer_account("iban-7"),
@@ -282,6 +283,10 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: gmv_then_payout(daily=50_000, last_day=400_000),
         lambda: gmv_then_payout(daily=200_000, last_day=600_000),  # a holiday rush
     ),
+    "established_merchant_gmv_surge": (
+        lambda: gmv_then_payout(daily=50_000, last_day=400_000, age_days=120),
+        lambda: gmv_then_payout(daily=200_000, last_day=600_000, age_days=120),
+    ),
     "young_merchant_gmv_24h": (
         lambda: merchant_aged(3 * DAY),
         lambda: merchant_aged(40 * DAY),
@@ -319,3 +324,41 @@ def test_rule_fires_on_its_minimal_positive_case(rule_id: str) -> None:
 def test_rule_stays_silent_on_the_nearest_legitimate_case(rule_id: str) -> None:
     history, judged = CASES[rule_id][1]()
     assert judge(RULES[rule_id], history, judged) == []
+
+
+def weekly_caterer(age_days: int) -> Case:
+    """One 4,000.00 catering day a week, small orders otherwise: the big day
+    is 6x+ its own week every week, which is legitimate."""
+    history = [order(T0 - age_days * DAY, merchant="m7", amount=100)]
+    for d in range(13, 0, -1):
+        amount = 400_000 if d == 7 else 8_000
+        history += [
+            order(T0 - d * DAY + h * HOUR, merchant="m7", amount=amount // 4) for h in range(4)
+        ]
+    history += [order(T0 + h * HOUR, merchant="m7", amount=100_000) for h in range(4)]
+    return history, [payout(T0 + 15 * HOUR, merchant="m7", amount=400_000)]
+
+
+def test_an_established_weekly_caterer_is_never_held_only_alerted() -> None:
+    history, judged = weekly_caterer(age_days=200)
+    assert judge(RULES["merchant_gmv_surge_before_payout"], history, judged) == []
+    assert judge(RULES["established_merchant_gmv_surge"], history, judged)
+
+
+def test_a_young_campaign_peak_is_judged_against_its_own_short_life() -> None:
+    """2.5 days old, redeemed mostly at lunch and dinner: its busiest hour is
+    about 4-5x its average hour. Against a nominal 7-day baseline it would
+    look 3.5x bigger still and freeze the campaign."""
+    start = T0 - 60 * HOUR
+    history = []
+    for day in range(3):
+        for hour, n in ((12, 30), (13, 25), (19, 30), (20, 20), (9, 5), (16, 5)):
+            at = start + day * DAY + hour * HOUR
+            if at < T0 - HOUR:
+                history += [
+                    redemption(at + i * 60_000, user=f"h{day}{hour}{i}", campaign="c-new")
+                    for i in range(n)
+                ]
+    judged = [redemption(T0 + i * 70_000, user=f"l{i}", campaign="c-new") for i in range(45)]
+    history.sort(key=lambda f: f[1].occurred_at_ms)
+    assert judge(RULES["campaign_redemption_surge"], history, judged) == []

@@ -198,3 +198,14 @@ def test_score_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     lacking = write(tmp_path, [alert("user", "bot")])
     assert main(["score", str(labels), str(lacking)]) == 1
     assert main(["score", str(tmp_path / "missing.json"), str(lacking)]) == 2
+
+
+def test_republished_decisions_count_once(tmp_path: Path) -> None:
+    twice = [benefit("device", "d-farm"), benefit("device", "d-farm"), alert("user", "bot")]
+    result = score(LABELS, read_decisions(write(tmp_path, [*twice, alert("user", "bot")])))
+    assert result.freezes == 1 and result.alerts == 1
+
+
+def test_labels_without_fraud_scenarios_do_not_pass() -> None:
+    empty = Labels(1, 1.0, 0, 1, 10, {Topic.ORDERS: 10}, ())
+    assert not score(empty, []).acceptable()
