@@ -254,11 +254,15 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
     window = _window(p, raw, "window", path)
     bucket = _resolution(p, raw, window, path)
     if kind in PARTS:
-        first, second = (
-            _aggregate(p, _part(p, raw, side, path), entity, window, bucket, f"{path}.{side}")
-            for side in PARTS[kind]
-        )
-        return Metric(first, second, kind=MetricKind(kind))
+        specs = []
+        for side in PARTS[kind]:
+            part, q = _part(p, raw, side, path, kind), f"{path}.{side}"
+            part_window, part_bucket = window, bucket
+            if "window" in part:  # balance only: see _part
+                part_window = _window(p, part, "window", q)
+                part_bucket = _resolution(p, {**part, **raw}, part_window, q)
+            specs.append(_aggregate(p, part, entity, part_window, part_bucket, q))
+        return Metric(specs[0], specs[1], kind=MetricKind(kind))
     return Metric(_aggregate(p, raw, entity, window, bucket, path))
 
 
@@ -269,9 +273,14 @@ def _window(p: Parser, raw: dict[str, Any], key: str, path: str) -> int:
     return window
 
 
-def _part(p: Parser, raw: dict[str, Any], side: str, path: str) -> dict[str, Any]:
+def _part(p: Parser, raw: dict[str, Any], side: str, path: str, kind: str = "") -> dict[str, Any]:
+    """One side of a two-aggregate metric. A balance side may have its own
+    window: credits must reach back one settlement period further than
+    debits, or the payouts at the window's start (which paid for earnings
+    before it) look like money paid out without earnings."""
     part: dict[str, Any] = p.get(raw, side, path, dict)
-    extra = {str(k) for k in part} - PART_KEYS
+    allowed = PART_KEYS | {"window"} if kind == "balance" else PART_KEYS
+    extra = {str(k) for k in part} - allowed
     if extra:
         raise p.fail(f"{path}.{side}", f"unknown key(s): {', '.join(sorted(extra))}")
     return part

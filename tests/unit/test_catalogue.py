@@ -362,3 +362,38 @@ def test_a_young_campaign_peak_is_judged_against_its_own_short_life() -> None:
     judged = [redemption(T0 + i * 70_000, user=f"l{i}", campaign="c-new") for i in range(45)]
     history.sort(key=lambda f: f[1].occurred_at_ms)
     assert judge(RULES["campaign_redemption_surge"], history, judged) == []
+
+
+def settled_daily(days: int, late_night: bool) -> Case:
+    """A merchant paid at 03:10 each day exactly what it earned the day
+    before, for longer than the balance window, with sales slowly declining;
+    a late-night place also sells between 00:00 and 03:00."""
+    history: list[Fed] = []
+    hours = (1, 2, 12, 13, 19, 20) if late_night else (12, 13, 19, 20)
+    start = T0 - days * DAY
+    earned = 0
+    for d in range(days):
+        day = start + d * DAY
+        if d:  # the previous day's sales
+            history.append(payout(day + 3 * HOUR + 10 * MIN, merchant="m7", amount=earned))
+        amount = 10_000 + 1_000 * (days - d)
+        earned = amount * len(hours)
+        history += [
+            order(day + h * HOUR, user=f"u{d}{h}", merchant="m7", amount=amount) for h in hours
+        ]
+    history.sort(key=lambda f: f[1].occurred_at_ms)
+    payouts = [f for f in history if isinstance(f[1], Payout)]
+    judged_from = history.index(payouts[-5])  # judge the last payouts, past day 30
+    return history[:judged_from], history[judged_from:]
+
+
+def test_daily_settlement_past_the_window_start_is_not_beyond_earnings() -> None:
+    for late_night in (False, True):
+        history, judged = settled_daily(40, late_night)
+        assert judge(RULES["payout_exceeds_earnings_30d"], history, judged) == []
+
+
+def test_a_takeover_draining_more_than_earned_after_day_30_is_caught() -> None:
+    history, judged = settled_daily(40, late_night=True)
+    drain = payout(judged[-1][1].occurred_at_ms + HOUR, merchant="m7", amount=300_000)
+    assert judge(RULES["payout_exceeds_earnings_30d"], history, [*judged, drain])

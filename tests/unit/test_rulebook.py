@@ -10,6 +10,7 @@ from detectors.rulebook import RulebookError, parse_rulebook
 from detectors.rules import ActionKind, Comparison, Mode
 
 REPO = Path(__file__).resolve().parents[2]
+DAY_MS = 86_400_000
 
 GOOD_RULE = """\
   - id: r1
@@ -159,6 +160,14 @@ MISTAKES = {
         ),
         "rules[0].metric.debit: is required",
     ),
+    "window on a ratio part": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: ratio, window: 30d, numerator: {kind: count, topics: [refunds], "
+            "window: 7d}, denominator: {kind: count, topics: [orders]}}",
+        ),
+        "rules[0].metric.numerator: unknown key(s): window",
+    ),
     "retention on a younger-than age": (
         GOOD_RULE + "    requires: [{age_of: user, op: '<', value: 1d, retain: 30d}]\n",
         "rules[0].requires[0].retain: only for op >= or >",
@@ -226,6 +235,8 @@ def test_balance_surge_and_retained_ages_parse() -> None:
     balance = by_id["payout_exceeds_earnings_30d"].metric
     assert balance.kind.value == "balance" and balance.other is not None
     assert balance.aggregate.bucket_ms == balance.other.bucket_ms == 3_600_000
+    # credits reach back one settlement period further than debits
+    assert (balance.aggregate.window_ms, balance.other.window_ms) == (31 * DAY_MS, 30 * DAY_MS)
     (req,) = by_id["merchant_refunds_after_settlement_7d"].requires
     assert req.first_seen.entity[0].value == "order" and req.first_seen.window_ms == 35 * 86_400_000
     assert by_id["self_dealing_buyer_pays_from_payout_account"].threshold == 0.0
