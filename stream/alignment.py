@@ -46,7 +46,7 @@ UNKNOWN = -(2**62)  # a co-partition with a backlog that has delivered nothing y
 
 @dataclass(slots=True)
 class Held:
-    at_ms: int  # event time (an undecodable record takes its predecessor's)
+    at_ms: int  # event time; -1 for an undecodable record (bound for the DLQ: it goes first)
     topic: Topic
     record: SourceRecord
     event: Any  # the faust event: acked once applied
@@ -109,6 +109,22 @@ class EventTimeMerger:
                 heapq.heapreplace(heads, (queue[0].at_ms, part))
             else:
                 heapq.heappop(heads)
+                del self._queues[part]
+        return out
+
+    def take_oldest(self, limit: int) -> list[Held]:
+        """The `limit` earliest held records, ready or not (counted as forced):
+        memory stays bounded when a partition lags for long, and the agent
+        never blocks, which in faust would stall the lagging topic too."""
+        out: list[Held] = []
+        while len(out) < limit and self._queues:
+            part = min(self._queues, key=lambda p: self._queues[p][0].at_ms)
+            queue = self._queues[part]
+            held = queue.popleft()
+            out.append(held)
+            self.forced += 1
+            self._released[part] = max(self._released.get(part, UNKNOWN), held.at_ms)
+            if not queue:
                 del self._queues[part]
         return out
 

@@ -222,7 +222,7 @@ class Worker:
         with contextlib.suppress(BatchAbandoned):
             await self._release_held()
 
-    async def _release_held(self) -> None:
+    async def _release_held(self, overflow: int = 0) -> None:
         """Apply whatever the merger lets through: event-time order across topics."""
         async with self._merge_lock:
             if getattr(self.app, "rebalancing", False):
@@ -235,7 +235,11 @@ class Worker:
                 return
             while True:
                 forced = self.merger.forced
-                ready = self.merger.take_ready(self.settings.batch_max)
+                if overflow > 0:
+                    ready = self.merger.take_oldest(min(overflow, self.settings.batch_max))
+                    overflow -= len(ready)
+                else:
+                    ready = self.merger.take_ready(self.settings.batch_max)
                 if not ready:
                     return
                 if self.merger.forced > forced:
@@ -321,9 +325,11 @@ class Worker:
                     held.append(Held(at if at is not None else -1, topic, record, ev, now))
                 self.merger.add(held)
                 await self._release_held()
-                while len(self.merger) > limit:  # bounded memory: wait for the others
-                    await asyncio.sleep(MERGE_INTERVAL_S)
-                    await self._release_held()
+                # Bounded memory without blocking (a blocked agent stalls faust's
+                # delivery to every agent, the lagging one included): past the
+                # limit the earliest held records go now, counted as forced.
+                if len(self.merger) > limit:
+                    await self._release_held(overflow=len(self.merger) - limit)
         except (asyncio.CancelledError, BatchAbandoned) as exc:
             left = self.merger.drain()
             _abandon(h.event.message for h in left)

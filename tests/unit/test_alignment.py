@@ -123,3 +123,13 @@ def test_limit_bounds_a_slice() -> None:
     m = merger({})
     m.add([held("orders", 0, i, i) for i in range(10)])
     assert len(m.take_ready(4)) == 4 and len(m) == 6
+
+
+def test_overflow_releases_the_earliest_held_records_first() -> None:
+    m = merger({("orders", 0): 99})  # orders lags: everything else waits
+    m.add([held("payouts", 0, i, 500 + i) for i in range(3)])
+    m.add([held("refunds", 1, 0, 400)])
+    assert m.take_ready(10) == []
+    out = m.take_oldest(2)
+    assert order_of(out) == [("refunds", 400), ("payouts", 500)] and m.forced == 2
+    assert len(m) == 2
