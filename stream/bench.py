@@ -175,10 +175,12 @@ async def _offer(
     return time.perf_counter() - started
 
 
-def _events(settings: Settings, n: int, start_ms: int) -> list[tuple[str, bytes | None, bytes]]:
+def _events(
+    settings: Settings, n: int, start_ms: int, ids: str = ""
+) -> list[tuple[str, bytes | None, bytes]]:
     return [
         (settings.topics.input_name(r.topic), r.key, r.value or b"")
-        for r in synthetic_mix(n, start_ms)
+        for r in synthetic_mix(n, start_ms, ids=ids)
     ]
 
 
@@ -240,7 +242,9 @@ async def run_bench(
         print(f"  fraudstream: {throughput:,.0f} events/s", flush=True)
         before = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
         offered = max(throughput * 0.5, 1.0)
-        extra = _events(run, int(offered * latency_s), int(time.time() * 1000) - 60_000)
+        # Fresh ids: the same ids as the load phase would be judged as
+        # redeliveries (duplicates), which is not what a latency test measures.
+        extra = _events(run, int(offered * latency_s), int(time.time() * 1000) - 60_000, ids="lat-")
         took = await _offer(run, extra, offered)
         await _wait_consumed(run.web_port, events + len(extra), 120)
         after = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")

@@ -108,10 +108,12 @@ def _other_topics(run_id: str, start_ms: int, merchant: str) -> list[SampleRecor
     ]
 
 
-def synthetic_mix(n: int, start_ms: int, seed: int = 1) -> list[SampleRecord]:
+def synthetic_mix(n: int, start_ms: int, seed: int = 1, ids: str = "") -> list[SampleRecord]:
     """`n` valid events for benchmarks: 75% orders, 15% voucher redemptions, 7%
     refunds, 3% payouts over 3,000 users, 2,500 devices and 300 merchants,
-    one event every 10 ms of event time."""
+    one event every 10 ms of event time. `ids` prefixes every id: two calls
+    with the same seed but different prefixes are different events, not
+    redeliveries of the same ones."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -122,9 +124,9 @@ def synthetic_mix(n: int, start_ms: int, seed: int = 1) -> list[SampleRecord]:
         if kind < 0.75:
             topic = Topic.ORDERS
             value = {
-                "event_id": f"e{i}",
+                "event_id": f"{ids}e{i}",
                 "occurred_at": t,
-                "order_id": f"o{i}",
+                "order_id": f"{ids}o{i}",
                 "user_id": user,
                 "merchant_id": merchant,
                 "amount_minor": rng.randrange(500, 9000),
@@ -134,9 +136,9 @@ def synthetic_mix(n: int, start_ms: int, seed: int = 1) -> list[SampleRecord]:
         elif kind < 0.9:
             topic = Topic.VOUCHER_REDEMPTIONS
             value = {
-                "event_id": f"e{i}",
+                "event_id": f"{ids}e{i}",
                 "occurred_at": t,
-                "redemption_id": f"r{i}",
+                "redemption_id": f"{ids}r{i}",
                 "voucher_id": "v",
                 "user_id": user,
                 "merchant_id": merchant,
@@ -148,9 +150,9 @@ def synthetic_mix(n: int, start_ms: int, seed: int = 1) -> list[SampleRecord]:
         elif kind < 0.97:
             topic = Topic.REFUNDS
             value = {
-                "event_id": f"e{i}",
+                "event_id": f"{ids}e{i}",
                 "occurred_at": t,
-                "refund_id": f"f{i}",
+                "refund_id": f"{ids}f{i}",
                 "order_id": f"o{max(i - 5, 0)}",
                 "user_id": user,
                 "merchant_id": merchant,
@@ -160,9 +162,9 @@ def synthetic_mix(n: int, start_ms: int, seed: int = 1) -> list[SampleRecord]:
         else:
             topic = Topic.PAYOUTS
             value = {
-                "event_id": f"e{i}",
+                "event_id": f"{ids}e{i}",
                 "occurred_at": t,
-                "payout_id": f"p{i}",
+                "payout_id": f"{ids}p{i}",
                 "merchant_id": merchant,
                 "amount_minor": rng.randrange(1000, 900000),
                 "currency": "EUR",
