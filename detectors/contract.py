@@ -9,10 +9,11 @@ differential test checks them against an independent JSON Schema validator.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
@@ -95,6 +96,7 @@ _RFC3339_PATTERN = (
 )
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
 
 
 def parse_rfc3339_ms(text: str) -> int:
@@ -110,6 +112,11 @@ def parse_rfc3339_ms(text: str) -> int:
         )
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     frac = m.group(7) or ""
+    if m.group(8) and hour < 24 and minute < 60 and second < 60:
+        # The usual case (UTC, no leap second), on every event's hot path:
+        # calendar arithmetic with the day looked up once per date.
+        seconds = _epoch_day(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        return seconds * 1000 + int((frac + "000")[:3])
     if m.group(8):
         tz = UTC
     else:
@@ -124,6 +131,12 @@ def parse_rfc3339_ms(text: str) -> int:
     delta = dt - _EPOCH
     ms = (delta.days * 86_400 + delta.seconds) * 1000 + int((frac + "000")[:3])
     return ms + (1000 if leap else 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_day(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01; raises ValueError for a date that does not exist."""
+    return (date(year, month, day) - _EPOCH_DATE).days
 
 
 def format_rfc3339_ms(ms: int) -> str:
