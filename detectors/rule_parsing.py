@@ -295,11 +295,11 @@ def _surge(p: Parser, raw: dict[str, Any], entity: tuple[EntityType, ...], path:
         raise p.fail(f"{path}.baseline", "must be at least twice the recent window")
     part = _part(p, raw, "of", path)
     specs = []
-    for window in (recent, baseline):
+    for key, window in (("recent", recent), ("baseline", baseline)):
         try:
             bucket = default_bucket_ms(window)
         except ValueError as exc:
-            raise p.fail(f"{path}.recent", str(exc)) from None
+            raise p.fail(f"{path}.{key}", str(exc)) from None
         specs.append(_aggregate(p, part, entity, window, bucket, f"{path}.of"))
     if specs[0].kind is AggregateKind.DISTINCT:
         raise p.fail(f"{path}.of.kind", "a surge compares counts or sums, not distinct counts")
@@ -409,10 +409,12 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
     comparison = p.enum(
         Comparison, raw["compare"], f"{path}.compare", [c.value for c in Comparison]
     )
-    threshold = _threshold(p, raw["threshold"], metric, f"{path}.threshold")
+    threshold = _threshold(p, raw["threshold"], metric, comparison, f"{path}.threshold")
     min_volume = p.get(raw, "min_volume", path, int, 0)
     if min_volume < 0:
         raise p.fail(f"{path}.min_volume", "must not be negative")
+    if "min_volume" in raw and metric.kind in (MetricKind.AGE, MetricKind.BALANCE):
+        raise p.fail(f"{path}.min_volume", f"{metric.kind.value} metrics have no volume to require")
     where = p.conditions(raw["where"], topics, f"{path}.where") if "where" in raw else ()
     return Rule(
         rule_id=rule_id,
@@ -432,7 +434,7 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
     )
 
 
-def _threshold(p: Parser, raw: Any, metric: Metric, path: str) -> float:
+def _threshold(p: Parser, raw: Any, metric: Metric, comparison: Comparison, path: str) -> float:
     if metric.is_age:
         # `>= 0s` is meaningful: "was seen at all before this event".
         return 0.0 if raw in (0, "0", "0s") else float(p.duration(raw, path))
@@ -440,8 +442,13 @@ def _threshold(p: Parser, raw: Any, metric: Metric, path: str) -> float:
         raise p.fail(path, "expected a number")
     if metric.kind is MetricKind.RATIO and not 0 <= raw <= 1 and _like_for_like(metric):
         raise p.fail(path, "a ratio threshold is a fraction between 0 and 1")
-    if metric.kind is MetricKind.SURGE and raw <= 1:
+    rising = comparison in (Comparison.GE, Comparison.GT)
+    if metric.kind is MetricKind.SURGE and rising and raw <= 1:
         raise p.fail(path, "a surge threshold is a factor above 1 (e.g. 5 = five times the usual)")
+    if metric.kind is MetricKind.SURGE and not rising and not 0 < raw < 1:
+        raise p.fail(
+            path, "a drop below the usual rate is a factor between 0 and 1 (0.2 = a fifth)"
+        )
     return float(raw)
 
 

@@ -160,6 +160,20 @@ MISTAKES = {
         ),
         "rules[0].metric.debit: is required",
     ),
+    "min_volume on an age": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}", "metric: {kind: age}"
+        ).replace("threshold: 5", "threshold: 2d")
+        + "    min_volume: 3\n",
+        "rules[0].min_volume: age metrics have no volume",
+    ),
+    "surge drop as a factor above 1": (
+        GOOD_RULE.replace(
+            "metric: {kind: count, topics: [orders], window: 10m}",
+            "metric: {kind: surge, of: {kind: count, topics: [orders]}, recent: 1h, baseline: 7d}",
+        ).replace('">="', '"<"'),
+        "a drop below the usual rate is a factor between 0 and 1",
+    ),
     "window on a ratio part": (
         GOOD_RULE.replace(
             "metric: {kind: count, topics: [orders], window: 10m}",
