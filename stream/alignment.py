@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.codec import DeadLetter, Decoded, SourceRecord
 
 Part = tuple[str, int]  # (Kafka topic name, partition)
 # The owned (topic, partition)s with records in Kafka not yet handed to the merger.
@@ -49,6 +49,7 @@ class Held:
     at_ms: int  # event time; -1 for an undecodable record (bound for the DLQ: it goes first)
     topic: Topic
     record: SourceRecord
+    decoded: Decoded | DeadLetter  # decoded once, here; the pipeline reuses it
     event: Any  # the faust event: acked once applied
     since: float  # monotonic time the merger received it
 

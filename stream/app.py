@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held
-from stream.codec import SourceRecord, event_time
+from stream.codec import Decoded, SourceRecord, decode
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook, open_store
@@ -247,7 +247,9 @@ class Worker:
                         self.merger.forced - forced
                     )
                 try:
-                    await self.runner.handle_mixed([(h.topic, h.record) for h in ready])
+                    await self.runner.handle_mixed(
+                        [(h.topic, h.record) for h in ready], [h.decoded for h in ready]
+                    )
                 except (asyncio.CancelledError, BatchAbandoned):
                     _abandon(h.event.message for h in ready)  # redelivered, never committed
                     raise
@@ -321,8 +323,9 @@ class Worker:
                     # ack a non-final one, and ours (once applied) the final.
                     ev.message.incref()
                     record = _record(ev.message)
-                    at = event_time(topic, record, settings.max_event_bytes)
-                    held.append(Held(at if at is not None else -1, topic, record, ev, now))
+                    item = decode(topic, record, settings.max_event_bytes)
+                    at = item.event.occurred_at_ms if isinstance(item, Decoded) else -1
+                    held.append(Held(at, topic, record, item, ev, now))
                 self.merger.add(held)
                 await self._release_held()
                 # Bounded memory without blocking (a blocked agent stalls faust's

@@ -94,9 +94,3 @@ def _undecodable(record: SourceRecord, value: bytes, exc: orjson.JSONDecodeError
             record, "invalid_utf8", f"value is not valid UTF-8: {uerr.reason} at byte {uerr.start}"
         )
     return DeadLetter(record, "invalid_json", f"value is not valid JSON: {exc}")
-
-
-def event_time(topic: Topic, record: SourceRecord, max_bytes: int) -> int | None:
-    """The record's event time, None when it will be dead-lettered anyway."""
-    item = decode(topic, record, max_bytes)
-    return item.event.occurred_at_ms if isinstance(item, Decoded) else None

@@ -100,24 +100,34 @@ class Pipeline:
         return await self.process_mixed([(topic, r) for r in records], now_ms)
 
     async def process_mixed(
-        self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int
+        self,
+        items: Sequence[tuple[Topic, SourceRecord]],
+        now_ms: int,
+        decoded: Sequence[Decoded | DeadLetter] | None = None,
     ) -> BatchResult:
         """A batch whose records may come from several input topics, in order
-        (the backtest's case: a file interleaves topics line by line)."""
-        return await self.execute(self.prepare(items, now_ms), now_ms)
+        (the backtest's case: a file interleaves topics line by line).
+        `decoded`: the records already run through codec.decode, one per item
+        (the live worker decodes once, to merge topics by event time)."""
+        return await self.execute(self.prepare(items, now_ms, decoded), now_ms)
 
-    def prepare(self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int) -> Prepared:
+    def prepare(
+        self,
+        items: Sequence[tuple[Topic, SourceRecord]],
+        now_ms: int,
+        decoded: Sequence[Decoded | DeadLetter] | None = None,
+    ) -> Prepared:
         """The CPU-only half (decode, validate, plan, encode the store's calls):
         no I/O, so a caller may prepare the next batch while the store works
         on this one."""
         result = BatchResult()
-        decoded = self._decode(items, now_ms, result)
-        result.valid = len(decoded)
-        for _, d in decoded:
+        valid = self._decode(items, now_ms, result, decoded)
+        result.valid = len(valid)
+        for _, d in valid:
             name = d.record.topic
             result.valid_by_topic[name] = result.valid_by_topic.get(name, 0) + 1
         plan = self._plan.requests
-        planned = [(t, d, reqs) for t, d in decoded if (reqs := plan(t, d.event))]
+        planned = [(t, d, reqs) for t, d in valid if (reqs := plan(t, d.event))]
         encoded = self._store.encode(
             [EventRequests(d.event.event_id, d.event.occurred_at_ms, r) for _, d, r in planned]
         )
@@ -154,12 +164,20 @@ class Pipeline:
         return result
 
     def _decode(
-        self, items: Sequence[tuple[Topic, SourceRecord]], now_ms: int, result: BatchResult
+        self,
+        items: Sequence[tuple[Topic, SourceRecord]],
+        now_ms: int,
+        result: BatchResult,
+        decoded: Sequence[Decoded | DeadLetter] | None,
     ) -> list[tuple[Topic, Decoded]]:
         skew_ms = self._settings.max_future_skew_s * 1000
         out = []
-        for topic, record in items:
-            item = decode(topic, record, self._settings.max_event_bytes)
+        for i, (topic, record) in enumerate(items):
+            item = (
+                decode(topic, record, self._settings.max_event_bytes)
+                if decoded is None
+                else decoded[i]
+            )
             if isinstance(item, Decoded) and item.event.occurred_at_ms > now_ms + skew_ms:
                 item = DeadLetter(
                     record,

@@ -19,7 +19,7 @@ import orjson
 
 from detectors.errors import StoreUnavailable
 from detectors.events import Topic
-from stream.codec import DeadLetter, SourceRecord
+from stream.codec import DeadLetter, Decoded, SourceRecord
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, OutputRecord, Pipeline
 from stream.settings import Settings
@@ -61,8 +61,13 @@ class BatchRunner:
         """Returns only once every record is applied and its outputs are queued."""
         await self.handle_mixed([(topic, r) for r in records])
 
-    async def handle_mixed(self, items: Sequence[tuple[Topic, SourceRecord]]) -> None:
-        """The same for a batch that may mix input topics (in the order given)."""
+    async def handle_mixed(
+        self,
+        items: Sequence[tuple[Topic, SourceRecord]],
+        decoded: Sequence[Decoded | DeadLetter] | None = None,
+    ) -> None:
+        """The same for a batch that may mix input topics (in the order given);
+        `decoded`, when the caller already decoded them, one per item."""
         if not items:
             return
         started = time.perf_counter()
@@ -73,7 +78,7 @@ class BatchRunner:
         backoff = 0.1
         while True:
             try:
-                result = await self._pipeline.process_mixed(items, self._now_ms())
+                result = await self._pipeline.process_mixed(items, self._now_ms(), decoded)
                 await self._publish_until_done(name, result.outputs)
                 break
             except StoreUnavailable as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held
-from stream.codec import SourceRecord
+from stream.codec import DeadLetter, SourceRecord
 
 MIN = 60_000
 TOPICS = {"orders": Topic.ORDERS, "payouts": Topic.PAYOUTS, "refunds": Topic.REFUNDS}
@@ -20,7 +20,8 @@ class Clock:
 
 def held(topic: str, partition: int, offset: int, at_min: int, since: float = 0.0) -> Held:
     record = SourceRecord(topic, partition, offset, None, b"{}", 0)
-    return Held(at_min * MIN, TOPICS[topic], record, None, since)
+    unused = DeadLetter(record, "empty_value", "not decoded in these tests")
+    return Held(at_min * MIN, TOPICS[topic], record, unused, None, since)
 
 
 def merger(kafka_ends: dict[tuple[str, int], int], clock: Clock | None = None) -> EventTimeMerger:
