@@ -102,17 +102,13 @@ def read_decisions(path: Path) -> list[Decision]:
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 raise InputFileError(str(path), number, f"not a decision line ({exc})") from None
             decision = _decision(value)
-            key = _decision_id(value)
-            if decision is not None and key not in seen:
+            if decision is None:
+                continue
+            key = str(value.get("alert_id") or value["freeze_id"])
+            if key not in seen:
                 seen.add(key)
                 out.append(decision)
     return out
-
-
-def _decision_id(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("alert_id") or value.get("freeze_id") or id(value))
-    return str(id(value))
 
 
 def _decision(value: Any) -> Decision | None:
