@@ -23,7 +23,7 @@ from stream import kafka_io
 from stream.backtest import run_backtest
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
-from stream.simulation import SimulationConfig, simulate
+from stream.simulation import SimulationConfig, SimulationResult, simulate
 from stream.simulation.publish import publish
 from tests.integration.services import (
     Services,
@@ -83,18 +83,22 @@ async def read_decisions(settings: Settings) -> list[tuple[str, dict[str, Any]]]
     return out
 
 
-async def test_simulated_traffic_live_equals_backtest(services: Services, tmp_path: Path) -> None:
-    result = simulate(SimulationConfig(seed=3, scale=0.2))
+async def simulated_backtest(
+    services: Services, tmp_path: Path, seed: int
+) -> tuple[SimulationResult, Path, dict[str, set[str]]]:
+    """A small simulation written to events.jsonl, and the backtest's decision ids."""
+    result = simulate(SimulationConfig(seed=seed, scale=0.2))
     events = tmp_path / "events.jsonl"
     events.write_bytes(result.jsonl())
-
-    bt_settings = services.settings()
+    settings = services.settings()
     out = tmp_path / "bt.jsonl"
-    await run_backtest(bt_settings, load_rulebook(bt_settings), events, out, None)
-    backtest = decisions_of(
-        bt_settings,
-        [(d["topic"], d["value"]) for d in map(orjson.loads, out.read_bytes().splitlines())],
-    )
+    await run_backtest(settings, load_rulebook(settings), events, out, None)
+    lines = [(d["topic"], d["value"]) for d in map(orjson.loads, out.read_bytes().splitlines())]
+    return result, events, decisions_of(settings, lines)
+
+
+async def test_simulated_traffic_live_equals_backtest(services: Services, tmp_path: Path) -> None:
+    result, events, backtest = await simulated_backtest(services, tmp_path, seed=3)
 
     settings = services.settings()
     await create_topics(settings)
@@ -154,16 +158,7 @@ async def test_kill_minus_nine_while_records_are_held_loses_nothing(
     merge holds records of the topics that run ahead; the worker is killed
     twice mid-way. A held record must not be committed before it is applied:
     afterwards the decisions still equal the backtest's."""
-    result = simulate(SimulationConfig(seed=5, scale=0.2))
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(result.jsonl())
-    bt_settings = services.settings()
-    out = tmp_path / "bt.jsonl"
-    await run_backtest(bt_settings, load_rulebook(bt_settings), events, out, None)
-    backtest = decisions_of(
-        bt_settings,
-        [(d["topic"], d["value"]) for d in map(orjson.loads, out.read_bytes().splitlines())],
-    )
+    result, _, backtest = await simulated_backtest(services, tmp_path, seed=5)
 
     settings = services.settings()
     await create_topics(settings)
