@@ -185,6 +185,13 @@ def _metric_value(
     if other is None or other.value is None:
         return None
     if metric.kind is MetricKind.BALANCE:
+        if main.window_end_ms != other.window_end_ms:
+            # A late or redelivered event is counted on the busiest window
+            # around it, which later events helped build (a redelivered payout
+            # meets the next day's payout in its debits); credits are read at
+            # its own time. Balancing two different windows would be
+            # nonsense, so the balance is undefined: no decision.
+            return None
         evidence.update(credits=main.value, debits=other.value)
         return float(main.value - other.value)
     if metric.kind is MetricKind.SURGE:

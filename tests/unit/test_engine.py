@@ -196,3 +196,15 @@ def test_plan_reads_what_rules_need_and_feeds_what_events_add() -> None:
     kinds = sorted((r.spec.kind.value, r.contribution is not None) for r in refund_reqs)
     # the refund feeds the refund count and merchant first-seen, reads the order count
     assert ("count", False) in kinds and ("count", True) in kinds
+
+
+def test_a_balance_over_two_different_windows_decides_nothing() -> None:
+    """A redelivered payout's debits come from the busiest window around it
+    (later payouts included) while its credits are read at its own time."""
+    rule = RULES["payout_exceeds_earnings_30d"]
+    assert rule.metric.other is not None
+    credit, debit = rule.metric.aggregate.agg_id, rule.metric.other.agg_id
+    aligned = {credit: Observation(100_000, T), debit: Observation(700_000, T)}
+    assert engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, aligned, T) is not None
+    later = {credit: Observation(100_000, T), debit: Observation(700_000, T + 3_600_000)}
+    assert engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, later, T) is None

@@ -215,12 +215,7 @@ while i <= len do
     if kind == 1 then
       -- Exact: event ms and bucket sizes are integers far below 2^53.
       local b = math.floor(t / spec[2])
-      -- A duplicate (a redelivery) reads like a reader, the window ending at
-      -- its own bucket: judged on what it saw when first applied, not on
-      -- the busiest window that later events built around it (a redelivered
-      -- payout must not meet the next day's payout in its debits).
-      local reader = (status == 1) and (1 - want) or 1
-      v, e = sum_op(key, apply, reader, b, arg, spec[3], spec[4], spec[5])
+      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5])
     elseif kind == 2 then
       v, e = dst_op(key, apply, arg, t, spec[2], spec[3], spec[4])
     else
