@@ -7,7 +7,8 @@ as arguments, so the live worker and the backtest run exactly this code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from detectors.aggregates import AggregateKind, AggregateSpec
@@ -17,7 +18,6 @@ from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import Metric, MetricKind, Rule
-from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
 
 
@@ -39,11 +39,62 @@ class Observation:
     window_end_ms: int  # exclusive end of the window the value covers (first_seen: unused)
 
 
+@dataclass(frozen=True, slots=True)
+class EntityGroup:
+    """Every aggregate of one entity that events of a topic feed or read.
+
+    The store handles a group as one unit (one entity, one atomic step, one
+    read and one write of the entity's state), which is why the engine asks
+    per group rather than per aggregate: an order touches some ten
+    aggregates but only three or four entities."""
+
+    entity: tuple[EntityType, ...]
+    specs: tuple[AggregateSpec, ...]
+    # The store's cache key: entity and aggregate ids, computed once.
+    signature: str = dataclasses.field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        sig = "+".join(e.value for e in self.entity) + ":" + ",".join(s.agg_id for s in self.specs)
+        object.__setattr__(self, "signature", sig)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRequest:
+    """One event's contributions to a group's aggregates for one entity,
+    aligned with `group.specs` (None: only read)."""
+
+    group: EntityGroup
+    entity_ids: tuple[str, ...]
+    contributions: tuple[int | str | None, ...]
+
+    def aggregate_requests(self) -> list[AggregateRequest]:
+        return [
+            AggregateRequest(spec, self.entity_ids, c)
+            for spec, c in zip(self.group.specs, self.contributions, strict=True)
+        ]
+
+
+def group_requests(requests: Sequence[AggregateRequest]) -> list[GroupRequest]:
+    """Loose per-aggregate requests → per-entity groups (tools and tests that
+    ask for a few aggregates by hand; the Plan builds groups directly)."""
+    by_entity: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], list[AggregateRequest]] = {}
+    for req in requests:
+        by_entity.setdefault((req.spec.entity, req.entity_ids), []).append(req)
+    return [
+        GroupRequest(
+            EntityGroup(entity, tuple(r.spec for r in reqs)),
+            ids,
+            tuple(r.contribution for r in reqs),
+        )
+        for (entity, ids), reqs in by_entity.items()
+    ]
+
+
 class Plan:
     """Precomputed per topic: which aggregates consume it and which rules judge
     it (and so which aggregates they read). `requests` runs for every event,
     so everything that depends only on the topic is settled here, once: the
-    per-event path walks flat tuples and never hashes a spec or an entity."""
+    per-event path walks flat tuples and never hashes a spec."""
 
     def __init__(self, rulebook: Rulebook) -> None:
         self.rulebook = rulebook
@@ -54,74 +105,68 @@ class Plan:
         self.judges: dict[Topic, tuple[Rule, ...]] = {
             t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
         }
-        # Per topic: (trigger conditions, aggregates those rules read), merged
-        # for rules with the same conditions.
-        self.reads: dict[Topic, tuple[tuple[tuple[Condition, ...], tuple[AggregateSpec, ...]], ...]]
-        self.reads = {}
-        for topic, rules in self.judges.items():
-            by_where: dict[tuple[Condition, ...], dict[str, AggregateSpec]] = {}
-            for rule in rules:
-                specs = by_where.setdefault(rule.where, {})
-                for spec in rule.aggregates():
-                    specs.setdefault(spec.agg_id, spec)
-            self.reads[topic] = tuple((w, tuple(s.values())) for w, s in by_where.items())
-        self._compiled = {t: _TopicPlan(t, self.feeds[t], self.reads[t]) for t in Topic}
+        self._compiled = {t: _TopicPlan(t, self.feeds[t], self.judges[t]) for t in Topic}
 
-    def requests(self, topic: Topic, event: Event) -> list[AggregateRequest]:
-        """Every aggregate the event feeds, plus every one its rules read."""
+    def requests(self, topic: Topic, event: Event) -> list[GroupRequest]:
+        """Per entity of the event: every aggregate it feeds or its rules read."""
         return self._compiled[topic].requests(event)
 
+    def groups(self) -> list[EntityGroup]:
+        """Every group any topic uses (the store sizes each entity's TTL on them)."""
+        return [g for plan in self._compiled.values() for g, *_ in plan.groups]
 
-# A fed aggregate: (spec, entity slot, constant contribution or None to ask the spec).
-_Feeder = tuple[AggregateSpec, int, int | None]
-# Aggregates read when the conditions hold: (conditions, ((spec, entity slot), ...)).
-_Reader = tuple[tuple[Condition, ...], tuple[tuple[AggregateSpec, int], ...]]
+
+# A fed aggregate: (its position in the group, spec, constant contribution or
+# None to ask the spec).
+_Feeder = tuple[int, AggregateSpec, int | None]
+# (group, a spec whose entity_ids() serve the group, feeders, all-None contributions)
+_CompiledGroup = tuple[EntityGroup, AggregateSpec, tuple[_Feeder, ...], tuple[None, ...]]
 
 
 class _TopicPlan:
-    """One topic's share of a Plan, flattened for the per-event path. Entities
-    are numbered so an event's ids are looked up once per entity, by index."""
+    """One topic's share of a Plan, flattened for the per-event path.
+
+    Rules' reads are not filtered by their conditions: a group reads all its
+    aggregates in the same store step, so a read costs the store next to
+    nothing and saves checking conditions twice (the rules check them)."""
 
     def __init__(
-        self,
-        topic: Topic,
-        feeds: tuple[AggregateSpec, ...],
-        reads: tuple[tuple[tuple[Condition, ...], tuple[AggregateSpec, ...]], ...],
+        self, topic: Topic, feeds: tuple[AggregateSpec, ...], rules: tuple[Rule, ...]
     ) -> None:
         self.topic = topic
-        # One representative spec per entity: its entity_ids() serves every
-        # spec keyed on that entity.
-        by_entity: dict[tuple[EntityType, ...], AggregateSpec] = {}
-        for spec in (*feeds, *(s for _, specs in reads for s in specs)):
-            by_entity.setdefault(spec.entity, spec)
-        slot = {entity: i for i, entity in enumerate(by_entity)}
-        self.entities: tuple[AggregateSpec, ...] = tuple(by_entity.values())
-        self.feeders: tuple[_Feeder, ...] = tuple(
-            (s, slot[s.entity], _constant_contribution(s)) for s in feeds
-        )
-        self.readers: tuple[_Reader, ...] = tuple(
-            (where, tuple((s, slot[s.entity]) for s in specs)) for where, specs in reads
-        )
+        by_entity: dict[tuple[EntityType, ...], dict[str, AggregateSpec]] = {}
+        for spec in feeds:
+            by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
+        for rule in rules:
+            for spec in rule.aggregates():
+                by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
+        fed = {s.agg_id for s in feeds}
+        groups: list[_CompiledGroup] = []
+        for entity, specs in by_entity.items():
+            group = EntityGroup(entity, tuple(specs.values()))
+            feeders = tuple(
+                (i, s, _constant_contribution(s))
+                for i, s in enumerate(group.specs)
+                if s.agg_id in fed
+            )
+            groups.append((group, group.specs[0], feeders, (None,) * len(group.specs)))
+        self.groups: tuple[_CompiledGroup, ...] = tuple(groups)
 
-    def requests(self, event: Event) -> list[AggregateRequest]:
-        # Every entity of the topic's aggregates, looked up once (None: the
-        # event lacks it). Nearly every event needs them all anyway.
-        ids_of = [spec.entity_ids(event) for spec in self.entities]
-        out: dict[str, AggregateRequest] = {}  # by agg_id: a spec's ids follow from the event
+    def requests(self, event: Event) -> list[GroupRequest]:
+        out = []
         topic = self.topic
-        for spec, slot, constant in self.feeders:
-            contribution = spec.contribution(topic, event) if constant is None else constant
-            ids = ids_of[slot]
-            if contribution is not None and ids is not None:
-                out[spec.agg_id] = AggregateRequest(spec, ids, contribution)
-        for where, specs in self.readers:
-            if where and not all(c.matches(event) for c in where):
+        for group, representative, feeders, blank in self.groups:
+            ids = representative.entity_ids(event)
+            if ids is None:
+                continue  # the event lacks this entity
+            if not feeders:
+                out.append(GroupRequest(group, ids, blank))
                 continue
-            for spec, slot in specs:
-                ids = ids_of[slot]
-                if ids is not None and spec.agg_id not in out:
-                    out[spec.agg_id] = AggregateRequest(spec, ids, None)
-        return list(out.values())
+            contributions: list[int | str | None] = list(blank)
+            for i, spec, constant in feeders:
+                contributions[i] = spec.contribution(topic, event) if constant is None else constant
+            out.append(GroupRequest(group, ids, tuple(contributions)))
+        return out
 
 
 def _constant_contribution(spec: AggregateSpec) -> int | None:

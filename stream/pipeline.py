@@ -73,7 +73,7 @@ class BatchResult:
 @dataclass(slots=True)
 class Prepared:
     result: BatchResult
-    planned: list[tuple[Topic, Decoded, list[engine.AggregateRequest]]]
+    planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
     encoded: EncodedEvents
 
 
@@ -91,6 +91,7 @@ class Pipeline:
         self._store = store
         self.rulebook = rulebook
         self._plan = engine.Plan(rulebook)
+        store.declare(self._plan.groups())
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
 
     async def process(
@@ -146,15 +147,15 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         pending: list[_Pending] = []
-        for (topic, d, reqs), obs in zip(planned, observations, strict=True):
+        for (topic, d, _), obs in zip(planned, observations, strict=True):
             key = (d.record.topic, obs.status)
             result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
                 continue
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
-            observed = {r.spec.agg_id: o for r, o in zip(reqs, obs.values, strict=True)}
-            late = sum(1 for o in obs.values if o.value is None)
+            observed = obs.values
+            late = sum(1 for o in observed.values() if o.value is None)
             if late:
                 result.late_values += late
                 name = d.record.topic

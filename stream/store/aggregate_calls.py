@@ -1,24 +1,24 @@
-"""A batch of aggregate requests → the arguments of aggregates.lua calls, and
+"""A batch of per-entity requests → the arguments of aggregates.lua calls, and
 the script's flat reply → observations.
 
-This runs for every op of every event, so everything that depends only on
-an aggregate's definition (its place in the spec table, its key suffix, its
-TTLs) is computed once per spec, and everything that depends only on an
-entity (its hash tag, its key prefix, its slot) once per entity and batch.
-The script's input is flat (see aggregates.lua): a nested list per op costs
-both Python and Lua an object per op.
+This runs for every entity of every event, so everything that depends only
+on a group of aggregates (the specs the script refers to, the entity's key
+suffixes, the reply layout) is computed once per group, and everything that
+depends only on an entity (its hash tag, key prefix, slot) once per entity
+and batch. The script's input is flat (see aggregates.lua): a nested list
+per unit costs both Python and Lua an object per unit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.engine import Observation
+from detectors.engine import EntityGroup, Observation
 from detectors.rules_entities import EntityType
 from stream.store import keys
 from stream.store.base import EventObservations, EventRequests, EventStatus
@@ -28,7 +28,6 @@ SUM, DISTINCT, FIRST = 1, 2, 3
 # Only count/sum are not idempotent by themselves; distinct and first-seen
 # need no duplicate guard.
 _GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
-_UNANSWERED = Observation(None, 0)  # a placeholder decode() replaces
 _STATUS = {1: EventStatus.NEW, 0: EventStatus.DUPLICATE, -1: EventStatus.TOO_OLD}
 
 
@@ -44,58 +43,119 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class Template:
-    """The per-spec constants of an op."""
+class GroupTemplate:
+    """What a unit of one group needs: its row in the group table, its keys
+    (as suffixes of the entity's prefix) and the layout of its reply."""
 
+    index: int  # position in the group table (from 1)
+    entity: tuple[EntityType, ...]
+    suffixes: tuple[str, ...]
+    layout: tuple[tuple[str, int, int], ...]  # per op: agg_id, kind, bucket ms (sum; else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
     index: int  # position in the spec table (from 1)
     kind: int
-    entity: tuple[EntityType, ...]
-    suffix: str  # the key after the entity prefix
-    guarded: bool
-    bucket_ms: int  # sum: bucket size (turns the end bucket into ms); else 0
+    ttl_ms: int  # how long the spec's state must outlive its last write
+    suffix: str  # the key of a distinct or first-seen spec; sums share the state key
 
 
 class Templates:
-    """Templates by agg_id, and the spec table (JSON) every call carries.
-    Grows only when a rule set brings a new aggregate."""
+    """Specs and groups by id, and the table (JSON) every call carries. Grows
+    only when a rule set brings a new group."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._by_id: dict[str, Template] = {}
-        self._table: list[list[Any]] = []
-        self.table_json = b"[]"
+        self._specs: dict[str, _Spec] = {}
+        self._spec_rows: list[list[Any]] = []
+        self._groups: dict[str, GroupTemplate] = {}
+        self._group_ops: list[tuple[tuple[EntityType, ...], list[int]]] = []
+        # Per entity: how long its state key must outlive the last write (the
+        # longest window any declared group keeps there).
+        self._state_ttl: dict[tuple[EntityType, ...], int] = {}
+        # Entities with a duplicate guard: every group of theirs that writes the
+        # state refreshes the guard with it (aggregates.lua keeps the guard's
+        # newest event in the state).
+        self._guarded: set[tuple[EntityType, ...]] = set()
+        self.table_json = b"[[],[]]"
 
-    def get(self, spec: AggregateSpec) -> Template:
-        tpl = self._by_id.get(spec.agg_id)
-        return tpl if tpl is not None else self._add(spec)
+    def group(self, group: EntityGroup) -> GroupTemplate:
+        tpl = self._groups.get(group.signature)
+        return tpl if tpl is not None else self._add_group(group)
 
-    def _add(self, spec: AggregateSpec) -> Template:
+    def _add_group(self, group: EntityGroup) -> GroupTemplate:
+        suffixes: dict[str, int] = {}
+
+        def kpos(suffix: str) -> int:
+            return suffixes.setdefault(suffix, len(suffixes) + 1)
+
+        specs = [self._spec(s) for s in group.specs]
+        shared = any(sp.kind != FIRST for sp in specs)
+        if any(s.kind in _GUARDED for s in group.specs):
+            self._guarded.add(group.entity)
+            guard_ttl = self._limits.dedup_horizon_ms + self._limits.ttl_slack_ms
+            ttl = self._state_ttl.get(group.entity, 0)
+            self._state_ttl[group.entity] = max(ttl, guard_ttl)
+        state = kpos(keys.STATE_SUFFIX) if shared else 0
+        guard = kpos(keys.GUARD_SUFFIX) if shared and group.entity in self._guarded else 0
+        ops: list[int] = []
+        layout = []
+        for spec, sp in zip(group.specs, specs, strict=True):
+            ops += (sp.index, 0 if sp.kind == SUM else kpos(sp.suffix))
+            if sp.kind != FIRST:
+                ttl = self._state_ttl.get(group.entity, 0)
+                self._state_ttl[group.entity] = max(ttl, sp.ttl_ms)
+            layout.append((spec.agg_id, sp.kind, (spec.bucket_ms or 0) if sp.kind == SUM else 0))
+        self._group_ops.append((group.entity, [state, guard, len(suffixes), *ops]))
+        tpl = GroupTemplate(len(self._group_ops), group.entity, tuple(suffixes), tuple(layout))
+        self._groups[group.signature] = tpl
+        self._rebuild()
+        return tpl
+
+    def _spec(self, spec: AggregateSpec) -> _Spec:
+        known = self._specs.get(spec.agg_id)
+        if known is not None:
+            return known
         lim = self._limits
         ttl = (spec.window_ms or 0) + lim.lateness_ms + lim.ttl_slack_ms + (spec.bucket_ms or 0)
-        index = len(self._table) + 1
+        index = len(self._spec_rows) + 1
         if spec.kind is AggregateKind.FIRST_SEEN:
             # A first-seen spec may carry its own, shorter retention (an order's
             # age is needed for weeks, not a year), in its own key: one key's
             # TTL must suit every field in it.
             retain = lim.first_seen_ttl_ms if spec.window_ms is None else ttl
-            suffix = keys.first_seen_suffix(spec.window_ms)
             row: list[Any] = [FIRST, spec.agg_id, retain, lim.first_seen_backdate_ms]
-            tpl = Template(index, FIRST, spec.entity, suffix, False, 0)
+            out = _Spec(index, FIRST, retain, keys.first_seen_suffix(spec.window_ms))
         elif spec.kind is AggregateKind.DISTINCT:
-            row = [DISTINCT, spec.window_ms, lim.lateness_ms, ttl]
-            suffix = keys.aggregate_suffix(spec.agg_id)
-            tpl = Template(index, DISTINCT, spec.entity, suffix, False, 0)
+            row = [DISTINCT, spec.window_ms, lim.lateness_ms, ttl, spec.agg_id]
+            out = _Spec(index, DISTINCT, ttl, keys.aggregate_suffix(spec.agg_id))
         else:
             assert spec.bucket_ms is not None and spec.window_ms is not None
             late_buckets = -(-lim.lateness_ms // spec.bucket_ms)
-            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
-            suffix = keys.aggregate_suffix(spec.agg_id)
-            guarded = spec.kind in _GUARDED
-            tpl = Template(index, SUM, spec.entity, suffix, guarded, spec.bucket_ms)
-        self._table.append(row)
-        self.table_json = orjson.dumps(self._table)
-        self._by_id[spec.agg_id] = tpl
-        return tpl
+            guarded = 1 if spec.kind in _GUARDED else 0
+            n = spec.window_ms // spec.bucket_ms
+            row = [SUM, spec.bucket_ms, n, late_buckets, spec.agg_id, guarded]
+            out = _Spec(index, SUM, ttl, keys.STATE_SUFFIX)
+        self._spec_rows.append(row)
+        self._specs[spec.agg_id] = out
+        return out
+
+    def _rebuild(self) -> None:
+        rows = []
+        for entity, (state, guard, nkeys, *ops) in self._group_ops:
+            rows.append([state, guard, nkeys, self._state_ttl.get(entity, 0), *ops])
+        self.table_json = orjson.dumps([self._spec_rows, rows])
+
+    def declare(self, groups: Iterable[EntityGroup]) -> None:
+        """Every group up front: an entity's state TTL and guard depend on all
+        of its groups, so they are known before the first batch."""
+        groups = list(groups)
+        for group in groups:
+            if any(s.kind in _GUARDED for s in group.specs):
+                self._guarded.add(group.entity)
+        for group in groups:
+            self.group(group)
 
 
 class AggregateCall:
@@ -107,18 +167,13 @@ class AggregateCall:
         self.keys: dict[str, int] = {}
         self.flat: list[Any] = []
         self.argv: list[Any] = []  # the script's ARGV, once encoded
-        # Per unit: the event's index and, per op, (request index, kind, bucket ms).
-        self.where: list[tuple[int, list[tuple[int, int, int]]]] = []
+        self.where: list[tuple[int, GroupTemplate]] = []  # per unit: its event, its group
 
     def kidx(self, key: str) -> int:
         idx = self.keys.get(key)
         if idx is None:
             idx = self.keys[key] = len(self.keys) + 1
         return idx
-
-
-# An entity of the batch: (its key prefix, the call its keys go to).
-_Entity = tuple[str, AggregateCall]
 
 
 def encode(
@@ -128,15 +183,14 @@ def encode(
     slot_of: Callable[[str], int],
     event_hash: Callable[[str], str],
 ) -> dict[int, AggregateCall]:
-    """One AggregateCall per slot; per event one unit per entity it touches,
-    in the order of the event's requests."""
+    """One AggregateCall per slot; per event one unit per entity it touches:
+    group, event hash, event ms, the unit's key indexes, its contributions."""
     calls: dict[int, AggregateCall] = {}
-    entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
+    entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], tuple[str, AggregateCall]] = {}
     for ei, ev in enumerate(events):
-        # Per entity of this event: [call, guarded, flat ops, layout].
-        units: dict[str, list[Any]] = {}
-        for ri, req in enumerate(ev.requests):
-            tpl = templates.get(req.spec)
+        ehash = event_hash(ev.event_id) if ev.requests else ""
+        for req in ev.requests:
+            tpl = templates.group(req.group)
             entity = entities.get((tpl.entity, req.entity_ids))
             if entity is None:
                 tag = keys.entity_tag(tpl.entity, req.entity_ids)
@@ -149,27 +203,12 @@ def encode(
                     call,
                 )
             prefix, call = entity
-            unit = units.get(prefix)
-            if unit is None:
-                unit = units[prefix] = [call, False, [], []]
-            c = req.contribution
-            if tpl.kind == SUM:
-                arg: Any = 0 if c is None else int(c)
-            elif tpl.kind == DISTINCT:
-                arg = "" if c is None else str(c)
-            else:
-                arg = 0
-            if c is not None and tpl.guarded:
-                unit[1] = True
-            unit[2] += (tpl.index, call.kidx(prefix + tpl.suffix), 0 if c is None else 1, arg)
-            unit[3].append((ri, tpl.kind, tpl.bucket_ms))
-        if units:
-            ehash = event_hash(ev.event_id)
-            for prefix, (call, guarded, ops, layout) in units.items():
-                guard = call.kidx(prefix + keys.GUARD_SUFFIX) if guarded else 0
-                call.flat += (guard, ehash, ev.event_ms, len(layout))
-                call.flat += ops
-                call.where.append((ei, layout))
+            kidx = call.kidx
+            flat = call.flat
+            flat += (tpl.index, ehash, ev.event_ms)
+            flat += [kidx(prefix + s) for s in tpl.suffixes]
+            flat += req.contributions
+            call.where.append((ei, tpl))
     return calls
 
 
@@ -177,31 +216,30 @@ def decode(
     events: Sequence[EventRequests], calls: dict[int, AggregateCall], replies: dict[int, Any]
 ) -> list[EventObservations]:
     """The flat replies → per event its least favourable status and one
-    observation per request, aligned with its requests."""
-    values: list[list[Observation]] = [[_UNANSWERED] * len(ev.requests) for ev in events]
+    observation per aggregate."""
+    values: list[dict[str, Observation]] = [{} for _ in events]
     status = [1] * len(events)  # 1 new > 0 duplicate > -1 too old: the least wins
-    answered = 0
     for slot, call in calls.items():
         flat, at = replies[slot], 0
-        for ei, layout in call.where:
+        for ei, tpl in call.where:
             if flat[at] < status[ei]:
                 status[ei] = flat[at]
             at += 1
             row = values[ei]
-            answered += len(layout)
-            for ri, kind, bucket_ms in layout:
+            for agg_id, kind, bucket_ms in tpl.layout:
                 value, end = flat[at], flat[at + 1]
                 at += 2
                 if kind == FIRST:
-                    row[ri] = Observation(value, 0)
+                    row[agg_id] = Observation(value, 0)
                 elif value < 0:
-                    row[ri] = Observation(None, 0)
+                    row[agg_id] = Observation(None, 0)
                 elif kind == DISTINCT:
-                    row[ri] = Observation(value, end + 1)
+                    row[agg_id] = Observation(value, end + 1)
                 else:
-                    row[ri] = Observation(value, (end + 1) * bucket_ms)
+                    row[agg_id] = Observation(value, (end + 1) * bucket_ms)
         if at != len(flat):
             raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
-    if answered != sum(len(ev.requests) for ev in events):
+    expected = sum(len(r.contributions) for ev in events for r in ev.requests)
+    if sum(len(v) for v in values) != expected:
         raise RuntimeError("aggregate script calls left requests unanswered")
     return [EventObservations(_STATUS[st], row) for st, row in zip(status, values, strict=True)]

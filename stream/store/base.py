@@ -7,12 +7,18 @@ retried whole after a crash or a transient error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from detectors.engine import AggregateRequest, Observation
+from detectors.engine import (
+    AggregateRequest,
+    EntityGroup,
+    GroupRequest,
+    Observation,
+    group_requests,
+)
 from detectors.rules_entities import EntityType
 
 
@@ -32,13 +38,20 @@ class IncidentStatus(StrEnum):
 class EventRequests:
     event_id: str
     event_ms: int
-    requests: Sequence[AggregateRequest]
+    requests: Sequence[GroupRequest]  # one per entity the event touches
+
+    @classmethod
+    def of(
+        cls, event_id: str, event_ms: int, requests: Sequence[AggregateRequest]
+    ) -> EventRequests:
+        """From loose per-aggregate requests (tools and tests)."""
+        return cls(event_id, event_ms, group_requests(requests))
 
 
 @dataclass(frozen=True, slots=True)
 class EventObservations:
     status: EventStatus  # the least favourable across the event's entities
-    values: list[Observation]  # aligned with the event's requests
+    values: dict[str, Observation]  # by agg_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,11 @@ class EventStore(Protocol):
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`."""
+
+    def declare(self, groups: Iterable[EntityGroup]) -> None:
+        """Every group the caller will send, before the first batch: an
+        entity's state lives as long as its longest window, which only the
+        whole set of groups tells."""
 
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         """The CPU-only first half of `apply`."""

@@ -44,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.decisions import ALERT_ID_PLACEHOLDER
+from detectors.engine import EntityGroup
 from detectors.errors import StoreUnavailable
 from stream.store import aggregate_calls, keys
 from stream.store.base import (
@@ -310,13 +311,16 @@ class RedisStore:
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         return await self.apply_encoded(self.encode(events))
 
+    def declare(self, groups: Iterable[EntityGroup]) -> None:
+        self._templates.declare(groups)
+
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
-        horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
+        horizon = cfg.dedup_horizon_ms
         calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
         table = self._templates.table_json  # after encode: it may have added specs
         for call in calls.values():
-            call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
+            call.argv = [table, orjson.dumps(call.flat), horizon]
         return EncodedEvents(events, calls)
 
     async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:

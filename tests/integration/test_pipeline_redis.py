@@ -66,8 +66,8 @@ async def order_count(env: Env, user: str, when: str) -> int:
     """The velocity rule's count for `user` in the window ending at `when` (read only)."""
     (rule,) = [r for r in env.rulebook.rules if r.rule_id == "user_order_velocity"]
     req = AggregateRequest(rule.metric.aggregate, (user,), None)
-    (obs,) = await env.store.apply([EventRequests("probe", parse_rfc3339_ms(when), [req])])
-    value = obs.values[0].value
+    (obs,) = await env.store.apply([EventRequests.of("probe", parse_rfc3339_ms(when), [req])])
+    value = obs.values[rule.metric.aggregate.agg_id].value
     assert value is not None
     return value
 

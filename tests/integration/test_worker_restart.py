@@ -126,7 +126,7 @@ async def test_kill_minus_nine_three_times_loses_nothing(
     try:
         last = {u: max(t for _, uu, t in events if uu == u) for _, u, _ in events}
         reads = [
-            EventRequests(f"probe-{u}", t, [AggregateRequest(rule.metric.aggregate, (u,), None)])
+            EventRequests.of(f"probe-{u}", t, [AggregateRequest(rule.metric.aggregate, (u,), None)])
             for u, t in last.items()
         ]
         observed = await store.apply(reads)
@@ -135,7 +135,7 @@ async def test_kill_minus_nine_three_times_loses_nothing(
             expected_count = sum(
                 1 for _, u, tt in events if u == user and b - 20 < tt // 30_000 <= b
             )
-            assert obs.values[0].value == expected_count, user
+            assert obs.values[rule.metric.aggregate.agg_id].value == expected_count, user
     finally:
         await store.close()
 
