@@ -1,0 +1,32 @@
+"""The bench reads the worker's /metrics; what it waits for decides which
+records land in the latency histogram it reports."""
+
+from __future__ import annotations
+
+from stream.bench import decided, quantile
+
+METRICS = """\
+# TYPE fraud_events_consumed_total counter
+fraud_events_consumed_total{topic="orders"} 180.0
+fraud_events_consumed_total{topic="payouts"} 20.0
+# TYPE fraud_event_to_decision_seconds histogram
+fraud_event_to_decision_seconds_bucket{le="0.1",topic="orders"} 90.0
+fraud_event_to_decision_seconds_bucket{le="+Inf",topic="orders"} 100.0
+fraud_event_to_decision_seconds_count{topic="orders"} 100.0
+fraud_event_to_decision_seconds_sum{topic="orders"} 5.0
+fraud_event_to_decision_seconds_count{topic="payouts"} 20.0
+"""
+
+
+def test_the_bench_waits_for_decisions_not_for_batches_taken() -> None:
+    """200 records taken, 120 decided: a bench that starts its latency phase
+    at 200 would time the other 80 as latency-phase records."""
+    assert decided(METRICS) == 120.0
+
+
+def test_quantile_counts_only_observations_between_the_snapshots() -> None:
+    before = {0.1: 90.0, float("inf"): 100.0}
+    after = {0.1: 190.0, float("inf"): 200.0}  # 100 new: 100 under 0.1 s, 0 above
+    assert quantile(0.99, before, after) <= 0.1
+    slow = {0.1: 90.0, float("inf"): 200.0}  # 100 new, all above 0.1 s
+    assert quantile(0.5, before, slow) == 0.1
