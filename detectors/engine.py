@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.contract import format_rfc3339_ms
@@ -18,7 +19,7 @@ from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import Metric, MetricKind, Rule
-from detectors.rules_entities import EntityType
+from detectors.rules_entities import ENTITY_FIELDS, EntityType
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +31,11 @@ class AggregateRequest:
     contribution: int | str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """The store's answer for one request. `value` None means the event was
-    too late for the retained state (not counted, not judged)."""
+    too late for the retained state (not counted, not judged). A NamedTuple,
+    not a frozen dataclass: a dozen are built per event, at 0.2 µs instead
+    of 0.6 µs each."""
 
     value: int | None
     window_end_ms: int  # exclusive end of the window the value covers (first_seen: unused)
@@ -58,10 +60,10 @@ class EntityGroup:
         object.__setattr__(self, "signature", sig)
 
 
-@dataclass(frozen=True, slots=True)
-class GroupRequest:
+class GroupRequest(NamedTuple):
     """One event's contributions to a group's aggregates for one entity,
-    aligned with `group.specs` (None: only read)."""
+    aligned with `group.specs` (None: only read). Built per entity and event,
+    hence a NamedTuple."""
 
     group: EntityGroup
     entity_ids: tuple[str, ...]
@@ -116,11 +118,14 @@ class Plan:
         return [g for plan in self._compiled.values() for g, *_ in plan.groups]
 
 
-# A fed aggregate: (its position in the group, spec, constant contribution or
-# None to ask the spec).
-_Feeder = tuple[int, AggregateSpec, int | None]
-# (group, a spec whose entity_ids() serve the group, feeders, all-None contributions)
-_CompiledGroup = tuple[EntityGroup, AggregateSpec, tuple[_Feeder, ...], tuple[None, ...]]
+# A fed aggregate whose contribution depends on the event: (its position in
+# the group, spec).
+_Feeder = tuple[int, AggregateSpec]
+# (group, the event attributes holding each of its entity ids (first one set
+# wins), feeders asking the event, contributions with every constant one set)
+_CompiledGroup = tuple[
+    EntityGroup, tuple[tuple[str, ...], ...], tuple[_Feeder, ...], tuple[int | None, ...]
+]
 
 
 class _TopicPlan:
@@ -144,29 +149,45 @@ class _TopicPlan:
         groups: list[_CompiledGroup] = []
         for entity, specs in by_entity.items():
             group = EntityGroup(entity, tuple(specs.values()))
-            feeders = tuple(
-                (i, s, _constant_contribution(s))
-                for i, s in enumerate(group.specs)
-                if s.agg_id in fed
+            base = tuple(
+                _constant_contribution(s) if s.agg_id in fed else None for s in group.specs
             )
-            groups.append((group, group.specs[0], feeders, (None,) * len(group.specs)))
+            asking = tuple(
+                (i, s) for i, s in enumerate(group.specs) if s.agg_id in fed and base[i] is None
+            )
+            fields = tuple(ENTITY_FIELDS[e] for e in entity)
+            groups.append((group, fields, asking, base))
         self.groups: tuple[_CompiledGroup, ...] = tuple(groups)
 
     def requests(self, event: Event) -> list[GroupRequest]:
         out = []
         topic = self.topic
-        for group, representative, feeders, blank in self.groups:
-            ids = representative.entity_ids(event)
+        for group, fields, asking, base in self.groups:
+            ids = _entity_ids(event, fields)
             if ids is None:
                 continue  # the event lacks this entity
-            if not feeders:
-                out.append(GroupRequest(group, ids, blank))
+            if not asking:
+                out.append(GroupRequest(group, ids, base))
                 continue
-            contributions: list[int | str | None] = list(blank)
-            for i, spec, constant in feeders:
-                contributions[i] = spec.contribution(topic, event) if constant is None else constant
+            contributions: list[int | str | None] = list(base)
+            for i, spec in asking:
+                contributions[i] = spec.contribution(topic, event)
             out.append(GroupRequest(group, ids, tuple(contributions)))
         return out
+
+
+def _entity_ids(event: Event, fields: tuple[tuple[str, ...], ...]) -> tuple[str, ...] | None:
+    """What AggregateSpec.entity_ids returns, from precomputed attribute names."""
+    ids = []
+    for names in fields:
+        for name in names:
+            value = getattr(event, name, None)
+            if value is not None:
+                ids.append(value if type(value) is str else str(value))
+                break
+        else:
+            return None
+    return tuple(ids)
 
 
 def _constant_contribution(spec: AggregateSpec) -> int | None:
@@ -188,11 +209,9 @@ def evaluate(
 ) -> AlertCandidate | None:
     """Judge one event by one rule. `observed` maps agg_id → Observation for
     this event's entities. Returns None when the rule does not fire."""
-    if topic not in rule.topics or not all(c.matches(event) for c in rule.where):
+    if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
         return None
-    entity_ids = tuple(rule.metric.aggregate.entity_ids(event) or ())
-    if not entity_ids:
-        return None
+    # No observation: the event lacks the rule's entity (the store was not asked).
     main = observed.get(rule.metric.aggregate.agg_id)
     if main is None or main.value is None:
         return None
@@ -201,6 +220,9 @@ def evaluate(
     if value is None or not rule.comparison.holds(value, rule.threshold):
         return None
     if not _requirements_hold(rule, event, observed, evidence):
+        return None
+    entity_ids = tuple(rule.metric.aggregate.entity_ids(event) or ())
+    if not entity_ids:
         return None
     return _candidate(rule, trigger_topic, event, entity_ids, main, value, evidence, now_ms)
 

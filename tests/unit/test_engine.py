@@ -210,3 +210,15 @@ def test_a_balance_over_two_different_windows_decides_nothing() -> None:
     assert engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, aligned, T) is not None
     later = {credit: Observation(100_000, T), debit: Observation(700_000, T + 3_600_000)}
     assert engine.evaluate(rule, Topic.PAYOUTS, "payouts", PAYOUT, later, T) is None
+
+
+def test_plan_asks_for_the_ids_each_spec_would_read_from_the_event() -> None:
+    """The plan's precomputed entity lookups agree with AggregateSpec.entity_ids
+    (payouts name their payment entity by destination, buyers by card)."""
+    plan = Plan(BOOK)
+    for topic, event in ((Topic.REFUNDS, _refund()), (Topic.PAYOUTS, PAYOUT)):
+        groups = plan.requests(topic, event)
+        assert groups
+        for g in groups:
+            for spec in g.group.specs:
+                assert spec.entity_ids(event) == g.entity_ids
