@@ -3,7 +3,7 @@ records land in the latency histogram it reports."""
 
 from __future__ import annotations
 
-from stream.bench import decided, quantile
+from stream.bench import _last_decided, decided, quantile
 
 METRICS = """\
 # TYPE fraud_events_consumed_total counter
@@ -15,6 +15,9 @@ fraud_event_to_decision_seconds_bucket{le="+Inf",topic="orders"} 100.0
 fraud_event_to_decision_seconds_count{topic="orders"} 100.0
 fraud_event_to_decision_seconds_sum{topic="orders"} 5.0
 fraud_event_to_decision_seconds_count{topic="payouts"} 20.0
+# TYPE fraud_last_processed_timestamp_seconds gauge
+fraud_last_processed_timestamp_seconds{topic="orders"} 1790000012.5
+fraud_last_processed_timestamp_seconds{topic="payouts"} 1790000010.25
 """
 
 
@@ -30,3 +33,7 @@ def test_quantile_counts_only_observations_between_the_snapshots() -> None:
     assert quantile(0.99, before, after) <= 0.1
     slow = {0.1: 90.0, float("inf"): 200.0}  # 100 new, all above 0.1 s
     assert quantile(0.5, before, slow) == 0.1
+
+
+def test_the_last_decision_time_is_the_workers_latest_batch() -> None:
+    assert _last_decided(METRICS) == 1790000012.5
