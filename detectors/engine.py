@@ -80,7 +80,12 @@ def group_requests(requests: Sequence[AggregateRequest]) -> list[GroupRequest]:
     """Loose per-aggregate requests → per-entity groups (tools and tests that
     ask for a few aggregates by hand; the Plan builds groups directly)."""
     by_entity: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], list[AggregateRequest]] = {}
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     for req in requests:
+        if (req.spec.agg_id, req.entity_ids) in seen:
+            # One event adds to an aggregate once; two requests are a caller's mistake.
+            raise ValueError(f"aggregate {req.spec.agg_id} requested twice for {req.entity_ids}")
+        seen.add((req.spec.agg_id, req.entity_ids))
         by_entity.setdefault((req.spec.entity, req.entity_ids), []).append(req)
     return [
         GroupRequest(

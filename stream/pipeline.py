@@ -147,7 +147,7 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         pending: list[_Pending] = []
-        for (topic, d, _), obs in zip(planned, observations, strict=True):
+        for (topic, d, reqs), obs in zip(planned, observations, strict=True):
             key = (d.record.topic, obs.status)
             result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
@@ -155,7 +155,7 @@ class Pipeline:
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
             observed = obs.values
-            late = sum(1 for o in observed.values() if o.value is None)
+            late = _late_updates(reqs, observed)
             if late:
                 result.late_values += late
                 name = d.record.topic
@@ -274,6 +274,22 @@ class Pipeline:
             ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
+
+
+def _late_updates(
+    requests: Sequence[engine.GroupRequest], observed: dict[str, engine.Observation]
+) -> int:
+    """Updates refused as too late. Only what the event adds counts: a group
+    also reads aggregates no rule of this event needs, and a late read of
+    one of those is no lost update."""
+    if all(o.value is not None for o in observed.values()):
+        return 0
+    return sum(
+        1
+        for req in requests
+        for spec, c in zip(req.group.specs, req.contributions, strict=True)
+        if c is not None and observed[spec.agg_id].value is None
+    )
 
 
 def _merchant(event: Event) -> str | None:

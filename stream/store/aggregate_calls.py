@@ -74,10 +74,6 @@ class Templates:
         # Per entity: how long its state key must outlive the last write (the
         # longest window any declared group keeps there).
         self._state_ttl: dict[tuple[EntityType, ...], int] = {}
-        # Entities with a duplicate guard: every group of theirs that writes the
-        # state refreshes the guard with it (aggregates.lua keeps the guard's
-        # newest event in the state).
-        self._guarded: set[tuple[EntityType, ...]] = set()
         self.table_json = b"[[],[]]"
 
     def group(self, group: EntityGroup) -> GroupTemplate:
@@ -92,13 +88,9 @@ class Templates:
 
         specs = [self._spec(s) for s in group.specs]
         shared = any(sp.kind != FIRST for sp in specs)
-        if any(s.kind in _GUARDED for s in group.specs):
-            self._guarded.add(group.entity)
-            guard_ttl = self._limits.dedup_horizon_ms + self._limits.ttl_slack_ms
-            ttl = self._state_ttl.get(group.entity, 0)
-            self._state_ttl[group.entity] = max(ttl, guard_ttl)
+        guarded = any(s.kind in _GUARDED for s in group.specs)
         state = kpos(keys.STATE_SUFFIX) if shared else 0
-        guard = kpos(keys.GUARD_SUFFIX) if shared and group.entity in self._guarded else 0
+        guard = kpos(keys.GUARD_SUFFIX) if guarded else 0
         ops: list[int] = []
         layout = []
         for spec, sp in zip(group.specs, specs, strict=True):
@@ -148,12 +140,9 @@ class Templates:
         self.table_json = orjson.dumps([self._spec_rows, rows])
 
     def declare(self, groups: Iterable[EntityGroup]) -> None:
-        """Every group up front: an entity's state TTL and guard depend on all
-        of its groups, so they are known before the first batch."""
-        groups = list(groups)
-        for group in groups:
-            if any(s.kind in _GUARDED for s in group.specs):
-                self._guarded.add(group.entity)
+        """Every group up front: an entity's state TTL is the longest of all
+        its groups' windows, so it is known before the first batch (a group
+        seen later only lengthens it, which the script applies at once)."""
         for group in groups:
             self.group(group)
 

@@ -12,9 +12,8 @@ with one SCAN pattern.
                                           total, <agg_id>:<bucket> = value (count/sum);
                                           <agg_id>o = no bucket is older (count/sum);
                                           <agg_id>n = newest event ms (distinct);
-                                          g = newest event in the guard;
-                                          x = event ms of the last TTL refresh
-    <ns>:{u:<id>}:seen              ZSET  duplicate guard: member=event hash, score=event ms
+                                          x = event ms when the TTL is next refreshed
+    <ns>:{u:<id>}:dup               ZSET  duplicate guard: member=event hash, score=event ms
     <ns>:{u:<id>}:a:<agg_id>        ZSET  distinct: member=value, score=last event ms
     <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen; x as above
     <ns>:{o:<id>}:first:<ms>        HASH  the same, for sightings kept only <ms> (`retain`)
@@ -54,7 +53,11 @@ def entity_prefix(ns: str, tag: str) -> str:
 
 
 STATE_SUFFIX = ":s"
-GUARD_SUFFIX = ":seen"
+# Was ":seen" while count/sum windows lived in one hash per aggregate: the
+# guard is renamed with the move to one hash per entity, so records
+# redelivered during an upgrade count once in the new (empty) windows
+# instead of reading as duplicates of counts that are no longer there.
+GUARD_SUFFIX = ":dup"
 FIRST_SEEN_SUFFIX = ":first"
 
 

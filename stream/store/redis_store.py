@@ -316,11 +316,11 @@ class RedisStore:
 
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
-        horizon = cfg.dedup_horizon_ms
+        horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
         calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
         table = self._templates.table_json  # after encode: it may have added specs
         for call in calls.values():
-            call.argv = [table, orjson.dumps(call.flat), horizon]
+            call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
         return EncodedEvents(events, calls)
 
     async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:

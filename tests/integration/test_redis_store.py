@@ -338,3 +338,50 @@ async def test_a_retained_first_sighting_lives_in_its_own_key_with_that_ttl(
     short_ttl, long_ttl = await store.client.pttl(short), await store.client.pttl(long)
     assert 35 * day < short_ttl < 36 * day
     assert long_ttl > 300 * day
+
+
+DAY = 86_400_000
+COUNT_30D = AggregateSpec(
+    AggregateKind.COUNT, frozenset({Topic.ORDERS}), (EntityType.USER,), None, 30 * DAY, 3_600_000
+)
+
+
+async def test_a_longer_window_added_by_a_rule_change_lengthens_the_ttl_at_once(
+    services: Services, redis_client: aioredis.Redis
+) -> None:
+    """An entity's windows share one hash, whose TTL suits its longest window.
+    When a new rule brings a 30-day window, the next write must give the hash
+    that TTL, not wait for a refresh sized on the new TTL (by which time the
+    old, short TTL would have dropped the entity's state)."""
+    short = new_store(services)
+    await short.start()
+    try:
+        await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)])])
+        key = keys.state(short.namespace, "{u:u}")
+        before = await redis_client.pttl(key)
+        assert 0 < before < DAY
+        longer = RedisStore.from_url(services.redis_url, short.namespace, 2.0, CONFIG)
+        await longer.start()
+        try:
+            later = T0 + before  # past the short TTL's own refresh point, in event time
+            reqs = [AggregateRequest(SUM, ("u",), 5), AggregateRequest(COUNT_30D, ("u",), 1)]
+            await longer.apply([EventRequests.of("e2", later, reqs)])
+            assert await redis_client.pttl(key) > 30 * DAY
+        finally:
+            await longer.close()
+    finally:
+        await short.drop_namespace()
+        await short.close()
+
+
+async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
+    store: RedisStore, redis_client: aioredis.Redis
+) -> None:
+    """An idle entity's guard (one entry per event) is reclaimed after the
+    duplicate horizon, even when its windows are kept for 30 days."""
+    await store.apply([EventRequests.of("e1", T0, [AggregateRequest(COUNT_30D, ("u",), 1)])])
+    guard = keys.guard(store.namespace, "{u:u}")
+    state = keys.state(store.namespace, "{u:u}")
+    limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
+    assert 0 < await redis_client.pttl(guard) <= limit
+    assert await redis_client.pttl(state) > 30 * DAY

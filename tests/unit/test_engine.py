@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from detectors import engine
 from detectors.contract import parse_rfc3339_ms
 from detectors.decisions import (
@@ -222,3 +224,31 @@ def test_plan_asks_for_the_ids_each_spec_would_read_from_the_event() -> None:
         for g in groups:
             for spec in g.group.specs:
                 assert spec.entity_ids(event) == g.entity_ids
+
+
+def test_an_aggregate_requested_twice_for_one_entity_is_refused() -> None:
+    spec = RULES["payout_exceeds_earnings_30d"].metric.aggregate
+    twice = [engine.AggregateRequest(spec, ("m-1",), 5), engine.AggregateRequest(spec, ("m-1",), 7)]
+    with pytest.raises(ValueError, match="requested twice"):
+        engine.group_requests(twice)
+
+
+def test_only_refused_updates_count_as_late_not_reads_no_rule_needed() -> None:
+    """A group reads aggregates whatever the rules' conditions; a read that
+    comes back too late is not a lost update."""
+    from stream.pipeline import _late_updates
+
+    plan = Plan(BOOK)
+    groups = plan.requests(Topic.PAYOUTS, PAYOUT)
+    pairs = [
+        (s.agg_id, c) for g in groups for s, c in zip(g.group.specs, g.contributions, strict=True)
+    ]
+    fed = {a for a, c in pairs if c is not None}
+    read = {a for a, c in pairs if c is None}
+    assert fed and read
+    observed = {a: Observation(1, T) for a in fed | read}
+    assert _late_updates(groups, observed) == 0
+    observed.update({a: Observation(None, 0) for a in read})
+    assert _late_updates(groups, observed) == 0
+    observed[next(iter(fed))] = Observation(None, 0)
+    assert _late_updates(groups, observed) == 1

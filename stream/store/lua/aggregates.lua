@@ -13,9 +13,11 @@
 -- a duplicate or redelivered event only reads. Time is *event* time
 -- throughout: windows and trimming follow the newest event seen for the key,
 -- never the wall clock, so a backtest over old data keeps its state.
--- TTLs only reclaim keys nobody writes to any more. A key's TTL is refreshed
--- when event time has moved by 1/64 of it since the last refresh (kept in
--- the key itself, field `x`, so a key that expired is refreshed on its next
+-- TTLs only reclaim keys nobody writes to any more. A hash's TTL is refreshed
+-- on a write once event time reaches the refresh due date kept in the key
+-- itself (field `x` = event time of the last refresh + 1/64 of the TTL then
+-- set, so a longer TTL after a rule change is applied at once, and a key
+-- that expired is refreshed on its next
 -- write), and it is 1/64 longer than the state must live.
 --
 -- KEYS    : every key used by the units
@@ -25,12 +27,10 @@
 --          {3, agg_id, ttl_ms, backdate_ms}                        first sighting
 --   groups {state kpos, guard kpos, key count, state ttl_ms, then per op:
 --          spec, kpos (0 for count/sum: they live in the state hash)}
---          (the guard's TTL is the state's: the state keeps the guard's
---          newest event, field g, so neither may outlive the other)
 -- ARGV[2] : JSON array of units, one after another: group, event hash,
 --           event ms, the group's keys (indexes into KEYS), then one
 --           contribution per op (null: the event only reads it)
--- ARGV[3] : duplicate horizon ms
+-- ARGV[3] : duplicate horizon ms;  ARGV[4] : the guard's TTL ms
 --           (integers < 2^53 travel as JSON numbers and are handed to Redis
 --           commands as Lua numbers, which Redis formats exactly (%.17g);
 --           only small bucket indexes are ever concatenated into strings,
@@ -185,8 +185,13 @@ local function dst_op(unit, key, sp, apply, member, t, nv)
     if moved and old then
       redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. I(newest - w - sp[3]))
     end
-    -- A new member may have created the key: it needs its TTL now.
-    if moved or added == 1 then redis.call('PEXPIRE', key, sp.ttl) end
+    -- A new member may have created the key: it needs its TTL now. The state
+    -- hash, which keeps this set's newest time, is refreshed with it, so it
+    -- never expires first.
+    if moved or added == 1 then
+      redis.call('PEXPIRE', key, sp.ttl)
+      unit.refresh = true
+    end
   end
   if not newest then return 0, t end
   if t > newest then newest = t end
@@ -217,8 +222,8 @@ local function first_ops(key, list, t, out, obase)
   local refresh = false
   if applied then
     local x, sp = tonumber(cur[#cur]), list[1][2]  -- one key, one retention
-    if not x or t >= x + sp.sl then
-      put(set, 'x', t)
+    if not x or t >= x then
+      put(set, 'x', t + sp.sl)
       refresh = true
     end
   end
@@ -247,8 +252,9 @@ for _, g in ipairs(groups) do
   for j = 5, #g, 2 do g.ops[#g.ops + 1] = {specs[g[j]], g[j + 1]} end
 end
 local a = cjson.decode(ARGV[2])
-local horizon = tonumber(ARGV[3])
+local horizon, guard_ttl = tonumber(ARGV[3]), ARGV[4]
 local gslice = horizon / 64
+local guard_newest = {}  -- guard key -> newest event ms (false: empty), within this call
 local out, o = {}, 0
 local i, len = 1, #a
 while i <= len do
@@ -272,38 +278,42 @@ while i <= len do
         fl[#fl + 1] = sp.fn
       end
     end
-    fl[#fl + 1] = 'g'
     fl[#fl + 1] = 'x'
     vals = redis.call('HMGET', unit.key, unpack(fl))
     nv = #vals
   end
-  local gkey = g[2] > 0 and KEYS[a[kbase + g[2]]]
   local status = 1
-  if gkey then
+  if g[2] > 0 then
     local guarded = false
     for j = 1, nops do
       local sp = ops[j][1]
       if sp[1] == 1 and sp[6] == 1 and a[cbase + j] ~= NULL then guarded = true; break end
     end
     if guarded then
-      -- The guard's newest event time is kept in the state hash (field g),
-      -- read with everything else.
-      local newest = tonumber(vals[nv - 1])
+      -- The guard's newest event is read from the guard itself (once per key
+      -- and call): an expired guard then reads as new and gets its TTL back.
+      local gkey = KEYS[a[kbase + g[2]]]
+      local newest = guard_newest[gkey]
+      if newest == nil then
+        local top = redis.call('ZREVRANGE', gkey, 0, 0, 'WITHSCORES')
+        newest = top[2] and tonumber(top[2]) or false
+      end
       if newest and t < newest - horizon then
         status = -1
       elseif redis.call('ZADD', gkey, 'NX', t, ehash) == 0 then
         status = 0
       else
         if not newest then
-          redis.call('PEXPIRE', gkey, g.ttl)  -- a new guard: nothing to trim
+          redis.call('PEXPIRE', gkey, guard_ttl)  -- a new guard: nothing to trim
         elseif floor(t / gslice) > floor(newest / gslice) then
           -- Trim and refresh the TTL only when event time enters a new 1/64
           -- of the horizon: bounded staleness, far fewer commands per event.
           redis.call('ZREMRANGEBYSCORE', gkey, '-inf', '(' .. I(t - horizon))
-          redis.call('PEXPIRE', gkey, g.ttl)
+          redis.call('PEXPIRE', gkey, guard_ttl)
         end
-        if not newest or t > newest then put(unit.hset, 'g', t) end
+        if not newest or t > newest then newest = t end
       end
+      guard_newest[gkey] = newest
     end
   end
   o = o + 1
@@ -340,17 +350,12 @@ while i <= len do
   if unit.key then
     if #unit.hdel > 0 then chunked('HDEL', unit.key, unit.hdel) end
     local hset = unit.hset
-    if #hset > 0 then
+    if #hset > 0 or unit.refresh then
       local x = tonumber(vals[nv])
-      local refresh = not x or t >= x + g.sl
-      if refresh then put(hset, 'x', t) end
+      local refresh = unit.refresh or not x or t >= x
+      if refresh then put(hset, 'x', t + g.sl) end
       chunked('HSET', unit.key, hset)
-      if refresh then
-        -- The guard lives exactly as long as the state that remembers its
-        -- newest event (field g), so it never outlives it without a TTL.
-        redis.call('PEXPIRE', unit.key, g.ttl)
-        if gkey then redis.call('PEXPIRE', gkey, g.ttl) end
-      end
+      if refresh then redis.call('PEXPIRE', unit.key, g.ttl) end
     end
   end
 end
