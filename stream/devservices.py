@@ -237,6 +237,17 @@ def _java(jars: Path, kdir: Path, *args: str) -> list[str]:
     ]
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64. One in 64 of
+    those starts with "-", which kafka-storage's argument parser takes for an
+    option ("--cluster-id: expected one argument"): Kafka's own generator
+    skips them, and so does this one."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_kafka(layout: DevLayout, port: int) -> int:
     kdir = layout.kafka_dir.resolve()
     pidfile = kdir / "kafka.pid"
@@ -257,7 +268,7 @@ def start_kafka(layout: DevLayout, port: int) -> int:
     )
     (kdir / "log4j2.properties").write_text(_asset("log4j2.properties"))
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         fmt = subprocess.run(
             _java(
                 jars, kdir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)

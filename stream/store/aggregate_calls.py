@@ -1,12 +1,13 @@
 """A batch of per-entity requests → the arguments of aggregates.lua calls, and
 the script's flat reply → observations.
 
-This runs for every entity of every event, so everything that depends only
-on a group of aggregates (the specs the script refers to, the entity's key
-suffixes, the reply layout) is computed once per group, and everything that
-depends only on an entity (its hash tag, key prefix, slot) once per entity
-and batch. The script's input is flat (see aggregates.lua): a nested list
-per unit costs both Python and Lua an object per unit.
+This runs for every op of every event, so everything that depends only on
+an aggregate's definition (its place in the spec table, its key suffix, its
+TTLs) is computed once per spec, everything that depends only on a group of
+aggregates once per group, and everything that depends only on an entity
+(its hash tag, its key prefix, its slot) once per entity and batch.
+The script's input is flat (see aggregates.lua): a nested list per op costs
+both Python and Lua an object per op.
 """
 
 from __future__ import annotations
@@ -43,108 +44,86 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupTemplate:
-    """What a unit of one group needs: its row in the group table, its keys
-    (as suffixes of the entity's prefix) and the layout of its reply."""
+class Template:
+    """The per-spec constants of an op."""
 
-    index: int  # position in the group table (from 1)
+    index: int  # position in the spec table (from 1)
+    kind: int
     entity: tuple[EntityType, ...]
-    suffixes: tuple[str, ...]
-    layout: tuple[tuple[str, int, int], ...]  # per op: agg_id, kind, bucket ms (sum; else 0)
+    suffix: str  # the key after the entity prefix
+    guarded: bool
+    bucket_ms: int  # sum: bucket size (turns the end bucket into ms); else 0
 
 
 @dataclass(frozen=True, slots=True)
-class _Spec:
-    index: int  # position in the spec table (from 1)
-    kind: int
-    ttl_ms: int  # how long the spec's state must outlive its last write
-    suffix: str  # the key of a distinct or first-seen spec; sums share the state key
+class GroupTemplate:
+    """A group's ops: (spec index, key suffix, kind, guarded) per spec, and the
+    reply layout (agg_id, kind, bucket ms)."""
+
+    entity: tuple[EntityType, ...]
+    ops: tuple[tuple[int, str, int, bool], ...]
+    layout: tuple[tuple[str, int, int], ...]
 
 
 class Templates:
-    """Specs and groups by id, and the table (JSON) every call carries. Grows
-    only when a rule set brings a new group."""
+    """Templates by agg_id and by group, and the spec table (JSON) every call
+    carries. Grows only when a rule set brings a new aggregate."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._specs: dict[str, _Spec] = {}
-        self._spec_rows: list[list[Any]] = []
+        self._by_id: dict[str, Template] = {}
         self._groups: dict[str, GroupTemplate] = {}
-        self._group_ops: list[tuple[tuple[EntityType, ...], list[int]]] = []
-        # Per entity: how long its state key must outlive the last write (the
-        # longest window any declared group keeps there).
-        self._state_ttl: dict[tuple[EntityType, ...], int] = {}
-        self.table_json = b"[[],[]]"
+        self._table: list[list[Any]] = []
+        self.table_json = b"[]"
+
+    def declare(self, groups: Iterable[EntityGroup]) -> None:
+        for group in groups:
+            self.group(group)
 
     def group(self, group: EntityGroup) -> GroupTemplate:
         tpl = self._groups.get(group.signature)
-        return tpl if tpl is not None else self._add_group(group)
-
-    def _add_group(self, group: EntityGroup) -> GroupTemplate:
-        suffixes: dict[str, int] = {}
-
-        def kpos(suffix: str) -> int:
-            return suffixes.setdefault(suffix, len(suffixes) + 1)
-
-        specs = [self._spec(s) for s in group.specs]
-        shared = any(sp.kind != FIRST for sp in specs)
-        guarded = any(s.kind in _GUARDED for s in group.specs)
-        state = kpos(keys.STATE_SUFFIX) if shared else 0
-        guard = kpos(keys.GUARD_SUFFIX) if guarded else 0
-        ops: list[int] = []
-        layout = []
-        for spec, sp in zip(group.specs, specs, strict=True):
-            ops += (sp.index, 0 if sp.kind == SUM else kpos(sp.suffix))
-            if sp.kind != FIRST:
-                ttl = self._state_ttl.get(group.entity, 0)
-                self._state_ttl[group.entity] = max(ttl, sp.ttl_ms)
-            layout.append((spec.agg_id, sp.kind, (spec.bucket_ms or 0) if sp.kind == SUM else 0))
-        self._group_ops.append((group.entity, [state, guard, len(suffixes), *ops]))
-        tpl = GroupTemplate(len(self._group_ops), group.entity, tuple(suffixes), tuple(layout))
-        self._groups[group.signature] = tpl
-        self._rebuild()
+        if tpl is None:
+            specs = [self.get(s) for s in group.specs]
+            tpl = self._groups[group.signature] = GroupTemplate(
+                group.entity,
+                tuple((t.index, t.suffix, t.kind, t.guarded) for t in specs),
+                tuple(
+                    (s.agg_id, t.kind, t.bucket_ms) for s, t in zip(group.specs, specs, strict=True)
+                ),
+            )
         return tpl
 
-    def _spec(self, spec: AggregateSpec) -> _Spec:
-        known = self._specs.get(spec.agg_id)
-        if known is not None:
-            return known
+    def get(self, spec: AggregateSpec) -> Template:
+        tpl = self._by_id.get(spec.agg_id)
+        return tpl if tpl is not None else self._add(spec)
+
+    def _add(self, spec: AggregateSpec) -> Template:
         lim = self._limits
         ttl = (spec.window_ms or 0) + lim.lateness_ms + lim.ttl_slack_ms + (spec.bucket_ms or 0)
-        index = len(self._spec_rows) + 1
+        index = len(self._table) + 1
         if spec.kind is AggregateKind.FIRST_SEEN:
             # A first-seen spec may carry its own, shorter retention (an order's
             # age is needed for weeks, not a year), in its own key: one key's
             # TTL must suit every field in it.
             retain = lim.first_seen_ttl_ms if spec.window_ms is None else ttl
+            suffix = keys.first_seen_suffix(spec.window_ms)
             row: list[Any] = [FIRST, spec.agg_id, retain, lim.first_seen_backdate_ms]
-            out = _Spec(index, FIRST, retain, keys.first_seen_suffix(spec.window_ms))
+            tpl = Template(index, FIRST, spec.entity, suffix, False, 0)
         elif spec.kind is AggregateKind.DISTINCT:
-            row = [DISTINCT, spec.window_ms, lim.lateness_ms, ttl, spec.agg_id]
-            out = _Spec(index, DISTINCT, ttl, keys.aggregate_suffix(spec.agg_id))
+            row = [DISTINCT, spec.window_ms, lim.lateness_ms, ttl]
+            suffix = keys.aggregate_suffix(spec.agg_id)
+            tpl = Template(index, DISTINCT, spec.entity, suffix, False, 0)
         else:
             assert spec.bucket_ms is not None and spec.window_ms is not None
             late_buckets = -(-lim.lateness_ms // spec.bucket_ms)
-            guarded = 1 if spec.kind in _GUARDED else 0
-            n = spec.window_ms // spec.bucket_ms
-            row = [SUM, spec.bucket_ms, n, late_buckets, spec.agg_id, guarded]
-            out = _Spec(index, SUM, ttl, keys.STATE_SUFFIX)
-        self._spec_rows.append(row)
-        self._specs[spec.agg_id] = out
-        return out
-
-    def _rebuild(self) -> None:
-        rows = []
-        for entity, (state, guard, nkeys, *ops) in self._group_ops:
-            rows.append([state, guard, nkeys, self._state_ttl.get(entity, 0), *ops])
-        self.table_json = orjson.dumps([self._spec_rows, rows])
-
-    def declare(self, groups: Iterable[EntityGroup]) -> None:
-        """Every group up front: an entity's state TTL is the longest of all
-        its groups' windows, so it is known before the first batch (a group
-        seen later only lengthens it, which the script applies at once)."""
-        for group in groups:
-            self.group(group)
+            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
+            suffix = keys.aggregate_suffix(spec.agg_id)
+            guarded = spec.kind in _GUARDED
+            tpl = Template(index, SUM, spec.entity, suffix, guarded, spec.bucket_ms)
+        self._table.append(row)
+        self.table_json = orjson.dumps(self._table)
+        self._by_id[spec.agg_id] = tpl
+        return tpl
 
 
 class AggregateCall:
@@ -165,6 +144,10 @@ class AggregateCall:
         return idx
 
 
+# An entity of the batch: (its key prefix, the call its keys go to).
+_Entity = tuple[str, AggregateCall]
+
+
 def encode(
     events: Sequence[EventRequests],
     templates: Templates,
@@ -172,10 +155,9 @@ def encode(
     slot_of: Callable[[str], int],
     event_hash: Callable[[str], str],
 ) -> dict[int, AggregateCall]:
-    """One AggregateCall per slot; per event one unit per entity it touches:
-    group, event hash, event ms, the unit's key indexes, its contributions."""
+    """One AggregateCall per slot; per event one unit per entity it touches."""
     calls: dict[int, AggregateCall] = {}
-    entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], tuple[str, AggregateCall]] = {}
+    entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
     for ei, ev in enumerate(events):
         ehash = event_hash(ev.event_id) if ev.requests else ""
         for req in ev.requests:
@@ -193,10 +175,21 @@ def encode(
                 )
             prefix, call = entity
             kidx = call.kidx
-            flat = call.flat
-            flat += (tpl.index, ehash, ev.event_ms)
-            flat += [kidx(prefix + s) for s in tpl.suffixes]
-            flat += req.contributions
+            ops: list[Any] = []
+            guarded = False
+            for (index, suffix, kind, guards), c in zip(tpl.ops, req.contributions, strict=True):
+                if kind == SUM:
+                    arg: Any = 0 if c is None else int(c)
+                elif kind == DISTINCT:
+                    arg = "" if c is None else str(c)
+                else:
+                    arg = 0
+                if c is not None and guards:
+                    guarded = True
+                ops += (index, kidx(prefix + suffix), 0 if c is None else 1, arg)
+            guard = kidx(prefix + keys.GUARD_SUFFIX) if guarded else 0
+            call.flat += (guard, ehash, ev.event_ms, len(tpl.ops))
+            call.flat += ops
             call.where.append((ei, tpl))
     return calls
 

@@ -6,16 +6,11 @@ script per entity works on Redis Cluster (no CROSSSLOT). Compound entities
 tag: a backtest's scratch namespace uses the same slots and can be removed
 with one SCAN pattern.
 
-    <ns>:{u:<id>}:s                 HASH  the entity's windows, all in one hash so one
-                                          read and one write serve every aggregate:
-                                          <agg_id>n = newest bucket, <agg_id>t = window
-                                          total, <agg_id>:<bucket> = value (count/sum);
-                                          <agg_id>o = no bucket is older (count/sum);
-                                          <agg_id>n = newest event ms (distinct);
-                                          x = event ms when the TTL is next refreshed
-    <ns>:{u:<id>}:dup               ZSET  duplicate guard: member=event hash, score=event ms
-    <ns>:{u:<id>}:a:<agg_id>        ZSET  distinct: member=value, score=last event ms
-    <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen; x as above
+    <ns>:{u:<id>}:seen              ZSET  duplicate guard: member=event hash, score=event ms
+    <ns>:{u:<id>}:a:<agg_id>        HASH  bucketed count/sum: n = newest bucket,
+                                          t = window total, <bucket> = value
+                                    ZSET  distinct: member=value, score=last event ms
+    <ns>:{u:<id>}:first             HASH  <agg_id> = first event ms seen
     <ns>:{o:<id>}:first:<ms>        HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<id>}:inc:<rule_id>     HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
@@ -52,12 +47,7 @@ def entity_prefix(ns: str, tag: str) -> str:
     return f"{ns}:{tag}"
 
 
-STATE_SUFFIX = ":s"
-# Was ":seen" while count/sum windows lived in one hash per aggregate: the
-# guard is renamed with the move to one hash per entity, so records
-# redelivered during an upgrade count once in the new (empty) windows
-# instead of reading as duplicates of counts that are no longer there.
-GUARD_SUFFIX = ":dup"
+GUARD_SUFFIX = ":seen"
 FIRST_SEEN_SUFFIX = ":first"
 
 
@@ -76,13 +66,7 @@ def guard(ns: str, tag: str) -> str:
 
 
 def aggregate(ns: str, tag: str, agg_id: str) -> str:
-    """A distinct aggregate's own ZSET."""
     return entity_prefix(ns, tag) + aggregate_suffix(agg_id)
-
-
-def state(ns: str, tag: str) -> str:
-    """The hash holding every count/sum window of the entity."""
-    return entity_prefix(ns, tag) + STATE_SUFFIX
 
 
 def first_seen(ns: str, tag: str) -> str:

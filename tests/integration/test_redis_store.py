@@ -162,11 +162,9 @@ async def test_window_rolls_forward_and_old_buckets_are_dropped(
 ) -> None:
     for i in range(300):
         await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
-    key = keys.state(store.namespace, "{u:u}")
-    bucket_fields = [
-        f for f in await redis_client.hkeys(key) if f.startswith(f"{SUM.agg_id}:".encode())
-    ]
-    assert 0 < len(bucket_fields) <= N + 60  # window + lateness buckets
+    key = keys.aggregate(store.namespace, "{u:u}", SUM.agg_id)
+    fields = await redis_client.hlen(key)
+    assert 0 < fields <= N + 60 + 2  # window + lateness buckets + n + t
 
 
 async def test_one_call_per_batch_on_standalone(
@@ -346,18 +344,16 @@ COUNT_30D = AggregateSpec(
 )
 
 
-async def test_a_longer_window_added_by_a_rule_change_lengthens_the_ttl_at_once(
+async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
     services: Services, redis_client: aioredis.Redis
 ) -> None:
-    """An entity's windows share one hash, whose TTL suits its longest window.
-    When a new rule brings a 30-day window, the next write must give the hash
-    that TTL, not wait for a refresh sized on the new TTL (by which time the
-    old, short TTL would have dropped the entity's state)."""
+    """When a new rule brings a 30-day window, the next write gives it a TTL
+    that suits 30 days, and the short window keeps its own."""
     short = new_store(services)
     await short.start()
     try:
         await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)])])
-        key = keys.state(short.namespace, "{u:u}")
+        key = keys.aggregate(short.namespace, "{u:u}", SUM.agg_id)
         before = await redis_client.pttl(key)
         assert 0 < before < DAY
         longer = RedisStore.from_url(services.redis_url, short.namespace, 2.0, CONFIG)
@@ -366,7 +362,9 @@ async def test_a_longer_window_added_by_a_rule_change_lengthens_the_ttl_at_once(
             later = T0 + before  # past the short TTL's own refresh point, in event time
             reqs = [AggregateRequest(SUM, ("u",), 5), AggregateRequest(COUNT_30D, ("u",), 1)]
             await longer.apply([EventRequests.of("e2", later, reqs)])
-            assert await redis_client.pttl(key) > 30 * DAY
+            long_key = keys.aggregate(short.namespace, "{u:u}", COUNT_30D.agg_id)
+            assert await redis_client.pttl(long_key) > 30 * DAY
+            assert 0 < await redis_client.pttl(key) < DAY
         finally:
             await longer.close()
     finally:
@@ -381,7 +379,7 @@ async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     duplicate horizon, even when its windows are kept for 30 days."""
     await store.apply([EventRequests.of("e1", T0, [AggregateRequest(COUNT_30D, ("u",), 1)])])
     guard = keys.guard(store.namespace, "{u:u}")
-    state = keys.state(store.namespace, "{u:u}")
+    state = keys.aggregate(store.namespace, "{u:u}", COUNT_30D.agg_id)
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY
