@@ -50,7 +50,8 @@ class BenchResult:
     p99_ms: float
     redis_calls_per_event: float
     redis_commands_per_event: float
-    cpu_s_per_1k_events: float
+    cpu_s_per_1k_events: float  # from the first decision on: start-up is not per event
+    worker_start_cpu_s: float  # CPU the worker spent before its first decision
     rss_start_mb: float
     rss_end_mb: float
     latency_seconds: float
@@ -202,12 +203,20 @@ def _last_decided(metrics_text: str) -> float:
     return max((float(t) for t in times), default=0.0)
 
 
-async def _wait_decided(port: int, target: float, timeout_s: float) -> tuple[float, float]:
-    """(wall time of the worker's first decision, of its decision on record
-    `target`). Polls fast until the first decision, then slowly: rendering
-    /metrics costs the worker CPU (5 % of its samples at 20 polls/s); the
-    end time comes from the worker's own last-batch gauge, not the poll."""
-    first = 0.0
+@dataclass(frozen=True, slots=True)
+class _Span:
+    first: float  # wall time the first decision was seen
+    last: float  # wall time of the worker's batch that reached the target
+    decided_at_first: float  # records already decided when the first was seen
+    cpu_at_first: float  # the worker's CPU seconds then
+
+
+async def _wait_decided(port: int, target: float, timeout_s: float, pid: int = 0) -> _Span:
+    """From the worker's first decision to its decision on record `target`.
+    Polls fast until the first decision, then slowly: rendering /metrics
+    costs the worker CPU (5 % of its samples at 20 polls/s); the end time
+    comes from the worker's own last-batch gauge, not the poll."""
+    first, done_first, cpu_first = 0.0, 0.0, 0.0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -217,9 +226,10 @@ async def _wait_decided(port: int, target: float, timeout_s: float) -> tuple[flo
             continue
         done = decided(text)
         if done > 0 and not first:
-            first = time.time()
+            first, done_first = time.time(), done
+            cpu_first = _proc_cpu_rss(pid)[0] if pid else 0.0
         if done >= target:
-            return first, _last_decided(text)
+            return _Span(first, _last_decided(text), done_first, cpu_first)
         await asyncio.sleep(0.25 if first else 0.02)
     raise ServiceError("bench", f"worker did not decide {target:.0f} events in {timeout_s}s")
 
@@ -255,11 +265,12 @@ async def run_bench(
     )
     try:
         calls0, commands0 = await _redis_calls(run.redis_url)
-        first, last = await _wait_decided(run.web_port, events, 600)
-        cpu0_pid = worker.pid
-        throughput = events / max(last - first, 1e-9)
+        span = await _wait_decided(run.web_port, events, 600, worker.pid)
+        # Records decided after the first poll that saw one, over the time they took.
+        throughput = (events - span.decided_at_first) / max(span.last - span.first, 1e-9)
         calls1, commands1 = await _redis_calls(run.redis_url)
-        cpu, rss_start = _proc_cpu_rss(cpu0_pid)
+        cpu, rss_start = _proc_cpu_rss(worker.pid)
+        cpu_per_event = (cpu - span.cpu_at_first) / max(events - span.decided_at_first, 1.0)
         print(f"  fraudstream: {throughput:,.0f} events/s", flush=True)
         before = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
         offered = max(throughput * 0.5, 1.0)
@@ -284,7 +295,8 @@ async def run_bench(
         p99_ms=round(quantile(0.99, before, after) * 1000, 1),
         redis_calls_per_event=round((calls1 - calls0) / events, 4),
         redis_commands_per_event=round((commands1 - commands0) / events, 2),
-        cpu_s_per_1k_events=round(cpu / events * 1000, 3),
+        cpu_s_per_1k_events=round(cpu_per_event * 1000, 3),
+        worker_start_cpu_s=round(span.cpu_at_first, 2),
         rss_start_mb=round(rss_start, 1),
         rss_end_mb=round(rss_end, 1),
         latency_seconds=round(took, 1),
