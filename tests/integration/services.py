@@ -84,7 +84,11 @@ def start_services(tmp: Path) -> Services:
     redis_port = free_port()
     devservices.start_redis(layout, redis_port)
     kafka_port = free_port_pair()
-    devservices.start_kafka(layout, kafka_port)
+    try:
+        devservices.start_kafka(layout, kafka_port)
+    except BaseException:
+        devservices.down(layout)  # the session fixture never gets to stop Redis
+        raise
     return Services(
         f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", redis_port, layout
     )
