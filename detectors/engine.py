@@ -46,9 +46,9 @@ class EntityGroup:
     """Every aggregate of one entity that events of a topic feed or read.
 
     The store handles a group as one unit (one entity, one atomic step, one
-    read and one write of the entity's state), which is why the engine asks
-    per group rather than per aggregate: an order touches some ten
-    aggregates but only three or four entities."""
+    duplicate guard), so the engine asks per group rather than per
+    aggregate: an order touches some ten aggregates but only three or four
+    entities, and the entity's ids are looked up and keyed once."""
 
     entity: tuple[EntityType, ...]
     specs: tuple[AggregateSpec, ...]
@@ -118,10 +118,6 @@ class Plan:
         """Per entity of the event: every aggregate it feeds or its rules read."""
         return self._compiled[topic].requests(event)
 
-    def groups(self) -> list[EntityGroup]:
-        """Every group any topic uses (the store sizes each entity's TTL on them)."""
-        return [g for plan in self._compiled.values() for g, *_ in plan.groups]
-
 
 # A fed aggregate whose contribution depends on the event: (its position in
 # the group, spec).
@@ -137,8 +133,9 @@ class _TopicPlan:
     """One topic's share of a Plan, flattened for the per-event path.
 
     Rules' reads are not filtered by their conditions: a group reads all its
-    aggregates in the same store step, so a read costs the store next to
-    nothing and saves checking conditions twice (the rules check them)."""
+    aggregates in the same store step, which saves checking conditions twice
+    (the rules check them) for one small command per unneeded read (Redis
+    commands per event with the default rules: 38.2-38.3, as before)."""
 
     def __init__(
         self, topic: Topic, feeds: tuple[AggregateSpec, ...], rules: tuple[Rule, ...]

@@ -91,7 +91,6 @@ class Pipeline:
         self._store = store
         self.rulebook = rulebook
         self._plan = engine.Plan(rulebook)
-        store.declare(self._plan.groups())
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
 
     async def process(

@@ -12,7 +12,7 @@ both Python and Lua an object per op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,10 +75,6 @@ class Templates:
         self._groups: dict[str, GroupTemplate] = {}
         self._table: list[list[Any]] = []
         self.table_json = b"[]"
-
-    def declare(self, groups: Iterable[EntityGroup]) -> None:
-        for group in groups:
-            self.group(group)
 
     def group(self, group: EntityGroup) -> GroupTemplate:
         tpl = self._groups.get(group.signature)

@@ -7,14 +7,13 @@ retried whole after a crash or a transient error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from detectors.engine import (
     AggregateRequest,
-    EntityGroup,
     GroupRequest,
     Observation,
     group_requests,
@@ -97,11 +96,6 @@ class EventStore(Protocol):
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`."""
-
-    def declare(self, groups: Iterable[EntityGroup]) -> None:
-        """Every group the caller will send, before the first batch: an
-        entity's state lives as long as its longest window, which only the
-        whole set of groups tells."""
 
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         """The CPU-only first half of `apply`."""

@@ -44,7 +44,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.decisions import ALERT_ID_PLACEHOLDER
-from detectors.engine import EntityGroup
 from detectors.errors import StoreUnavailable
 from stream.store import aggregate_calls, keys
 from stream.store.base import (
@@ -310,9 +309,6 @@ class RedisStore:
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         return await self.apply_encoded(self.encode(events))
-
-    def declare(self, groups: Iterable[EntityGroup]) -> None:
-        self._templates.declare(groups)
 
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
