@@ -153,7 +153,7 @@ def synthetic_mix(n: int, start_ms: int, seed: int = 1, ids: str = "") -> list[S
                 "event_id": f"{ids}e{i}",
                 "occurred_at": t,
                 "refund_id": f"{ids}f{i}",
-                "order_id": f"o{max(i - 5, 0)}",
+                "order_id": f"{ids}o{max(i - 5, 0)}",
                 "user_id": user,
                 "merchant_id": merchant,
                 "amount_minor": 700,
