@@ -42,6 +42,8 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class BenchResult:
     events: int
     baseline_eps: float
+    faust_floor_eps: float  # faust with agents that do nothing: its own dispatch cost
+    faust_floor_cpu_s_per_1k_events: float
     throughput_eps: float
     ratio: float
     offered_eps: float
@@ -253,8 +255,10 @@ async def run_bench(
     await _produce(run, _events(run, events, now_ms - 3_600_000))
     baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)
     print(f"  baseline pass-through: {baseline:,.0f} events/s", flush=True)
-
     env = {**base_env, **_env(run)}
+    floor = await faust_floor(events, env, log_dir / f"bench-floor-{tag}.log")
+    print(f"  faust floor (no-op agents): {floor['eps']:,.0f} events/s", flush=True)
+
     log = open(log_dir / f"bench-worker-{tag}.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker"],
@@ -287,6 +291,8 @@ async def run_bench(
     return BenchResult(
         events=events,
         baseline_eps=round(baseline),
+        faust_floor_eps=round(floor["eps"]),
+        faust_floor_cpu_s_per_1k_events=round(floor["cpu_s_per_1k_events"], 3),
         throughput_eps=round(throughput),
         ratio=round(throughput / baseline, 3),
         offered_eps=round(len(extra) / took),
@@ -303,13 +309,41 @@ async def run_bench(
     )
 
 
+async def faust_floor(events: int, env: dict[str, str], log_path: Path) -> dict[str, float]:
+    """Run `fraudstream bench-floor` over the pre-loaded records (its own consumer
+    group, so the worker still starts from the beginning)."""
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "bench-floor",
+            str(events),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 600)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            await asyncio.wait_for(proc.wait(), 60)
+    if not line:
+        raise ServiceError("bench", f"the faust floor run printed nothing; see {log_path}")
+    result: dict[str, float] = orjson.loads(line)
+    return result
+
+
 def _env(settings: Settings) -> dict[str, str]:
     return {**to_env(settings), "FRAUD_LOG_LEVEL": "WARNING"}
 
 
 def report(result: BenchResult) -> str:
     rows = [(k, v) for k, v in asdict(result).items()]
-    return "\n".join(f"  {k:<26} {v}" for k, v in rows)
+    return "\n".join(f"  {k:<32} {v}" for k, v in rows)
 
 
 def dumps(result: BenchResult) -> bytes:

@@ -203,6 +203,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_floor(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.bench_floor import run
+
+    run(settings, args.events)
+    return 0
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return simulation_command.run(settings, args)
 
@@ -253,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=int, default=100_000)
     bench.add_argument("--duration", type=float, default=60.0, help="latency phase seconds")
     bench.add_argument("--json", help="write the result as JSON to this file")
+    floor = sub.add_parser("bench-floor", help="(used by bench) faust with no-op agents")
+    floor.add_argument("events", type=int)
     simulate = sub.add_parser("simulate", help="write labelled marketplace traffic (JSONL)")
     simulation_command.add_arguments(simulate)
     score = sub.add_parser("score", help="score decisions against simulation labels")
@@ -273,6 +282,7 @@ COMMANDS = {
     "backtest": cmd_backtest,
     "replay": cmd_replay,
     "bench": cmd_bench,
+    "bench-floor": cmd_bench_floor,
     "contract": cmd_contract,
     "simulate": cmd_simulate,
     "score": cmd_score,
@@ -290,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     for noisy in ("aiokafka", "faust", "mode"):
-        if args.command != "worker":
+        if args.command not in ("worker", "bench-floor"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](settings, args)

@@ -3,6 +3,9 @@ records land in the latency histogram it reports."""
 
 from __future__ import annotations
 
+import orjson
+import pytest
+
 from stream.bench import _last_decided, decided, quantile
 
 METRICS = """\
@@ -37,3 +40,24 @@ def test_quantile_counts_only_observations_between_the_snapshots() -> None:
 
 def test_the_last_decision_time_is_the_workers_latest_batch() -> None:
     assert _last_decided(METRICS) == 1790000012.5
+
+
+def test_faust_floor_span_reports_once_and_leaves_out_the_first_batch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stream.bench_floor import _Span
+
+    wall, cpu = iter([10.0, 12.0]), iter([5.0, 5.4])
+    span = _Span(1000, clock=lambda: next(wall), cpu_clock=lambda: next(cpu))
+    span.add(200)  # the first batch: its wait for the consumer group is not throughput
+    span.add(700)
+    assert capsys.readouterr().out == ""
+    span.add(300)
+    span.add(50)  # past the target: nothing more is printed
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    report = orjson.loads(lines[0])
+    # 1,000 records after the first batch, in 2 s and 0.4 CPU s.
+    assert report["eps"] == 500.0
+    assert report["cpu_s_per_1k_events"] == pytest.approx(0.4)
+    assert span.seen == 1250 and span.first_batch == 200

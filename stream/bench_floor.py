@@ -1,0 +1,79 @@
+"""The faust floor of `fraudstream bench`: a faust worker configured like
+fraudstream's (same app settings, one raw-bytes agent per input topic,
+`take_events` with the same batch limits, concurrency 1) whose agents do
+nothing but let their batches be acknowledged.
+
+It answers a question the aiokafka pass-through cannot: how much of a
+worker's time per event is faust's own dispatch (fetcher thread, conductor,
+channels, streams, acks), which no work in the pipeline can win back.
+Run by the bench as `fraudstream bench-floor N` (a subprocess); prints one JSON line
+once N records have gone through, then idles until it is terminated.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import orjson
+
+from stream.app import faust_app
+from stream.settings import Settings
+
+
+class _Span:
+    """Wall and CPU time from the first batch to the N-th record."""
+
+    def __init__(
+        self,
+        target: int,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.target = target
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self.seen = 0
+        self.first_batch = 0
+        self.wall0 = 0.0
+        self.cpu0 = 0.0
+        self.reported = False
+
+    def add(self, n: int) -> None:
+        if not self.seen:
+            self.first_batch, self.wall0, self.cpu0 = n, self._clock(), self._cpu_clock()
+        self.seen += n
+        if self.seen >= self.target and not self.reported:
+            self.reported = True
+            counted = max(self.seen - self.first_batch, 1)
+            wall = max(self._clock() - self.wall0, 1e-9)
+            cpu = self._cpu_clock() - self.cpu0
+            line = {"eps": counted / wall, "cpu_s_per_1k_events": 1000 * cpu / counted}
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+            sys.stdout.flush()
+
+
+def floor_app(settings: Settings, target: int) -> faust.App:
+    app = faust_app(settings.replace(app_id=settings.app_id + "-floor"))
+    span = _Span(target)
+    for topic, name in settings.topics.inputs().items():
+        channel = app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+        async def consume(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+                span.add(len(events))
+
+        consume.__name__ = f"floor_{topic.name.lower()}"
+        app.agent(channel, name=f"floor-{topic.value}", concurrency=1)(consume)
+    return app
+
+
+def run(settings: Settings, target: int) -> None:
+    from stream.cli import faust_worker
+
+    app = floor_app(settings, target)
+    faust_worker(faust.Worker, app, settings.log_level).execute_from_commandline()
