@@ -20,8 +20,9 @@
 --           {3, field, ttl_ms, backdate_ms}                  first sighting
 -- ARGV[2] : JSON array of units, one after another:
 --           guard_kidx, event_hash, event_ms, op count, then per op
---           spec, kidx, apply, arg (sum: delta; distinct: member; first: 0)
---           guard_kidx = 0: the unit only reads
+--           spec, kidx, arg (sum: delta; distinct: member; first: 1;
+--           null: the event only reads this aggregate)
+--           guard_kidx = 0: the unit applies nothing that needs the guard
 -- ARGV[3] : duplicate horizon ms;  ARGV[4] : the guard's TTL ms
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
 --           Redis command goes through I(), never Lua's %.14g formatting)
@@ -182,6 +183,7 @@ for _, spec in ipairs(specs) do
   else spec[3] = I(spec[3]) end
 end
 local a = cjson.decode(ARGV[2])
+local null = cjson.null
 local horizon, guard_ttl = tonumber(ARGV[3]), ARGV[4]
 local slice = horizon / 64
 local out, o = {}, 0  -- flat: per unit its status, then value and end per op
@@ -208,8 +210,10 @@ while i <= len do
   out[o] = status
   i = i + 4
   for _ = 1, nops do
-    local spec, key, want, arg = specs[a[i]], KEYS[a[i + 1]], a[i + 2], a[i + 3]
-    i = i + 4
+    local spec, key, arg = specs[a[i]], KEYS[a[i + 1]], a[i + 2]
+    i = i + 3
+    local want = 1
+    if arg == null then want, arg = 0, 0 end
     local apply = (status == 1) and want or 0
     local kind, v, e = spec[1], 0, 0
     if kind == 1 then
