@@ -22,6 +22,7 @@ import orjson
 from detectors.contract import format_rfc3339_ms, validate_event
 from detectors.events import Topic
 from stream.backtest import run_backtest
+from stream.gc_tuning import tune_for_streaming
 from stream.rules_loading import load_rulebook
 from stream.settings import from_env
 
@@ -78,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = from_env(os.environ)
     rulebook = load_rulebook(settings)
+    tune_for_streaming()  # as `fraudstream backtest` does
     with tempfile.TemporaryDirectory() as tmp:
         events, out = Path(tmp) / "events.jsonl", Path(tmp) / "decisions.jsonl"
         generate(args.events, events)

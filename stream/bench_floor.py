@@ -21,6 +21,7 @@ import faust
 import orjson
 
 from stream.app import faust_app
+from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings
 
 
@@ -76,4 +77,5 @@ def run(settings: Settings, target: int) -> None:
     from stream.cli import faust_worker
 
     app = floor_app(settings, target)
+    tune_for_streaming()  # as the worker does: the floor is faust in the worker's runtime
     faust_worker(faust.Worker, app, settings.log_level).execute_from_commandline()

@@ -13,6 +13,7 @@ from typing import Any
 
 from detectors.errors import ConfigError, FraudstreamError, InputFileError, ServiceError
 from stream import devservices
+from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings, from_env
 from stream.simulation import command as simulation_command
 
@@ -39,6 +40,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     log.info("starting worker with %r", settings)
     worker = Worker(settings)
+    tune_for_streaming()
     faust_worker(faust.Worker, worker.app, settings.log_level).execute_from_commandline()
     return 0
 
@@ -153,6 +155,7 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     if args.rules:
         settings = settings.replace(rules_file=Path(args.rules))
     rulebook = load_rulebook(settings)
+    tune_for_streaming()
     summary = asyncio.run(
         run_backtest(
             settings,
@@ -171,6 +174,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from stream.rules_loading import load_rulebook
 
     since = parse_since(args.since, int(time.time() * 1000))
+    tune_for_streaming()
     summary = asyncio.run(
         run_replay(settings, load_rulebook(settings), since, None if args.quiet else sys.stderr)
     )

@@ -1,0 +1,29 @@
+"""Garbage-collector settings for the long-running, allocation-heavy commands
+(worker, backtest, replay).
+
+Every event allocates a few hundred short-lived containers (decoded
+fields, requests, observations, evidence), so CPython's default gen-0
+threshold of 700 runs a collection every few events, and each older
+generation pass walks the whole heap of faust, aiokafka and the compiled
+rule book, which never becomes garbage. Measured with `fraudstream bench
+--quick` (26 rules): 0.175 / 0.180 CPU s per 1k events with the defaults,
+0.149 / 0.156 with the settings below; collection disabled altogether gave
+0.147 / 0.159, so what is left of the collector's cost is small.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# Allocations between gen-0 collections: about 30-50 events' worth.
+GEN0_THRESHOLD = 10_000
+
+
+def tune_for_streaming() -> None:
+    """Move everything built at start-up out of the collector's sight (it
+    lives as long as the process) and collect the young generation less
+    often. Cycles are still collected, so memory stays bounded."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
