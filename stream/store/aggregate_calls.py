@@ -62,7 +62,6 @@ class GroupTemplate:
     reply layout (agg_id, kind, bucket ms)."""
 
     entity: tuple[EntityType, ...]
-    signature: str
     indices: tuple[int, ...]
     suffixes: tuple[str, ...]
     guarded: tuple[int, ...]  # op positions whose contribution needs the duplicate guard
@@ -86,7 +85,6 @@ class Templates:
             specs = [self.get(s) for s in group.specs]
             tpl = self._groups[group.signature] = GroupTemplate(
                 group.entity,
-                group.signature,
                 tuple(t.index for t in specs),
                 tuple(t.suffix for t in specs),
                 tuple(i for i, t in enumerate(specs) if t.guarded),

@@ -281,6 +281,46 @@ async def test_a_reader_sees_the_window_ending_at_its_own_time(store: RedisStore
     assert obs.values[SUM.agg_id].window_end_ms == T0 + 15 * BUCKET
 
 
+async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_nothing(
+    store: RedisStore,
+) -> None:
+    """A read (None: JSON null in the script call) of a distinct or first-seen
+    aggregate only reads; a redelivered event that feeds some aggregates and
+    reads others adds to none of them."""
+    await store.apply([ev("a", T0, amount=5, device="d1"), ev("b", T0 + BUCKET, 7, "d2")])
+    reads = EventRequests.of(
+        "probe",
+        T0 + 2 * BUCKET,
+        [
+            AggregateRequest(SUM, ("u",), None),
+            AggregateRequest(DST, ("u",), None),
+            AggregateRequest(FIRST, ("u",), None),
+        ],
+    )
+    for _ in range(2):
+        (obs,) = await store.apply([reads])
+        assert obs.status is EventStatus.NEW
+        assert obs.values[SUM.agg_id].value == 12
+        assert obs.values[DST.agg_id].value == 2
+        assert obs.values[FIRST.agg_id].value == T0
+    mixed = EventRequests.of(
+        "c",
+        T0 + 2 * BUCKET,
+        [
+            AggregateRequest(SUM, ("u",), 4),
+            AggregateRequest(DST, ("u",), "d3"),
+            AggregateRequest(FIRST, ("u",), None),
+        ],
+    )
+    (first,) = await store.apply([mixed])
+    (again,) = await store.apply([mixed])
+    assert first.status is EventStatus.NEW and again.status is EventStatus.DUPLICATE
+    assert first.values[SUM.agg_id].value == again.values[SUM.agg_id].value == 16
+    assert first.values[DST.agg_id].value == again.values[DST.agg_id].value == 3
+    (obs,) = await store.apply([reads])
+    assert obs.values[SUM.agg_id].value == 16 and obs.values[DST.agg_id].value == 3
+
+
 async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> None:
     import subprocess
 

@@ -1,0 +1,89 @@
+"""The script call's flat arguments and the reply's decoding, without Redis:
+the layout aggregates.lua reads (see its header)."""
+
+from __future__ import annotations
+
+import orjson
+
+from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.engine import AggregateRequest, Observation
+from detectors.events import Topic
+from detectors.rules_entities import EntityType
+from stream.store import aggregate_calls
+from stream.store.base import EventRequests, EventStatus
+
+U = (EntityType.USER,)
+ORDERS = frozenset({Topic.ORDERS})
+COUNT = AggregateSpec(AggregateKind.COUNT, ORDERS, U, window_ms=600_000, bucket_ms=60_000)
+SUM = AggregateSpec(
+    AggregateKind.SUM, ORDERS, U, field="amount_minor", window_ms=3_600_000, bucket_ms=300_000
+)
+DEVICES = AggregateSpec(AggregateKind.DISTINCT, ORDERS, U, field="device_id", window_ms=86_400_000)
+FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, ORDERS, U)
+LIMITS = aggregate_calls.Limits(7_200_000, 3_600_000, 400 * 86_400_000, 3_600_000, 3_600_000)
+
+
+def _encode(events: list[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:
+    templates = aggregate_calls.Templates(LIMITS)
+    return aggregate_calls.encode(events, templates, "ns", lambda tag: 0, lambda eid: "h-" + eid)
+
+
+def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
+    ev = EventRequests.of(
+        "e1",
+        1_000,
+        [
+            AggregateRequest(COUNT, ("alice",), 1),
+            AggregateRequest(SUM, ("alice",), None),  # read only
+            AggregateRequest(DEVICES, ("alice",), "d-9"),
+            AggregateRequest(FIRST, ("alice",), 1),
+        ],
+    )
+    (call,) = _encode([ev]).values()
+    keys = list(call.keys)
+    guard = keys.index("ns:{u:alice}:seen") + 1
+    ops = call.flat[4:]
+    assert call.flat[:4] == [guard, "h-e1", 1_000, 4]
+    assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, "d-9", 1]
+    assert [keys[ops[i + 1] - 1] for i in range(0, len(ops), 3)] == [
+        f"ns:{{u:alice}}:a:{COUNT.agg_id}",
+        f"ns:{{u:alice}}:a:{SUM.agg_id}",
+        f"ns:{{u:alice}}:a:{DEVICES.agg_id}",
+        "ns:{u:alice}:first",
+    ]
+    # The JSON the script decodes: null stays in place, so positions hold.
+    assert orjson.loads(orjson.dumps(call.flat))[4 + 5] is None
+
+
+def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -> None:
+    reads = EventRequests.of("e1", 5, [AggregateRequest(COUNT, ("bob",), None)])
+    distinct_only = EventRequests.of("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
+    (call,) = _encode([reads, distinct_only]).values()
+    assert call.flat[0] == 0 and call.flat[7] == 0
+    assert "ns:{u:bob}:seen" not in call.keys
+
+
+def test_reply_decoding_per_kind() -> None:
+    ev = EventRequests.of(
+        "e1",
+        1_000,
+        [
+            AggregateRequest(COUNT, ("alice",), 1),
+            AggregateRequest(SUM, ("alice",), None),
+            AggregateRequest(DEVICES, ("alice",), "d-9"),
+            AggregateRequest(FIRST, ("alice",), 1),
+        ],
+    )
+    calls = _encode([ev])
+    # status 0 (duplicate); count 3 ending in bucket 9; sum too late (-1);
+    # 2 devices, newest at 999 ms; first seen at 500 ms.
+    reply = [0, 3, 9, -1, 0, 2, 999, 500, 0]
+    (obs,) = aggregate_calls.decode([ev], calls, {0: reply})
+    assert obs.status is EventStatus.DUPLICATE
+    assert obs.values == {
+        COUNT.agg_id: Observation(3, 600_000),
+        SUM.agg_id: Observation(None, 0),
+        DEVICES.agg_id: Observation(2, 1_000),
+        FIRST.agg_id: Observation(500, 0),
+    }
+    assert all(type(o) is Observation for o in obs.values.values())
