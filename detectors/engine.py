@@ -86,6 +86,7 @@ def group_requests(requests: Sequence[AggregateRequest]) -> list[GroupRequest]:
             # One event adds to an aggregate once; two requests are a caller's mistake.
             raise ValueError(f"aggregate {req.spec.agg_id} requested twice for {req.entity_ids}")
         seen.add((req.spec.agg_id, req.entity_ids))
+        _check_contribution(req)
         by_entity.setdefault((req.spec.entity, req.entity_ids), []).append(req)
     return [
         GroupRequest(
@@ -95,6 +96,19 @@ def group_requests(requests: Sequence[AggregateRequest]) -> list[GroupRequest]:
         )
         for (entity, ids), reqs in by_entity.items()
     ]
+
+
+def _check_contribution(req: AggregateRequest) -> None:
+    """The store hands contributions to its script as they are: an int for a
+    count, sum or sighting, a str for a distinct member (what
+    AggregateSpec.contribution returns). A hand-built request with anything
+    else (a bool, an int member) would fail or miscount in the script."""
+    c = req.contribution
+    want = str if req.spec.kind is AggregateKind.DISTINCT else int
+    if c is not None and type(c) is not want:
+        raise TypeError(
+            f"aggregate {req.spec.agg_id}: contribution {c!r} must be {want.__name__} or None"
+        )
 
 
 class Plan:

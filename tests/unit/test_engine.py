@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from detectors import engine
+from detectors.aggregates import AggregateKind
 from detectors.contract import parse_rfc3339_ms
 from detectors.decisions import (
     AlertCandidate,
@@ -231,6 +232,23 @@ def test_an_aggregate_requested_twice_for_one_entity_is_refused() -> None:
     twice = [engine.AggregateRequest(spec, ("m-1",), 5), engine.AggregateRequest(spec, ("m-1",), 7)]
     with pytest.raises(ValueError, match="requested twice"):
         engine.group_requests(twice)
+
+
+def test_a_hand_built_contribution_of_the_wrong_type_is_refused() -> None:
+    """The store passes contributions to its script as they are."""
+    total = RULES["payout_exceeds_earnings_30d"].metric.aggregate  # a sum
+    members = next(
+        s for r in BOOK.rules for s in r.aggregates() if s.kind is AggregateKind.DISTINCT
+    )
+    for spec, bad in ((total, True), (total, "5"), (members, 7)):
+        with pytest.raises(TypeError, match="contribution"):
+            engine.group_requests([engine.AggregateRequest(spec, ("x",) * len(spec.entity), bad)])
+    ok = [
+        engine.AggregateRequest(total, ("m-1",), 5),
+        engine.AggregateRequest(members, ("x",) * len(members.entity), "u-1"),
+        engine.AggregateRequest(total, ("m-2",), None),
+    ]
+    assert len(engine.group_requests(ok)) == 3
 
 
 def test_only_refused_updates_count_as_late_not_reads_no_rule_needed() -> None:
