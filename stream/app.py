@@ -59,7 +59,7 @@ def kafka_credentials(security: KafkaSecurity) -> Any:
     return None
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, web_enabled: bool = True) -> faust.App:
     """A faust.App configured only from Settings: `env={}` stops faust from
     letting variables like BROKER_URL or WEB_PORT override our settings."""
     return faust.App(
@@ -81,7 +81,7 @@ def faust_app(settings: Settings) -> faust.App:
         producer_linger=0.005,
         producer_max_request_size=4 * 1024 * 1024,
         worker_redirect_stdouts=False,
-        web_enabled=True,
+        web_enabled=web_enabled,
     )
 
 

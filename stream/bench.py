@@ -310,8 +310,9 @@ async def run_bench(
 
 
 async def faust_floor(events: int, env: dict[str, str], log_path: Path) -> dict[str, float]:
-    """Run `fraudstream bench-floor` over the pre-loaded records (its own consumer
-    group, so the worker still starts from the beginning)."""
+    """Run `fraudstream bench-floor` over the pre-loaded records (its own
+    consumer group, so the worker still starts from the beginning) and read
+    the one JSON line it prints; the process is always gone on return."""
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -325,16 +326,38 @@ async def faust_floor(events: int, env: dict[str, str], log_path: Path) -> dict[
             stdin=subprocess.DEVNULL,
         )
         try:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), 600)
+            return await asyncio.wait_for(_floor_report(proc, log_path), 600)
+        except TimeoutError as exc:
+            raise ServiceError(
+                "bench", f"the faust floor run took over 600 s; see {log_path}"
+            ) from exc
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-            await asyncio.wait_for(proc.wait(), 60)
-    if not line:
-        raise ServiceError("bench", f"the faust floor run printed nothing; see {log_path}")
-    result: dict[str, float] = orjson.loads(line)
-    return result
+            await _stop(proc)
+
+
+async def _floor_report(proc: asyncio.subprocess.Process, log_path: Path) -> dict[str, float]:
+    """The first line of the floor's stdout that is its JSON report (a
+    library may print something first)."""
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        if line.startswith(b"{"):
+            try:
+                report: dict[str, float] = orjson.loads(line)
+                return report
+            except orjson.JSONDecodeError:
+                continue
+    raise ServiceError("bench", f"the faust floor run ended without a report; see {log_path}")
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def _env(settings: Settings) -> dict[str, str]:

@@ -57,7 +57,8 @@ class _Span:
 
 
 def floor_app(settings: Settings, target: int) -> faust.App:
-    app = faust_app(settings.replace(app_id=settings.app_id + "-floor"))
+    # No web server: the worker that runs next binds the same port.
+    app = faust_app(settings.replace(app_id=settings.app_id + "-floor"), web_enabled=False)
     span = _Span(target)
     for topic, name in settings.topics.inputs().items():
         channel = app.topic(
