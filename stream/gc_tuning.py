@@ -22,7 +22,10 @@ GEN0_THRESHOLD = 10_000
 def tune_for_streaming() -> None:
     """Move everything built at start-up out of the collector's sight (it
     lives as long as the process) and collect the young generation less
-    often. Cycles are still collected, so memory stays bounded."""
+    often. Cycles made later are still collected. A frozen object that
+    becomes garbage is never collected, so call this once everything
+    long-lived is built, and `gc.unfreeze()` before rebuilding any of it
+    (nothing is rebuilt today: a new rule set means a new process)."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

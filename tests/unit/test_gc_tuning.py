@@ -26,7 +26,9 @@ class _Node:
 
 
 def test_start_up_objects_are_frozen_and_gen0_is_less_eager(restored_gc: None) -> None:
-    built_at_start_up = [object() for _ in range(10)]
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    built_at_start_up = [[i] for i in range(1_000)]  # tracked containers
     tune_for_streaming()
     assert gc.get_freeze_count() >= len(built_at_start_up)
     assert gc.get_threshold()[0] == GEN0_THRESHOLD

@@ -27,7 +27,12 @@ def restored_root_logger() -> Iterator[None]:
 def test_debug_calls_are_disabled_at_the_configured_level(
     level: str, restored_root_logger: None
 ) -> None:
-    app = faust.App("test-worker-logging", broker="kafka://127.0.0.1:1", web_enabled=False)
+    app = faust.App(
+        "test-worker-logging",
+        broker="kafka://127.0.0.1:1",
+        web_enabled=False,
+        worker_redirect_stdouts=False,
+    )
     worker = faust_worker(faust.Worker, app, level)
     worker._setup_logging()
     assert logging.getLogger().getEffectiveLevel() == logging.getLevelName(level)
@@ -36,7 +41,12 @@ def test_debug_calls_are_disabled_at_the_configured_level(
 
 def test_faust_own_spinner_would_enable_debug(restored_root_logger: None) -> None:
     """Why faust_worker drops the spinner: faust's default turns debug on."""
-    app = faust.App("test-worker-logging-2", broker="kafka://127.0.0.1:1", web_enabled=False)
+    app = faust.App(
+        "test-worker-logging-2",
+        broker="kafka://127.0.0.1:1",
+        web_enabled=False,
+        worker_redirect_stdouts=False,
+    )
     worker = faust.Worker(app, loglevel="warning")
     worker._setup_logging()
     assert logging.getLogger(PROBE).isEnabledFor(logging.DEBUG)
