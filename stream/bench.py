@@ -44,6 +44,9 @@ class BenchResult:
     baseline_eps: float
     faust_floor_eps: float  # faust with agents that do nothing: its own dispatch cost
     faust_floor_cpu_s_per_1k_events: float
+    # The same runner and pipeline on a plain aiokafka consumer (no faust, no merge)
+    direct_eps: float
+    direct_cpu_s_per_1k_events: float
     throughput_eps: float
     ratio: float
     offered_eps: float
@@ -256,8 +259,10 @@ async def run_bench(
     baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)
     print(f"  baseline pass-through: {baseline:,.0f} events/s", flush=True)
     env = {**base_env, **_env(run)}
-    floor = await faust_floor(events, env, log_dir / f"bench-floor-{tag}.log")
+    floor = await reporting_run("bench-floor", events, env, log_dir / f"bench-floor-{tag}.log")
     print(f"  faust floor (no-op agents): {floor['eps']:,.0f} events/s", flush=True)
+    direct = await reporting_run("bench-direct", events, env, log_dir / f"bench-direct-{tag}.log")
+    print(f"  pipeline on plain aiokafka: {direct['eps']:,.0f} events/s", flush=True)
 
     log = open(log_dir / f"bench-worker-{tag}.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
@@ -293,6 +298,8 @@ async def run_bench(
         baseline_eps=round(baseline),
         faust_floor_eps=round(floor["eps"]),
         faust_floor_cpu_s_per_1k_events=round(floor["cpu_s_per_1k_events"], 3),
+        direct_eps=round(direct["eps"]),
+        direct_cpu_s_per_1k_events=round(direct["cpu_s_per_1k_events"], 3),
         throughput_eps=round(throughput),
         ratio=round(throughput / baseline, 3),
         offered_eps=round(len(extra) / took),
@@ -309,16 +316,19 @@ async def run_bench(
     )
 
 
-async def faust_floor(events: int, env: dict[str, str], log_path: Path) -> dict[str, float]:
-    """Run `fraudstream bench-floor` over the pre-loaded records (its own
-    consumer group, so the worker still starts from the beginning) and read
-    the one JSON line it prints; the process is always gone on return."""
+async def reporting_run(
+    command: str, events: int, env: dict[str, str], log_path: Path
+) -> dict[str, float]:
+    """Run `fraudstream bench-floor` or `bench-direct` over the pre-loaded
+    records (each in its own consumer group, so the worker still starts from
+    the beginning) and read the one JSON line it prints; the process is
+    always gone on return."""
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "stream.cli",
-            "bench-floor",
+            command,
             str(events),
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -326,18 +336,16 @@ async def faust_floor(events: int, env: dict[str, str], log_path: Path) -> dict[
             stdin=subprocess.DEVNULL,
         )
         try:
-            return await asyncio.wait_for(_floor_report(proc, log_path), 600)
+            return await asyncio.wait_for(_report(proc, log_path), 600)
         except TimeoutError as exc:
-            raise ServiceError(
-                "bench", f"the faust floor run took over 600 s; see {log_path}"
-            ) from exc
+            raise ServiceError("bench", f"{command} took over 600 s; see {log_path}") from exc
         finally:
             await _stop(proc)
 
 
-async def _floor_report(proc: asyncio.subprocess.Process, log_path: Path) -> dict[str, float]:
-    """The first line of the floor's stdout that is its JSON report (a
-    library may print something first)."""
+async def _report(proc: asyncio.subprocess.Process, log_path: Path) -> dict[str, float]:
+    """The first line of the run's stdout that is its JSON report (a library
+    may print something first)."""
     assert proc.stdout is not None
     async for line in proc.stdout:
         if line.startswith(b"{"):
@@ -346,7 +354,7 @@ async def _floor_report(proc: asyncio.subprocess.Process, log_path: Path) -> dic
                 return report
             except orjson.JSONDecodeError:
                 continue
-    raise ServiceError("bench", f"the faust floor run ended without a report; see {log_path}")
+    raise ServiceError("bench", f"the run ended without a report; see {log_path}")
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

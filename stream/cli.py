@@ -214,6 +214,13 @@ def cmd_bench_floor(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_direct(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.bench_direct import run
+
+    run(settings, args.events)
+    return 0
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return simulation_command.run(settings, args)
 
@@ -266,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the result as JSON to this file")
     floor = sub.add_parser("bench-floor", help="(used by bench) faust with no-op agents")
     floor.add_argument("events", type=int)
+    direct = sub.add_parser(
+        "bench-direct", help="(used by bench) the pipeline on a plain aiokafka consumer"
+    )
+    direct.add_argument("events", type=int)
     simulate = sub.add_parser("simulate", help="write labelled marketplace traffic (JSONL)")
     simulation_command.add_arguments(simulate)
     score = sub.add_parser("score", help="score decisions against simulation labels")
@@ -287,6 +298,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "bench": cmd_bench,
     "bench-floor": cmd_bench_floor,
+    "bench-direct": cmd_bench_direct,
     "contract": cmd_contract,
     "simulate": cmd_simulate,
     "score": cmd_score,
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     for noisy in ("aiokafka", "faust", "mode"):
-        if args.command not in ("worker", "bench-floor"):
+        if args.command not in ("worker", "bench-floor", "bench-direct"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](settings, args)
