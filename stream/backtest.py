@@ -9,7 +9,6 @@ Input lines: {"topic": "<input topic>", "value": {event}}. Output lines:
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,10 +21,9 @@ import orjson
 from detectors.events import Topic
 from detectors.rulebook import Rulebook
 from stream.codec import DeadLetter, SourceRecord
-from stream.pipeline import BatchResult, OutputRecord, Pipeline, Prepared
+from stream.pipeline import BatchResult, OutputRecord, OverlappedBatches, Pipeline
 from stream.rules_loading import open_store
 from stream.settings import Settings
-from stream.store.base import EventObservations
 
 BACKTEST_SOURCE = "backtest-input"
 
@@ -97,10 +95,14 @@ async def run_backtest(
     pipeline = Pipeline(settings, store, rulebook)
     summary = BacktestSummary(rules={r.rule_id: RuleSummary() for r in rulebook.rules})
     started = time.perf_counter()
-    flusher: _Flusher | None = None
+    flusher: OverlappedBatches | None = None
     try:
         with out.open("wb") as sink:
-            flusher = _Flusher(pipeline, sink, summary)
+
+            async def written(result: BatchResult, records: int) -> None:
+                _record(pipeline, result, sink, summary)
+
+            flusher = OverlappedBatches(pipeline, written)
             batch: list[tuple[Topic, SourceRecord]] = []
             for topic, record in _records(events, settings):
                 summary.events += 1
@@ -126,68 +128,6 @@ async def run_backtest(
         await store.drop_namespace()
         await store.close()
     return summary
-
-
-class _Flusher:
-    """Keeps the store busy. Batch k+1 is prepared (decoded, planned, encoded)
-    while the store applies batch k; it goes to the store as soon as k's
-    reply is in, and k is judged, settled and written while the store
-    applies k+1. Store calls keep file order: the aggregates of k+1 are sent
-    only after those of k came back, and k+1 claims incidents only after k
-    did (the two scripts touch disjoint keys, so k's claims queued behind
-    k+1's aggregates change nothing). Outputs are written in batch order."""
-
-    def __init__(self, pipeline: Pipeline, sink: IO[bytes], summary: BacktestSummary) -> None:
-        self._pipeline = pipeline
-        self._sink = sink
-        self._summary = summary
-        self._applying: tuple[Prepared, int, asyncio.Task[list[EventObservations]]] | None = None
-        self._concluding: asyncio.Task[None] | None = None
-
-    async def submit(self, batch: list[tuple[Topic, SourceRecord]]) -> None:
-        now_ms = int(time.time() * 1000)
-        prepared = self._pipeline.prepare(batch, now_ms)
-        applied = await self._applied()
-        task = asyncio.create_task(self._pipeline.observe(prepared))
-        self._applying = (prepared, now_ms, task)
-        if applied is not None:
-            # Created after the store call, so it runs (judging) after the send.
-            previous = self._concluding
-            self._concluding = asyncio.create_task(self._conclude(previous, *applied))
-        await asyncio.sleep(0)  # let both start before the caller prepares the next batch
-
-    async def _applied(self) -> tuple[Prepared, int, list[EventObservations]] | None:
-        if self._applying is None:
-            return None
-        prepared, now_ms, task = self._applying
-        self._applying = None
-        return prepared, now_ms, await task
-
-    async def _conclude(
-        self,
-        previous: asyncio.Task[None] | None,
-        prepared: Prepared,
-        now_ms: int,
-        observations: list[EventObservations],
-    ) -> None:
-        if previous is not None:
-            await previous
-        result = await self._pipeline.conclude(prepared, observations, now_ms)
-        _record(self._pipeline, result, self._sink, self._summary)
-
-    async def drain(self) -> None:
-        applied = await self._applied()
-        if applied is not None:
-            self._concluding = asyncio.create_task(self._conclude(self._concluding, *applied))
-        if self._concluding is not None:
-            task, self._concluding = self._concluding, None
-            await task
-
-    def cancel(self) -> None:
-        """After a failure: stop whatever is still in flight."""
-        for task in (self._applying[2] if self._applying else None, self._concluding):
-            if task is not None:
-                task.cancel()
 
 
 def _record(
