@@ -20,7 +20,7 @@ from typing import Any
 import faust
 import orjson
 
-from stream.app import faust_app
+from stream.app import faust_app, faust_worker
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings
 
@@ -82,8 +82,6 @@ def floor_app(settings: Settings, target: int) -> faust.App:
 
 
 def run(settings: Settings, target: int) -> None:
-    from stream.cli import faust_worker
-
     app = floor_app(settings, target)
     tune_for_streaming()  # as the worker does: the floor is faust in the worker's runtime
-    faust_worker(faust.Worker, app, settings.log_level).execute_from_commandline()
+    faust_worker(app, settings.log_level).execute_from_commandline()

@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from detectors.errors import ConfigError, FraudstreamError, InputFileError, ServiceError
 from stream import devservices
@@ -34,26 +33,13 @@ def _redis_port(settings: Settings) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    import faust
-
-    from stream.app import Worker
+    from stream.app import Worker, faust_worker
 
     log.info("starting worker with %r", settings)
     worker = Worker(settings)
     tune_for_streaming()
-    faust_worker(faust.Worker, worker.app, settings.log_level).execute_from_commandline()
+    faust_worker(worker.app, settings.log_level).execute_from_commandline()
     return 0
-
-
-def faust_worker(worker_class: Any, app: Any, log_level: str) -> Any:
-    """faust's worker, without its terminal spinner. At WARNING and above the
-    spinner sets the root logger to DEBUG (it spins on every record), so every
-    debug call in aiokafka and faust builds a LogRecord nobody prints (3.5 %
-    of a worker's profile samples in `bench --quick`; they are per request
-    and per fetch, so loaded runs showed no difference beyond the noise)."""
-    fw = worker_class(app, loglevel=log_level.lower())
-    fw.spinner = None
-    return fw
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:

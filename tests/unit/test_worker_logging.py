@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import faust
 import pytest
 
-from stream.cli import faust_worker
+from stream.app import faust_worker
 
 # A library logger with no level of its own (as aiokafka's are in a worker).
 PROBE = "tests.worker_logging.library"
@@ -33,7 +33,7 @@ def test_debug_calls_are_disabled_at_the_configured_level(
         web_enabled=False,
         worker_redirect_stdouts=False,
     )
-    worker = faust_worker(faust.Worker, app, level)
+    worker = faust_worker(app, level)
     worker._setup_logging()
     assert logging.getLogger().getEffectiveLevel() == logging.getLevelName(level)
     assert not logging.getLogger(PROBE).isEnabledFor(logging.DEBUG)
