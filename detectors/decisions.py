@@ -7,8 +7,9 @@ ids and consumers can de-duplicate on them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,24 @@ class AlertCandidate:
     incident_start_ms: int
     incident_end_ms: int
     cooldown_ms: int
+
+
+def degrade(candidate: AlertCandidate, stalled_topics: Iterable[str]) -> AlertCandidate:
+    """The same decision, marked as made on possibly incomplete facts: an input
+    topic that feeds what the rule reads was stalled behind the event. Such a
+    decision may still alert, for a human to judge, but never freezes:
+    freezing an honest merchant on half the evidence is the worse error."""
+    names = ", ".join(sorted(stalled_topics))
+    evidence = {
+        **candidate.alert.evidence,
+        "degraded": True,
+        "degraded_reason": (
+            f"judged while {names} had not been read up to the event's time "
+            "(a stalled partition); counts from it may be missing, so no freeze"
+        ),
+    }
+    alert = dataclasses.replace(candidate.alert, evidence=evidence)
+    return dataclasses.replace(candidate, alert=alert)
 
 
 @dataclass(frozen=True, slots=True)

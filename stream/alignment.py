@@ -2,27 +2,33 @@
 
 Each input topic has its own agent, and Kafka orders records only within a
 partition. In real time the topics move together, but with a backlog (a
-worker restarting after an outage, a replay, a burst) the agent of a small
-topic (payouts) runs days of event time ahead of a big one (orders). Rules
-that read one topic's aggregate when another topic's event arrives then
-judge on half the facts: a payout checked against earnings whose orders are
-not counted yet looks like a payout beyond earnings, and a legitimate
-merchant gets its funds frozen. (Measured: 55 false fund freezes on 14k
-simulated events sent to a worker as one backlog, before this module.)
+worker restarting after an outage, a deploy with lag, a new consumer
+group) the agent of a small topic (payouts) runs days of event time ahead of
+a big one (orders). Rules that read one topic's aggregate when another
+topic's event arrives then judge on half the facts: a payout checked
+against earnings whose orders are not counted yet looks like a payout
+beyond earnings, and a legitimate merchant gets its funds frozen.
 
-The same holds across partitions: users and devices are spread over every
-merchant partition, and in a backlog one partition can run ahead of another.
-So agents hand their records to one shared merger instead of applying them;
-it releases the records of every topic and partition this worker owns
+So agents hand their records to one shared merger instead of applying them.
+It releases the records of every topic and partition this worker owns
 merged by event time, and holds a record while some owned partition that
 still has undelivered records in Kafka lags behind it by more than the
 slack: Kafka Streams' "lowest timestamp first", across all of the worker's
-inputs. Agents never block on each other (faust delivers every topic
-through one dispatcher, so a blocked agent would stall the others); held
-records stay unacknowledged, so a crash redelivers them. A record is never
-held longer than `max_hold_s`, so a stuck partition cannot stall the others
-(counted in a metric). In steady state nothing lags and records pass
-straight through. Partitions owned by other worker processes are not
+inputs. The hold has no wall-clock limit: a record waits as long as the
+partitions it must wait for make progress, however long a backlog takes.
+
+Memory stays bounded by backpressure, not by giving up: past `max_held`
+records the partitions that are ahead (those with records held) are paused
+in the consumer, so only the lagging ones are fetched, and resumed once
+they have drained. Agents never block on each other (faust delivers every
+topic through one dispatcher, so a blocked agent would stall the lagging
+topic too); held records stay unacknowledged, so a crash redelivers them.
+
+Only a partition that makes no progress at all for `stall_s` (a stuck
+broker, a batch the worker cannot decode) stops bounding the merge. The
+records released past it are marked `incomplete` with its topic: decisions
+reading aggregates that topic feeds are degraded (they may alert, marked,
+but never freeze). Partitions owned by other worker processes are not
 merged with these: across workers, only real-time flow keeps them together.
 """
 
@@ -32,7 +38,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.events import Topic
@@ -42,6 +48,7 @@ Part = tuple[str, int]  # (Kafka topic name, partition)
 # The owned (topic, partition)s with records in Kafka not yet handed to the merger.
 LaggingProbe = Callable[[], Iterable[Part]]
 UNKNOWN = -(2**62)  # a co-partition with a backlog that has delivered nothing yet
+UNBOUNDED = 2**62
 
 
 @dataclass(slots=True)
@@ -52,6 +59,17 @@ class Held:
     decoded: Decoded | DeadLetter  # decoded once, here; the pipeline reuses it
     event: Any  # the faust event: acked once applied
     since: float  # monotonic time the merger received it
+    # Input topics (Kafka names) with a stalled partition still behind this
+    # record when it was released: what it is judged on may be incomplete.
+    incomplete: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Partitions to pause and to resume in the consumer, now."""
+
+    pause: tuple[Part, ...] = ()
+    resume: tuple[Part, ...] = ()
 
 
 class EventTimeMerger:
@@ -61,87 +79,122 @@ class EventTimeMerger:
         self,
         topics: Iterable[str],
         slack_ms: int,
-        max_hold_s: float,
+        stall_s: float,
+        max_held: int,
         lagging: LaggingProbe = lambda: (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._topics = list(topics)
         self._slack_ms = slack_ms
-        self._max_hold_s = max_hold_s
+        self._stall_s = stall_s
+        self._max_held = max_held
         self._lagging = lagging
         self._clock = clock
         self._queues: dict[Part, deque[Held]] = {}
         self._delivered: dict[Part, int] = {}  # last offset handed to the merger
         self._released: dict[Part, int] = {}  # latest event time released
-        self.forced = 0  # records released by the hold cap, not by alignment
-
-    @property
-    def enabled(self) -> bool:
-        return self._max_hold_s > 0
+        self._progress: dict[Part, float] = {}  # when a lagging partition last moved
+        self._paused: set[Part] = set()
+        self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
+        self.degraded = 0  # records released past a stalled partition
+        self.pauses = 0  # partitions paused by backpressure, cumulative
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def paused(self) -> frozenset[Part]:
+        return frozenset(self._paused)
+
+    def oldest_since(self) -> float | None:
+        """When the longest-held record arrived (None: nothing held)."""
+        return min((q[0].since for q in self._queues.values() if q), default=None)
+
     def add(self, items: Iterable[Held]) -> None:
+        now = self._clock()
         for h in items:
             part = (h.record.topic, h.record.partition)
             self._queues.setdefault(part, deque()).append(h)
             self._delivered[part] = h.record.offset
+            self._progress[part] = now
 
     def take_ready(self, limit: int) -> list[Held]:
         """Up to `limit` records that may be applied now, in event-time order
         across every partition of every topic (within a (topic, partition)
         always in offset order)."""
-        lagging = set(self._lagging())
-        now = self._clock()
+        lagging, now = set(self._lagging()), self._clock()
+        bound, stalled = self._bounds(lagging, now)
         heads = [(q[0].at_ms, part) for part, q in self._queues.items() if q]
         heapq.heapify(heads)
         out: list[Held] = []
         while heads and len(out) < limit:
             at_ms, part = heads[0]
+            if at_ms > bound + self._slack_ms:
+                break  # the earliest record waits, so does everything after it
             queue = self._queues[part]
-            if at_ms > self._bound(lagging) + self._slack_ms:
-                if now - queue[0].since < self._max_hold_s:
-                    break  # the earliest record waits, so does everything after it
-                self.forced += 1
-            out.append(queue.popleft())
+            held = queue.popleft()
+            behind = frozenset(p[0] for p, t in stalled.items() if at_ms > t + self._slack_ms)
+            if behind:
+                held.incomplete = behind
+                self.degraded += 1
+            out.append(held)
             self._released[part] = max(self._released.get(part, UNKNOWN), at_ms)
             if queue:
                 heapq.heapreplace(heads, (queue[0].at_ms, part))
             else:
                 heapq.heappop(heads)
                 del self._queues[part]
+                if part in lagging:  # drained with more in Kafka: it bounds from now on
+                    bound, stalled = self._bounds(lagging, now)
+        self.stalled = frozenset(stalled)
         return out
 
-    def take_oldest(self, limit: int) -> list[Held]:
-        """The `limit` earliest held records, ready or not (counted as forced):
-        memory stays bounded when a partition lags for long, and the agent
-        never blocks, which in faust would stall the lagging topic too."""
-        out: list[Held] = []
-        while len(out) < limit and self._queues:
-            part = min(self._queues, key=lambda p: self._queues[p][0].at_ms)
-            queue = self._queues[part]
-            held = queue.popleft()
-            out.append(held)
-            self.forced += 1
-            self._released[part] = max(self._released.get(part, UNKNOWN), held.at_ms)
-            if not queue:
-                del self._queues[part]
-        return out
+    def _bounds(self, lagging: set[Part], now: float) -> tuple[int, dict[Part, int]]:
+        """How far event time may go, and the stalled partitions (with how far
+        each got). A bound is a (topic, partition) that has nothing queued but
+        still has records in Kafka (a queued one takes part in the merge
+        through its head instead); one that has not moved for `stall_s`
+        stops bounding, so a stuck partition cannot stop the others."""
+        bound = UNBOUNDED
+        stalled: dict[Part, int] = {}
+        for part in lagging:
+            if self._queues.get(part):
+                continue
+            if part in self._paused:
+                self._progress[part] = now  # not fetched on purpose: not a stall
+            since = self._progress.setdefault(part, now)
+            released = self._released.get(part, UNKNOWN)
+            if now - since >= self._stall_s:
+                stalled[part] = released
+            else:
+                bound = min(bound, released)
+        for part in list(self._progress):
+            if part not in lagging and not self._queues.get(part):
+                del self._progress[part]  # caught up: its next stall clock starts afresh
+        return bound, stalled
 
-    def _bound(self, lagging: set[Part]) -> int:
-        """How far event time may go: the earliest (topic, partition) that has
-        nothing queued but still has records in Kafka (a queued one takes part
-        in the merge through its head instead)."""
-        behind = [self._released.get(p, UNKNOWN) for p in lagging if not self._queues.get(p)]
-        return min(behind) if behind else 2**62
+    def flow(self) -> Flow:
+        """Backpressure: past `max_held`, pause every partition that has
+        records held (it is ahead; the partitions the merge waits for have
+        none, so they keep being fetched). A paused partition resumes once
+        its records are gone or the total is back under half the limit.
+        Every paused partition is named each time: the consumer's own flow
+        control may have resumed one meanwhile."""
+        held = len(self)
+        if held > self._max_held:
+            ahead = {p for p, q in self._queues.items() if q}
+            self.pauses += len(ahead - self._paused)
+            self._paused |= ahead
+        resume = [p for p in self._paused if not self._queues.get(p) or held <= self._max_held // 2]
+        now = self._clock()
+        for part in resume:
+            self._paused.discard(part)
+            self._progress[part] = now  # paused on purpose: not a stall
+        return Flow(tuple(sorted(self._paused)), tuple(sorted(resume)))
 
     def delivered(self, part: Part) -> int | None:
         """The last offset of `part` handed to the merger (None: nothing yet)."""
         return self._delivered.get(part)
-
-    def released(self, topic: str, partition: int) -> int:
-        return self._released.get((topic, partition), UNKNOWN)
 
     def drop(self, parts: Iterable[Part]) -> list[Held]:
         """Forget partitions this worker no longer owns (their new owner starts
@@ -151,6 +204,8 @@ class EventTimeMerger:
             dropped += self._queues.pop(part, deque())
             self._delivered.pop(part, None)
             self._released.pop(part, None)
+            self._progress.pop(part, None)
+            self._paused.discard(part)
         return dropped
 
     def drain(self) -> list[Held]:

@@ -13,14 +13,16 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
-from stream.alignment import EventTimeMerger, Held
+from stream.alignment import EventTimeMerger, Held, Part
 from stream.codec import Decoded, SourceRecord, decode
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
@@ -31,7 +33,6 @@ from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
 EPOCH_INTERVAL_S = 5.0
-HOLD_BATCHES = 50  # an agent stops taking records while this many batches are held
 MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch arrives
 
 
@@ -117,9 +118,11 @@ class Worker:
         self.merger = EventTimeMerger(
             settings.topics.inputs().values(),
             slack_ms=int(settings.align_slack_s * 1000),
-            max_hold_s=settings.align_max_hold_s,
+            stall_s=settings.align_stall_s,
+            max_held=settings.align_max_held,
             lagging=self._lagging,
         )
+        self._topic_of = {name: topic for topic, name in settings.topics.inputs().items()}
         self._merge_lock = asyncio.Lock()
         # Consumer positions of partitions nothing was applied from yet (lag timer).
         self._positions: dict[tuple[str, int], int] = {}
@@ -136,7 +139,7 @@ class Worker:
         self.app.task(self._start_store)
         self.app.timer(LAG_INTERVAL_S)(self._update_lag)
         self.app.timer(EPOCH_INTERVAL_S)(self._check_store_epoch)
-        if self.merger.enabled:
+        if settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
             self.app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -233,7 +236,7 @@ class Worker:
         with contextlib.suppress(BatchAbandoned):
             await self._release_held()
 
-    async def _release_held(self, overflow: int = 0) -> None:
+    async def _release_held(self) -> None:
         """Apply whatever the merger lets through: event-time order across topics."""
         async with self._merge_lock:
             if getattr(self.app, "rebalancing", False):
@@ -244,28 +247,53 @@ class Worker:
                 left = self.merger.drain()
                 _abandon(h.event.message for h in left)
                 return
-            while True:
-                forced = self.merger.forced
-                if overflow > 0:
-                    ready = self.merger.take_oldest(min(overflow, self.settings.batch_max))
-                    overflow -= len(ready)
-                else:
-                    ready = self.merger.take_ready(self.settings.batch_max)
-                if not ready:
-                    return
-                if self.merger.forced > forced:
-                    self.metrics.alignment_forced.labels(ready[0].record.topic).inc(
-                        self.merger.forced - forced
-                    )
-                try:
-                    await self.runner.handle_mixed(
-                        [(h.topic, h.record) for h in ready], [h.decoded for h in ready]
-                    )
-                except (asyncio.CancelledError, BatchAbandoned):
-                    _abandon(h.event.message for h in ready)  # redelivered, never committed
-                    raise
-                for h in ready:
-                    h.event.ack()
+            try:
+                while ready := self.merger.take_ready(self.settings.batch_max):
+                    await self._apply_released(ready)
+            finally:
+                self._apply_flow()
+
+    async def _apply_released(self, ready: list[Held]) -> None:
+        incomplete = [frozenset(self._topic_of[n] for n in h.incomplete) for h in ready]
+        for h in ready:
+            if h.incomplete:
+                self.metrics.degraded_records.labels(h.record.topic).inc()
+        try:
+            await self.runner.handle_mixed(
+                [(h.topic, h.record) for h in ready],
+                [h.decoded for h in ready],
+                incomplete if any(incomplete) else None,
+            )
+        except (asyncio.CancelledError, BatchAbandoned):
+            _abandon(h.event.message for h in ready)  # redelivered, never committed
+            raise
+        for h in ready:
+            h.event.ack()
+
+    def _apply_flow(self) -> None:
+        """Pause the partitions that are ahead while too much is held, resume
+        them once drained (stream.alignment: backpressure instead of giving
+        up on the order); export the merge's state."""
+        pauses = self.merger.pauses
+        flow = self.merger.flow()
+        self.metrics.pauses.inc(self.merger.pauses - pauses)
+        consumer = self.app.consumer
+        if consumer is not None:
+            # faust's own buffer-pressure hooks: the partition is no longer
+            # fetched, yet records already fetched for it are still delivered
+            # (`pause_partitions` would drop those mid-batch and faust would
+            # then commit past them as a gap).
+            for tp in _tps(flow.pause):
+                consumer.on_buffer_full(tp)
+            for tp in _tps(flow.resume):
+                consumer.on_buffer_drop(tp)
+        oldest = self.merger.oldest_since()
+        self.metrics.held_records.set(len(self.merger))
+        self.metrics.hold_age.set(0.0 if oldest is None else time.monotonic() - oldest)
+        self.metrics.paused_partitions.set(len(self.merger.paused))
+        stalled = Counter(name for name, _ in self.merger.stalled)
+        for name in self._topic_of:
+            self.metrics.stalled_partitions.labels(name).set(stalled.get(name, 0))
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
         """Held records of revoked partitions go back to Kafka, unacked: their
@@ -293,7 +321,7 @@ class Worker:
         settings = self.settings
 
         async def consume(stream: Any) -> None:
-            if self.merger.enabled:
+            if settings.align_enabled:
                 await self._consume_merged(topic, stream)
                 return
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
@@ -322,7 +350,6 @@ class Worker:
         record is committed only after its own ack: held ones are redelivered
         after a crash."""
         settings = self.settings
-        limit = settings.batch_max * HOLD_BATCHES
         try:
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 await self._store_started.wait()
@@ -339,11 +366,6 @@ class Worker:
                     held.append(Held(at, topic, record, item, ev, now))
                 self.merger.add(held)
                 await self._release_held()
-                # Bounded memory without blocking (a blocked agent stalls faust's
-                # delivery to every agent, the lagging one included): past the
-                # limit the earliest held records go now, counted as forced.
-                if len(self.merger) > limit:
-                    await self._release_held(overflow=len(self.merger) - limit)
         except (asyncio.CancelledError, BatchAbandoned) as exc:
             left = self.merger.drain()
             _abandon(h.event.message for h in left)
@@ -389,6 +411,10 @@ def _record(message: Any) -> SourceRecord:
         value=message.value,
         timestamp_ms=int((message.timestamp or 0) * 1000),
     )
+
+
+def _tps(parts: Iterable[Part]) -> list[TP]:
+    return [TP(topic, partition) for topic, partition in parts]
 
 
 def _abandon(messages: Any) -> None:

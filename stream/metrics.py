@@ -46,11 +46,43 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.alignment_forced = Counter(
-            "fraud_alignment_forced_total",
-            "Records applied before the other input topics caught up in event time "
-            "(held FRAUD_ALIGN_MAX_HOLD_S, or released for a rebalance)",
+        self.held_records = Gauge(
+            "fraud_alignment_held_records",
+            "Records held until the input partitions they wait for catch up in event time",
+            registry=r,
+        )
+        self.hold_age = Gauge(
+            "fraud_alignment_hold_age_seconds",
+            "How long the longest-held record has waited (0 when nothing is held)",
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "fraud_alignment_paused_partitions",
+            "Input partitions paused because too many of their records are held",
+            registry=r,
+        )
+        self.pauses = Counter(
+            "fraud_alignment_pauses_total",
+            "Times an input partition was paused because FRAUD_ALIGN_MAX_HELD records were held",
+            registry=r,
+        )
+        self.stalled_partitions = Gauge(
+            "fraud_alignment_stalled_partitions",
+            "Input partitions behind with records in Kafka but no progress for "
+            "FRAUD_ALIGN_STALL_S (they no longer hold the others back)",
             ["topic"],
+            registry=r,
+        )
+        self.degraded_records = Counter(
+            "fraud_alignment_degraded_records_total",
+            "Records applied past a stalled partition (their decisions may be degraded)",
+            ["topic"],
+            registry=r,
+        )
+        self.decisions_degraded = Counter(
+            "fraud_decisions_degraded_total",
+            "Decisions made while an input they read was stalled: alert only, never a freeze",
+            ["rule"],
             registry=r,
         )
         self.freezes = Counter(

@@ -27,6 +27,7 @@ from detectors.decisions import (
     AlertCandidate,
     Freeze,
     combine_freezes,
+    degrade,
     freeze_for,
     incident_base,
     incident_epoch,
@@ -70,6 +71,12 @@ class BatchResult:
     rule_failures: dict[str, int] = field(default_factory=dict)
     late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
     late_by_topic: dict[str, int] = field(default_factory=dict)
+    degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
+
+
+# Per record: the input topics not read up to its event time when it was
+# released (a stalled partition); empty in the normal case.
+Incomplete = Sequence[frozenset[Topic]]
 
 
 @dataclass(slots=True)
@@ -77,6 +84,7 @@ class Prepared:
     result: BatchResult
     planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
     encoded: EncodedEvents
+    incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
 
 
 @dataclass(slots=True)
@@ -84,6 +92,7 @@ class _Pending:
     decoded: Decoded
     rule: Rule
     candidate: AlertCandidate
+    degraded: bool = False
 
 
 class Pipeline:
@@ -94,6 +103,11 @@ class Pipeline:
         self.rulebook = rulebook
         self._plan = engine.Plan(rulebook)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
+        # The topics whose events feed what each rule reads.
+        self._reads: dict[str, frozenset[Topic]] = {
+            r.rule_id: frozenset(t for spec in r.aggregates() for t in spec.topics)
+            for r in rulebook.rules
+        }
 
     async def process(
         self, topic: Topic, records: Sequence[SourceRecord], now_ms: int
@@ -106,18 +120,21 @@ class Pipeline:
         items: Sequence[tuple[Topic, SourceRecord]],
         now_ms: int,
         decoded: Sequence[Decoded | DeadLetter] | None = None,
+        incomplete: Incomplete | None = None,
     ) -> BatchResult:
         """A batch whose records may come from several input topics, in order
         (the backtest's case: a file interleaves topics line by line).
         `decoded`: the records already run through codec.decode, one per item
-        (the live worker decodes once, to merge topics by event time)."""
-        return await self.execute(self.prepare(items, now_ms, decoded), now_ms)
+        (the live worker decodes once, to merge topics by event time);
+        `incomplete`: per item, the stalled topics it is judged without."""
+        return await self.execute(self.prepare(items, now_ms, decoded, incomplete), now_ms)
 
     def prepare(
         self,
         items: Sequence[tuple[Topic, SourceRecord]],
         now_ms: int,
         decoded: Sequence[Decoded | DeadLetter] | None = None,
+        incomplete: Incomplete | None = None,
     ) -> Prepared:
         """The CPU-only half (decode, validate, plan, encode the store's calls):
         no I/O, so a caller may prepare the next batch while the store works
@@ -125,15 +142,21 @@ class Pipeline:
         result = BatchResult()
         valid = self._decode(items, now_ms, result, decoded)
         result.valid = len(valid)
-        for _, d in valid:
+        for _, _, d in valid:
             name = d.record.topic
             result.valid_by_topic[name] = result.valid_by_topic.get(name, 0) + 1
         plan = self._plan.requests
-        planned = [(t, d, reqs) for t, d in valid if (reqs := plan(t, d.event))]
+        indexed = [(i, t, d, reqs) for i, t, d in valid if (reqs := plan(t, d.event))]
+        planned = [(t, d, reqs) for _, t, d, reqs in indexed]
         encoded = self._store.encode(
             [EventRequests(d.event.event_id, d.event.occurred_at_ms, r) for _, d, r in planned]
         )
-        return Prepared(result, planned, encoded)
+        stalled = (
+            {j: incomplete[i] for j, (i, *_) in enumerate(indexed) if incomplete[i]}
+            if incomplete
+            else {}
+        )
+        return Prepared(result, planned, encoded, stalled)
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
@@ -148,7 +171,7 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         pending: list[_Pending] = []
-        for (topic, d, reqs), obs in zip(planned, observations, strict=True):
+        for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
             result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
@@ -161,7 +184,7 @@ class Pipeline:
                 result.late_values += late
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
-            pending += self._judge(topic, d, observed, now_ms, result)
+            pending += self._judge(topic, d, observed, now_ms, result, prepared.incomplete.get(j))
         await self._settle(pending, result)
         return result
 
@@ -171,7 +194,7 @@ class Pipeline:
         now_ms: int,
         result: BatchResult,
         decoded: Sequence[Decoded | DeadLetter] | None,
-    ) -> list[tuple[Topic, Decoded]]:
+    ) -> list[tuple[int, Topic, Decoded]]:
         skew_ms = self._settings.max_future_skew_s * 1000
         out = []
         for i, (topic, record) in enumerate(items):
@@ -194,7 +217,7 @@ class Pipeline:
                     OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
                 )
             else:
-                out.append((topic, item))
+                out.append((i, topic, item))
         return out
 
     def _judge(
@@ -204,8 +227,10 @@ class Pipeline:
         observed: dict[str, engine.Observation],
         now_ms: int,
         result: BatchResult,
+        stalled: frozenset[Topic] | None,
     ) -> list[_Pending]:
-        """A failing rule is recorded (metric, log), never allowed to stop the batch."""
+        """A failing rule is recorded (metric, log), never allowed to stop the batch.
+        A rule reading a `stalled` topic decides in degraded form (no freeze)."""
         out = []
         for rule in self._plan.judges[topic]:
             try:
@@ -214,8 +239,12 @@ class Pipeline:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
                 result.rule_failures[rule.rule_id] = result.rule_failures.get(rule.rule_id, 0) + 1
                 continue
-            if candidate is not None:
-                out.append(_Pending(d, rule, candidate))
+            if candidate is None:
+                continue
+            missing = stalled & self._reads[rule.rule_id] if stalled else None
+            if missing:
+                candidate = degrade(candidate, (t.value for t in missing))
+            out.append(_Pending(d, rule, candidate, bool(missing)))
         return out
 
     async def _settle(self, pending: list[_Pending], result: BatchResult) -> None:
@@ -229,11 +258,15 @@ class Pipeline:
                 result.alerts_new.append(p.rule)
             else:
                 result.alerts_reemitted.append(p.rule)
+            if p.degraded:
+                result.degraded.append(p.rule)
             payload = outcome.payload or claim.payload
             alert = dataclasses.replace(p.candidate.alert, alert_id=outcome.alert_id)
             result.outputs.append(
                 OutputRecord(self._settings.topics.alerts, alert.entity_id.encode(), payload)
             )
+            if p.degraded:
+                continue  # may alert on incomplete facts, never freeze on them
             freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
             if freeze is not None:
                 freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)

@@ -21,7 +21,7 @@ from detectors.errors import StoreUnavailable
 from detectors.events import Topic
 from stream.codec import DeadLetter, Decoded, SourceRecord
 from stream.metrics import Metrics
-from stream.pipeline import BatchResult, OutputRecord, Pipeline
+from stream.pipeline import BatchResult, Incomplete, OutputRecord, Pipeline
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,11 @@ class BatchRunner:
         self,
         items: Sequence[tuple[Topic, SourceRecord]],
         decoded: Sequence[Decoded | DeadLetter] | None = None,
+        incomplete: Incomplete | None = None,
     ) -> None:
         """The same for a batch that may mix input topics (in the order given);
-        `decoded`, when the caller already decoded them, one per item."""
+        `decoded`, when the caller already decoded them, one per item;
+        `incomplete`, per item, the stalled topics it is judged without."""
         if not items:
             return
         started = time.perf_counter()
@@ -78,7 +80,9 @@ class BatchRunner:
         backoff = 0.1
         while True:
             try:
-                result = await self._pipeline.process_mixed(items, self._now_ms(), decoded)
+                result = await self._pipeline.process_mixed(
+                    items, self._now_ms(), decoded, incomplete
+                )
                 await self._publish_until_done(name, result.outputs)
                 break
             except StoreUnavailable as exc:
@@ -90,7 +94,7 @@ class BatchRunner:
                 log.exception("batch of %d from %s failed (attempt %d)", len(items), name, failures)
                 self._metrics.batch_retries.labels(name, "error").inc()
                 if failures >= NON_TRANSIENT_ATTEMPTS:
-                    result = await self._one_by_one(items)
+                    result = await self._one_by_one(items, incomplete)
                     break
             await self._pause(backoff)
             backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
@@ -145,14 +149,19 @@ class BatchRunner:
         self.store_healthy = True
         self._metrics.store_up.set(1)
 
-    async def _one_by_one(self, items: Sequence[tuple[Topic, SourceRecord]]) -> BatchResult:
+    async def _one_by_one(
+        self, items: Sequence[tuple[Topic, SourceRecord]], incomplete: Incomplete | None
+    ) -> BatchResult:
         """Isolate the records that fail on their own; dead-letter just those."""
         merged = BatchResult()
-        for topic, record in items:
+        for i, (topic, record) in enumerate(items):
+            stalled = [incomplete[i]] if incomplete else None
             backoff = 0.1
             while True:
                 try:
-                    result = await self._pipeline.process_mixed([(topic, record)], self._now_ms())
+                    result = await self._pipeline.process_mixed(
+                        [(topic, record)], self._now_ms(), None, stalled
+                    )
                     await self._publish_until_done(record.topic, result.outputs)
                     break
                 except BatchAbandoned:
@@ -202,6 +211,8 @@ class BatchRunner:
                 m.funds_held.labels(freeze.currency).inc(freeze.amount_minor)
         for rule_id, n in result.rule_failures.items():
             m.rule_failures.labels(rule_id).inc(n)
+        for rule in result.degraded:
+            m.decisions_degraded.labels(rule.rule_id).inc()
         for name, n in result.late_by_topic.items():
             m.late_values.labels(name).inc(n)
 
@@ -222,3 +233,4 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
     into.late_values += result.late_values
     for name, n in result.late_by_topic.items():
         into.late_by_topic[name] = into.late_by_topic.get(name, 0) + n
+    into.degraded += result.degraded

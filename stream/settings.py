@@ -100,10 +100,12 @@ class Settings:
     retry_max_backoff_s: float = 10.0
     rules_file: Path | None = None  # None: the rule set shipped with fraudstream
     max_future_skew_s: int = 600
-    # Event-time alignment of the input topics during a backlog (stream.alignment);
-    # 0 turns it off.
-    align_max_hold_s: float = 30.0
+    # Event-time alignment of the input topics during a backlog (stream.alignment).
+    # Off only for single-topic rule sets: cross-topic rules need it.
+    align_enabled: bool = True
     align_slack_s: float = 60.0
+    align_stall_s: float = 60.0  # a partition that does not move this long stops the merge
+    align_max_held: int = 10_000  # records held before the partitions ahead are paused
     redis_cluster: bool = False
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
@@ -252,8 +254,10 @@ def from_env(env: Mapping[str, str]) -> Settings:
         retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
         rules_file=_parse(env, "RULES_FILE", Path, d.rules_file),
         max_future_skew_s=_parse(env, "MAX_FUTURE_SKEW_S", int, d.max_future_skew_s),
-        align_max_hold_s=_parse(env, "ALIGN_MAX_HOLD_S", _non_negative_float, d.align_max_hold_s),
+        align_enabled=_parse(env, "ALIGN_ENABLED", _boolean, d.align_enabled),
         align_slack_s=_parse(env, "ALIGN_SLACK_S", _non_negative_float, d.align_slack_s),
+        align_stall_s=_parse(env, "ALIGN_STALL_S", pos_float, d.align_stall_s),
+        align_max_held=_parse(env, "ALIGN_MAX_HELD", pos_int, d.align_max_held),
         redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
@@ -290,8 +294,10 @@ ENV_NAMES: frozenset[str] = frozenset(
             "RETRY_MAX_BACKOFF_S",
             "RULES_FILE",
             "MAX_FUTURE_SKEW_S",
-            "ALIGN_MAX_HOLD_S",
+            "ALIGN_ENABLED",
             "ALIGN_SLACK_S",
+            "ALIGN_STALL_S",
+            "ALIGN_MAX_HELD",
             "REDIS_CLUSTER",
             "DEV_HOME",
             "DEV_PARTITIONS",

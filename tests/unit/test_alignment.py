@@ -7,6 +7,7 @@ from stream.alignment import EventTimeMerger, Held
 from stream.codec import DeadLetter, SourceRecord
 
 MIN = 60_000
+STALL_S = 60.0
 TOPICS = {"orders": Topic.ORDERS, "payouts": Topic.PAYOUTS, "refunds": Topic.REFUNDS}
 
 
@@ -24,7 +25,9 @@ def held(topic: str, partition: int, offset: int, at_min: int, since: float = 0.
     return Held(at_min * MIN, TOPICS[topic], record, unused, None, since)
 
 
-def merger(kafka_ends: dict[tuple[str, int], int], clock: Clock | None = None) -> EventTimeMerger:
+def merger(
+    kafka_ends: dict[tuple[str, int], int], clock: Clock | None = None, max_held: int = 1000
+) -> EventTimeMerger:
     """`kafka_ends`: (topic, partition) → offset of the last record in Kafka."""
 
     def lagging() -> list[tuple[str, int]]:
@@ -35,7 +38,7 @@ def merger(kafka_ends: dict[tuple[str, int], int], clock: Clock | None = None) -
                 out.append(part)
         return out
 
-    m = EventTimeMerger(TOPICS, MIN, 30.0, lagging, clock or Clock())
+    m = EventTimeMerger(TOPICS, MIN, STALL_S, max_held, lagging, clock or Clock())
     return m
 
 
@@ -93,44 +96,78 @@ def test_within_the_slack_records_go() -> None:
     assert len(m.take_ready(10)) == 2
 
 
-def test_a_record_is_held_at_most_max_hold() -> None:
+def test_a_record_waits_as_long_as_its_lagging_partition_makes_progress() -> None:
+    """No wall-clock limit: a backlog that takes long to read is still merged."""
+    clock = Clock()
+    m = merger({("orders", 0): 999}, clock)
+    m.add([held("payouts", 0, 0, 500)])
+    for i in range(10):  # orders keep coming, slowly, for ten stall periods
+        clock.now += STALL_S * 0.9
+        m.add([held("orders", 0, i, 100 + i)])
+        assert [t for t, _ in order_of(m.take_ready(10))] == ["orders"]
+    assert len(m) == 1 and m.degraded == 0
+
+
+def test_a_stalled_partition_stops_holding_and_marks_what_passes_it() -> None:
     clock = Clock()
     m = merger({("orders", 0): 99}, clock)
-    m.add([held("payouts", 0, 0, 500, since=0.0)])
-    clock.now = 29.0
-    assert m.take_ready(10) == []
-    clock.now = 31.0
-    assert order_of(m.take_ready(10)) == [("payouts", 500)] and m.forced == 1
-
-
-def test_records_of_one_partition_keep_their_offset_order() -> None:
-    """Event time may go backwards inside a partition; offsets still rule."""
-    m = merger({})
-    m.add([held("orders", 0, 0, 50), held("orders", 0, 1, 10), held("payouts", 0, 0, 20)])
+    m.add([held("orders", 0, 0, 100)])
+    assert len(m.take_ready(10)) == 1  # orders released up to minute 100
+    m.add([held("refunds", 0, 0, 101), held("payouts", 0, 0, 500)])
+    clock.now = STALL_S - 1
+    assert order_of(m.take_ready(10)) == [("refunds", 101)]  # within the slack
+    clock.now = STALL_S + 1  # orders has not moved for the stall time
     out = m.take_ready(10)
-    orders = [h.record.offset for h in out if h.record.topic == "orders"]
-    assert orders == [0, 1]
+    assert order_of(out) == [("payouts", 500)]
+    assert out[0].incomplete == frozenset({"orders"}) and m.degraded == 1
+    assert m.stalled == frozenset({("orders", 0)})
 
 
-def test_dropping_revoked_partitions_returns_what_was_held() -> None:
-    m = merger({("orders", 0): 99})
-    m.add([held("payouts", 0, 0, 500), held("payouts", 1, 0, 500)])
-    dropped = m.drop([("payouts", 0)])
-    assert [h.record.partition for h in dropped] == [0] and len(m) == 1
-    assert len(m.drain()) == 1 and len(m) == 0
+def test_records_within_the_slack_of_a_stalled_partition_are_complete() -> None:
+    clock = Clock()
+    m = merger({("orders", 0): 99}, clock)
+    m.add([held("orders", 0, 0, 100)])
+    m.take_ready(10)
+    clock.now = STALL_S + 1
+    m.add([held("refunds", 0, 0, 101), held("refunds", 0, 1, 102)])
+    first, second = m.take_ready(10)
+    assert first.incomplete == frozenset() and second.incomplete == frozenset({"orders"})
 
 
-def test_limit_bounds_a_slice() -> None:
-    m = merger({})
-    m.add([held("orders", 0, i, i) for i in range(10)])
-    assert len(m.take_ready(4)) == 4 and len(m) == 6
-
-
-def test_overflow_releases_the_earliest_held_records_first() -> None:
-    m = merger({("orders", 0): 99})  # orders lags: everything else waits
+def test_past_the_limit_the_partitions_ahead_are_paused_and_resumed_when_drained() -> None:
+    ends = {("orders", 0): 99}
+    m = merger(ends, max_held=3)
     m.add([held("payouts", 0, i, 500 + i) for i in range(3)])
     m.add([held("refunds", 1, 0, 400)])
     assert m.take_ready(10) == []
-    out = m.take_oldest(2)
-    assert order_of(out) == [("refunds", 400), ("payouts", 500)] and m.forced == 2
-    assert len(m) == 2
+    flow = m.flow()
+    assert sorted(flow.pause) == [("payouts", 0), ("refunds", 1)] and flow.resume == ()
+    assert m.paused == {("payouts", 0), ("refunds", 1)}
+    assert sorted(m.flow().pause) == [("payouts", 0), ("refunds", 1)]  # named again
+    # The lagging orders partition (never paused) catches up: everything goes.
+    m.add([held("orders", 0, i, 300 + 3 * i) for i in range(100)])
+    ends[("orders", 0)] = 99
+    assert len(m.take_ready(1000)) == 104
+    assert sorted(m.flow().resume) == [("payouts", 0), ("refunds", 1)] and not m.paused
+
+
+def test_a_paused_partition_is_never_counted_as_stalled() -> None:
+    """Paused on purpose for longer than the stall time, then drained: when it
+    bounds the merge again its stall clock starts afresh."""
+    clock = Clock()
+    ends = {("refunds", 1): 50, ("orders", 0): 199}
+    m = merger(ends, clock, max_held=1)
+    m.add([held("refunds", 1, 0, 100), held("refunds", 1, 1, 700)])
+    m.add([held("orders", 0, 0, 50)])
+    m.take_ready(10)
+    assert m.flow().pause == (("refunds", 1),)
+    clock.now = 10 * STALL_S  # orders partition 0 keeps delivering meanwhile
+    m.add([held("orders", 0, i, 50 + i) for i in range(1, 100)])
+    assert [h.at_ms // MIN for h in m.take_ready(1000)][-1] == 149 and len(m) == 1
+    ends[("orders", 0)] = 99  # orders caught up: refunds drains, still lagging in Kafka
+    assert order_of(m.take_ready(1000)) == [("refunds", 700)]
+    assert m.stalled == frozenset()
+    flow = m.flow()
+    assert flow.resume == (("refunds", 1),) and flow.pause == ()
+    m.add([held("payouts", 1, 0, 800)])
+    assert m.take_ready(10) == [] and m.stalled == frozenset()
