@@ -16,6 +16,11 @@ still has undelivered records in Kafka lags behind it by more than the
 slack: Kafka Streams' "lowest timestamp first", across all of the worker's
 inputs. The hold has no wall-clock limit: a record waits as long as the
 partitions it must wait for make progress, however long a backlog takes.
+A partition that looks caught up but delivered records within the last
+`grace_s` also bounds the merge at what it delivered: the high watermark of
+its last fetch may predate records produced since (history replayed into a
+live topic arrives faster than fetches refresh it). In real time this holds
+nothing: every active partition's event time is close to now.
 
 Memory stays bounded by backpressure, not by giving up: past `max_held`
 records the partitions that are ahead (those with records held) are paused
@@ -49,6 +54,8 @@ Part = tuple[str, int]  # (Kafka topic name, partition)
 LaggingProbe = Callable[[], Iterable[Part]]
 UNKNOWN = -(2**62)  # a co-partition with a backlog that has delivered nothing yet
 UNBOUNDED = 2**62
+# How long a partition that just delivered may still have records in flight.
+ACTIVE_GRACE_S = 2.0
 
 
 @dataclass(slots=True)
@@ -83,6 +90,7 @@ class EventTimeMerger:
         max_held: int,
         lagging: LaggingProbe = lambda: (),
         clock: Callable[[], float] = time.monotonic,
+        grace_s: float = ACTIVE_GRACE_S,
     ) -> None:
         self._topics = list(topics)
         self._slack_ms = slack_ms
@@ -90,10 +98,12 @@ class EventTimeMerger:
         self._max_held = max_held
         self._lagging = lagging
         self._clock = clock
+        self._grace_s = grace_s
         self._queues: dict[Part, deque[Held]] = {}
         self._delivered: dict[Part, int] = {}  # last offset handed to the merger
         self._released: dict[Part, int] = {}  # latest event time released
         self._progress: dict[Part, float] = {}  # when a lagging partition last moved
+        self._last_add: dict[Part, float] = {}  # when a partition last delivered
         self._paused: set[Part] = set()
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
         self.degraded = 0  # records released past a stalled partition
@@ -117,6 +127,7 @@ class EventTimeMerger:
             self._queues.setdefault(part, deque()).append(h)
             self._delivered[part] = h.record.offset
             self._progress[part] = now
+            self._last_add[part] = now
 
     def take_ready(self, limit: int) -> list[Held]:
         """Up to `limit` records that may be applied now, in event-time order
@@ -144,8 +155,7 @@ class EventTimeMerger:
             else:
                 heapq.heappop(heads)
                 del self._queues[part]
-                if part in lagging:  # drained with more in Kafka: it bounds from now on
-                    bound, stalled = self._bounds(lagging, now)
+                bound, stalled = self._bounds(lagging, now)  # drained: it may bound now
         self.stalled = frozenset(stalled)
         return out
 
@@ -171,6 +181,12 @@ class EventTimeMerger:
         for part in list(self._progress):
             if part not in lagging and not self._queues.get(part):
                 del self._progress[part]  # caught up: its next stall clock starts afresh
+        for part, at in self._last_add.items():
+            if now - at < self._grace_s and part not in lagging and not self._queues.get(part):
+                # Caught up as far as the last fetch knew, but still delivering:
+                # its next records may be in flight (a fetch's high watermark is
+                # older than the records that just reached other partitions).
+                bound = min(bound, self._released.get(part, UNKNOWN))
         return bound, stalled
 
     def flow(self) -> Flow:
@@ -205,6 +221,7 @@ class EventTimeMerger:
             self._delivered.pop(part, None)
             self._released.pop(part, None)
             self._progress.pop(part, None)
+            self._last_add.pop(part, None)
             self._paused.discard(part)
         return dropped
 

@@ -10,7 +10,10 @@ the backtest's (at most 1 % differ) and no freeze may exist only live.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
+import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +25,7 @@ from detectors.events import Topic
 from stream import kafka_io
 from stream.settings import Settings
 from stream.simulation.generator import TimedEvent, contract_value
+from stream.simulation.publish import publish
 from tests.integration.services import (
     Services,
     WorkerProcess,
@@ -36,6 +40,7 @@ from tests.integration.test_simulated_live import (
     read_decisions,
     simulated_backtest,
 )
+from tests.integration.test_worker_restart import consumed
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +113,42 @@ async def test_backlog_of_whole_topics_in_any_order_equals_backtest(
     assert pauses > 0 and degraded == 0
     live = decisions_of(settings, await read_decisions(settings))
     compare(backtest, live, " then ".join(t.value for t in order))
+
+
+async def test_interleaved_with_kill_minus_nine_at_three_random_points_equals_backtest(
+    services: Services, tmp_path: Path
+) -> None:
+    """The stream produced interleaved in event time, in four parts, while the
+    worker runs; after each of the first three it is killed (SIGKILL) once a
+    random number of records has been consumed, and started again."""
+    rng = random.Random(13)
+    result, _, backtest = await simulated_backtest(services, tmp_path, seed=11)
+    settings = services.settings()
+    await create_topics(settings)
+    timeline = list(result.timeline)
+    cut = sorted(rng.sample(range(1, len(timeline)), 3))
+    parts = [timeline[a:b] for a, b in zip([0, *cut], [*cut, len(timeline)], strict=True)]
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    killed_at: list[float] = []
+    try:
+        worker.start()
+        wait_ready(worker)
+        for part in parts[:3]:
+            before = consumed(worker)
+            await publish(settings, part)
+            target = before + rng.randrange(1, len(part))
+            deadline = time.monotonic() + 120
+            while consumed(worker) < target and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            killed_at.append(consumed(worker))
+            worker.kill()
+            worker.start()
+            wait_ready(worker)
+        await publish(settings, parts[3])
+        await wait_caught_up(worker, list(settings.topics.inputs().values()), timeout_s=240)
+    finally:
+        worker.stop()
+    sizes = [len(p) for p in parts]
+    print(f"\nkilled after {killed_at} records consumed (per process); parts {sizes}")
+    live = decisions_of(settings, await read_decisions(settings))
+    compare(backtest, live, "interleaved, kill -9 three times")

@@ -26,7 +26,10 @@ def held(topic: str, partition: int, offset: int, at_min: int, since: float = 0.
 
 
 def merger(
-    kafka_ends: dict[tuple[str, int], int], clock: Clock | None = None, max_held: int = 1000
+    kafka_ends: dict[tuple[str, int], int],
+    clock: Clock | None = None,
+    max_held: int = 1000,
+    grace_s: float = 0.0,
 ) -> EventTimeMerger:
     """`kafka_ends`: (topic, partition) → offset of the last record in Kafka."""
 
@@ -38,7 +41,7 @@ def merger(
                 out.append(part)
         return out
 
-    m = EventTimeMerger(TOPICS, MIN, STALL_S, max_held, lagging, clock or Clock())
+    m = EventTimeMerger(TOPICS, MIN, STALL_S, max_held, lagging, clock or Clock(), grace_s)
     return m
 
 
@@ -171,3 +174,20 @@ def test_a_paused_partition_is_never_counted_as_stalled() -> None:
     assert flow.resume == (("refunds", 1),) and flow.pause == ()
     m.add([held("payouts", 1, 0, 800)])
     assert m.take_ready(10) == [] and m.stalled == frozenset()
+
+
+def test_a_partition_that_just_delivered_holds_records_far_ahead_for_the_grace() -> None:
+    """Its last fetch said it was caught up, but records produced since may be
+    in flight: the high watermark a fetch reports is older than the records
+    that meanwhile reached other partitions."""
+    clock = Clock()
+    m = merger({}, clock, grace_s=2.0)
+    m.add([held("orders", 0, 0, 100)])
+    assert len(m.take_ready(10)) == 1
+    m.add([held("payouts", 0, 0, 101), held("payouts", 0, 1, 300)])
+    assert order_of(m.take_ready(10)) == [("payouts", 101)]  # within the slack: goes
+    clock.now = 1.0
+    m.add([held("orders", 0, 1, 250)])  # the orders in flight arrive
+    assert order_of(m.take_ready(10)) == [("orders", 250)]
+    clock.now = 3.5  # orders quiet for longer than the grace: no longer a bound
+    assert order_of(m.take_ready(10)) == [("payouts", 300)] and m.degraded == 0
