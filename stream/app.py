@@ -21,7 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held
+from stream.blocked import BlockedPartitions
 from stream.codec import Decoded, SourceRecord, decode
+from stream.kafka_transport import install as install_transport
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook, open_store
@@ -59,10 +61,12 @@ def kafka_credentials(security: KafkaSecurity) -> Any:
     return None
 
 
-def faust_app(settings: Settings, web_enabled: bool = True) -> faust.App:
+def faust_app(
+    settings: Settings, web_enabled: bool = True, blocked: BlockedPartitions | None = None
+) -> faust.App:
     """A faust.App configured only from Settings: `env={}` stops faust from
     letting variables like BROKER_URL or WEB_PORT override our settings."""
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         env={},
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -83,6 +87,10 @@ def faust_app(settings: Settings, web_enabled: bool = True) -> faust.App:
         worker_redirect_stdouts=False,
         web_enabled=web_enabled,
     )
+    if blocked is None:
+        blocked = BlockedPartitions(settings.blocked_retry_s)
+    install_transport(app, blocked)
+    return app
 
 
 def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
@@ -102,7 +110,8 @@ class Worker:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.app = faust_app(settings)
+        self.blocked = BlockedPartitions(settings.blocked_retry_s, self.metrics.observe_blocked)
+        self.app = faust_app(settings, blocked=self.blocked)
         self.store = open_store(settings)
         self.store.observer = self.metrics.observe_redis
         rulebook = load_rulebook(settings)
@@ -203,15 +212,17 @@ class Worker:
     def _lagging(self) -> list[tuple[str, int]]:
         """Owned input partitions whose records have not all reached the merger.
         Unknown counts as lagging (a partition not fetched yet after a start
-        or a rebalance): holding briefly is safe, racing ahead is not."""
+        or a rebalance): holding briefly is safe, racing ahead is not. A stopped
+        partition (stream.blocked) is not waited for: it would only delay the others."""
         consumer = self.app.consumer
         if consumer is None:
             return []
         inputs = set(self.settings.topics.inputs().values())
         read = getattr(consumer, "_read_offset", {})  # faust: committed offset after a seek
+        stopped = self.blocked.partitions()
         out = []
         for tp in consumer.assignment():
-            if tp.topic not in inputs:
+            if tp.topic not in inputs or (tp.topic, tp.partition) in stopped:
                 continue
             delivered = self.merger.delivered((tp.topic, tp.partition))
             if delivered is not None:
@@ -363,12 +374,14 @@ class Worker:
             store_ok = worker._store_started.is_set() and await worker.store.ping()
             assigned = len(worker.app.consumer.assignment()) if worker.app.consumer else 0
             rebalancing = bool(getattr(worker.app, "rebalancing", False))
-            ready = store_ok and worker.runner.store_healthy and not rebalancing
+            blocked = worker.blocked.snapshot()
+            ready = store_ok and worker.runner.store_healthy and not rebalancing and not blocked
             body = {
                 "ready": ready,
                 "redis": store_ok,
                 "rebalancing": rebalancing,
                 "assigned_partitions": assigned,
+                "blocked_partitions": [b.as_dict() for b in blocked],
             }
             return view.json(body, status=200 if ready else 503)
 
