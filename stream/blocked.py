@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -215,26 +215,35 @@ class BlockedPartitions:
             self._listener(change, entry, current)
 
 
-Drain = Callable[[Any, float, int | None], Awaitable[Sequence[Any]]]
-"""(partition, timeout in seconds, max records) → that partition's fetched records."""
+Drain = Callable[[Sequence[Any], float, int | None], Awaitable[Mapping[Any, Sequence[Any]]]]
+"""(partitions, timeout in seconds, max records) → fetched records by partition."""
 Position = Callable[[Any], Awaitable[int | None]]
+SUSPECT_S = 60.0
 
 
 class PartitionFetcher:
-    """One fetch for faust, drained partition by partition.
+    """One fetch for faust, without letting one partition's failure cost
+    another partition's records.
 
     aiokafka's multi-partition drain advances each partition's position as it
     goes; when a later partition raises, the records already taken from the
     earlier ones are dropped with the exception, and faust (seeing a gap in
-    offsets) would commit past them. Draining each partition in its own call
-    keeps a failure to the partition that caused it. Records of the same
-    fetch response before the unreadable batch stay with it (aiokafka drops
-    them with the error): they are redelivered once the partition reads again.
+    offsets) would commit past them. So records are drained partition by
+    partition; only the wait for new data covers all partitions at once, and
+    it takes a single record: a failure there has taken nothing yet. Which
+    partition failed is unknown then, so for a while every partition waits
+    on its own, and the next failure names it. Records of the same fetch
+    response before an unreadable batch stay with it (aiokafka drops them
+    with the error): they are redelivered once the partition reads again.
     """
 
-    def __init__(self, blocked: BlockedPartitions) -> None:
+    def __init__(
+        self, blocked: BlockedPartitions, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.blocked = blocked
+        self._clock = clock
         self._turn = 0
+        self._suspect_until = 0.0
 
     async def fetch(
         self,
@@ -244,15 +253,31 @@ class PartitionFetcher:
         timeout: float,
         max_records: int | None,
     ) -> dict[Any, Sequence[Any]]:
-        """Whatever is fetched now; else wait up to `timeout` for any partition."""
+        """What is fetched now, else what arrives within `timeout`."""
         tps = [tp for tp in partitions if self.blocked.fetchable((tp.topic, tp.partition))]
         if not tps:
             await asyncio.sleep(timeout)  # faust calls again at once: do not spin
             return {}
-        found = await self._sweep(tps, drain, position, max_records)
-        if found or not timeout:
-            return found
-        return await self._first(tps, drain, position, timeout, max_records)
+        if self._clock() < self._suspect_until:
+            found = await self._sweep(tps, drain, position, max_records)
+            if found or not timeout:
+                return found
+            return await self._first(tps, drain, position, timeout, max_records)
+        try:
+            first = await drain(tps, timeout, 1)
+        except Exception as exc:
+            if not unreadable(exc):
+                raise
+            self._suspect_until = self._clock() + SUSPECT_S
+            return {}
+        if not first:
+            return {}
+        (tp, records), *_ = first.items()
+        found = {tp: self._read(tp, records)}
+        left = None if max_records is None else max_records - 1
+        for tp, more in (await self._sweep(tps, drain, position, left)).items():
+            found[tp] = [*found.get(tp, ()), *more]
+        return found
 
     async def _sweep(
         self, tps: list[Any], drain: Drain, position: Position, max_records: int | None
@@ -263,7 +288,7 @@ class PartitionFetcher:
             if max_records is not None and max_records <= 0:
                 break
             try:
-                records = await drain(tp, 0, max_records)
+                records = (await drain([tp], 0, max_records)).get(tp)
             except Exception as exc:
                 await self._failed(tp, exc, position)
                 continue
@@ -281,9 +306,9 @@ class PartitionFetcher:
         timeout: float,
         max_records: int | None,
     ) -> dict[Any, Sequence[Any]]:
-        """Wait on every partition at once; keep all that arrived together.
+        """Wait on every partition on its own; keep all that arrived together.
         A cancelled drain has taken nothing: it is cancelled while waiting."""
-        tasks = {asyncio.ensure_future(drain(tp, timeout, max_records)): tp for tp in tps}
+        tasks = {asyncio.ensure_future(drain([tp], timeout, max_records)): tp for tp in tps}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -297,7 +322,7 @@ class PartitionFetcher:
             exc = task.exception()
             if exc is not None:
                 await self._failed(tp, exc, position)
-            elif records := task.result():
+            elif records := task.result().get(tp):
                 found[tp] = self._read(tp, records)
         return found
 
@@ -309,4 +334,5 @@ class PartitionFetcher:
     async def _failed(self, tp: Any, exc: BaseException, position: Position) -> None:
         if not unreadable(exc):
             raise exc
+        self._suspect_until = 0.0  # found it
         self.blocked.block(tp.topic, tp.partition, await position(tp), describe(exc))

@@ -48,9 +48,8 @@ class IsolatingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             active_partitions if active_partitions is not None else consumer.assignment()
         )
 
-        async def drain(tp: Any, wait_s: float, limit: int | None) -> Any:
-            records = await fetcher.fetched_records({tp}, timeout=wait_s, max_records=limit)
-            return records.get(tp, [])
+        async def drain(tps: Any, wait_s: float, limit: int | None) -> Any:
+            return await fetcher.fetched_records(set(tps), timeout=wait_s, max_records=limit)
 
         async def position(tp: Any) -> int | None:
             try:

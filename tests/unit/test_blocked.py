@@ -169,15 +169,16 @@ def test_metrics_follow_the_registry() -> None:
 
 
 class FakeFetched:
-    """Records fetched per partition, as aiokafka's fetcher holds them: a
-    drain takes one partition's records or raises that partition's error."""
+    """Records fetched per partition, drained as aiokafka's fetcher drains
+    them: partition after partition in the order asked, and an unreadable
+    batch raises, losing the records taken from earlier partitions."""
 
     def __init__(self) -> None:
         self.records: dict[TP, list[Rec]] = {}
         self.errors: dict[TP, BaseException] = {}
         self.positions: dict[TP, int] = {}
         self.arrived = asyncio.Event()
-        self.drained: list[TP] = []
+        self.calls: list[tuple[TP, ...]] = []
 
     def add(self, tp: TP, *offsets: int) -> None:
         self.records.setdefault(tp, []).extend(Rec(o) for o in offsets)
@@ -189,32 +190,48 @@ class FakeFetched:
         self.positions[tp] = position
         self.arrived.set()
 
-    async def drain(self, tp: TP, timeout: float, max_records: int | None) -> Sequence[Rec]:
-        self.drained.append(tp)
+    async def drain(
+        self, tps: Sequence[TP], timeout: float, max_records: int | None
+    ) -> dict[TP, list[Rec]]:
+        self.calls.append(tuple(tps))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if tp in self.errors:
-                raise self.errors[tp]
-            if self.records.get(tp):
-                n = len(self.records[tp]) if max_records is None else max_records
-                out, self.records[tp] = self.records[tp][:n], self.records[tp][n:]
-                self.positions[tp] = out[-1].offset + 1
+            if out := self._take(tps, max_records):
                 return out
             left = deadline - loop.time()
             if left <= 0:
-                return []
+                return {}
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), left)
             except TimeoutError:
-                return []
+                return {}
+
+    def _take(self, tps: Sequence[TP], max_records: int | None) -> dict[TP, list[Rec]]:
+        out: dict[TP, list[Rec]] = {}
+        for tp in tps:
+            if tp in self.errors:
+                raise self.errors[tp]  # what `out` took is lost, as in aiokafka
+            if self.records.get(tp):
+                n = len(self.records[tp]) if max_records is None else max_records
+                out[tp], self.records[tp] = self.records[tp][:n], self.records[tp][n:]
+                self.positions[tp] = out[tp][-1].offset + 1
+                if max_records is not None:
+                    max_records -= len(out[tp])
+                    if max_records == 0:
+                        return out
+        return out
 
     async def position(self, tp: TP) -> int | None:
         return self.positions.get(tp)
 
 
 ORDERS = [TP("orders", p) for p in range(4)]
+
+
+def offsets(got: dict[Any, Sequence[Any]]) -> dict[Any, list[int]]:
+    return {tp: [r.offset for r in records] for tp, records in got.items()}
 
 
 async def test_one_partitions_bad_batch_costs_no_other_records() -> None:
@@ -224,42 +241,74 @@ async def test_one_partitions_bad_batch_costs_no_other_records() -> None:
     fetched.fail(ORDERS[1], UnsupportedCodecError("lz4"), position=7)
     fetched.add(ORDERS[2], 20)
     fetched.add(ORDERS[3], 30, 31, 32)
-    got: dict[Any, Sequence[Any]] = {}
-    for _ in range(4):  # whichever partition the sweep starts with
-        got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 1.0, None)
-        if got:
-            break
-    assert {tp: [r.offset for r in rs] for tp, rs in got.items()} == {
-        ORDERS[0]: [10, 11],
-        ORDERS[2]: [20],
-        ORDERS[3]: [30, 31, 32],
-    }
+    got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 1.0, None)
+    assert offsets(got) == {ORDERS[0]: [10, 11], ORDERS[2]: [20], ORDERS[3]: [30, 31, 32]}
     (entry,) = blocked.snapshot()
     assert (entry.topic, entry.partition, entry.offset) == ("orders", 1, 7)
     assert entry.reason == "UnsupportedCodecError: lz4"
-    fetched.drained.clear()
+    fetched.calls.clear()
     fetched.add(ORDERS[0], 12)
     got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 1.0, None)
-    assert [r.offset for r in got[ORDERS[0]]] == [12]
-    assert ORDERS[1] not in fetched.drained  # not fetched while stopped
+    assert offsets(got) == {ORDERS[0]: [12]}
+    assert not any(ORDERS[1] in call for call in fetched.calls)  # not fetched while stopped
 
 
-async def test_failure_while_waiting_keeps_what_arrived_with_it() -> None:
+async def test_a_failure_while_waiting_takes_nothing_and_is_found_next() -> None:
     blocked, _, _ = registry()
     fetched, fetcher = FakeFetched(), PartitionFetcher(blocked)
 
     async def later() -> None:
         await asyncio.sleep(0.05)
         fetched.records[ORDERS[2]] = [Rec(5), Rec(6)]
-        fetched.errors[ORDERS[3]] = CorruptRecordException("Invalid CRC")
-        fetched.positions[ORDERS[3]] = 9
+        fetched.errors[ORDERS[1]] = CorruptRecordException("Invalid CRC")
+        fetched.positions[ORDERS[1]] = 9
+        fetched.arrived.set()
+
+    task = asyncio.ensure_future(later())
+    # The wait covers all partitions; the failure comes first and takes nothing.
+    assert await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 5.0, None) == {}
+    await task
+    assert len(blocked) == 0 and len(fetched.records[ORDERS[2]]) == 2
+    got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 5.0, None)
+    assert offsets(got) == {ORDERS[2]: [5, 6]}
+    assert [(e.partition, e.offset) for e in blocked.snapshot()] == [(1, 9)]
+
+
+async def test_after_an_unnamed_failure_partitions_wait_on_their_own() -> None:
+    blocked, _, _ = registry()
+    fetched, fetcher = FakeFetched(), PartitionFetcher(blocked)
+    fetched.fail(ORDERS[0], UnsupportedCodecError("zstd"), position=3)
+    assert await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 1.0, None) == {}
+    del fetched.errors[ORDERS[0]]  # aiokafka drops the failed batch and fetches it again
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        fetched.records[ORDERS[3]] = [Rec(40)]
+        fetched.errors[ORDERS[0]] = UnsupportedCodecError("zstd")
         fetched.arrived.set()
 
     task = asyncio.ensure_future(later())
     got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 5.0, None)
     await task
-    assert {tp: [r.offset for r in rs] for tp, rs in got.items()} == {ORDERS[2]: [5, 6]}
-    assert [(e.partition, e.offset) for e in blocked.snapshot()] == [(3, 9)]
+    assert offsets(got) == {ORDERS[3]: [40]}
+    assert [(e.partition, e.offset) for e in blocked.snapshot()] == [(0, 3)]
+    assert all(len(call) == 1 for call in fetched.calls[1:])  # one partition per drain
+
+
+async def test_records_arriving_while_waiting_are_all_taken() -> None:
+    blocked, _, _ = registry()
+    fetched, fetcher = FakeFetched(), PartitionFetcher(blocked)
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        fetched.add(ORDERS[1], 1, 2, 3)
+        fetched.add(ORDERS[2], 7)
+
+    task = asyncio.ensure_future(later())
+    got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 5.0, None)
+    await task
+    assert offsets(got) == {ORDERS[1]: [1, 2, 3], ORDERS[2]: [7]}
+    assert len(fetched.calls[0]) == 4  # one wait for all partitions
 
 
 async def test_other_errors_keep_fausts_handling() -> None:
@@ -275,13 +324,15 @@ async def test_a_due_retry_fetches_the_partition_and_resumes_it() -> None:
     blocked, clock, events = registry(retry_s=30)
     fetched, fetcher = FakeFetched(), PartitionFetcher(blocked)
     fetched.fail(ORDERS[1], UnsupportedCodecError("lz4"), position=7)
+    fetched.add(ORDERS[0], 1)
     await fetcher.fetch(ORDERS[:2], fetched.drain, fetched.position, 0.0, None)
+    assert blocked.partitions() == {("orders", 1)}
     del fetched.errors[ORDERS[1]]  # the cause was removed
     fetched.add(ORDERS[1], 7, 8)
     assert await fetcher.fetch(ORDERS[:2], fetched.drain, fetched.position, 0.0, None) == {}
     clock.now += 30
     got = await fetcher.fetch(ORDERS[:2], fetched.drain, fetched.position, 0.0, None)
-    assert [r.offset for r in got[ORDERS[1]]] == [7, 8]
+    assert offsets(got) == {ORDERS[1]: [7, 8]}
     assert len(blocked) == 0 and events.changes() == [Change.BLOCKED, Change.RESUMED]
 
 
@@ -290,12 +341,12 @@ async def test_max_records_is_shared_and_no_partition_is_always_last() -> None:
     fetched, fetcher = FakeFetched(), PartitionFetcher(blocked)
     for i, tp in enumerate(ORDERS):
         fetched.add(tp, *range(100 * i, 100 * i + 100))
-    firsts = set()
+    seen = set()
     for _ in range(4):
         got = await fetcher.fetch(ORDERS, fetched.drain, fetched.position, 0.0, 60)
         assert sum(len(rs) for rs in got.values()) == 60
-        firsts.add(next(iter(got)))
-    assert firsts == set(ORDERS)
+        seen |= set(got)
+    assert seen == set(ORDERS)
 
 
 async def test_all_partitions_stopped_waits_instead_of_spinning() -> None:
@@ -305,4 +356,4 @@ async def test_all_partitions_stopped_waits_instead_of_spinning() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     assert await fetcher.fetch(ORDERS[:1], fetched.drain, fetched.position, 0.2, None) == {}
-    assert loop.time() - start >= 0.19 and fetched.drained == []
+    assert loop.time() - start >= 0.19 and fetched.calls == []
