@@ -30,7 +30,8 @@ topic through one dispatcher, so a blocked agent would stall the lagging
 topic too); held records stay unacknowledged, so a crash redelivers them.
 
 Only a partition that makes no progress at all for `stall_s` (a stuck
-broker, a batch the worker cannot decode) stops bounding the merge. The
+broker), or that is known to be stuck (a batch the worker cannot read),
+stops bounding the merge. The
 records released past it are marked `incomplete` with its topic: decisions
 reading aggregates that topic feeds are degraded (they may alert, marked,
 but never freeze). Partitions owned by other worker processes are not
@@ -91,12 +92,14 @@ class EventTimeMerger:
         lagging: LaggingProbe = lambda: (),
         clock: Callable[[], float] = time.monotonic,
         grace_s: float = ACTIVE_GRACE_S,
+        stuck: LaggingProbe = lambda: (),
     ) -> None:
         self._topics = list(topics)
         self._slack_ms = slack_ms
         self._stall_s = stall_s
         self._max_held = max_held
         self._lagging = lagging
+        self._stuck = stuck
         self._clock = clock
         self._grace_s = grace_s
         self._queues: dict[Part, deque[Held]] = {}
@@ -105,6 +108,7 @@ class EventTimeMerger:
         self._progress: dict[Part, float] = {}  # when a lagging partition last moved
         self._last_add: dict[Part, float] = {}  # when a partition last delivered
         self._paused: set[Part] = set()
+        self._stuck_now: set[Part] = set()  # known to be stuck (an unreadable batch)
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
         self.degraded = 0  # records released past a stalled partition
         self.pauses = 0  # partitions paused by backpressure, cumulative
@@ -134,6 +138,7 @@ class EventTimeMerger:
         across every partition of every topic (within a (topic, partition)
         always in offset order)."""
         lagging, now = set(self._lagging()), self._clock()
+        self._stuck_now = set(self._stuck())
         bound, stalled = self._bounds(lagging, now)
         heads = [(q[0].at_ms, part) for part, q in self._queues.items() if q]
         heapq.heapify(heads)
@@ -174,7 +179,7 @@ class EventTimeMerger:
                 self._progress[part] = now  # not fetched on purpose: not a stall
             since = self._progress.setdefault(part, now)
             released = self._released.get(part, UNKNOWN)
-            if now - since >= self._stall_s:
+            if part in self._stuck_now or now - since >= self._stall_s:
                 stalled[part] = released
             else:
                 bound = min(bound, released)

@@ -23,7 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held, Part
+from stream.blocked import BlockedPartitions
 from stream.codec import Decoded, SourceRecord, decode
+from stream.kafka_transport import install as install_transport
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook, open_store
@@ -60,10 +62,12 @@ def kafka_credentials(security: KafkaSecurity) -> Any:
     return None
 
 
-def faust_app(settings: Settings, web_enabled: bool = True) -> faust.App:
+def faust_app(
+    settings: Settings, web_enabled: bool = True, blocked: BlockedPartitions | None = None
+) -> faust.App:
     """A faust.App configured only from Settings: `env={}` stops faust from
     letting variables like BROKER_URL or WEB_PORT override our settings."""
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         env={},
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -84,6 +88,10 @@ def faust_app(settings: Settings, web_enabled: bool = True) -> faust.App:
         worker_redirect_stdouts=False,
         web_enabled=web_enabled,
     )
+    if blocked is None:
+        blocked = BlockedPartitions(settings.blocked_retry_s)
+    install_transport(app, blocked)
+    return app
 
 
 def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
@@ -103,7 +111,8 @@ class Worker:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.app = faust_app(settings)
+        self.blocked = BlockedPartitions(settings.blocked_retry_s, self.metrics.observe_blocked)
+        self.app = faust_app(settings, blocked=self.blocked)
         self.store = open_store(settings)
         self.store.observer = self.metrics.observe_redis
         rulebook = load_rulebook(settings)
@@ -121,6 +130,7 @@ class Worker:
             stall_s=settings.align_stall_s,
             max_held=settings.align_max_held,
             lagging=self._lagging,
+            stuck=self._stuck,
         )
         self._topic_of = {name: topic for topic, name in settings.topics.inputs().items()}
         self._merge_lock = asyncio.Lock()
@@ -206,7 +216,9 @@ class Worker:
     def _lagging(self) -> list[tuple[str, int]]:
         """Owned input partitions whose records have not all reached the merger.
         Unknown counts as lagging (a partition not fetched yet after a start
-        or a rebalance): holding briefly is safe, racing ahead is not."""
+        or a rebalance): holding briefly is safe, racing ahead is not. A stopped
+        partition (stream.blocked) is lagging too; the merger treats it as
+        stalled at once, so decisions reading its topic are degraded."""
         consumer = self.app.consumer
         if consumer is None:
             return []
@@ -229,6 +241,10 @@ class Worker:
             if highwater is None or next_offset is None or highwater > next_offset:
                 out.append((tp.topic, tp.partition))
         return out
+
+    def _stuck(self) -> set[Part]:
+        """Partitions stopped at a batch the worker cannot read: stalled now."""
+        return set(self.blocked.partitions())
 
     async def _release_held_on_timer(self) -> None:
         """Held records wait for other partitions; re-check them even when no
@@ -385,12 +401,14 @@ class Worker:
             store_ok = worker._store_started.is_set() and await worker.store.ping()
             assigned = len(worker.app.consumer.assignment()) if worker.app.consumer else 0
             rebalancing = bool(getattr(worker.app, "rebalancing", False))
-            ready = store_ok and worker.runner.store_healthy and not rebalancing
+            blocked = worker.blocked.snapshot()
+            ready = store_ok and worker.runner.store_healthy and not rebalancing and not blocked
             body = {
                 "ready": ready,
                 "redis": store_ok,
                 "rebalancing": rebalancing,
                 "assigned_partitions": assigned,
+                "blocked_partitions": [b.as_dict() for b in blocked],
             }
             return view.json(body, status=200 if ready else 503)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -18,16 +19,35 @@ from aiokafka.admin import AIOKafkaAdminClient
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
+class Compression(StrEnum):
+    """The record-batch codecs Kafka producers use (aiokafka's names)."""
+
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
+
+
 async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    compression: Compression | None = None,
+    partition: int | None = None,
 ) -> None:
-    """Send (key, value) pairs and wait until every one is acknowledged."""
+    """Send (key, value) pairs and wait until every one is acknowledged.
+    Without `partition`, the key chooses it (Kafka's default partitioner)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, max_request_size=MAX_REQUEST_BYTES, linger_ms=5
+        bootstrap_servers=bootstrap,
+        max_request_size=MAX_REQUEST_BYTES,
+        linger_ms=5,
+        compression_type=compression.value if compression else None,
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
+        futures = [
+            await producer.send(topic, value=v, key=k, partition=partition) for k, v in records
+        ]
         await producer.flush()
         for f in futures:
             await f
@@ -58,6 +78,17 @@ async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartit
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """The offsets `group` has committed (the next record each partition reads)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
 
 
 async def read_from(
@@ -100,14 +131,18 @@ async def wait_committed(
     topics: Sequence[str],
     timeout_s: float = 90.0,
     still_alive: Callable[[], str | None] | None = None,
+    exclude: Collection[TopicPartition] = (),
 ) -> None:
-    """Wait until `group` has committed every record now in `topics`.
+    """Wait until `group` has committed every record now in `topics` (but
+    the `exclude`d partitions).
 
     faust flushes its producer before committing input offsets, so once the
     inputs are committed every output derived from them is in Kafka.
     `still_alive` returns an error text when the consumer process died.
     """
     ends = await end_offsets(bootstrap, topics)
+    for tp in exclude:
+        ends.pop(tp, None)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

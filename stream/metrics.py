@@ -11,6 +11,8 @@ from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
+from stream.blocked import BlockedPartition, Change
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 
@@ -126,6 +128,18 @@ class Metrics:
             registry=r,
             buckets=LATENCY_BUCKETS,
         )
+        self.partitions_blocked = Gauge(
+            "fraud_partitions_blocked",
+            "Input partitions stopped at a record batch this worker cannot read (see /readyz)",
+            ["topic"],
+            registry=r,
+        )
+        self.unreadable_batches = Counter(
+            "fraud_undecodable_batches_total",
+            "Times an input partition stopped at a record batch this worker could not read",
+            ["topic"],
+            registry=r,
+        )
         self.lag_records = Gauge(
             "fraud_consumer_lag_records",
             "Records behind the partition high watermark",
@@ -161,6 +175,16 @@ class Metrics:
             _version("fraudstream"), platform.python_version(), _version("faust-streaming")
         ).set(1)
         ProcessCollector(registry=r)
+
+    def observe_blocked(
+        self, change: Change, entry: BlockedPartition, current: tuple[BlockedPartition, ...]
+    ) -> None:
+        """A `BlockedPartitions` listener (called from faust's consumer thread)."""
+        if change is Change.BLOCKED:
+            self.unreadable_batches.labels(entry.topic).inc()
+        self.partitions_blocked.labels(entry.topic).set(
+            sum(e.topic == entry.topic for e in current)
+        )
 
     def observe_redis(self, op: str, seconds: float, error: str | None) -> None:
         self.redis_seconds.labels(op).observe(seconds)

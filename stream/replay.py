@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import IO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from detectors.contract import parse_rfc3339_ms
 from detectors.durations import parse_duration_ms
@@ -58,12 +57,7 @@ async def _bounds(settings: Settings, since_ms: int) -> dict[TopicPartition, tup
     """(first offset at/after since, group's committed offset) per partition."""
     inputs = list(settings.topics.inputs().values())
     tps = await kafka_io.partitions(settings.kafka_bootstrap, inputs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
+    committed = await kafka_io.committed_offsets(settings.kafka_bootstrap, settings.app_id)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
@@ -73,8 +67,8 @@ async def _bounds(settings: Settings, since_ms: int) -> dict[TopicPartition, tup
     bounds = {}
     for tp in tps:
         start, done = starts.get(tp), committed.get(tp)
-        if start is not None and done is not None and start.offset < done.offset:
-            bounds[tp] = (start.offset, done.offset)
+        if start is not None and done is not None and start.offset < done:
+            bounds[tp] = (start.offset, done)
     return bounds
 
 

@@ -98,6 +98,9 @@ class Settings:
     kafka_heartbeat_s: float = 3.0
     redis_timeout_s: float = 5.0
     retry_max_backoff_s: float = 10.0
+    # A partition stopped at a batch it cannot read is fetched again this
+    # often (stream.blocked); 0: only after a rebalance or restart.
+    blocked_retry_s: float = 60.0
     rules_file: Path | None = None  # None: the rule set shipped with fraudstream
     max_future_skew_s: int = 600
     # Event-time alignment of the input topics during a backlog (stream.alignment).
@@ -252,6 +255,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         kafka_heartbeat_s=_parse(env, "KAFKA_HEARTBEAT_S", pos_float, d.kafka_heartbeat_s),
         redis_timeout_s=_parse(env, "REDIS_TIMEOUT_S", pos_float, d.redis_timeout_s),
         retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
+        blocked_retry_s=_parse(env, "BLOCKED_RETRY_S", _non_negative_float, d.blocked_retry_s),
         rules_file=_parse(env, "RULES_FILE", Path, d.rules_file),
         max_future_skew_s=_parse(env, "MAX_FUTURE_SKEW_S", int, d.max_future_skew_s),
         align_enabled=_parse(env, "ALIGN_ENABLED", _boolean, d.align_enabled),
@@ -292,6 +296,7 @@ ENV_NAMES: frozenset[str] = frozenset(
             "KAFKA_HEARTBEAT_S",
             "REDIS_TIMEOUT_S",
             "RETRY_MAX_BACKOFF_S",
+            "BLOCKED_RETRY_S",
             "RULES_FILE",
             "MAX_FUTURE_SKEW_S",
             "ALIGN_ENABLED",

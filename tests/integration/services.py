@@ -15,11 +15,13 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from stream import devservices, kafka_io
 from stream.settings import Settings, TopicNames, to_env
@@ -194,7 +196,12 @@ def wait_ready(worker: WorkerProcess, timeout_s: float = 120.0) -> dict[str, Any
     raise AssertionError(f"worker not ready in {timeout_s}s ({body}):\n{worker.log_tail()}")
 
 
-async def wait_caught_up(worker: WorkerProcess, topics: list[str], timeout_s: float = 90) -> None:
+async def wait_caught_up(
+    worker: WorkerProcess,
+    topics: list[str],
+    timeout_s: float = 90,
+    exclude: Collection[TopicPartition] = (),
+) -> None:
     s = worker.settings
     await kafka_io.wait_committed(
         s.kafka_bootstrap,
@@ -202,6 +209,7 @@ async def wait_caught_up(worker: WorkerProcess, topics: list[str], timeout_s: fl
         topics,
         timeout_s,
         still_alive=lambda: None if worker.alive() else worker.log_tail(),
+        exclude=exclude,
     )
 
 

@@ -4,14 +4,17 @@ and through `fraudstream backtest`: the same alert and freeze ids."""
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
 
 from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
+from detectors.events import Topic
 from stream import kafka_io
 from stream.backtest import run_backtest
 from stream.rules_loading import load_rulebook
+from stream.settings import Settings
 from tests.integration.services import (
     Services,
     WorkerProcess,
@@ -93,56 +96,44 @@ def scenario(seed: int = 11) -> list[dict[str, object]]:
     return [doc for _, doc in lines]
 
 
-async def test_live_worker_and_backtest_agree(services: Services, tmp_path: Path) -> None:
-    rules = write_test_rules(tmp_path)
-    docs = scenario()
+KINDS = {"alerts": "alert_id", "freezes": "freeze_id"}
+INCIDENT = {"alerts": ("rule_id", "entity_id"), "freezes": ("rule_id", "subject_id")}
+Decisions = dict[str, list[dict[str, str]]]
+
+
+async def backtest_decisions(
+    services: Services, rules: Path, docs: list[dict[str, object]], tmp_path: Path
+) -> Decisions:
+    """The alerts and benefit freezes `fraudstream backtest` gives for `docs`."""
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
-
-    bt_settings = services.settings(rules_file=rules)
-    await run_backtest(bt_settings, load_rulebook(bt_settings), events, tmp_path / "bt.jsonl", None)
-    backtest: dict[str, list[dict[str, str]]] = {"alerts": [], "freezes": []}
+    settings = services.settings(rules_file=rules)
+    await run_backtest(settings, load_rulebook(settings), events, tmp_path / "bt.jsonl", None)
+    out: Decisions = {"alerts": [], "freezes": []}
     for line in (tmp_path / "bt.jsonl").read_bytes().splitlines():
         doc = orjson.loads(line)
-        if doc["topic"] == bt_settings.topics.alerts:
-            backtest["alerts"].append(doc["value"])
-        elif doc["topic"] == bt_settings.topics.benefit_freezes:
-            backtest["freezes"].append(doc["value"])
+        if doc["topic"] == settings.topics.alerts:
+            out["alerts"].append(doc["value"])
+        elif doc["topic"] == settings.topics.benefit_freezes:
+            out["freezes"].append(doc["value"])
+    return out
 
-    settings = services.settings(rules_file=rules)
-    await create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    try:
-        wait_ready(worker)
-        for topic in ("orders", "voucher-redemptions"):
-            name = settings.topics.input_name(__import__("detectors.events").events.Topic(topic))
-            pairs = [
-                (str(d["value"]["merchant_id"]).encode(), orjson.dumps(d["value"]))  # type: ignore[index]
-                for d in docs
-                if d["topic"] == topic
-            ]
-            await kafka_io.produce(settings.kafka_bootstrap, name, pairs)
-        await wait_caught_up(worker, [settings.topics.orders, settings.topics.voucher_redemptions])
-    finally:
-        worker.stop()
-    live = {
-        "alerts": [
-            orjson.loads(r.value)
-            for r in await kafka_io.read_from(settings.kafka_bootstrap, settings.topics.alerts)
-        ],
-        "freezes": [
-            orjson.loads(r.value)
-            for r in await kafka_io.read_from(
-                settings.kafka_bootstrap, settings.topics.benefit_freezes
-            )
-        ],
+
+async def live_decisions(settings: Settings) -> Decisions:
+    bootstrap = settings.kafka_bootstrap
+    return {
+        kind: [orjson.loads(r.value) for r in await kafka_io.read_from(bootstrap, topic)]
+        for kind, topic in (
+            ("alerts", settings.topics.alerts),
+            ("freezes", settings.topics.benefit_freezes),
+        )
     }
-    incident = {"alerts": ("rule_id", "entity_id"), "freezes": ("rule_id", "subject_id")}
-    id_field = {"alerts": "alert_id", "freezes": "freeze_id"}
-    for kind in ("alerts", "freezes"):
-        ids_live = {d[id_field[kind]] for d in live[kind]}
-        ids_bt = {d[id_field[kind]] for d in backtest[kind]}
+
+
+def assert_same_decisions(live: Decisions, backtest: Decisions) -> None:
+    for kind, id_field in KINDS.items():
+        ids_live = {d[id_field] for d in live[kind]}
+        ids_bt = {d[id_field] for d in backtest[kind]}
         differing = len(ids_live ^ ids_bt) // 2
         print(
             f"\n{kind}: backtest {len(ids_bt)}, live {len(ids_live)}; "
@@ -152,8 +143,50 @@ async def test_live_worker_and_backtest_agree(services: Services, tmp_path: Path
         assert ids_bt, "the scenario must produce decisions"
         assert ids_live == ids_bt
         # None lost, none extra: the same incidents (rule, entity) on both paths.
-        key = incident[kind]
+        key = INCIDENT[kind]
         assert sorted((d[key[0]], d[key[1]]) for d in live[kind]) == sorted(
             (d[key[0]], d[key[1]]) for d in backtest[kind]
         )
+
+
+def keyed(docs: list[dict[str, object]], topic: Topic) -> list[tuple[bytes, bytes]]:
+    """(merchant id, value) of `docs` on one input topic, as producers key them."""
+    return [
+        (str(d["value"]["merchant_id"]).encode(), orjson.dumps(d["value"]))  # type: ignore[index]
+        for d in docs
+        if d["topic"] == topic.value
+    ]
+
+
+async def live_run(
+    settings: Settings, log: Path, send: Callable[[WorkerProcess], Awaitable[None]]
+) -> Decisions:
+    """The decisions a worker publishes for what `send` produces (`send`
+    returns once the worker has processed it)."""
+    await create_topics(settings)
+    worker = WorkerProcess(settings, log)
+    worker.start()
+    try:
+        wait_ready(worker)
+        await send(worker)
+    finally:
+        worker.stop()
+    return await live_decisions(settings)
+
+
+async def test_live_worker_and_backtest_agree(services: Services, tmp_path: Path) -> None:
+    rules = write_test_rules(tmp_path)
+    docs = scenario()
+    backtest = await backtest_decisions(services, rules, docs, tmp_path)
+
+    async def send(worker: WorkerProcess) -> None:
+        s = worker.settings
+        for topic in (Topic.ORDERS, Topic.VOUCHER_REDEMPTIONS):
+            await kafka_io.produce(
+                s.kafka_bootstrap, s.topics.input_name(topic), keyed(docs, topic)
+            )
+        await wait_caught_up(worker, [s.topics.orders, s.topics.voucher_redemptions])
+
+    live = await live_run(services.settings(rules_file=rules), tmp_path / "worker.log", send)
+    assert_same_decisions(live, backtest)
     assert len(backtest["alerts"]) >= 25 + 8

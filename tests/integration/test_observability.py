@@ -46,7 +46,7 @@ def test_promtool_checks_and_unit_tests_the_alert_rules() -> None:
         [promtool, "check", "rules", "alerts.yml"], cwd=PROM_DIR, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 10 rules found" in check.stdout
     test = subprocess.run(
         [promtool, "test", "rules", "alerts_test.yml"], cwd=PROM_DIR, capture_output=True, text=True
     )

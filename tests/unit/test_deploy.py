@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from aiokafka import codec
+from packaging.requirements import Requirement
 
 from stream.settings import ENV_NAMES, from_env
 
@@ -133,3 +137,15 @@ def test_kubernetes_manifest_uses_settings_and_health_endpoints() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     port = container["ports"][0]["containerPort"]
     assert str(port) == config["data"]["FRAUD_WEB_PORT"]
+
+
+def test_the_package_and_its_image_read_every_kafka_codec() -> None:
+    """Producers compress with gzip, snappy, lz4 or zstd; aiokafka reads the
+    last three only with cramjam, which its extras bring (scripts/setup and
+    the image both install the package with its dependencies)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (aiokafka,) = [Requirement(d) for d in project["dependencies"] if d.startswith("aiokafka")]
+    assert {"lz4", "snappy", "zstd"} <= aiokafka.extras
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^RUN pip install [^\n&]*\s\.\s", dockerfile, re.M), dockerfile
+    assert codec.has_gzip() and codec.has_snappy() and codec.has_lz4() and codec.has_zstd()
