@@ -9,6 +9,7 @@ Input lines: {"topic": "<input topic>", "value": {event}}. Output lines:
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class BacktestSummary:
     outputs: int = 0
     seconds: float = 0.0
     rules: dict[str, RuleSummary] = field(default_factory=dict)
+    namespace: str = ""  # the scratch namespace (removed unless kept)
 
     def table(self) -> str:
         w = max([36, *(len(r) for r in self.rules)])
@@ -88,12 +90,25 @@ def _records(path: Path, settings: Settings) -> Iterator[tuple[Topic | None, Sou
 
 
 async def run_backtest(
-    settings: Settings, rulebook: Rulebook, events: Path, out: Path, progress: IO[str] | None
+    settings: Settings,
+    rulebook: Rulebook,
+    events: Path,
+    out: Path,
+    progress: IO[str] | None,
+    keep_namespace: bool = False,
 ) -> BacktestSummary:
-    store = open_store(settings, namespace=f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}")
+    """`keep_namespace`: leave the scratch state in Redis for inspection
+    (tests that examine what the store wrote); its name is in the summary."""
+    namespace = f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}"
+    if settings.key_hash_secret is None:
+        # The scratch state is the run's own: a secret for this run only.
+        settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
+    store = open_store(settings, namespace=namespace)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
-    summary = BacktestSummary(rules={r.rule_id: RuleSummary() for r in rulebook.rules})
+    summary = BacktestSummary(
+        rules={r.rule_id: RuleSummary() for r in rulebook.rules}, namespace=namespace
+    )
     started = time.perf_counter()
     flusher: OverlappedBatches | None = None
     try:
@@ -125,7 +140,8 @@ async def run_backtest(
         raise
     finally:
         summary.seconds = time.perf_counter() - started
-        await store.drop_namespace()
+        if not keep_namespace:
+            await store.drop_namespace()
         await store.close()
     return summary
 

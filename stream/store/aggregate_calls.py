@@ -66,6 +66,7 @@ class GroupTemplate:
     suffixes: tuple[str, ...]
     guarded: tuple[int, ...]  # op positions whose contribution needs the duplicate guard
     layout: tuple[tuple[str, int, int], ...]
+    distinct: tuple[int, ...]  # op positions whose member is hashed (keys.KeyHasher.member)
 
 
 class Templates:
@@ -91,6 +92,7 @@ class Templates:
                 tuple(
                     (s.agg_id, t.kind, t.bucket_ms) for s, t in zip(group.specs, specs, strict=True)
                 ),
+                tuple(i for i, t in enumerate(specs) if t.kind == DISTINCT),
             )
         return tpl
 
@@ -155,10 +157,11 @@ def encode(
     namespace: str,
     slot_of: Callable[[str], int],
     event_hash: Callable[[str], str],
+    hasher: keys.KeyHasher,
 ) -> dict[int, AggregateCall]:
     """One AggregateCall per slot; per event one unit per entity it touches.
-    An op is (spec, key, contribution): a contribution is already what the
-    script adds (an int for count/sum, a member for distinct), None (JSON
+    An op is (spec, key, contribution): a contribution is what the script
+    adds (an int for count/sum, a distinct member's keyed hash), None (JSON
     null) when the event only reads."""
     calls: dict[int, AggregateCall] = {}
     entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
@@ -171,7 +174,7 @@ def encode(
             tpl = group_of(req.group)
             entity = entities.get((tpl.entity, req.entity_ids))
             if entity is None:
-                tag = keys.entity_tag(tpl.entity, req.entity_ids)
+                tag = hasher.tag(tpl.entity, req.entity_ids)
                 slot = slot_of(tag)
                 call = calls.get(slot)
                 if call is None:
@@ -182,6 +185,8 @@ def encode(
                 )
             prefix, call = entity
             contributions = req.contributions
+            if tpl.distinct:
+                contributions = _hash_members(contributions, tpl.distinct, hasher.member)
             known = call.keys
             guard = 0
             for i in tpl.guarded:  # a plain loop: any() over a generator costs more
@@ -198,6 +203,20 @@ def encode(
                 flat += (index, k, c)
             call.where.append((ei, tpl))
     return calls
+
+
+def _hash_members(
+    contributions: tuple[int | str | None, ...],
+    positions: tuple[int, ...],
+    member: Callable[[str], str],
+) -> tuple[int | str | None, ...]:
+    """The contributions with each distinct member replaced by its keyed hash."""
+    out = list(contributions)
+    for i in positions:
+        c = out[i]
+        if c is not None:
+            out[i] = member(str(c))
+    return tuple(out)
 
 
 def decode(

@@ -24,7 +24,7 @@ from detectors.windows import busiest_window_containing
 from stream.store import keys
 from stream.store.base import EventRequests, EventStatus, IncidentClaim, IncidentStatus
 from stream.store.redis_store import RedisStore, StoreConfig
-from tests.integration.services import Services, free_port
+from tests.integration.services import TEST_KEY_HASH_SECRET, Services, free_port
 
 BUCKET = 1_000
 N = 10  # buckets per window
@@ -47,10 +47,14 @@ DST = AggregateSpec(
 )
 FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), (EntityType.USER,))
 CONFIG = StoreConfig(dedup_horizon_ms=3_600_000, lateness_ms=60 * BUCKET)
+HASHER = keys.KeyHasher(TEST_KEY_HASH_SECRET.encode())
+U = HASHER.tag((EntityType.USER,), ("u",))  # the hash tag of user "u"
 
 
 def new_store(services: Services, config: StoreConfig = CONFIG) -> RedisStore:
-    return RedisStore.from_url(services.redis_url, f"t{uuid.uuid4().hex[:10]}", 2.0, config)
+    return RedisStore.from_url(
+        services.redis_url, f"t{uuid.uuid4().hex[:10]}", 2.0, config, hasher=HASHER
+    )
 
 
 @pytest.fixture
@@ -162,7 +166,7 @@ async def test_window_rolls_forward_and_old_buckets_are_dropped(
 ) -> None:
     for i in range(300):
         await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
-    key = keys.aggregate(store.namespace, "{u:u}", SUM.agg_id)
+    key = keys.aggregate(store.namespace, U, SUM.agg_id)
     fields = await redis_client.hlen(key)
     assert 0 < fields <= N + 60 + 2  # window + lateness buckets + n + t
 
@@ -235,7 +239,7 @@ async def test_scripts_are_reloaded_after_a_flush(
 
 
 async def test_unreachable_redis_raises_store_unavailable() -> None:
-    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", "t", 0.5)
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", "t", 0.5, hasher=HASHER)
     with pytest.raises(StoreUnavailable):
         await dead.start()
     with pytest.raises(StoreUnavailable):
@@ -345,7 +349,7 @@ async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> 
     try:
         while not devservices.port_open("127.0.0.1", port):
             await asyncio.sleep(0.05)
-        full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0)
+        full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0, hasher=HASHER)
         await full.start()
         with pytest.raises(StoreUnavailable, match="OutOfMemoryError"):
             for i in range(5000):
@@ -369,7 +373,7 @@ async def test_a_retained_first_sighting_lives_in_its_own_key_with_that_ttl(
     requests = [AggregateRequest(order_age, ("o-1",), 1), AggregateRequest(user_age, ("o-1",), 1)]
     (obs,) = await store.apply([EventRequests.of("e-1", T0, requests)])
     assert [obs.values[a.agg_id].value for a in (order_age, user_age)] == [T0, T0]
-    tag = keys.entity_tag((EntityType.ORDER,), ("o-1",))
+    tag = HASHER.tag((EntityType.ORDER,), ("o-1",))
     short = keys.entity_prefix(store.namespace, tag) + keys.first_seen_suffix(35 * day)
     long = keys.first_seen(store.namespace, tag)
     assert short != long
@@ -393,16 +397,18 @@ async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
     await short.start()
     try:
         await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)])])
-        key = keys.aggregate(short.namespace, "{u:u}", SUM.agg_id)
+        key = keys.aggregate(short.namespace, U, SUM.agg_id)
         before = await redis_client.pttl(key)
         assert 0 < before < DAY
-        longer = RedisStore.from_url(services.redis_url, short.namespace, 2.0, CONFIG)
+        longer = RedisStore.from_url(
+            services.redis_url, short.namespace, 2.0, CONFIG, hasher=HASHER
+        )
         await longer.start()
         try:
             later = T0 + before  # past the short TTL's own refresh point, in event time
             reqs = [AggregateRequest(SUM, ("u",), 5), AggregateRequest(COUNT_30D, ("u",), 1)]
             await longer.apply([EventRequests.of("e2", later, reqs)])
-            long_key = keys.aggregate(short.namespace, "{u:u}", COUNT_30D.agg_id)
+            long_key = keys.aggregate(short.namespace, U, COUNT_30D.agg_id)
             assert await redis_client.pttl(long_key) > 30 * DAY
             assert 0 < await redis_client.pttl(key) < DAY
         finally:
@@ -418,8 +424,8 @@ async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     """An idle entity's guard (one entry per event) is reclaimed after the
     duplicate horizon, even when its windows are kept for 30 days."""
     await store.apply([EventRequests.of("e1", T0, [AggregateRequest(COUNT_30D, ("u",), 1)])])
-    guard = keys.guard(store.namespace, "{u:u}")
-    state = keys.aggregate(store.namespace, "{u:u}", COUNT_30D.agg_id)
+    guard = keys.guard(store.namespace, U)
+    state = keys.aggregate(store.namespace, U, COUNT_30D.agg_id)
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY

@@ -11,6 +11,7 @@ from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from stream.store import aggregate_calls
 from stream.store.base import EventRequests, EventStatus
+from stream.store.keys import KeyHasher
 
 U = (EntityType.USER,)
 ORDERS = frozenset({Topic.ORDERS})
@@ -21,11 +22,15 @@ SUM = AggregateSpec(
 DEVICES = AggregateSpec(AggregateKind.DISTINCT, ORDERS, U, field="device_id", window_ms=86_400_000)
 FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, ORDERS, U)
 LIMITS = aggregate_calls.Limits(7_200_000, 3_600_000, 400 * 86_400_000, 3_600_000, 3_600_000)
+HASHER = KeyHasher(b"unit-test-key-hash-secret-0123456789")
+ALICE = "ns:" + HASHER.tag(U, ("alice",))
 
 
 def _encode(events: list[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:
     templates = aggregate_calls.Templates(LIMITS)
-    return aggregate_calls.encode(events, templates, "ns", lambda tag: 0, lambda eid: "h-" + eid)
+    return aggregate_calls.encode(
+        events, templates, "ns", lambda tag: 0, lambda eid: "h-" + eid, HASHER
+    )
 
 
 def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
@@ -41,16 +46,18 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
     )
     (call,) = _encode([ev]).values()
     keys = list(call.keys)
-    guard = keys.index("ns:{u:alice}:seen") + 1
+    guard = keys.index(ALICE + ":seen") + 1
     ops = call.flat[4:]
     assert call.flat[:4] == [guard, "h-e1", 1_000, 4]
-    assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, "d-9", 1]
+    # A distinct member travels as its keyed hash, never as the raw value.
+    assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, HASHER.member("d-9"), 1]
     assert [keys[ops[i + 1] - 1] for i in range(0, len(ops), 3)] == [
-        f"ns:{{u:alice}}:a:{COUNT.agg_id}",
-        f"ns:{{u:alice}}:a:{SUM.agg_id}",
-        f"ns:{{u:alice}}:a:{DEVICES.agg_id}",
-        "ns:{u:alice}:first",
+        f"{ALICE}:a:{COUNT.agg_id}",
+        f"{ALICE}:a:{SUM.agg_id}",
+        f"{ALICE}:a:{DEVICES.agg_id}",
+        f"{ALICE}:first",
     ]
+    assert not any("alice" in k for k in keys) and "d-9" not in call.flat
     # The JSON the script decodes: null stays in place, so positions hold.
     assert orjson.loads(orjson.dumps(call.flat))[4 + 5] is None
 
@@ -60,7 +67,7 @@ def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -
     distinct_only = EventRequests.of("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
     (call,) = _encode([reads, distinct_only]).values()
     assert call.flat[0] == 0 and call.flat[7] == 0
-    assert "ns:{u:bob}:seen" not in call.keys
+    assert "ns:" + HASHER.tag(U, ("bob",)) + ":seen" not in call.keys
 
 
 def test_reply_decoding_per_kind() -> None:
