@@ -20,6 +20,7 @@ from typing import IO, Any
 import orjson
 
 from detectors.events import Topic
+from detectors.money import format_minor
 from detectors.rulebook import Rulebook
 from stream.codec import DeadLetter, SourceRecord
 from stream.pipeline import BatchResult, OutputRecord, OverlappedBatches, Pipeline
@@ -34,7 +35,8 @@ class RuleSummary:
     hits: int = 0
     entities: set[str] = field(default_factory=set)
     freezes: int = 0
-    amount_held_minor: int = 0
+    # Held by single-payout freezes, per currency (never added across currencies).
+    held_minor: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -48,11 +50,11 @@ class BacktestSummary:
 
     def table(self) -> str:
         w = max([36, *(len(r) for r in self.rules)])
-        lines = [f"{'rule':<{w}} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>14}"]
+        lines = [f"{'rule':<{w}} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>18}"]
         for rule_id, s in sorted(self.rules.items()):
-            held = f"{s.amount_held_minor / 100:,.2f}"
+            held = "; ".join(format_minor(a, c) for c, a in sorted(s.held_minor.items())) or "-"
             lines.append(
-                f"{rule_id:<{w}} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>14}"
+                f"{rule_id:<{w}} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>18}"
             )
         rate = self.events / self.seconds if self.seconds else 0.0
         lines.append(
@@ -161,7 +163,8 @@ def _record(
     for f in result.freezes:
         s = summary.rules[f.rule_id]
         s.freezes += 1
-        s.amount_held_minor += f.amount_minor or 0
+        if f.amount_minor is not None and f.currency is not None:
+            s.held_minor[f.currency] = s.held_minor.get(f.currency, 0) + f.amount_minor
 
 
 def _write(sink: IO[bytes], output: OutputRecord, summary: BacktestSummary) -> None:

@@ -139,7 +139,11 @@ def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(book.aggregates())} aggregates"
     )
     for rule in book.rules:
-        print(f"  {rule.rule_id} v{rule.version} [{rule.mode.value}] {rule.action.kind.value}")
+        currencies = rule.currencies
+        scope = "" if currencies is None else f" — money rule: {', '.join(currencies)} only"
+        print(
+            f"  {rule.rule_id} v{rule.version} [{rule.mode.value}] {rule.action.kind.value}{scope}"
+        )
     return 0
 
 

@@ -131,7 +131,10 @@ class Pipeline:
         plan = self._plan.requests
         planned = [(t, d, reqs) for t, d in valid if (reqs := plan(t, d.event))]
         encoded = self._store.encode(
-            [EventRequests(d.event.event_id, d.event.occurred_at_ms, r) for _, d, r in planned]
+            [
+                EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
+                for _, d, r in planned
+            ]
         )
         return Prepared(result, planned, encoded)
 

@@ -13,7 +13,7 @@ both Python and Lua an object per op.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -53,6 +53,7 @@ class Template:
     suffix: str  # the key after the entity prefix
     guarded: bool
     bucket_ms: int  # sum: bucket size (turns the end bucket into ms); else 0
+    per_currency: bool = False  # money: one key per currency
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,22 @@ class GroupTemplate:
     guarded: tuple[int, ...]  # op positions whose contribution needs the duplicate guard
     layout: tuple[tuple[str, int, int], ...]
     distinct: tuple[int, ...]  # op positions whose member is hashed (keys.KeyHasher.member)
+    money: tuple[int, ...]  # op positions whose key names the event's currency
+    by_currency: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def suffixes_in(self, currency: str | None) -> tuple[str, ...]:
+        """The key suffixes for an event in `currency` (computed once per currency)."""
+        if not self.money:
+            return self.suffixes
+        found = self.by_currency.get(currency or "")
+        if found is None:
+            if currency is None:
+                raise ValueError("sums are kept per currency: the event's currency is required")
+            out = list(self.suffixes)
+            for i in self.money:
+                out[i] = keys.aggregate_suffix(self.layout[i][0], currency)
+            found = self.by_currency[currency] = tuple(out)
+        return found
 
 
 class Templates:
@@ -93,6 +110,7 @@ class Templates:
                     (s.agg_id, t.kind, t.bucket_ms) for s, t in zip(group.specs, specs, strict=True)
                 ),
                 tuple(i for i, t in enumerate(specs) if t.kind == DISTINCT),
+                tuple(i for i, t in enumerate(specs) if t.per_currency),
             )
         return tpl
 
@@ -122,7 +140,9 @@ class Templates:
             row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
             suffix = keys.aggregate_suffix(spec.agg_id)
             guarded = spec.kind in _GUARDED
-            tpl = Template(index, SUM, spec.entity, suffix, guarded, spec.bucket_ms)
+            tpl = Template(
+                index, SUM, spec.entity, suffix, guarded, spec.bucket_ms, spec.per_currency
+            )
         self._table.append(row)
         self.table_json = orjson.dumps(self._table)
         self._by_id[spec.agg_id] = tpl
@@ -195,7 +215,8 @@ def encode(
                     break
             flat = call.flat
             flat += (guard, ehash, ev.event_ms, len(contributions))
-            for index, suffix, c in zip(tpl.indices, tpl.suffixes, contributions, strict=True):
+            suffixes = tpl.suffixes_in(ev.currency) if tpl.money else tpl.suffixes
+            for index, suffix, c in zip(tpl.indices, suffixes, contributions, strict=True):
                 key = prefix + suffix
                 k = known.get(key)
                 if k is None:

@@ -7,8 +7,11 @@ tag: a backtest's scratch namespace uses the same slots and can be removed
 with one SCAN pattern.
 
     <ns>:{u:<h>}:seen               ZSET  duplicate guard: member=event hash, score=event ms
-    <ns>:{u:<h>}:a:<agg_id>         HASH  bucketed count/sum: n = newest bucket,
+    <ns>:{u:<h>}:a:<agg_id>         HASH  bucketed count: n = newest bucket,
                                           t = window total, <bucket> = value
+    <ns>:{u:<h>}:a:<agg_id>:<CUR>   HASH  the same for a sum (money), one key per
+                                          ISO 4217 currency: amounts in different
+                                          currencies are never added
                                     ZSET  distinct: member=<h> of the value, score=last event ms
     <ns>:{u:<h>}:first              HASH  <agg_id> = first event ms seen
     <ns>:{o:<h>}:first:<ms>         HASH  the same, for sightings kept only <ms> (`retain`)
@@ -136,16 +139,18 @@ def first_seen_suffix(retain_ms: int | None) -> str:
     return FIRST_SEEN_SUFFIX if retain_ms is None else f"{FIRST_SEEN_SUFFIX}:{retain_ms}"
 
 
-def aggregate_suffix(agg_id: str) -> str:
-    return f":a:{agg_id}"
+def aggregate_suffix(agg_id: str, currency: str | None = None) -> str:
+    """A sum's state is one key per currency (`currency`, validated as
+    [A-Z]{3} by the contract); other aggregates pass None."""
+    return f":a:{agg_id}" if currency is None else f":a:{agg_id}:{currency}"
 
 
 def guard(ns: str, tag: str) -> str:
     return entity_prefix(ns, tag) + GUARD_SUFFIX
 
 
-def aggregate(ns: str, tag: str, agg_id: str) -> str:
-    return entity_prefix(ns, tag) + aggregate_suffix(agg_id)
+def aggregate(ns: str, tag: str, agg_id: str, currency: str | None = None) -> str:
+    return entity_prefix(ns, tag) + aggregate_suffix(agg_id, currency)
 
 
 def first_seen(ns: str, tag: str) -> str:

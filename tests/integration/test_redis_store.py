@@ -67,7 +67,12 @@ async def store(services: Services) -> AsyncIterator[RedisStore]:
 
 
 def ev(
-    event_id: str, ms: int, amount: int = 1, device: str = "d", user: str = "u"
+    event_id: str,
+    ms: int,
+    amount: int = 1,
+    device: str = "d",
+    user: str = "u",
+    currency: str = "EUR",
 ) -> EventRequests:
     ids = (user,)
     return EventRequests.of(
@@ -78,6 +83,7 @@ def ev(
             AggregateRequest(DST, ids, device),
             AggregateRequest(FIRST, ids, 1),
         ],
+        currency,
     )
 
 
@@ -166,7 +172,7 @@ async def test_window_rolls_forward_and_old_buckets_are_dropped(
 ) -> None:
     for i in range(300):
         await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
-    key = keys.aggregate(store.namespace, U, SUM.agg_id)
+    key = keys.aggregate(store.namespace, U, SUM.agg_id, "EUR")
     fields = await redis_client.hlen(key)
     assert 0 < fields <= N + 60 + 2  # window + lateness buckets + n + t
 
@@ -279,7 +285,7 @@ async def test_a_reader_sees_the_window_ending_at_its_own_time(store: RedisStore
     """A ratio's denominator is read where the numerator's window ends, not at
     the busiest window around it."""
     await store.apply([ev(f"e{i}", T0 + i * BUCKET) for i in range(30)])
-    read = EventRequests.of("probe", T0 + 14 * BUCKET, [AggregateRequest(SUM, ("u",), None)])
+    read = EventRequests.of("probe", T0 + 14 * BUCKET, [AggregateRequest(SUM, ("u",), None)], "EUR")
     (obs,) = await store.apply([read])
     assert obs.values[SUM.agg_id].value == N  # buckets 5..14, one event each
     assert obs.values[SUM.agg_id].window_end_ms == T0 + 15 * BUCKET
@@ -300,6 +306,7 @@ async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_not
             AggregateRequest(DST, ("u",), None),
             AggregateRequest(FIRST, ("u",), None),
         ],
+        "EUR",
     )
     for _ in range(2):
         (obs,) = await store.apply([reads])
@@ -315,6 +322,7 @@ async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_not
             AggregateRequest(DST, ("u",), "d3"),
             AggregateRequest(FIRST, ("u",), None),
         ],
+        "EUR",
     )
     (first,) = await store.apply([mixed])
     (again,) = await store.apply([mixed])
@@ -396,8 +404,8 @@ async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
     short = new_store(services)
     await short.start()
     try:
-        await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)])])
-        key = keys.aggregate(short.namespace, U, SUM.agg_id)
+        await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)], "EUR")])
+        key = keys.aggregate(short.namespace, U, SUM.agg_id, "EUR")
         before = await redis_client.pttl(key)
         assert 0 < before < DAY
         longer = RedisStore.from_url(
@@ -407,7 +415,7 @@ async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
         try:
             later = T0 + before  # past the short TTL's own refresh point, in event time
             reqs = [AggregateRequest(SUM, ("u",), 5), AggregateRequest(COUNT_30D, ("u",), 1)]
-            await longer.apply([EventRequests.of("e2", later, reqs)])
+            await longer.apply([EventRequests.of("e2", later, reqs, "EUR")])
             long_key = keys.aggregate(short.namespace, U, COUNT_30D.agg_id)
             assert await redis_client.pttl(long_key) > 30 * DAY
             assert 0 < await redis_client.pttl(key) < DAY
@@ -429,3 +437,18 @@ async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY
+
+
+async def test_sums_in_two_currencies_never_meet(store: RedisStore) -> None:
+    """One user, one sum, EUR and JPY amounts interleaved: each currency's
+    window holds its own amounts only; counts and distinct values are shared."""
+    batch = [
+        ev(f"e{i}", T0 + i * 10, 100 if i % 2 else 7, currency="JPY" if i % 2 else "EUR")
+        for i in range(6)
+    ]
+    observed = await store.apply(batch)
+    assert [o.values[SUM.agg_id].value for o in observed] == [7, 100, 14, 200, 21, 300]
+    (eur,) = await store.apply([ev("probe-eur", T0 + 100, 0, currency="EUR")])
+    (jpy,) = await store.apply([ev("probe-jpy", T0 + 100, 0, currency="JPY")])
+    assert (eur.values[SUM.agg_id].value, jpy.values[SUM.agg_id].value) == (21, 300)
+    assert eur.values[DST.agg_id].value == jpy.values[DST.agg_id].value == 1

@@ -4,6 +4,7 @@ the layout aggregates.lua reads (see its header)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.engine import AggregateRequest, Observation
@@ -43,6 +44,7 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
             AggregateRequest(DEVICES, ("alice",), "d-9"),
             AggregateRequest(FIRST, ("alice",), 1),
         ],
+        "EUR",
     )
     (call,) = _encode([ev]).values()
     keys = list(call.keys)
@@ -53,7 +55,7 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
     assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, HASHER.member("d-9"), 1]
     assert [keys[ops[i + 1] - 1] for i in range(0, len(ops), 3)] == [
         f"{ALICE}:a:{COUNT.agg_id}",
-        f"{ALICE}:a:{SUM.agg_id}",
+        f"{ALICE}:a:{SUM.agg_id}:EUR",
         f"{ALICE}:a:{DEVICES.agg_id}",
         f"{ALICE}:first",
     ]
@@ -80,6 +82,7 @@ def test_reply_decoding_per_kind() -> None:
             AggregateRequest(DEVICES, ("alice",), "d-9"),
             AggregateRequest(FIRST, ("alice",), 1),
         ],
+        "EUR",
     )
     calls = _encode([ev])
     # status 0 (duplicate); count 3 ending in bucket 9; sum too late (-1);
@@ -94,3 +97,23 @@ def test_reply_decoding_per_kind() -> None:
         FIRST.agg_id: Observation(500, 0),
     }
     assert all(type(o) is Observation for o in obs.values.values())
+
+
+def test_sums_are_kept_per_currency_and_counts_are_not() -> None:
+    def event(event_id: str, currency: str) -> EventRequests:
+        reqs = [AggregateRequest(COUNT, ("alice",), 1), AggregateRequest(SUM, ("alice",), 10)]
+        return EventRequests.of(event_id, 1_000, reqs, currency)
+
+    (call,) = _encode([event("e1", "EUR"), event("e2", "JPY"), event("e3", "EUR")]).values()
+    ops = [call.flat[4 + 10 * u : 10 + 10 * u] for u in range(3)]
+    key_of = {v: k for k, v in call.keys.items()}
+    sums = [key_of[unit[4]] for unit in ops]
+    counts = {key_of[unit[1]] for unit in ops}
+    assert sums == [f"{ALICE}:a:{SUM.agg_id}:{c}" for c in ("EUR", "JPY", "EUR")]
+    assert counts == {f"{ALICE}:a:{COUNT.agg_id}"}
+
+
+def test_a_sum_without_the_events_currency_is_refused() -> None:
+    ev = EventRequests.of("e1", 1_000, [AggregateRequest(SUM, ("alice",), 10)])
+    with pytest.raises(ValueError, match="currency"):
+        _encode([ev])
