@@ -20,7 +20,7 @@ from detectors.rules_entities import EntityType, entity_value
 
 class AggregateKind(StrEnum):
     COUNT = "count"  # events in the window
-    SUM = "sum"  # sum of an integer field (money in minor units)
+    SUM = "sum"  # sum of a money field, in minor units, per currency
     DISTINCT = "distinct"  # distinct values of a field in the window (exact)
     FIRST_SEEN = "first_seen"  # event time the entity was first seen; rules read its age
 
@@ -54,6 +54,12 @@ class AggregateSpec:
             ";".join(c.signature() for c in self.where),
         ]
         return "|".join(parts)
+
+    @property
+    def per_currency(self) -> bool:
+        """Sums are money: kept apart per currency (the event's currency is
+        part of the state it feeds and reads), never added across currencies."""
+        return self.kind is AggregateKind.SUM
 
     def entity_ids(self, event: Event) -> tuple[str, ...] | None:
         ids = []

@@ -79,9 +79,10 @@ class Alert:
     mode: Mode
     evidence: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.0
+    currency: str | None = None  # of the money observed and threshold, for money rules
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "alert_id": self.alert_id,
             "rule_id": self.rule_id,
             "rule_version": self.rule_version,
@@ -103,6 +104,9 @@ class Alert:
             "detected_at": format_rfc3339_ms(self.detected_at_ms),
             "mode": self.mode.value,
         }
+        if self.currency is not None:
+            wire["currency"] = self.currency
+        return wire
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,20 +227,26 @@ def evaluate(
     this event's entities. Returns None when the rule does not fire."""
     if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
         return None
+    # Money limits name their currencies; events in any other are not judged.
+    limits = rule.limits(event.currency)
+    if limits is None:
+        return None
+    threshold, min_volume = limits
     # No observation: the event lacks the rule's entity (the store was not asked).
     main = observed.get(rule.metric.aggregate.agg_id)
     if main is None or main.value is None:
         return None
     evidence: dict[str, object] = {"aggregate": rule.metric.aggregate.kind.value}
-    value = _metric_value(rule, event, main, observed, evidence)
-    if value is None or not rule.comparison.holds(value, rule.threshold):
+    value = _metric_value(rule, event, main, observed, evidence, min_volume)
+    if value is None or not rule.comparison.holds(value, threshold):
         return None
     if not _requirements_hold(rule, event, observed, evidence):
         return None
     entity_ids = tuple(rule.metric.aggregate.entity_ids(event) or ())
     if not entity_ids:
         return None
-    return _candidate(rule, trigger_topic, event, entity_ids, main, value, evidence, now_ms)
+    crossed = (main, value, threshold)
+    return _candidate(rule, trigger_topic, event, entity_ids, crossed, evidence, now_ms)
 
 
 def _metric_value(
@@ -249,6 +255,7 @@ def _metric_value(
     main: Observation,
     observed: Mapping[str, Observation],
     evidence: dict[str, object],
+    min_volume: int,
 ) -> float | None:
     metric = rule.metric
     assert main.value is not None
@@ -260,7 +267,7 @@ def _metric_value(
         return float(age)
     if metric.kind is MetricKind.VALUE:
         evidence["value"] = main.value
-        if metric.min_volume and main.value < metric.min_volume:
+        if min_volume and main.value < min_volume:
             return None
         return float(main.value)
     assert metric.other is not None
@@ -278,10 +285,11 @@ def _metric_value(
         evidence.update(credits=main.value, debits=other.value)
         return float(main.value - other.value)
     if metric.kind is MetricKind.SURGE:
-        return _surge(metric, main.value, other.value, _history_ms(rule, event, observed), evidence)
-    if other.value <= 0 or other.value < metric.min_volume:
+        history_ms = _history_ms(rule, event, observed)
+        return _surge(metric, main.value, other.value, history_ms, min_volume, evidence)
+    if other.value <= 0 or other.value < min_volume:
         return None
-    evidence.update(numerator=main.value, denominator=other.value, min_volume=metric.min_volume)
+    evidence.update(numerator=main.value, denominator=other.value, min_volume=min_volume)
     return main.value / other.value
 
 
@@ -301,6 +309,7 @@ def _surge(
     recent: int,
     baseline: int,
     history_ms: int | None,
+    min_volume: int,
     evidence: dict[str, object],
 ) -> float | None:
     """Rate in the recent window over the rate in the rest of the baseline window.
@@ -317,7 +326,7 @@ def _surge(
     if history_ms is not None:
         baseline_ms = min(baseline_ms, history_ms)
     earlier = baseline - recent
-    if recent < metric.min_volume or earlier <= 0 or baseline_ms <= recent_ms:
+    if recent < min_volume or earlier <= 0 or baseline_ms <= recent_ms:
         return None
     earlier_rate = earlier / (baseline_ms - recent_ms)
     value = (recent / recent_ms) / earlier_rate
@@ -327,7 +336,7 @@ def _surge(
         baseline_window=format_duration_ms(metric.other.window_ms or 0),
         history_used=format_duration_ms(baseline_ms),
         baseline_per_recent_window=round(earlier_rate * recent_ms, 3),
-        min_volume=metric.min_volume,
+        min_volume=min_volume,
     )
     return value
 
@@ -352,11 +361,13 @@ def _candidate(
     trigger_topic: str,
     event: Event,
     entity_ids: tuple[str, ...],
-    main: Observation,
-    value: float,
+    crossed: tuple[Observation, float, float],
     evidence: dict[str, object],
     now_ms: int,
 ) -> AlertCandidate:
+    """`crossed`: the main observation, the metric's value and the threshold
+    it crossed (for a money rule, the one of the event's currency)."""
+    main, value, threshold = crossed
     window_ms = rule.window_ms
     if rule.metric.is_age:
         # The "window" of an age rule is the span from first sighting to now.
@@ -383,13 +394,15 @@ def _candidate(
         window_ms=window_ms,
         window_start_ms=start,
         observed=round(value, 6) if rule.metric.is_fractional else int(value),
-        threshold=rule.threshold,
+        threshold=threshold,
         trigger_event_id=event.event_id,
         trigger_topic=trigger_topic,
         occurred_at_ms=event.occurred_at_ms,
         detected_at_ms=now_ms,
         mode=rule.mode,
         evidence=evidence,
-        margin=rule.comparison.margin(value, rule.threshold),
+        margin=rule.comparison.margin(value, threshold),
+        # The currency of the sums the rule compared (never mixed: see detectors.money).
+        currency=event.currency if rule.metric.speaks_money else None,
     )
     return AlertCandidate(alert, entity_ids, start, end, rule.cooldown_ms)

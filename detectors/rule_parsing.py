@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from detectors import rule_money
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.durations import parse_duration_ms
 from detectors.events import EVENT_CLASS, Topic
+from detectors.money import PerCurrency
 from detectors.rules import (
     BENEFIT_SCOPES,
     FUND_SCOPES,
@@ -195,15 +197,17 @@ class Parser:
             field = self.get(item, "field", p, str)
             self.check_field(field, topics, f"{p}.field")
             op = self.enum(Op, self.get(item, "op", p, str), f"{p}.op", [o.value for o in Op])
-            out.append(Condition(field, op, self.condition_value(item, op, p)))
+            out.append(Condition(field, op, self.condition_value(item, op, p, field)))
         return tuple(out)
 
-    def condition_value(self, item: dict[str, Any], op: Op, path: str) -> Any:
+    def condition_value(self, item: dict[str, Any], op: Op, path: str, field: str) -> Any:
         if op in (Op.EXISTS, Op.ABSENT):
             return None
         if "value" not in item:
             raise self.fail(f"{path}.value", f"is required for op {op.value}")
         value = item["value"]
+        if field.endswith("_minor"):
+            return rule_money.condition_value(self, field, op, value, f"{path}.value")
         if op in (Op.IN, Op.NOT_IN):
             if not isinstance(value, list) or not value:
                 raise self.fail(f"{path}.value", f"op {op.value} needs a non-empty list")
@@ -262,6 +266,8 @@ def _metric(p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str) -> M
                 part_window = _window(p, part, "window", q)
                 part_bucket = _resolution(p, {**part, **raw}, part_window, q)
             specs.append(_aggregate(p, part, entity, part_window, part_bucket, q))
+        if kind == "balance" and specs[0].per_currency != specs[1].per_currency:
+            raise p.fail(path, "a balance subtracts money from money, or counts from counts")
         return Metric(specs[0], specs[1], kind=MetricKind(kind))
     return Metric(_aggregate(p, raw, entity, window, bucket, path))
 
@@ -410,11 +416,8 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
         Comparison, raw["compare"], f"{path}.compare", [c.value for c in Comparison]
     )
     threshold = _threshold(p, raw["threshold"], metric, comparison, f"{path}.threshold")
-    min_volume = p.get(raw, "min_volume", path, int, 0)
-    if min_volume < 0:
-        raise p.fail(f"{path}.min_volume", "must not be negative")
-    if "min_volume" in raw and metric.kind in (MetricKind.AGE, MetricKind.BALANCE):
-        raise p.fail(f"{path}.min_volume", f"{metric.kind.value} metrics have no volume to require")
+    min_volume = rule_money.min_volume(p, raw, metric, path)
+    rule_money.same_currencies(p, threshold, min_volume, path)
     where = p.conditions(raw["where"], topics, f"{path}.where") if "where" in raw else ()
     return Rule(
         rule_id=rule_id,
@@ -434,10 +437,15 @@ def parse_rule(p: Parser, raw: Any, path: str, defaults: dict[str, Any]) -> Rule
     )
 
 
-def _threshold(p: Parser, raw: Any, metric: Metric, comparison: Comparison, path: str) -> float:
+def _threshold(
+    p: Parser, raw: Any, metric: Metric, comparison: Comparison, path: str
+) -> float | PerCurrency:
     if metric.is_age:
         # `>= 0s` is meaningful: "was seen at all before this event".
         return 0.0 if raw in (0, "0", "0s") else float(p.duration(raw, path))
+    money = rule_money.threshold(p, raw, metric, path)
+    if money is not None:
+        return money
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise p.fail(path, "expected a number")
     if metric.kind is MetricKind.RATIO and not 0 <= raw <= 1 and _like_for_like(metric):

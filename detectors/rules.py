@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from detectors.aggregates import AggregateSpec
 from detectors.events import Topic
+from detectors.money import PerCurrency
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
 
@@ -101,8 +102,9 @@ class Metric:
 
     aggregate: AggregateSpec
     other: AggregateSpec | None = None
-    # Ratio: the denominator must reach this; surge: the recent value; value: itself.
-    min_volume: int = 0
+    # Ratio: the denominator must reach this; surge: the recent value; value:
+    # itself. Per currency when that is money (see `money_volume`).
+    min_volume: int | PerCurrency = 0
     kind: MetricKind = MetricKind.VALUE
 
     @property
@@ -116,6 +118,30 @@ class Metric:
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
         return (self.aggregate,) if self.other is None else (self.aggregate, self.other)
+
+    @property
+    def money_threshold(self) -> bool:
+        """The threshold is an amount of money, so it is given per currency: a
+        sum, a balance of sums, or a ratio with money on one side only (money
+        over money is a plain fraction, like count over count)."""
+        money = self.aggregate.per_currency
+        if self.kind is MetricKind.RATIO:
+            assert self.other is not None
+            return money != self.other.per_currency
+        return money and self.kind in (MetricKind.VALUE, MetricKind.BALANCE)
+
+    @property
+    def money_volume(self) -> bool:
+        """`min_volume` is an amount of money (a sum's own value, a surge's
+        recent sum, a ratio's money denominator)."""
+        if self.kind is MetricKind.RATIO:
+            assert self.other is not None
+            return self.other.per_currency
+        return self.aggregate.per_currency and self.kind in (MetricKind.VALUE, MetricKind.SURGE)
+
+    @property
+    def speaks_money(self) -> bool:
+        return any(a.per_currency for a in self.aggregates())
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +163,7 @@ class Rule:
     entity: tuple[EntityType, ...]
     metric: Metric
     comparison: Comparison
-    threshold: float
+    threshold: float | PerCurrency  # per currency when the metric's threshold is money
     severity: Severity
     mode: Mode
     action: Action
@@ -151,3 +177,27 @@ class Rule:
     @property
     def window_ms(self) -> int:
         return self.metric.aggregate.window_ms or 0
+
+    def limits(self, currency: str) -> tuple[float, int] | None:
+        """(threshold, min_volume) for an event in `currency`; None when a
+        money limit does not name that currency: the rule ignores the event."""
+        threshold, volume = self.threshold, self.metric.min_volume
+        if isinstance(threshold, PerCurrency):
+            found = threshold.get(currency)
+            if found is None:
+                return None
+            threshold = found
+        if isinstance(volume, PerCurrency):
+            amount = volume.get(currency)
+            if amount is None:
+                return None
+            volume = int(amount)
+        return threshold, volume
+
+    @property
+    def currencies(self) -> tuple[str, ...] | None:
+        """The currencies a money rule judges; None: every event, whatever its currency."""
+        for limit in (self.threshold, self.metric.min_volume):
+            if isinstance(limit, PerCurrency):
+                return limit.currencies
+        return None

@@ -9,6 +9,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from detectors.events import Event
+from detectors.money import PerCurrency
 
 
 class Op(StrEnum):
@@ -39,7 +40,9 @@ ORDERING = frozenset({Op.GT, Op.GE, Op.LT, Op.LE})
 class Condition:
     field: str
     op: Op
-    value: Any = None  # a scalar, or a tuple for IN / NOT_IN
+    # A scalar, a tuple for IN / NOT_IN, or a PerCurrency for a money field
+    # (an event in a currency it does not name does not match).
+    value: Any = None
 
     def matches(self, event: Event) -> bool:
         actual = getattr(event, self.field, None)
@@ -57,7 +60,12 @@ class Condition:
             return actual not in self.value
         if self.op in ORDERING and type(actual) is str:
             return False
-        return _BINARY[self.op](actual, self.value)
+        value = self.value
+        if type(value) is PerCurrency:
+            value = value.get(event.currency)
+            if value is None:
+                return False
+        return _BINARY[self.op](actual, value)
 
     def signature(self) -> str:
         value = ",".join(map(str, self.value)) if isinstance(self.value, tuple) else self.value

@@ -9,6 +9,7 @@ Input lines: {"topic": "<input topic>", "value": {event}}. Output lines:
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import IO, Any
 import orjson
 
 from detectors.events import Topic
+from detectors.money import format_minor
 from detectors.rulebook import Rulebook
 from stream.codec import DeadLetter, SourceRecord
 from stream.pipeline import BatchResult, OutputRecord, OverlappedBatches, Pipeline
@@ -33,7 +35,8 @@ class RuleSummary:
     hits: int = 0
     entities: set[str] = field(default_factory=set)
     freezes: int = 0
-    amount_held_minor: int = 0
+    # Held by single-payout freezes, per currency (never added across currencies).
+    held_minor: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -43,14 +46,15 @@ class BacktestSummary:
     outputs: int = 0
     seconds: float = 0.0
     rules: dict[str, RuleSummary] = field(default_factory=dict)
+    namespace: str = ""  # the scratch namespace (removed unless kept)
 
     def table(self) -> str:
         w = max([36, *(len(r) for r in self.rules)])
-        lines = [f"{'rule':<{w}} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>14}"]
+        lines = [f"{'rule':<{w}} {'hits':>6} {'entities':>9} {'freezes':>8} {'held':>18}"]
         for rule_id, s in sorted(self.rules.items()):
-            held = f"{s.amount_held_minor / 100:,.2f}"
+            held = "; ".join(format_minor(a, c) for c, a in sorted(s.held_minor.items())) or "-"
             lines.append(
-                f"{rule_id:<{w}} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>14}"
+                f"{rule_id:<{w}} {s.hits:>6} {len(s.entities):>9} {s.freezes:>8} {held:>18}"
             )
         rate = self.events / self.seconds if self.seconds else 0.0
         lines.append(
@@ -88,12 +92,25 @@ def _records(path: Path, settings: Settings) -> Iterator[tuple[Topic | None, Sou
 
 
 async def run_backtest(
-    settings: Settings, rulebook: Rulebook, events: Path, out: Path, progress: IO[str] | None
+    settings: Settings,
+    rulebook: Rulebook,
+    events: Path,
+    out: Path,
+    progress: IO[str] | None,
+    keep_namespace: bool = False,
 ) -> BacktestSummary:
-    store = open_store(settings, namespace=f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}")
+    """`keep_namespace`: leave the scratch state in Redis for inspection
+    (tests that examine what the store wrote); its name is in the summary."""
+    namespace = f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}"
+    if settings.key_hash_secret is None:
+        # The scratch state is the run's own: a secret for this run only.
+        settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
+    store = open_store(settings, namespace=namespace)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
-    summary = BacktestSummary(rules={r.rule_id: RuleSummary() for r in rulebook.rules})
+    summary = BacktestSummary(
+        rules={r.rule_id: RuleSummary() for r in rulebook.rules}, namespace=namespace
+    )
     started = time.perf_counter()
     flusher: OverlappedBatches | None = None
     try:
@@ -125,7 +142,8 @@ async def run_backtest(
         raise
     finally:
         summary.seconds = time.perf_counter() - started
-        await store.drop_namespace()
+        if not keep_namespace:
+            await store.drop_namespace()
         await store.close()
     return summary
 
@@ -145,7 +163,8 @@ def _record(
     for f in result.freezes:
         s = summary.rules[f.rule_id]
         s.freezes += 1
-        s.amount_held_minor += f.amount_minor or 0
+        if f.amount_minor is not None and f.currency is not None:
+            s.held_minor[f.currency] = s.held_minor.get(f.currency, 0) + f.amount_minor
 
 
 def _write(sink: IO[bytes], output: OutputRecord, summary: BacktestSummary) -> None:

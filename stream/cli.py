@@ -99,10 +99,19 @@ def create_all_topics(settings: Settings) -> None:
     )
 
 
+def _local_secret(settings: Settings) -> Settings:
+    """Commands that run against the local services use their own key hash
+    secret unless one is set."""
+    if settings.key_hash_secret is not None:
+        return settings
+    return settings.replace(key_hash_secret=devservices.dev_key_hash_secret(_layout(settings)))
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from stream.demo import run_demo
 
-    return run_demo(settings, _layout(settings), _redis_port(settings))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    return run_demo(_local_secret(settings), _layout(settings), _redis_port(settings), base_env)
 
 
 def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
@@ -130,7 +139,11 @@ def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(book.aggregates())} aggregates"
     )
     for rule in book.rules:
-        print(f"  {rule.rule_id} v{rule.version} [{rule.mode.value}] {rule.action.kind.value}")
+        currencies = rule.currencies
+        scope = "" if currencies is None else f" — money rule: {', '.join(currencies)} only"
+        print(
+            f"  {rule.rule_id} v{rule.version} [{rule.mode.value}] {rule.action.kind.value}{scope}"
+        )
     return 0
 
 
@@ -186,7 +199,9 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     print(f"bench: {events} events, latency phase {latency_s:.0f}s", flush=True)
     # The worker subprocess inherits this environment (PATH, ...) plus the bench's own FRAUD_*.
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
-    result = asyncio.run(run_bench(settings, events, latency_s, layout.home, base_env))
+    result = asyncio.run(
+        run_bench(_local_secret(settings), events, latency_s, layout.home, base_env)
+    )
     print(report(result))
     if args.json:
         Path(args.json).write_bytes(dumps(result))

@@ -21,12 +21,16 @@ import orjson
 from detectors.errors import ServiceError
 from stream import devservices, kafka_io
 from stream.samples import sample_stream
-from stream.settings import Settings
+from stream.settings import Settings, to_env
 
 READY_TIMEOUT_S = 120.0
 
 
-def run_demo(settings: Settings, layout: devservices.DevLayout, redis_port: int) -> int:
+def run_demo(
+    settings: Settings, layout: devservices.DevLayout, redis_port: int, base_env: dict[str, str]
+) -> int:
+    """`base_env`: the environment without FRAUD_* (the worker gets the
+    demo's settings, key hash secret included, as its FRAUD_*)."""
     from stream.cli import create_all_topics
 
     _, kafka_port = settings.kafka_host_port()
@@ -40,6 +44,7 @@ def run_demo(settings: Settings, layout: devservices.DevLayout, redis_port: int)
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker"],
+            env={**base_env, **to_env(settings)},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

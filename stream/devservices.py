@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -42,6 +43,19 @@ class DevLayout:
     @property
     def redis_dir(self) -> Path:
         return self.home / "redis"
+
+
+def dev_key_hash_secret(layout: DevLayout) -> str:
+    """The key hash secret of the local services' Redis, made once and kept
+    with their state (mode 0600): the demo's state lives across runs, so its
+    secret must too, and no secret is shared between machines."""
+    path = layout.home / "key-hash-secret"
+    if not path.exists():
+        layout.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def _asset(name: str) -> str:

@@ -149,7 +149,10 @@ class Pipeline:
         indexed = [(i, t, d, reqs) for i, t, d in valid if (reqs := plan(t, d.event))]
         planned = [(t, d, reqs) for _, t, d, reqs in indexed]
         encoded = self._store.encode(
-            [EventRequests(d.event.event_id, d.event.occurred_at_ms, r) for _, d, r in planned]
+            [
+                EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
+                for _, d, r in planned
+            ]
         )
         stalled = (
             {j: incomplete[i] for j, (i, *_) in enumerate(indexed) if incomplete[i]}

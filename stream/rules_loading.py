@@ -7,6 +7,7 @@ from importlib import resources
 from detectors.errors import ConfigError
 from detectors.rulebook import Rulebook, parse_rulebook
 from stream.settings import Settings
+from stream.store.keys import KeyHasher
 from stream.store.redis_store import RedisStore, StoreConfig
 
 DEFAULT_RULES = "default.yaml"
@@ -36,6 +37,19 @@ def store_config(settings: Settings) -> StoreConfig:
     )
 
 
+def key_hasher(settings: Settings) -> KeyHasher:
+    """The keyed hash of ids in Redis keys. Without a secret there is no
+    store: a default secret would make the hashes reversible by anyone who
+    knows the default, and a random one would orphan the state at every start."""
+    if settings.key_hash_secret is None:
+        raise ConfigError(
+            "FRAUD_KEY_HASH_SECRET",
+            "required: a random secret of at least 32 characters (e.g. `openssl rand "
+            "-base64 32`), the same for every worker and for `replay`",
+        )
+    return KeyHasher(settings.key_hash_secret.encode())
+
+
 def open_store(
     settings: Settings, namespace: str | None = None, config: StoreConfig | None = None
 ) -> RedisStore:
@@ -45,4 +59,5 @@ def open_store(
         settings.redis_timeout_s,
         config or store_config(settings),
         cluster=settings.redis_cluster,
+        hasher=key_hasher(settings),
     )

@@ -1,7 +1,8 @@
 """One settings object, built once at the entry point from `FRAUD_*` variables.
 
 Nothing else in fraudstream reads `os.environ`. Secrets (a password inside
-the Redis URL) are never printed: `redacted()` and `__repr__` mask them.
+the Redis URL, the key hash secret) are never printed: `redacted()` and
+`__repr__` mask them.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=lambda: KafkaSecurity())
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     redis_namespace: str = "fs"
+    # HMAC key of the ids in Redis keys (stream.store.keys); None: no store can
+    # be opened, except by commands whose state is their own (backtest, demo, bench).
+    key_hash_secret: str | None = field(default=None, repr=False)
     app_id: str = "fraudstream"
     topics: TopicNames = field(default_factory=TopicNames)
     web_host: str = "127.0.0.1"
@@ -123,6 +127,7 @@ class Settings:
         """All settings as a dict safe to log: credentials in URLs masked."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["redis_url"] = mask_url(self.redis_url)
+        out["key_hash_secret"] = "***" if self.key_hash_secret else None
         out["kafka_security"] = self.kafka_security.redacted()
         out["topics"] = dataclasses.asdict(self.topics)
         out["rules_file"] = str(self.rules_file) if self.rules_file else "(built-in default)"
@@ -143,6 +148,9 @@ def mask_url(url: str) -> str:
     return _URL_CREDENTIALS.sub("***@", url)
 
 
+_SECRETS = frozenset({"KEY_HASH_SECRET", "KAFKA_SASL_PASSWORD", "REDIS_URL"})
+
+
 def _parse(env: Mapping[str, str], name: str, conv: Callable[[str], T], default: T) -> T:
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
@@ -150,7 +158,8 @@ def _parse(env: Mapping[str, str], name: str, conv: Callable[[str], T], default:
     try:
         return conv(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(PREFIX + name, f"cannot parse {raw!r}: {exc}") from None
+        shown = "(secret)" if name in _SECRETS else repr(raw)
+        raise ConfigError(PREFIX + name, f"cannot parse {shown}: {exc}") from None
 
 
 def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
@@ -185,6 +194,16 @@ def _namespace(raw: str) -> str:
     slots) and no glob characters (the scratch-namespace cleanup SCANs by it)."""
     if _NAMESPACE.fullmatch(raw) is None:
         raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
+    return raw
+
+
+MIN_SECRET_LENGTH = 32
+
+
+def _secret(raw: str) -> str:
+    if len(raw.encode()) < MIN_SECRET_LENGTH:
+        # Never echo the value: the error message reaches logs.
+        raise ValueError(f"too short: use at least {MIN_SECRET_LENGTH} random characters")
     return raw
 
 
@@ -239,6 +258,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         kafka_security=_kafka_security(env),
         redis_url=_parse(env, "REDIS_URL", str, d.redis_url),
         redis_namespace=_parse(env, "REDIS_NAMESPACE", _namespace, d.redis_namespace),
+        key_hash_secret=_parse(env, "KEY_HASH_SECRET", _secret, d.key_hash_secret),
         app_id=_parse(env, "APP_ID", str, d.app_id),
         topics=topics,
         web_host=_parse(env, "WEB_HOST", str, d.web_host),
@@ -283,6 +303,7 @@ ENV_NAMES: frozenset[str] = frozenset(
             "KAFKA_SSL_KEYFILE",
             "REDIS_URL",
             "REDIS_NAMESPACE",
+            "KEY_HASH_SECRET",
             "APP_ID",
             "WEB_HOST",
             "WEB_PORT",

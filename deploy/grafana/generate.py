@@ -9,12 +9,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from detectors.money import DEFAULT_EXPONENT, MINOR_UNIT_EXPONENTS
+
 DATASOURCE = {"type": "prometheus", "uid": "fraudstream-prometheus"}
 OUT = Path(__file__).resolve().parent / "dashboards"
 
 # (title, unit, [(expr, legend)], panel type)
 Panel = tuple[str, str, list[tuple[str, str]], str]
 
+# The panel tables are aligned by hand, one panel per group of lines.
+# fmt: off
 SRE: list[Panel] = [
     ("Events consumed / s by topic", "ops",
      [("sum by (topic) (rate(fraud_events_consumed_total[5m]))", "{{topic}}")], "timeseries"),
@@ -55,7 +59,29 @@ SRE: list[Panel] = [
      [("sum by (instance) (process_resident_memory_bytes{job=\"fraudstream\"})", "{{instance}}")],
      "timeseries"),
 ]
+# fmt: on
 
+
+def in_major_units(selector: str) -> str:
+    """`sum by (currency) (<selector>)` in major units: each currency divided
+    by 10^its minor-unit exponent (JPY 1, EUR 100, KWD 1000), one term per
+    exponent; currencies not in the table have the ISO default of 2. Amounts
+    in different currencies stay separate series."""
+    metric, _, rng = selector.partition("[")
+    by_exponent: dict[int, list[str]] = {}
+    for code, exponent in sorted(MINOR_UNIT_EXPONENTS.items()):
+        by_exponent.setdefault(exponent, []).append(code)
+    others = "|".join(sorted(MINOR_UNIT_EXPONENTS))
+    terms = [(DEFAULT_EXPONENT, f'currency!~"{others}"')]
+    terms += [(e, f'currency=~"{"|".join(codes)}"') for e, codes in sorted(by_exponent.items())]
+    return " or ".join(
+        f"sum by (currency) (increase({metric}{{{match}}}[{rng}))"
+        + (f" / {10**exponent}" if exponent else "")
+        for exponent, match in terms
+    )
+
+
+# fmt: off
 RISK: list[Panel] = [
     ("Alerts / min by rule and severity", "short",
      [("sum by (rule, severity) (rate(fraud_alerts_total[5m])) * 60", "{{rule}} ({{severity}})")],
@@ -65,9 +91,9 @@ RISK: list[Panel] = [
     ("Freezes / min by kind", "short",
      [("sum by (kind) (rate(fraud_freezes_total[5m])) * 60 or vector(0)", "{{kind}}")],
      "timeseries"),
-    ("Funds held by single-payout freezes (last 24 h)", "short",
-     [("sum by (currency) (increase(fraud_funds_held_minor_total[24h])) / 100 or vector(0)",
-       "{{currency}}")], "stat"),
+    ("Funds held by single-payout freezes (last 24 h, per currency)", "short",
+     [(in_major_units("fraud_funds_held_minor_total[24h]") + " or vector(0)", "{{currency}}")],
+     "stat"),
     ("Top firing rules (last hour)", "short",
      [("topk(5, sum by (rule) (increase(fraud_alerts_total[1h])))", "{{rule}}")], "bargauge"),
     ("Alert rate vs same time last week", "short", [
@@ -80,6 +106,7 @@ RISK: list[Panel] = [
     ("Loaded rule set", "short",
      [("max by (ruleset, version) (fraud_rules_loaded)", "{{ruleset}} {{version}}")], "stat"),
 ]
+# fmt: on
 
 
 def panel(pid: int, spec: Panel) -> dict[str, Any]:
@@ -92,8 +119,12 @@ def panel(pid: int, spec: Panel) -> dict[str, Any]:
         "gridPos": {"x": ((pid - 1) % 2) * 12, "y": ((pid - 1) // 2) * 8, "w": 12, "h": 8},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr,
-             "legendFormat": legend}
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+            }
             for i, (expr, legend) in enumerate(targets)
         ],
     }

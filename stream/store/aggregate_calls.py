@@ -13,7 +13,7 @@ both Python and Lua an object per op.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -53,6 +53,7 @@ class Template:
     suffix: str  # the key after the entity prefix
     guarded: bool
     bucket_ms: int  # sum: bucket size (turns the end bucket into ms); else 0
+    per_currency: bool = False  # money: one key per currency
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,23 @@ class GroupTemplate:
     suffixes: tuple[str, ...]
     guarded: tuple[int, ...]  # op positions whose contribution needs the duplicate guard
     layout: tuple[tuple[str, int, int], ...]
+    distinct: tuple[int, ...]  # op positions whose member is hashed (keys.KeyHasher.member)
+    money: tuple[int, ...]  # op positions whose key names the event's currency
+    by_currency: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def suffixes_in(self, currency: str | None) -> tuple[str, ...]:
+        """The key suffixes for an event in `currency` (computed once per currency)."""
+        if not self.money:
+            return self.suffixes
+        found = self.by_currency.get(currency or "")
+        if found is None:
+            if currency is None:
+                raise ValueError("sums are kept per currency: the event's currency is required")
+            out = list(self.suffixes)
+            for i in self.money:
+                out[i] = keys.aggregate_suffix(self.layout[i][0], currency)
+            found = self.by_currency[currency] = tuple(out)
+        return found
 
 
 class Templates:
@@ -91,6 +109,8 @@ class Templates:
                 tuple(
                     (s.agg_id, t.kind, t.bucket_ms) for s, t in zip(group.specs, specs, strict=True)
                 ),
+                tuple(i for i, t in enumerate(specs) if t.kind == DISTINCT),
+                tuple(i for i, t in enumerate(specs) if t.per_currency),
             )
         return tpl
 
@@ -120,7 +140,9 @@ class Templates:
             row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
             suffix = keys.aggregate_suffix(spec.agg_id)
             guarded = spec.kind in _GUARDED
-            tpl = Template(index, SUM, spec.entity, suffix, guarded, spec.bucket_ms)
+            tpl = Template(
+                index, SUM, spec.entity, suffix, guarded, spec.bucket_ms, spec.per_currency
+            )
         self._table.append(row)
         self.table_json = orjson.dumps(self._table)
         self._by_id[spec.agg_id] = tpl
@@ -155,10 +177,11 @@ def encode(
     namespace: str,
     slot_of: Callable[[str], int],
     event_hash: Callable[[str], str],
+    hasher: keys.KeyHasher,
 ) -> dict[int, AggregateCall]:
     """One AggregateCall per slot; per event one unit per entity it touches.
-    An op is (spec, key, contribution): a contribution is already what the
-    script adds (an int for count/sum, a member for distinct), None (JSON
+    An op is (spec, key, contribution): a contribution is what the script
+    adds (an int for count/sum, a distinct member's keyed hash), None (JSON
     null) when the event only reads."""
     calls: dict[int, AggregateCall] = {}
     entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
@@ -171,7 +194,7 @@ def encode(
             tpl = group_of(req.group)
             entity = entities.get((tpl.entity, req.entity_ids))
             if entity is None:
-                tag = keys.entity_tag(tpl.entity, req.entity_ids)
+                tag = hasher.tag(tpl.entity, req.entity_ids)
                 slot = slot_of(tag)
                 call = calls.get(slot)
                 if call is None:
@@ -182,6 +205,8 @@ def encode(
                 )
             prefix, call = entity
             contributions = req.contributions
+            if tpl.distinct:
+                contributions = _hash_members(contributions, tpl.distinct, hasher.member)
             known = call.keys
             guard = 0
             for i in tpl.guarded:  # a plain loop: any() over a generator costs more
@@ -190,7 +215,8 @@ def encode(
                     break
             flat = call.flat
             flat += (guard, ehash, ev.event_ms, len(contributions))
-            for index, suffix, c in zip(tpl.indices, tpl.suffixes, contributions, strict=True):
+            suffixes = tpl.suffixes_in(ev.currency) if tpl.money else tpl.suffixes
+            for index, suffix, c in zip(tpl.indices, suffixes, contributions, strict=True):
                 key = prefix + suffix
                 k = known.get(key)
                 if k is None:
@@ -198,6 +224,20 @@ def encode(
                 flat += (index, k, c)
             call.where.append((ei, tpl))
     return calls
+
+
+def _hash_members(
+    contributions: tuple[int | str | None, ...],
+    positions: tuple[int, ...],
+    member: Callable[[str], str],
+) -> tuple[int | str | None, ...]:
+    """The contributions with each distinct member replaced by its keyed hash."""
+    out = list(contributions)
+    for i in positions:
+        c = out[i]
+        if c is not None:
+            out[i] = member(str(c))
+    return tuple(out)
 
 
 def decode(

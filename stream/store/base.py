@@ -38,13 +38,20 @@ class EventRequests:
     event_id: str
     event_ms: int
     requests: Sequence[GroupRequest]  # one per entity the event touches
+    # The event's currency: it selects the money aggregates (sums) the event
+    # feeds and reads, which are kept per currency. None: no sums asked for.
+    currency: str | None = None
 
     @classmethod
     def of(
-        cls, event_id: str, event_ms: int, requests: Sequence[AggregateRequest]
+        cls,
+        event_id: str,
+        event_ms: int,
+        requests: Sequence[AggregateRequest],
+        currency: str | None = None,
     ) -> EventRequests:
         """From loose per-aggregate requests (tools and tests)."""
-        return cls(event_id, event_ms, group_requests(requests))
+        return cls(event_id, event_ms, group_requests(requests), currency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,8 +160,16 @@ class _Claims:
 
 
 class RedisStore:
-    def __init__(self, client: Any, namespace: str, config: StoreConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        namespace: str,
+        config: StoreConfig | None = None,
+        *,
+        hasher: keys.KeyHasher,
+    ) -> None:
         self._client = client
+        self._hasher = hasher
         # Called with (op, seconds, error kind or None) after every script call.
         self.observer: Callable[[str, float, str | None], None] | None = None
         self._ns = namespace
@@ -194,6 +202,8 @@ class RedisStore:
         timeout_s: float,
         config: StoreConfig | None = None,
         cluster: bool = False,
+        *,
+        hasher: keys.KeyHasher,
     ) -> RedisStore:
         options: dict[str, Any] = {
             "socket_timeout": timeout_s,
@@ -209,7 +219,7 @@ class RedisStore:
                 connection_class=_HiredisPackingConnection,
                 **options,
             )
-        return cls(client, namespace, config)
+        return cls(client, namespace, config, hasher=hasher)
 
     @property
     def client(self) -> Any:
@@ -218,6 +228,10 @@ class RedisStore:
     @property
     def namespace(self) -> str:
         return self._ns
+
+    @property
+    def hasher(self) -> keys.KeyHasher:
+        return self._hasher
 
     async def start(self) -> None:
         await self._load_scripts()
@@ -313,7 +327,9 @@ class RedisStore:
     def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
         cfg = self._config
         horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
-        calls = aggregate_calls.encode(events, self._templates, self._ns, self._slot, event_hash)
+        calls = aggregate_calls.encode(
+            events, self._templates, self._ns, self._slot, event_hash, self._hasher
+        )
         table = self._templates.table_json  # after encode: it may have added specs
         for call in calls.values():
             call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
@@ -345,7 +361,7 @@ class RedisStore:
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         calls: dict[int, _Claims] = {}
         for ci, c in enumerate(claims):
-            tag = keys.entity_tag(c.entity_type, c.entity_ids)
+            tag = self._hasher.tag(c.entity_type, c.entity_ids)
             call = calls.setdefault(self._slot(tag), _Claims())
             idx = call.kidx(keys.incident(self._ns, tag, c.rule_id))
             call.units.append(

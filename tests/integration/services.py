@@ -27,6 +27,7 @@ from stream import devservices, kafka_io
 from stream.settings import Settings, TopicNames, to_env
 
 REPO = Path(__file__).resolve().parents[2]
+TEST_KEY_HASH_SECRET = "integration-tests-key-hash-secret-0123456789"
 
 
 def free_port() -> int:
@@ -63,6 +64,7 @@ class Services:
             kafka_bootstrap=self.kafka_bootstrap,
             redis_url=self.redis_url,
             redis_namespace=f"t{tag}",
+            key_hash_secret=TEST_KEY_HASH_SECRET,
             app_id=f"fraudstream-test-{tag}",
             topics=TopicNames().with_suffix(f"-{tag}"),
             web_port=free_port(),

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from detectors.rules_entities import EntityType
 from stream import kafka_io
+from stream.rules_loading import key_hasher
 from stream.store import keys
 from stream.store.redis_store import event_hash
 from tests.integration.services import (
@@ -116,7 +117,7 @@ async def test_ten_thousand_malformed_payloads(services: Services, tmp_path: Pat
     try:
         applied = set()
         for user in {f"user-{i % 50}" for i in range(0, 10_000, 10)}:
-            tag = keys.entity_tag((EntityType.USER,), (user,))
+            tag = key_hasher(settings).tag((EntityType.USER,), (user,))
             applied |= {
                 m.decode()
                 for m in await client.zrange(keys.guard(settings.redis_namespace, tag), 0, -1)

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from detectors.rules_entities import EntityType
 from stream import devservices, kafka_io
+from stream.rules_loading import key_hasher
 from stream.store import keys
 from stream.store.redis_store import event_hash
 from tests.integration.services import (
@@ -62,7 +63,7 @@ async def test_broker_restart_mid_stream(services: Services, tmp_path: Path) -> 
         try:
             applied = set()
             for user in {u for _, u, _ in events}:
-                tag = keys.entity_tag((EntityType.USER,), (user,))
+                tag = key_hasher(settings).tag((EntityType.USER,), (user,))
                 applied |= {
                     m.decode()
                     for m in await client.zrange(keys.guard(settings.redis_namespace, tag), 0, -1)

@@ -53,6 +53,55 @@ def test_promtool_checks_and_unit_tests_the_alert_rules() -> None:
     assert test.returncode == 0, test.stdout + test.stderr
 
 
+def test_money_panels_show_each_currency_in_its_own_major_units(tmp_path: Path) -> None:
+    """promtool evaluates the funds-held panel's query on synthetic series:
+    cents become euros, yen stay yen, fils become dinars, and currencies are
+    never summed together."""
+    expr = next(
+        t["expr"]
+        for p in load_generator().DASHBOARDS["fraudstream-risk.json"]["panels"]
+        if p["title"].startswith("Funds held")
+        for t in p["targets"]
+    )
+    (tmp_path / "rules.yml").write_text(
+        orjson.dumps(
+            {"groups": [{"name": "g", "rules": [{"record": "held_major", "expr": expr}]}]}
+        ).decode()
+    )
+    series = {"EUR": "0+2500x1440", "JPY": "0+500x1440", "KWD": "0+1250x1440", "SEK": "0+100x1440"}
+    expected = {"EUR": 36000, "JPY": 720000, "KWD": 1800, "SEK": 1440}  # one day of growth
+    test = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'fraud_funds_held_minor_total{{currency="{c}"}}', "values": v}
+                    for c, v in series.items()
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "held_major",
+                        "eval_time": "1d",
+                        "exp_samples": [
+                            {"labels": f'held_major{{currency="{c}"}}', "value": v}
+                            for c, v in expected.items()
+                        ]
+                        + [{"labels": "held_major", "value": 0}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yml").write_text(orjson.dumps(test).decode())
+    promtool = devservices.ensure_prometheus()
+    run = subprocess.run(
+        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def history(run: str) -> list[tuple[bytes | None, bytes | None]]:
     """A merchant's first order nine days ago: sent (and processed) first, as
     topics are consumed independently and the payout rule needs its age."""

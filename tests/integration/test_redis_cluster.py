@@ -21,11 +21,20 @@ from tests.integration import test_redis_store as single
 from tests.integration.services import LocalCluster, Services, order_json, write_test_rules
 
 
+def new_cluster_store(redis_cluster: LocalCluster) -> RedisStore:
+    return RedisStore.from_url(
+        redis_cluster.url,
+        f"c{uuid.uuid4().hex[:8]}",
+        2.0,
+        single.CONFIG,
+        cluster=True,
+        hasher=single.HASHER,
+    )
+
+
 @pytest.fixture
 async def cluster_store(redis_cluster: LocalCluster) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(
-        redis_cluster.url, f"c{uuid.uuid4().hex[:8]}", 2.0, single.CONFIG, cluster=True
-    )
+    store = new_cluster_store(redis_cluster)
     await store.start()
     yield store
     await store.drop_namespace()
@@ -39,9 +48,7 @@ async def test_every_aggregate_kind_matches_the_reference_on_a_cluster(
         (f"e{i}", single.T0 + (i * 7919) % 30_000, 1 + i % 5, "abc"[i % 3]) for i in range(40)
     ]
     arrivals += arrivals[:10]  # duplicates
-    store = RedisStore.from_url(
-        redis_cluster.url, f"c{uuid.uuid4().hex[:8]}", 2.0, single.CONFIG, cluster=True
-    )
+    store = new_cluster_store(redis_cluster)
     await store.start()
     try:
         await single.check_against_reference(store, arrivals)
@@ -76,7 +83,9 @@ async def test_pipeline_end_to_end_on_a_cluster(
     settings = services.settings(
         rules_file=write_test_rules(tmp_path), redis_cluster=True, redis_url=redis_cluster.url
     )
-    store = RedisStore.from_url(settings.redis_url, settings.redis_namespace, 2.0, cluster=True)
+    store = RedisStore.from_url(
+        settings.redis_url, settings.redis_namespace, 2.0, cluster=True, hasher=single.HASHER
+    )
     await store.start()
     try:
         pipeline = Pipeline(settings, store, load_rulebook(settings))

@@ -24,7 +24,7 @@ from detectors.windows import busiest_window_containing
 from stream.store import keys
 from stream.store.base import EventRequests, EventStatus, IncidentClaim, IncidentStatus
 from stream.store.redis_store import RedisStore, StoreConfig
-from tests.integration.services import Services, free_port
+from tests.integration.services import TEST_KEY_HASH_SECRET, Services, free_port
 
 BUCKET = 1_000
 N = 10  # buckets per window
@@ -47,10 +47,14 @@ DST = AggregateSpec(
 )
 FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), (EntityType.USER,))
 CONFIG = StoreConfig(dedup_horizon_ms=3_600_000, lateness_ms=60 * BUCKET)
+HASHER = keys.KeyHasher(TEST_KEY_HASH_SECRET.encode())
+U = HASHER.tag((EntityType.USER,), ("u",))  # the hash tag of user "u"
 
 
 def new_store(services: Services, config: StoreConfig = CONFIG) -> RedisStore:
-    return RedisStore.from_url(services.redis_url, f"t{uuid.uuid4().hex[:10]}", 2.0, config)
+    return RedisStore.from_url(
+        services.redis_url, f"t{uuid.uuid4().hex[:10]}", 2.0, config, hasher=HASHER
+    )
 
 
 @pytest.fixture
@@ -63,7 +67,12 @@ async def store(services: Services) -> AsyncIterator[RedisStore]:
 
 
 def ev(
-    event_id: str, ms: int, amount: int = 1, device: str = "d", user: str = "u"
+    event_id: str,
+    ms: int,
+    amount: int = 1,
+    device: str = "d",
+    user: str = "u",
+    currency: str = "EUR",
 ) -> EventRequests:
     ids = (user,)
     return EventRequests.of(
@@ -74,6 +83,7 @@ def ev(
             AggregateRequest(DST, ids, device),
             AggregateRequest(FIRST, ids, 1),
         ],
+        currency,
     )
 
 
@@ -162,7 +172,7 @@ async def test_window_rolls_forward_and_old_buckets_are_dropped(
 ) -> None:
     for i in range(300):
         await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
-    key = keys.aggregate(store.namespace, "{u:u}", SUM.agg_id)
+    key = keys.aggregate(store.namespace, U, SUM.agg_id, "EUR")
     fields = await redis_client.hlen(key)
     assert 0 < fields <= N + 60 + 2  # window + lateness buckets + n + t
 
@@ -235,7 +245,7 @@ async def test_scripts_are_reloaded_after_a_flush(
 
 
 async def test_unreachable_redis_raises_store_unavailable() -> None:
-    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", "t", 0.5)
+    dead = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", "t", 0.5, hasher=HASHER)
     with pytest.raises(StoreUnavailable):
         await dead.start()
     with pytest.raises(StoreUnavailable):
@@ -275,7 +285,7 @@ async def test_a_reader_sees_the_window_ending_at_its_own_time(store: RedisStore
     """A ratio's denominator is read where the numerator's window ends, not at
     the busiest window around it."""
     await store.apply([ev(f"e{i}", T0 + i * BUCKET) for i in range(30)])
-    read = EventRequests.of("probe", T0 + 14 * BUCKET, [AggregateRequest(SUM, ("u",), None)])
+    read = EventRequests.of("probe", T0 + 14 * BUCKET, [AggregateRequest(SUM, ("u",), None)], "EUR")
     (obs,) = await store.apply([read])
     assert obs.values[SUM.agg_id].value == N  # buckets 5..14, one event each
     assert obs.values[SUM.agg_id].window_end_ms == T0 + 15 * BUCKET
@@ -296,6 +306,7 @@ async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_not
             AggregateRequest(DST, ("u",), None),
             AggregateRequest(FIRST, ("u",), None),
         ],
+        "EUR",
     )
     for _ in range(2):
         (obs,) = await store.apply([reads])
@@ -311,6 +322,7 @@ async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_not
             AggregateRequest(DST, ("u",), "d3"),
             AggregateRequest(FIRST, ("u",), None),
         ],
+        "EUR",
     )
     (first,) = await store.apply([mixed])
     (again,) = await store.apply([mixed])
@@ -345,7 +357,7 @@ async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> 
     try:
         while not devservices.port_open("127.0.0.1", port):
             await asyncio.sleep(0.05)
-        full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0)
+        full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0, hasher=HASHER)
         await full.start()
         with pytest.raises(StoreUnavailable, match="OutOfMemoryError"):
             for i in range(5000):
@@ -369,7 +381,7 @@ async def test_a_retained_first_sighting_lives_in_its_own_key_with_that_ttl(
     requests = [AggregateRequest(order_age, ("o-1",), 1), AggregateRequest(user_age, ("o-1",), 1)]
     (obs,) = await store.apply([EventRequests.of("e-1", T0, requests)])
     assert [obs.values[a.agg_id].value for a in (order_age, user_age)] == [T0, T0]
-    tag = keys.entity_tag((EntityType.ORDER,), ("o-1",))
+    tag = HASHER.tag((EntityType.ORDER,), ("o-1",))
     short = keys.entity_prefix(store.namespace, tag) + keys.first_seen_suffix(35 * day)
     long = keys.first_seen(store.namespace, tag)
     assert short != long
@@ -392,17 +404,19 @@ async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
     short = new_store(services)
     await short.start()
     try:
-        await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)])])
-        key = keys.aggregate(short.namespace, "{u:u}", SUM.agg_id)
+        await short.apply([EventRequests.of("e1", T0, [AggregateRequest(SUM, ("u",), 5)], "EUR")])
+        key = keys.aggregate(short.namespace, U, SUM.agg_id, "EUR")
         before = await redis_client.pttl(key)
         assert 0 < before < DAY
-        longer = RedisStore.from_url(services.redis_url, short.namespace, 2.0, CONFIG)
+        longer = RedisStore.from_url(
+            services.redis_url, short.namespace, 2.0, CONFIG, hasher=HASHER
+        )
         await longer.start()
         try:
             later = T0 + before  # past the short TTL's own refresh point, in event time
             reqs = [AggregateRequest(SUM, ("u",), 5), AggregateRequest(COUNT_30D, ("u",), 1)]
-            await longer.apply([EventRequests.of("e2", later, reqs)])
-            long_key = keys.aggregate(short.namespace, "{u:u}", COUNT_30D.agg_id)
+            await longer.apply([EventRequests.of("e2", later, reqs, "EUR")])
+            long_key = keys.aggregate(short.namespace, U, COUNT_30D.agg_id)
             assert await redis_client.pttl(long_key) > 30 * DAY
             assert 0 < await redis_client.pttl(key) < DAY
         finally:
@@ -418,8 +432,23 @@ async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     """An idle entity's guard (one entry per event) is reclaimed after the
     duplicate horizon, even when its windows are kept for 30 days."""
     await store.apply([EventRequests.of("e1", T0, [AggregateRequest(COUNT_30D, ("u",), 1)])])
-    guard = keys.guard(store.namespace, "{u:u}")
-    state = keys.aggregate(store.namespace, "{u:u}", COUNT_30D.agg_id)
+    guard = keys.guard(store.namespace, U)
+    state = keys.aggregate(store.namespace, U, COUNT_30D.agg_id)
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY
+
+
+async def test_sums_in_two_currencies_never_meet(store: RedisStore) -> None:
+    """One user, one sum, EUR and JPY amounts interleaved: each currency's
+    window holds its own amounts only; counts and distinct values are shared."""
+    batch = [
+        ev(f"e{i}", T0 + i * 10, 100 if i % 2 else 7, currency="JPY" if i % 2 else "EUR")
+        for i in range(6)
+    ]
+    observed = await store.apply(batch)
+    assert [o.values[SUM.agg_id].value for o in observed] == [7, 100, 14, 200, 21, 300]
+    (eur,) = await store.apply([ev("probe-eur", T0 + 100, 0, currency="EUR")])
+    (jpy,) = await store.apply([ev("probe-jpy", T0 + 100, 0, currency="JPY")])
+    assert (eur.values[SUM.agg_id].value, jpy.values[SUM.agg_id].value) == (21, 300)
+    assert eur.values[DST.agg_id].value == jpy.values[DST.agg_id].value == 1

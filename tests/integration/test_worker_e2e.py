@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from detectors.rules_entities import EntityType
 from stream import kafka_io
+from stream.rules_loading import key_hasher
 from stream.store import keys
 from stream.store.redis_store import event_hash
 from tests.integration.services import (
@@ -86,7 +87,7 @@ async def alerts_for(worker: WorkerProcess, user: str) -> list[dict[str, Any]]:
 
 async def log_of(redis: Any, worker: WorkerProcess, user: str) -> list[bytes]:
     """Hashes of the events applied for `user` (its duplicate guard)."""
-    tag = keys.entity_tag((EntityType.USER,), (user,))
+    tag = key_hasher(worker.settings).tag((EntityType.USER,), (user,))
     return list(await redis.zrange(keys.guard(worker.settings.redis_namespace, tag), 0, -1))
 
 

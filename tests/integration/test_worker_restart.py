@@ -20,7 +20,7 @@ from detectors.engine import AggregateRequest
 from detectors.rules_entities import EntityType
 from stream import kafka_io
 from stream.backtest import run_backtest
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import key_hasher, load_rulebook, open_store
 from stream.store import keys
 from stream.store.base import EventRequests
 from stream.store.redis_store import event_hash
@@ -110,7 +110,7 @@ async def test_kill_minus_nine_three_times_loses_nothing(
         for e, u, _ in events:
             by_user.setdefault(u, set()).add(e)
         for user, expected in by_user.items():
-            tag = keys.entity_tag((EntityType.USER,), (user,))
+            tag = key_hasher(settings).tag((EntityType.USER,), (user,))
             got = {
                 m.decode()
                 for m in await client.zrange(keys.guard(settings.redis_namespace, tag), 0, -1)

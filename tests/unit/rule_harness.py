@@ -2,8 +2,9 @@
 
 It recomputes every aggregate from the full event history with the store's
 documented window semantics (count/sum: the window of whole buckets ending at
-the event's bucket; distinct: values last seen in (t - window, t]; first
-seen: the earliest contribution), then calls the real `engine.evaluate`. The
+the event's bucket, a sum over events in the judged event's currency only;
+distinct: values last seen in (t - window, t]; first seen: the earliest
+contribution), then calls the real `engine.evaluate`. The
 Redis store is checked against the same semantics by the property tests in
 tests/integration/test_redis_store.py, so a rule that behaves here behaves
 live.
@@ -30,6 +31,8 @@ def observe(spec: AggregateSpec, seen: Sequence[Fed], event: Event) -> Observati
     contributions = []
     for topic, other in seen:
         if spec.entity_ids(other) != ids:
+            continue
+        if spec.per_currency and other.currency != event.currency:
             continue
         value = spec.contribution(topic, other)
         if value is not None:

@@ -4,6 +4,7 @@ the layout aggregates.lua reads (see its header)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.engine import AggregateRequest, Observation
@@ -11,6 +12,7 @@ from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from stream.store import aggregate_calls
 from stream.store.base import EventRequests, EventStatus
+from stream.store.keys import KeyHasher
 
 U = (EntityType.USER,)
 ORDERS = frozenset({Topic.ORDERS})
@@ -21,11 +23,15 @@ SUM = AggregateSpec(
 DEVICES = AggregateSpec(AggregateKind.DISTINCT, ORDERS, U, field="device_id", window_ms=86_400_000)
 FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, ORDERS, U)
 LIMITS = aggregate_calls.Limits(7_200_000, 3_600_000, 400 * 86_400_000, 3_600_000, 3_600_000)
+HASHER = KeyHasher(b"unit-test-key-hash-secret-0123456789")
+ALICE = "ns:" + HASHER.tag(U, ("alice",))
 
 
 def _encode(events: list[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:
     templates = aggregate_calls.Templates(LIMITS)
-    return aggregate_calls.encode(events, templates, "ns", lambda tag: 0, lambda eid: "h-" + eid)
+    return aggregate_calls.encode(
+        events, templates, "ns", lambda tag: 0, lambda eid: "h-" + eid, HASHER
+    )
 
 
 def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
@@ -38,19 +44,22 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
             AggregateRequest(DEVICES, ("alice",), "d-9"),
             AggregateRequest(FIRST, ("alice",), 1),
         ],
+        "EUR",
     )
     (call,) = _encode([ev]).values()
     keys = list(call.keys)
-    guard = keys.index("ns:{u:alice}:seen") + 1
+    guard = keys.index(ALICE + ":seen") + 1
     ops = call.flat[4:]
     assert call.flat[:4] == [guard, "h-e1", 1_000, 4]
-    assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, "d-9", 1]
+    # A distinct member travels as its keyed hash, never as the raw value.
+    assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, HASHER.member("d-9"), 1]
     assert [keys[ops[i + 1] - 1] for i in range(0, len(ops), 3)] == [
-        f"ns:{{u:alice}}:a:{COUNT.agg_id}",
-        f"ns:{{u:alice}}:a:{SUM.agg_id}",
-        f"ns:{{u:alice}}:a:{DEVICES.agg_id}",
-        "ns:{u:alice}:first",
+        f"{ALICE}:a:{COUNT.agg_id}",
+        f"{ALICE}:a:{SUM.agg_id}:EUR",
+        f"{ALICE}:a:{DEVICES.agg_id}",
+        f"{ALICE}:first",
     ]
+    assert not any("alice" in k for k in keys) and "d-9" not in call.flat
     # The JSON the script decodes: null stays in place, so positions hold.
     assert orjson.loads(orjson.dumps(call.flat))[4 + 5] is None
 
@@ -60,7 +69,7 @@ def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -
     distinct_only = EventRequests.of("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
     (call,) = _encode([reads, distinct_only]).values()
     assert call.flat[0] == 0 and call.flat[7] == 0
-    assert "ns:{u:bob}:seen" not in call.keys
+    assert "ns:" + HASHER.tag(U, ("bob",)) + ":seen" not in call.keys
 
 
 def test_reply_decoding_per_kind() -> None:
@@ -73,6 +82,7 @@ def test_reply_decoding_per_kind() -> None:
             AggregateRequest(DEVICES, ("alice",), "d-9"),
             AggregateRequest(FIRST, ("alice",), 1),
         ],
+        "EUR",
     )
     calls = _encode([ev])
     # status 0 (duplicate); count 3 ending in bucket 9; sum too late (-1);
@@ -87,3 +97,23 @@ def test_reply_decoding_per_kind() -> None:
         FIRST.agg_id: Observation(500, 0),
     }
     assert all(type(o) is Observation for o in obs.values.values())
+
+
+def test_sums_are_kept_per_currency_and_counts_are_not() -> None:
+    def event(event_id: str, currency: str) -> EventRequests:
+        reqs = [AggregateRequest(COUNT, ("alice",), 1), AggregateRequest(SUM, ("alice",), 10)]
+        return EventRequests.of(event_id, 1_000, reqs, currency)
+
+    (call,) = _encode([event("e1", "EUR"), event("e2", "JPY"), event("e3", "EUR")]).values()
+    ops = [call.flat[4 + 10 * u : 10 + 10 * u] for u in range(3)]
+    key_of = {v: k for k, v in call.keys.items()}
+    sums = [key_of[unit[4]] for unit in ops]
+    counts = {key_of[unit[1]] for unit in ops}
+    assert sums == [f"{ALICE}:a:{SUM.agg_id}:{c}" for c in ("EUR", "JPY", "EUR")]
+    assert counts == {f"{ALICE}:a:{COUNT.agg_id}"}
+
+
+def test_a_sum_without_the_events_currency_is_refused() -> None:
+    ev = EventRequests.of("e1", 1_000, [AggregateRequest(SUM, ("alice",), 10)])
+    with pytest.raises(ValueError, match="currency"):
+        _encode([ev])

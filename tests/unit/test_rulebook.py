@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from detectors.aggregates import AggregateKind
+from detectors.money import PerCurrency
 from detectors.rulebook import RulebookError, parse_rulebook
 from detectors.rules import ActionKind, Comparison, Mode
+from tests.unit.test_money_rules import MONEY_MISTAKES
 
 REPO = Path(__file__).resolve().parents[2]
 DAY_MS = 86_400_000
@@ -188,6 +190,8 @@ MISTAKES = {
     ),
 }
 
+MISTAKES.update(MONEY_MISTAKES)
+
 
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_mistakes_are_reported_precisely(name: str) -> None:
@@ -245,7 +249,7 @@ def test_balance_surge_and_retained_ages_parse() -> None:
     surge = by_id["merchant_gmv_surge_before_payout"].metric
     assert surge.kind.value == "surge" and surge.other is not None
     assert (surge.aggregate.window_ms, surge.other.window_ms) == (86_400_000, 7 * 86_400_000)
-    assert surge.min_volume == 300_000
+    assert surge.min_volume == PerCurrency.of({"EUR": 300_000})
     balance = by_id["payout_exceeds_earnings_30d"].metric
     assert balance.kind.value == "balance" and balance.other is not None
     assert balance.aggregate.bucket_ms == balance.other.bucket_ms == 3_600_000

@@ -55,6 +55,17 @@ def test_secrets_are_never_printed() -> None:
     assert mask_url("redis://h:1/0") == "redis://h:1/0"
 
 
+def test_the_key_hash_secret_is_masked_and_never_echoed() -> None:
+    secret = "k3y-hash-" + "x" * 40
+    s = from_env({"FRAUD_KEY_HASH_SECRET": secret})
+    assert s.key_hash_secret == secret
+    assert secret not in repr(s) and s.redacted()["key_hash_secret"] == "***"
+    assert from_env({}).redacted()["key_hash_secret"] is None
+    with pytest.raises(ConfigError) as info:
+        from_env({"FRAUD_KEY_HASH_SECRET": "too-short-s3cr3t"})
+    assert info.value.setting == "FRAUD_KEY_HASH_SECRET" and "s3cr3t" not in str(info.value)
+
+
 def test_env_names_cover_every_variable_read() -> None:
     source = (REPO / "stream" / "settings.py").read_text()
     read = {"FRAUD_" + n for n in re.findall(r'_parse\(\s*env,\s*"([A-Z_]+)"', source)}
