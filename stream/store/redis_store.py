@@ -16,10 +16,10 @@ import hashlib
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import hiredis
 import orjson
@@ -355,7 +355,7 @@ class RedisStore:
             ((slot, (keys_, args)),) = calls.items()
             return {slot: await self._eval(name, keys_, args)}
         slots = list(calls)
-        replies = await asyncio.gather(*(self._eval(name, *calls[s]) for s in slots))
+        replies = await _bounded_gather([self._eval(name, *calls[s]) for s in slots])
         return dict(zip(slots, replies, strict=True))
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
@@ -412,5 +412,24 @@ class RedisStore:
         by_slot: dict[int, list[Any]] = {}
         for key in chunk:
             by_slot.setdefault(key_slot(key), []).append(key)
-        counts = await asyncio.gather(*(self._client.unlink(*ks) for ks in by_slot.values()))
+        counts = await _bounded_gather([self._client.unlink(*ks) for ks in by_slot.values()])
         return sum(int(c) for c in counts)
+
+
+T = TypeVar("T")
+# Calls in flight at once on a cluster. A batch touches hundreds of hash
+# slots (one call each), and redis-py's cluster client fails a call past 100
+# connections to one node (MaxConnectionsError) instead of waiting for one.
+CLUSTER_CONCURRENCY = 32
+
+
+async def _bounded_gather(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    if len(calls) <= CLUSTER_CONCURRENCY:
+        return list(await asyncio.gather(*calls))
+    gate = asyncio.Semaphore(CLUSTER_CONCURRENCY)
+
+    async def gated(call: Coroutine[Any, Any, T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(gated(c) for c in calls)))

@@ -71,6 +71,18 @@ async def test_a_batch_spanning_all_nodes_is_one_call_per_slot(cluster_store: Re
     assert nodes_with_keys == 3
 
 
+async def test_a_batch_touching_more_slots_than_connections_per_node(
+    cluster_store: RedisStore,
+) -> None:
+    """One call per slot, and redis-py's cluster client refuses a call past 100
+    connections to a node: a worker's batch of 200 events touches hundreds."""
+    batch = [single.ev(f"w{i}", single.T0 + i, user=f"user-{i}") for i in range(600)]
+    assert len({o.status for o in await cluster_store.apply(batch)}) == 1
+    again = await cluster_store.apply(batch)
+    assert all(o.status is EventStatus.DUPLICATE for o in again)
+    assert await cluster_store.drop_namespace() >= 600
+
+
 async def test_incident_claims_on_a_cluster(cluster_store: RedisStore) -> None:
     (first,) = await cluster_store.claim_incidents([single.claim(single.T0, single.T0 + 600_000)])
     (redo,) = await cluster_store.claim_incidents([single.claim(single.T0, single.T0 + 600_000)])
