@@ -134,6 +134,10 @@ class Worker:
         )
         self._topic_of = {name: topic for topic, name in settings.topics.inputs().items()}
         self._merge_lock = asyncio.Lock()
+        # Partitions whose high watermark is a transaction marker past the last
+        # record (value: that high watermark), and what the lag timer last saw.
+        self._marker_end: dict[Part, int] = {}
+        self._ends: dict[Part, tuple[int, int]] = {}
         # Consumer positions of partitions nothing was applied from yet (lag timer).
         self._positions: dict[tuple[str, int], int] = {}
         self.runner = BatchRunner(
@@ -200,6 +204,7 @@ class Worker:
             done = self.runner.positions.get((tp.topic, tp.partition))
             if highwater is None or highwater < 0:
                 continue
+            await self._note_marker_gap(tp, highwater)
             if done:
                 next_offset = done[0] + 1
             else:
@@ -212,6 +217,23 @@ class Worker:
         for topic in inputs:
             self.metrics.lag_records.labels(topic).set(records.get(topic, 0))
             self.metrics.lag_seconds.labels(topic).set(seconds.get(topic, 0.0))
+
+    async def _note_marker_gap(self, tp: Any, highwater: int) -> None:
+        """A partition written by a transactional producer ends with a commit
+        marker, which is never delivered: its high watermark stays one past
+        the last record. When the fetch position has reached the high
+        watermark and nothing was delivered for a whole interval, the gap is
+        markers, not records, and the partition is caught up (else the merge
+        would wait for it until it counts as stalled)."""
+        key = (tp.topic, tp.partition)
+        delivered = self.merger.delivered(key)
+        if delivered is None or highwater <= delivered + 1:
+            return
+        position = await self.app.consumer.position(tp)
+        caught_up = position is not None and position >= highwater
+        if caught_up and self._ends.get(key) == (delivered, highwater):
+            self._marker_end[key] = highwater
+        self._ends[key] = (delivered, highwater)
 
     def _lagging(self) -> list[tuple[str, int]]:
         """Owned input partitions whose records have not all reached the merger.
@@ -228,7 +250,8 @@ class Worker:
         for tp in consumer.assignment():
             if tp.topic not in inputs:
                 continue
-            delivered = self.merger.delivered((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
+            delivered = self.merger.delivered(key)
             if delivered is not None:
                 next_offset: int | None = delivered + 1
             else:
@@ -238,8 +261,10 @@ class Worker:
                 if next_offset is None:
                     next_offset = self._positions.get((tp.topic, tp.partition))
             highwater = consumer.highwater(tp)
-            if highwater is None or next_offset is None or highwater > next_offset:
+            if highwater is None or next_offset is None:
                 out.append((tp.topic, tp.partition))
+            elif highwater > next_offset and self._marker_end.get(key) != highwater:
+                out.append(key)
         return out
 
     def _stuck(self) -> set[Part]:

@@ -35,7 +35,7 @@ rules:
       credit: {kind: sum, field: amount_minor, topics: [orders]}
       debit: {kind: sum, field: amount_minor, topics: [payouts]}
     compare: "<"
-    threshold: 0
+    threshold: {EUR: 0}
     severity: critical
     action: {type: fund_freeze, scope: payout, duration: 3d}
   - id: device_accounts
