@@ -72,7 +72,11 @@ def metric(worker: WorkerProcess, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{.*}})? (\S+)$", text, re.M))
 
 
-def compare(backtest: dict[str, set[str]], live: dict[str, set[str]], label: str) -> None:
+def compare(
+    backtest: dict[str, set[str]], live: dict[str, set[str]], label: str, tolerance: int = 0
+) -> None:
+    """At most 1 % of the ids differ (beyond `tolerance` explained ones) and
+    no freeze exists only live."""
     total = sum(len(ids) for ids in backtest.values())
     differing = sum(len(backtest[k] ^ live[k]) for k in ID_FIELD)
     extra_freezes = len(live["benefit_freezes"] - backtest["benefit_freezes"]) + len(
@@ -86,7 +90,7 @@ def compare(backtest: dict[str, set[str]], live: dict[str, set[str]], label: str
     explain(backtest, live)
     assert backtest["fund_freezes"] and backtest["benefit_freezes"]
     assert extra_freezes == 0
-    assert differing <= 0.01 * total
+    assert differing - tolerance <= 0.01 * total
 
 
 @pytest.mark.parametrize("order", ORDERS, ids=lambda o: "-".join(t.name.lower() for t in o))
