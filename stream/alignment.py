@@ -72,6 +72,21 @@ class Held:
     incomplete: frozenset[str] = field(default_factory=frozenset)
 
 
+def merge_time(item: Decoded | DeadLetter, now_ms: int, future_skew_ms: int) -> int:
+    """Where a record sorts in the merge. An undecodable record, or one dated
+    beyond the allowed clock skew (the pipeline dead-letters it), sorts first:
+    held, it would wait for an event time no partition reaches, and every
+    later record of its partition with it. Within the skew, a record dated
+    ahead of now sorts at now, so a producer whose clock runs fast delays
+    nothing."""
+    if not isinstance(item, Decoded):
+        return -1
+    at = item.event.occurred_at_ms
+    if at > now_ms + future_skew_ms:
+        return -1
+    return min(at, now_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class Flow:
     """Partitions to pause and to resume in the consumer, now."""
@@ -212,6 +227,14 @@ class EventTimeMerger:
             self._paused.discard(part)
             self._progress[part] = now  # paused on purpose: not a stall
         return Flow(tuple(sorted(self._paused)), tuple(sorted(resume)))
+
+    def excuse(self, seconds: float) -> None:
+        """The worker spent `seconds` applying records, while no agent could
+        hand new ones over (a slow Redis, a retried batch): that time is not
+        the partitions' stall, nor time their records had to arrive."""
+        for clocks in (self._progress, self._last_add):
+            for part in clocks:
+                clocks[part] += seconds
 
     def delivered(self, part: Part) -> int | None:
         """The last offset of `part` handed to the merger (None: nothing yet)."""

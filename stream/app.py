@@ -22,9 +22,9 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.events import Topic
-from stream.alignment import EventTimeMerger, Held, Part
+from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
-from stream.codec import Decoded, SourceRecord, decode
+from stream.codec import SourceRecord, decode
 from stream.kafka_transport import install as install_transport
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
@@ -137,6 +137,7 @@ class Worker:
         # Partitions whose high watermark is a transaction marker past the last
         # record (value: that high watermark), and what the lag timer last saw.
         self._marker_end: dict[Part, int] = {}
+        self._stalled_logged: frozenset[Part] = frozenset()
         self._ends: dict[Part, tuple[int, int]] = {}
         # Consumer positions of partitions nothing was applied from yet (lag timer).
         self._positions: dict[tuple[str, int], int] = {}
@@ -211,6 +212,8 @@ class Worker:
                 next_offset = await consumer.position(tp) or 0
                 self._positions[(tp.topic, tp.partition)] = next_offset
             behind = max(highwater - next_offset, 0)
+            if self._marker_end.get((tp.topic, tp.partition)) == highwater:
+                behind = 0  # only transaction markers are left
             records[tp.topic] = records.get(tp.topic, 0) + behind
             age = now - done[1] / 1000 if behind and done and done[1] > 0 else 0.0
             seconds[tp.topic] = max(seconds.get(tp.topic, 0.0), age)
@@ -222,18 +225,34 @@ class Worker:
         """A partition written by a transactional producer ends with a commit
         marker, which is never delivered: its high watermark stays one past
         the last record. When the fetch position has reached the high
-        watermark and nothing was delivered for a whole interval, the gap is
-        markers, not records, and the partition is caught up (else the merge
-        would wait for it until it counts as stalled)."""
-        key = (tp.topic, tp.partition)
-        delivered = self.merger.delivered(key)
-        if delivered is None or highwater <= delivered + 1:
+        watermark, faust has handed out nothing the merger lacks, and that
+        held for a whole interval with the merge idle, the gap is markers,
+        not records: the partition is caught up (else the merge would wait
+        for it until it counts as stalled)."""
+        consumer = self.app.consumer
+        if consumer is None or getattr(self.app, "rebalancing", False):
             return
-        position = await self.app.consumer.position(tp)
-        caught_up = position is not None and position >= highwater
-        if caught_up and self._ends.get(key) == (delivered, highwater):
-            self._marker_end[key] = highwater
-        self._ends[key] = (delivered, highwater)
+        key = (tp.topic, tp.partition)
+        read_at = getattr(consumer, "_read_offset", {}).get(tp)
+        delivered = self.merger.delivered(key)
+        if delivered is None:  # since the assignment: faust's read offset is the committed one
+            last = read_at - 1 if read_at is not None else None
+        elif read_at is not None and read_at > delivered:
+            return  # handed to an agent, not yet to the merger
+        else:
+            last = delivered
+        if last is None or highwater <= last + 1 or self._merge_lock.locked():
+            self._ends.pop(key, None)
+            return
+        try:
+            position = await consumer.position(tp)
+        except Exception as exc:  # revoked meanwhile: decide on the next round
+            log.debug("position of %s unavailable: %s", tp, exc)
+            return
+        if position is not None and position >= highwater:
+            if self._ends.get(key) == (last, highwater):
+                self._marker_end[key] = highwater
+            self._ends[key] = (last, highwater)
 
     def _lagging(self) -> list[tuple[str, int]]:
         """Owned input partitions whose records have not all reached the merger.
@@ -274,6 +293,8 @@ class Worker:
     async def _release_held_on_timer(self) -> None:
         """Held records wait for other partitions; re-check them even when no
         new batch arrives. A stopping worker's records are already abandoned."""
+        if not self._store_started.is_set():
+            return  # agents wait for the store: no partition can be behind yet
         with contextlib.suppress(BatchAbandoned):
             await self._release_held()
 
@@ -299,6 +320,7 @@ class Worker:
         for h in ready:
             if h.incomplete:
                 self.metrics.degraded_records.labels(h.record.topic).inc()
+        started = time.monotonic()
         try:
             await self.runner.handle_mixed(
                 [(h.topic, h.record) for h in ready],
@@ -308,6 +330,8 @@ class Worker:
         except (asyncio.CancelledError, BatchAbandoned):
             _abandon(h.event.message for h in ready)  # redelivered, never committed
             raise
+        finally:
+            self.merger.excuse(time.monotonic() - started)
         for h in ready:
             h.event.ack()
 
@@ -332,6 +356,16 @@ class Worker:
         self.metrics.held_records.set(len(self.merger))
         self.metrics.hold_age.set(0.0 if oldest is None else time.monotonic() - oldest)
         self.metrics.paused_partitions.set(len(self.merger.paused))
+        if self.merger.stalled != self._stalled_logged:
+            self._stalled_logged = self.merger.stalled
+            if self._stalled_logged:
+                log.warning(
+                    "input partitions stalled behind held records (decisions reading their "
+                    "topics are degraded until they move): %s",
+                    ", ".join(f"{t}/{p}" for t, p in sorted(self._stalled_logged)),
+                )
+            else:
+                log.info("no input partition is stalled any more")
         stalled = Counter(name for name, _ in self.merger.stalled)
         for name in self._topic_of:
             self.metrics.stalled_partitions.labels(name).set(stalled.get(name, 0))
@@ -340,8 +374,13 @@ class Worker:
         """Held records of revoked partitions go back to Kafka, unacked: their
         new owner starts from the committed offset."""
         revoked = args[0] if args else kw.get("revoked", ())
-        released = self.merger.drop((tp.topic, tp.partition) for tp in revoked)
+        parts = [(tp.topic, tp.partition) for tp in revoked]
+        released = self.merger.drop(parts)
         _abandon(h.event.message for h in released)
+        for part in parts:
+            self._marker_end.pop(part, None)
+            self._ends.pop(part, None)
+            self._positions.pop(part, None)
 
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
         # send() only enqueues into the producer's batch; faust flushes the
@@ -394,7 +433,8 @@ class Worker:
         try:
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 await self._store_started.wait()
-                now = time.monotonic()
+                now, wall_ms = time.monotonic(), int(time.time() * 1000)
+                skew_ms = settings.max_future_skew_s * 1000
                 held = []
                 for ev in events:
                     # take_events acks every event of a batch when the next is
@@ -403,7 +443,7 @@ class Worker:
                     ev.message.incref()
                     record = _record(ev.message)
                     item = decode(topic, record, settings.max_event_bytes)
-                    at = item.event.occurred_at_ms if isinstance(item, Decoded) else -1
+                    at = merge_time(item, wall_ms, skew_ms)
                     held.append(Held(at, topic, record, item, ev, now))
                 self.merger.add(held)
                 await self._release_held()

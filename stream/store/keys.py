@@ -18,8 +18,8 @@ with one SCAN pattern.
     <ns>:{u:<h>}:inc:<rule_id>      HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
 
-**No raw identifier in Redis** (user, device, payment and payout
-fingerprints, IP addresses, and, for one rule that is easy to audit, every
+**No raw identifier in a Redis key or set member** (user, device,
+payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
 other entity id too: merchants, campaigns, vouchers, orders). `<h>` is a
 keyed hash: HMAC-SHA256 under `FRAUD_KEY_HASH_SECRET`, truncated to
 HASH_BYTES and written in unpadded base64url (22 characters). A keyed hash,
@@ -35,8 +35,11 @@ about n^2 / 2^129: for 10^10 entities ever, ~1.5e-19. A collision would merge
 two entities' counters (or two distinct values), never split one.
 
 Alerts and freezes are built from the events, not from keys, so they carry
-the raw ids analysts need. Changing the secret orphans every key (state is
-rebuilt with `fraudstream replay --since <time>`).
+the raw ids analysts need. One place in Redis still holds them: an open
+incident keeps its alert's payload (a hash value) so that a redelivered
+trigger republishes it byte for byte; it expires with the incident.
+Changing the secret orphans every key (state is rebuilt with
+`fraudstream replay --since <time>`).
 """
 
 from __future__ import annotations

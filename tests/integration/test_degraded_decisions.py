@@ -118,6 +118,19 @@ async def test_a_rule_reading_a_stalled_topic_alerts_degraded_and_never_freezes(
     assert [f["merchant_id"] for f in freezes] == ["m-2"]
     assert [r.rule_id for r in result.degraded] == ["payout_beyond_earnings"]
 
+    # The same payout redelivered, still degraded: the same alert id again.
+    again = await pipeline.process_mixed(items[:1], NOW, None, [frozenset({Topic.ORDERS})])
+    (same,) = outputs(settings, again, settings.topics.alerts)
+    assert same["alert_id"] == by_merchant["m-1"]["alert_id"]
+    # Once orders are read, m-1's next payout decides completely: the degraded
+    # alert opened no incident, so this one does, and freezes.
+    later = [(Topic.PAYOUTS, SourceRecord("payouts", 0, 2, b"m-1", payout("p3", "m-1", 100), NOW))]
+    complete = await pipeline.process_mixed(later, NOW, None, [frozenset()])
+    (alert,) = outputs(settings, complete, settings.topics.alerts)
+    assert "degraded" not in alert["evidence"] and alert["alert_id"] != same["alert_id"]
+    (freeze,) = outputs(settings, complete, settings.topics.fund_freezes)
+    assert freeze["merchant_id"] == "m-1"
+
 
 async def test_a_rule_not_reading_the_stalled_topic_decides_as_usual(
     env: tuple[Settings, Pipeline],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
+
+from detectors.contract import format_rfc3339_ms
 from detectors.events import Topic
-from stream.alignment import EventTimeMerger, Held
-from stream.codec import DeadLetter, SourceRecord
+from stream.alignment import EventTimeMerger, Held, merge_time
+from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 
 MIN = 60_000
 STALL_S = 60.0
@@ -191,3 +194,51 @@ def test_a_partition_that_just_delivered_holds_records_far_ahead_for_the_grace()
     assert order_of(m.take_ready(10)) == [("orders", 250)]
     clock.now = 3.5  # orders quiet for longer than the grace: no longer a bound
     assert order_of(m.take_ready(10)) == [("payouts", 300)] and m.degraded == 0
+
+
+def order_at(ms: int) -> Decoded | DeadLetter:
+    value = orjson.dumps(
+        {
+            "event_id": "e1",
+            "occurred_at": format_rfc3339_ms(ms),
+            "order_id": "o1",
+            "user_id": "u1",
+            "merchant_id": "m1",
+            "amount_minor": 100,
+            "currency": "EUR",
+        }
+    )
+    return decode(Topic.ORDERS, SourceRecord("orders", 0, 0, None, value, 0), 10_000)
+
+
+def test_a_record_dated_beyond_the_clock_skew_sorts_first_and_cannot_block_its_partition() -> None:
+    """It is dead-lettered when applied; held by its event time it would wait
+    for a time no partition reaches, with every later record behind it."""
+    now = 1_800_000_000_000
+    assert merge_time(order_at(now + 11 * MIN), now, 10 * MIN) == -1
+    assert merge_time(order_at(now + 5 * MIN), now, 10 * MIN) == now  # fast clock: sorts at now
+    assert merge_time(order_at(now - MIN), now, 10 * MIN) == now - MIN
+    unreadable = decode(Topic.ORDERS, SourceRecord("orders", 0, 0, None, b"{", 0), 10_000)
+    assert merge_time(unreadable, now, 10 * MIN) == -1
+    m = merger({("orders", 1): 99})  # a partition still behind
+    m.add([held("orders", 1, 0, 10)])
+    m.take_ready(10)
+    future = held("payouts", 0, 0, 0)
+    future.at_ms = merge_time(order_at(now + 365 * 24 * 60 * MIN), now, 10 * MIN)
+    m.add([future, held("payouts", 0, 1, 11)])
+    assert [h.record.offset for h in m.take_ready(10)] == [0, 1]
+
+
+def test_time_spent_applying_is_not_a_stall() -> None:
+    """A batch retried through a 90 s Redis outage: no agent could hand over
+    records meanwhile, so the lagging partition has not stalled."""
+    clock = Clock()
+    m = merger({("orders", 0): 99}, clock)
+    m.add([held("orders", 0, 0, 100)])
+    m.take_ready(10)
+    m.add([held("payouts", 0, 0, 500)])
+    clock.now = 90.0
+    m.excuse(90.0)
+    assert m.take_ready(10) == [] and m.stalled == frozenset()
+    clock.now = 90.0 + STALL_S + 1
+    assert order_of(m.take_ready(10)) == [("payouts", 500)] and m.degraded == 1
