@@ -54,12 +54,8 @@ def incident_alert_id(base: str, epoch: int, seq: int) -> str:
     return "al_" + hashlib.sha1(f"{base}:{epoch}:{seq}".encode()).hexdigest()[:32]
 
 
-def degraded_alert_id(
-    rule_id: str, version: int, entity_ids: tuple[str, ...], trigger_event_id: str
-) -> str:
-    """A degraded decision's alert (see `degrade`): it opens no incident, so
-    its id is the event's, not an incident number."""
-    return deterministic_id("al", "degraded", rule_id, version, *entity_ids, trigger_event_id)
+# Degraded decisions number their incidents apart from the rule's own.
+DEGRADED_TRACK = "~degraded"
 
 
 def _number(value: float) -> int | float:

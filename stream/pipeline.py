@@ -23,12 +23,12 @@ import orjson
 
 from detectors import engine
 from detectors.decisions import (
+    DEGRADED_TRACK,
     INCIDENT_EPOCH_MS,
     AlertCandidate,
     Freeze,
     combine_freezes,
     degrade,
-    degraded_alert_id,
     freeze_for,
     incident_base,
     incident_epoch,
@@ -252,16 +252,14 @@ class Pipeline:
         return out
 
     async def _settle(self, pending: list[_Pending], result: BatchResult) -> None:
-        complete = []
-        for p in pending:
-            if p.degraded:
-                self._degraded_alert(p, result)
-            else:
-                complete.append(p)
-        claims = [self._claim(p) for p in complete]
+        """Settle incidents. A degraded decision claims an incident of its own
+        track (`<rule>~degraded`): it alerts once per incident, for a human,
+        never freezes, and leaves the rule's own incident to the first
+        complete decision, which can then still freeze."""
+        claims = [self._claim(p) for p in pending]
         outcomes = await self._store.claim_incidents(claims)
         freezes_by_event: dict[str, list[Freeze]] = {}
-        for p, claim, outcome in zip(complete, claims, outcomes, strict=True):
+        for p, claim, outcome in zip(pending, claims, outcomes, strict=True):
             if outcome.status is IncidentStatus.OPEN:
                 continue
             if outcome.status is IncidentStatus.NEW:
@@ -273,6 +271,9 @@ class Pipeline:
             result.outputs.append(
                 OutputRecord(self._settings.topics.alerts, alert.entity_id.encode(), payload)
             )
+            if p.degraded:
+                result.degraded.append(p.rule)
+                continue  # may alert on incomplete facts, never freeze on them
             freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
             if freeze is not None:
                 freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
@@ -288,36 +289,14 @@ class Pipeline:
                     OutputRecord(topic, f.subject_id.encode(), orjson.dumps(f.to_wire()))
                 )
 
-    def _degraded_alert(self, p: _Pending, result: BatchResult) -> None:
-        """A decision on incomplete facts alerts (for a human) but neither
-        freezes nor claims the incident: a complete decision on the same
-        incident, once the stalled input is read, must still be able to
-        open it and freeze. Its id is fixed by the event, so a redelivery
-        republishes the same alert."""
-        alert = p.candidate.alert
-        alert = dataclasses.replace(
-            alert,
-            alert_id=degraded_alert_id(
-                alert.rule_id, alert.rule_version, p.candidate.entity_ids, p.decoded.event.event_id
-            ),
-        )
-        result.degraded.append(p.rule)
-        result.alerts_new.append(p.rule)
-        result.outputs.append(
-            OutputRecord(
-                self._settings.topics.alerts,
-                alert.entity_id.encode(),
-                orjson.dumps(alert.to_wire()),
-            )
-        )
-
     def _claim(self, p: _Pending) -> IncidentClaim:
         alert = p.candidate.alert
+        track = f"{alert.rule_id}{DEGRADED_TRACK}" if p.degraded else alert.rule_id
         return IncidentClaim(
             entity_type=p.rule.entity,
             entity_ids=p.candidate.entity_ids,
-            rule_id=alert.rule_id,
-            base=incident_base(alert.rule_id, alert.rule_version, p.candidate.entity_ids),
+            rule_id=track,
+            base=incident_base(track, alert.rule_version, p.candidate.entity_ids),
             start_ms=p.candidate.incident_start_ms,
             end_ms=p.candidate.incident_end_ms,
             cooldown_ms=p.candidate.cooldown_ms,
