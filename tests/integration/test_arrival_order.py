@@ -47,7 +47,6 @@ pytestmark = pytest.mark.integration
 ORDERS = (
     (Topic.PAYOUTS, Topic.REFUNDS, Topic.VOUCHER_REDEMPTIONS, Topic.ORDERS),
     (Topic.ORDERS, Topic.PAYOUTS, Topic.REFUNDS, Topic.VOUCHER_REDEMPTIONS),
-    (Topic.VOUCHER_REDEMPTIONS, Topic.PAYOUTS, Topic.ORDERS, Topic.REFUNDS),
 )
 
 
