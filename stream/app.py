@@ -3,7 +3,7 @@ batch of faust events into SourceRecords and hands them to the BatchRunner.
 
 Input topics are raw bytes (we decode and dead-letter ourselves). Agents run
 with concurrency=1: faust can commit past an unfinished offset with more
-(NOTES §2); scale out with partitions and worker processes instead.
+(faust issue #606); scale out with partitions and worker processes instead.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Runs one batch through the pipeline until it is fully applied and published.
 
-This is the loop guard the agents need (NOTES §2): faust acks a batch as soon
+This is the loop guard the agents need: faust acks a batch as soon
 as the agent asks for the next one, and acks it even when an exception
 escapes. So nothing escapes: transient failures are retried in place with
 capped exponential backoff, and a batch that keeps failing for another reason
