@@ -1,6 +1,6 @@
 """Bytes from Kafka → a validated event, or a dead-letter record that says why not.
 
-Input topics are consumed as raw bytes (see NOTES: faust's own codecs skip an
+Input topics are consumed as raw bytes (faust's own codecs skip an
 undecodable message with only a log line). Decoding here means every bad
 input becomes a `fraud-dlq` record with a readable reason, and a metric.
 """

@@ -1,8 +1,8 @@
 """Redis backend of the EventStore protocol (standalone or Cluster).
 
 One EVALSHA per batch carries every op as one JSON argument, because
-per-event round trips cap a Python client at a few thousand events/s (NOTES
-§3). On Redis Cluster the batch is split per hash slot (all keys of one
+per-event round trips cap a Python client at a few thousand events/s. On
+Redis Cluster the batch is split per hash slot (all keys of one
 entity share a tag) and the per-slot calls run concurrently. Scripts are
 loaded at start and reloaded if Redis forgets them. Connection problems and
 server-side "not now" errors surface as StoreUnavailable, so the caller
