@@ -39,7 +39,6 @@ from detectors.rules import ActionKind, Rule
 from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 from stream.settings import Settings
 from stream.store.base import (
-    EncodedEvents,
     EventObservations,
     EventRequests,
     EventStatus,
@@ -84,7 +83,7 @@ Incomplete = Sequence[frozenset[Topic]]
 class Prepared:
     result: BatchResult
     planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
-    encoded: EncodedEvents
+    events: list[EventRequests]  # what the store is asked, aligned with `planned`
     incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
 
 
@@ -110,12 +109,6 @@ class Pipeline:
             for r in rulebook.rules
         }
 
-    async def process(
-        self, topic: Topic, records: Sequence[SourceRecord], now_ms: int
-    ) -> BatchResult:
-        """A batch read from one input topic (the live worker's case)."""
-        return await self.process_mixed([(topic, r) for r in records], now_ms)
-
     async def process_mixed(
         self,
         items: Sequence[tuple[Topic, SourceRecord]],
@@ -137,7 +130,7 @@ class Pipeline:
         decoded: Sequence[Decoded | DeadLetter] | None = None,
         incomplete: Incomplete | None = None,
     ) -> Prepared:
-        """The CPU-only half (decode, validate, plan, encode the store's calls):
+        """The CPU-only half (decode, validate, plan the store's requests):
         no I/O, so a caller may prepare the next batch while the store works
         on this one."""
         result = BatchResult()
@@ -149,22 +142,20 @@ class Pipeline:
         plan = self._plan.requests
         indexed = [(i, t, d, reqs) for i, t, d in valid if (reqs := plan(t, d.event))]
         planned = [(t, d, reqs) for _, t, d, reqs in indexed]
-        encoded = self._store.encode(
-            [
-                EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
-                for _, d, r in planned
-            ]
-        )
+        events = [
+            EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
+            for _, d, r in planned
+        ]
         stalled = (
             {j: incomplete[i] for j, (i, *_) in enumerate(indexed) if incomplete[i]}
             if incomplete
             else {}
         )
-        return Prepared(result, planned, encoded, stalled)
+        return Prepared(result, planned, events, stalled)
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
-        return await self._store.apply_encoded(prepared.encoded)
+        return await self._store.apply(prepared.events)
 
     async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:
         return await self.conclude(prepared, await self.observe(prepared), now_ms)

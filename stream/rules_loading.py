@@ -7,8 +7,9 @@ from importlib import resources
 from detectors.errors import ConfigError
 from detectors.rulebook import Rulebook, parse_rulebook
 from stream.settings import Settings
+from stream.store.base import StoreConfig
 from stream.store.keys import KeyHasher
-from stream.store.redis_store import RedisStore, StoreConfig
+from stream.store.redis_store import RedisStore
 
 DEFAULT_RULES = "default.yaml"
 
