@@ -1,4 +1,4 @@
-"""State store: the Protocol the pipeline talks to; the Redis and in-memory backends implement it."""
+"""State store: the Protocol the pipeline talks to; Redis and in-memory backends behind it."""
 
 from stream.store.base import (
     EventObservations,

@@ -71,7 +71,9 @@ class IncidentOutcome:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """How far back each backend keeps state, in event time."""
+    """How far back a backend keeps state, in event time. The TTLs
+    (`first_seen_ttl_ms`, `ttl_slack_ms`) only reclaim idle Redis keys; the
+    in-memory store has no clock to expire by."""
 
     dedup_horizon_ms: int = 86_400_000
     lateness_ms: int = 3_600_000
@@ -90,7 +92,8 @@ class StoreConfig:
 
 class EventStore(Protocol):
     async def start(self) -> None:
-        """Connect and load scripts; raises StoreUnavailable."""
+        """Get ready to serve (Redis: connect, load the scripts, adopt the
+        epoch); raises StoreUnavailable."""
 
     async def close(self) -> None: ...
 
@@ -98,9 +101,9 @@ class EventStore(Protocol):
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`.
-        Whatever CPU work a backend does to build its call happens before its
-        first await, so a caller that starts `apply` as a task and goes on
-        preparing the next batch finds the call already sent."""
+        A backend builds its call (CPU only) before its first await: once an
+        `apply` task has had one turn of the event loop its call is on the
+        way, and the caller can prepare the next batch while the backend works."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

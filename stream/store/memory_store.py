@@ -57,9 +57,13 @@ _PLACEHOLDER = ALERT_ID_PLACEHOLDER.encode()
 class _Incident:
     from_ms: int
     until_ms: int  # the crossing's end plus the cooldown
-    trigger_event_id: str
-    trigger_position: str
+    trigger: tuple[str, str]  # the event that opened it, and its source position
     payload: bytes  # the published alert
+
+    def overlaps(self, start_ms: int, reach_ms: int) -> bool:
+        """Whether a crossing from `start_ms`, reaching (with its cooldown) to
+        `reach_ms`, meets this incident's span."""
+        return start_ms <= self.until_ms and reach_ms >= self.from_ms
 
 
 @dataclass(slots=True)
@@ -207,27 +211,17 @@ class MemoryStore:
         reach = c.end_ms + c.cooldown_ms
         listed = list(book.by_alert.items())
         newest_until = max([reach, *(inc.until_ms for _, inc in listed)])
-        match = next(
-            (
-                (aid, inc)
-                for aid, inc in listed
-                if c.start_ms <= inc.until_ms and reach >= inc.from_ms
-            ),
-            None,
-        )
-        if match is None:
+        found = next((aid for aid, inc in listed if inc.overlaps(c.start_ms, reach)), None)
+        if found is None:
             outcome = self._open(book, c)
-        elif (match[1].trigger_event_id, match[1].trigger_position) == (
-            c.trigger_event_id,
-            c.trigger_position,
-        ):
-            outcome = IncidentOutcome(IncidentStatus.REEMIT, match[0], match[1].payload)
+        elif book.by_alert[found].trigger == (c.trigger_event_id, c.trigger_position):
+            outcome = IncidentOutcome(IncidentStatus.REEMIT, found, book.by_alert[found].payload)
         else:
-            aid, inc = match
+            inc = book.by_alert[found]
             inc.from_ms = min(inc.from_ms, c.start_ms)
             inc.until_ms = max(inc.until_ms, reach)
             newest_until = max(newest_until, inc.until_ms)
-            outcome = IncidentOutcome(IncidentStatus.OPEN, aid, None)
+            outcome = IncidentOutcome(IncidentStatus.OPEN, found, None)
         for aid, inc in listed:
             if inc.until_ms < newest_until - c.retention_ms:
                 del book.by_alert[aid]
@@ -237,7 +231,6 @@ class MemoryStore:
         seq = book.seq[c.epoch] = book.seq.get(c.epoch, 0) + 1
         aid = incident_alert_id(c.base, c.epoch, seq)
         payload = c.payload.replace(_PLACEHOLDER, aid.encode(), 1)
-        book.by_alert[aid] = _Incident(
-            c.start_ms, c.end_ms + c.cooldown_ms, c.trigger_event_id, c.trigger_position, payload
-        )
+        trigger = (c.trigger_event_id, c.trigger_position)
+        book.by_alert[aid] = _Incident(c.start_ms, c.end_ms + c.cooldown_ms, trigger, payload)
         return IncidentOutcome(IncidentStatus.NEW, aid, payload)
