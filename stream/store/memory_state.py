@@ -28,9 +28,9 @@ class Guard:
 
     def admit(self, event_id: str, t: int, horizon_ms: int) -> EventStatus:
         """Record the event unless it is a duplicate or older than the horizon
-        behind the newest event. Trimmed only when event time enters a new
-        1/64 of the horizon, as the script does (which events are still
-        remembered decides what counts as a duplicate)."""
+        behind the newest event. Trimming forgets only events that would now
+        be too old anyway, so it is done, as the script does, once per 1/64
+        of the horizon that event time enters."""
         newest = self.newest
         if newest is not None and t < newest - horizon_ms:
             return EventStatus.TOO_OLD

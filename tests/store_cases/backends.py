@@ -13,7 +13,6 @@ from stream.rules_loading import open_store, store_config
 from stream.settings import Settings
 from stream.store.base import EventStore, StoreConfig
 from stream.store.memory_store import MemoryStore
-from stream.store.redis_store import RedisStore
 from tests.integration.services import TEST_KEY_HASH_SECRET, Services
 
 
@@ -58,8 +57,3 @@ class Stores:
         finally:
             await store.drop_namespace()
             await store.close()
-
-
-def as_redis(store: EventStore) -> RedisStore:
-    assert isinstance(store, RedisStore)
-    return store

@@ -95,7 +95,12 @@ def claim(
 
 
 events_strategy = st.lists(
-    st.tuples(st.integers(0, 40_000), st.integers(1, 9), st.sampled_from("abcde")),
+    # Times on a half-bucket grid, so events fall on window edges.
+    st.tuples(
+        st.integers(0, 80).map(lambda h: h * BUCKET // 2),
+        st.integers(1, 9),
+        st.sampled_from("abcde"),
+    ),
     min_size=1,
     max_size=25,
 )
