@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.contract import format_rfc3339_ms
 from detectors.rules import (
     BENEFIT_SCOPES,
     ActionKind,
@@ -22,6 +21,7 @@ from detectors.rules import (
     Rule,
     Severity,
 )
+from detectors.timestamps import format_rfc3339_ms
 
 
 def deterministic_id(prefix: str, *parts: object) -> str:

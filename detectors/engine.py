@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.contract import format_rfc3339_ms
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import Metric, MetricKind, Rule
 from detectors.rules_entities import ENTITY_FIELDS, EntityType
+from detectors.timestamps import format_rfc3339_ms
 
 
 @dataclass(frozen=True, slots=True)

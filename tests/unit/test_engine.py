@@ -9,7 +9,6 @@ import pytest
 
 from detectors import engine
 from detectors.aggregates import AggregateKind
-from detectors.contract import parse_rfc3339_ms
 from detectors.decisions import (
     AlertCandidate,
     Freeze,
@@ -22,6 +21,7 @@ from detectors.engine import Observation, Plan
 from detectors.events import Order, Payout, Topic, VoucherRedemption
 from detectors.rulebook import parse_rulebook
 from detectors.rules import Rule, Severity
+from detectors.timestamps import parse_rfc3339_ms
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = parse_rulebook((REPO / "stream/rulesets/default.yaml").read_text())
