@@ -44,15 +44,6 @@ class StoreUnavailable(FraudstreamError):
         super().__init__(f"{operation}: {type(cause).__name__}: {cause}")
 
 
-class ServiceError(FraudstreamError):
-    """A local development service (Kafka, Redis) could not be set up or started."""
-
-    def __init__(self, service: str, message: str) -> None:
-        self.service = service
-        self.message = message
-        super().__init__(f"{service}: {message}")
-
-
 class InputFileError(FraudstreamError):
     """A file handed to a command (labels, decisions) is not in the expected
     format. `line` is 1-based, None when the whole file is unreadable."""
