@@ -45,15 +45,6 @@ def incident_epoch(window_end_ms: int) -> int:
     return window_end_ms // INCIDENT_EPOCH_MS
 
 
-def incident_alert_id(base: str, epoch: int, seq: int) -> str:
-    """The n-th incident (seq, from 1) of a (rule, entity) pair in a 90-day epoch.
-
-    Numbering incidents instead of hashing the event or window that tipped
-    them keeps ids equal between a live run and a replay even when events
-    interleave differently; the store computes this same digest in Lua."""
-    return "al_" + hashlib.sha1(f"{base}:{epoch}:{seq}".encode()).hexdigest()[:32]
-
-
 # Degraded decisions number their incidents apart from the rule's own.
 DEGRADED_TRACK = "~degraded"
 

@@ -382,9 +382,9 @@ def _candidate(
     if rule.where:
         evidence["conditions"] = [c.describe() for c in rule.where]
     alert = Alert(
-        # Placeholder: the store numbers incidents and fixes the id (see
-        # decisions.incident_alert_id), so it does not depend on which event
-        # or which interleaving tipped the incident.
+        # Placeholder: the store numbers incidents under decisions.incident_base
+        # and writes the id, so it does not depend on which event or which
+        # interleaving tipped the incident.
         alert_id=ALERT_ID_PLACEHOLDER,
         rule_id=rule.rule_id,
         rule_version=rule.version,

@@ -14,7 +14,6 @@ from detectors.decisions import (
     Freeze,
     combine_freezes,
     freeze_for,
-    incident_alert_id,
     incident_base,
 )
 from detectors.engine import Observation, Plan
@@ -22,6 +21,7 @@ from detectors.events import Order, Payout, Topic, VoucherRedemption
 from detectors.rulebook import parse_rulebook
 from detectors.rules import Rule, Severity
 from detectors.timestamps import parse_rfc3339_ms
+from tests.incident_ids import incident_alert_id
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = parse_rulebook((REPO / "stream/rulesets/default.yaml").read_text())
