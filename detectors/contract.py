@@ -19,6 +19,17 @@ from detectors.errors import ContractViolation
 from detectors.events import EVENT_CLASS, Event, RefundInitiator, Topic
 from detectors.timestamps import RFC3339_PATTERN, parse_rfc3339_ms
 
+__all__ = [
+    "FIELDS",
+    "MAX_AMOUNT_MINOR",
+    "MAX_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "FieldKind",
+    "FieldSpec",
+    "json_schema",
+    "validate_event",
+]
+
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 512
 MAX_AMOUNT_MINOR = 10**15  # far above any single marketplace payment; guards overflow

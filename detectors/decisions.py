@@ -23,6 +23,20 @@ from detectors.rules import (
 )
 from detectors.timestamps import format_rfc3339_ms
 
+__all__ = [
+    "ALERT_ID_PLACEHOLDER",
+    "DEGRADED_TRACK",
+    "INCIDENT_EPOCH_MS",
+    "Alert",
+    "AlertCandidate",
+    "Freeze",
+    "combine_freezes",
+    "degrade",
+    "freeze_for",
+    "incident_base",
+    "incident_epoch",
+]
+
 
 def deterministic_id(prefix: str, *parts: object) -> str:
     """`prefix_` + 128 bits of SHA-256 over the parts (unit-separator joined)."""

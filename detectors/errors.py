@@ -7,6 +7,14 @@ without parsing messages.
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "ContractViolation",
+    "FraudstreamError",
+    "InputFileError",
+    "StoreUnavailable",
+]
+
 
 class FraudstreamError(Exception):
     """Root of every error raised by fraudstream code."""

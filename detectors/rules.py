@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from detectors.rule_syntax import Parser
 
 __all__ = [
+    "BENEFIT_SCOPES",
+    "FUND_SCOPES",
     "Action",
     "ActionKind",
     "AgeRequirement",
