@@ -12,13 +12,10 @@ factors and ages are currency-free and take plain numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from detectors.money import CURRENCY_CODE, PerCurrency
 from detectors.rules_conditions import Op
-
-if TYPE_CHECKING:
-    from detectors.rule_syntax import Parser
 
 __all__ = [
     "EXAMPLE",
@@ -30,6 +27,13 @@ __all__ = [
 ]
 
 EXAMPLE = "e.g. {EUR: 8000, JPY: 900}"
+
+
+class Parser(Protocol):
+    """What these checks need of the rule parser (`rule_syntax.Parser`):
+    recording a mistake at a path, which returns the exception to raise."""
+
+    def fail(self, path: str, message: str) -> Exception: ...
 
 
 def per_currency(p: Parser, raw: Any, path: str, integers: bool = False) -> PerCurrency:

@@ -54,6 +54,10 @@ class Invalid(Exception):
 
 
 class Parser:
+    """Reads rule-file values, recording each mistake (with its line) and
+    raising Invalid to skip the rest of the rule, so that one run reports
+    every mistake in the file."""
+
     def __init__(self, lines: dict[str, int]) -> None:
         self.errors: list[RuleError] = []
         self.lines = lines
@@ -178,10 +182,11 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 def window(p: Parser, raw: dict[str, Any], key: str, path: str) -> int:
-    window = p.duration(p.get(raw, key, path, str), f"{path}.{key}")
-    if window > MAX_WINDOW_MS:
+    """A window's length (`raw[key]`), at most 31 days."""
+    ms = p.duration(p.get(raw, key, path, str), f"{path}.{key}")
+    if ms > MAX_WINDOW_MS:
         raise p.fail(f"{path}.{key}", "must be at most 31d")
-    return window
+    return ms
 
 
 def part(
@@ -197,14 +202,15 @@ def part(
     return part
 
 
-def resolution(p: Parser, raw: dict[str, Any], window: int, path: str) -> int:
+def resolution(p: Parser, raw: dict[str, Any], window_ms: int, path: str) -> int:
+    """The bucket size of a window: `resolution`, or a round default."""
     if "resolution" in raw:
         bucket = p.duration(p.get(raw, "resolution", path, str), f"{path}.resolution")
-        if window % bucket or window // bucket > 1440:
+        if window_ms % bucket or window_ms // bucket > 1440:
             raise p.fail(f"{path}.resolution", "must divide the window into at most 1440 buckets")
         return bucket
     try:
-        return default_bucket_ms(window)
+        return default_bucket_ms(window_ms)
     except ValueError as exc:
         raise p.fail(f"{path}.window", str(exc)) from None
 
@@ -213,10 +219,11 @@ def aggregate(
     p: Parser,
     raw: dict[str, Any],
     entity: tuple[EntityType, ...],
-    window: int,
+    window_ms: int,
     bucket: int,
     path: str,
 ) -> AggregateSpec:
+    """A count, sum or distinct count of `entity` over a given window."""
     kind_name = p.get(raw, "kind", path, str)
     kinds = [AggregateKind.COUNT.value, AggregateKind.SUM.value, AggregateKind.DISTINCT.value]
     if kind_name not in kinds:
@@ -232,7 +239,7 @@ def aggregate(
     elif "field" in raw:
         raise p.fail(f"{path}.field", "only sum and distinct take a field")
     where = p.conditions(raw["where"], topics, f"{path}.where") if "where" in raw else ()
-    return AggregateSpec(kind, topics, entity, field, window, bucket, where)
+    return AggregateSpec(kind, topics, entity, field, window_ms, bucket, where)
 
 
 def windowed_aggregate(
