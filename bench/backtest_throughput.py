@@ -19,8 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, validate_event
+from detectors.contract import validate_event
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms
 from stream.backtest import run_backtest
 from stream.gc_tuning import tune_for_streaming
 from stream.rules_loading import load_rulebook

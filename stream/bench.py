@@ -29,8 +29,8 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from detectors.errors import ServiceError
 from stream import devservices, kafka_io
+from stream.errors import ServiceError
 from stream.samples import synthetic_mix
 from stream.settings import Settings, TopicNames, to_env
 

@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from detectors.errors import ConfigError, FraudstreamError, InputFileError, ServiceError
+from detectors.errors import ConfigError, FraudstreamError, InputFileError
 from stream import devservices
+from stream.errors import ServiceError
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings, from_env
 from stream.simulation import command as simulation_command

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, validate_event
+from detectors.contract import validate_event
 from detectors.errors import ContractViolation
 from detectors.events import Event, SourcePosition, Topic
+from detectors.timestamps import format_rfc3339_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from detectors.errors import ServiceError
 from stream import devservices, kafka_io
+from stream.errors import ServiceError
 from stream.samples import sample_stream
 from stream.settings import Settings, to_env
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from detectors.errors import ServiceError
+from stream.errors import ServiceError
 
 KAFKA_READY_TIMEOUT_S = 180.0
 REDIS_READY_TIMEOUT_S = 20.0

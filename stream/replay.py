@@ -20,11 +20,11 @@ from typing import IO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from detectors.contract import parse_rfc3339_ms
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError
 from detectors.events import Topic
 from detectors.rulebook import Rulebook
+from detectors.timestamps import parse_rfc3339_ms
 from stream import kafka_io
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline

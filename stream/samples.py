@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms
 
 
 @dataclass(frozen=True, slots=True)

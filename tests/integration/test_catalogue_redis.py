@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.contract import format_rfc3339_ms
 from detectors.events import Event
+from detectors.timestamps import format_rfc3339_ms
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook, open_store

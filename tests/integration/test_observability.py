@@ -17,7 +17,7 @@ import orjson
 import pytest
 import yaml
 
-from detectors.contract import format_rfc3339_ms
+from detectors.timestamps import format_rfc3339_ms
 from stream import devservices, kafka_io
 from stream.samples import sample_stream
 from tests.integration.services import (

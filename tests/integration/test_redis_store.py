@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_alert_id, incident_epoch
+from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_epoch
 from detectors.engine import AggregateRequest
 from detectors.errors import StoreUnavailable
 from detectors.events import Topic
@@ -24,6 +24,7 @@ from detectors.windows import busiest_window_containing
 from stream.store import keys
 from stream.store.base import EventRequests, EventStatus, IncidentClaim, IncidentStatus
 from stream.store.redis_store import RedisStore, StoreConfig
+from tests.incident_ids import incident_alert_id
 from tests.integration.services import TEST_KEY_HASH_SECRET, Services, free_port
 
 BUCKET = 1_000

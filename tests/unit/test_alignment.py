@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms
 from stream.alignment import EventTimeMerger, Held, merge_time
 from stream.codec import DeadLetter, Decoded, SourceRecord, decode
 
