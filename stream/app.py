@@ -73,6 +73,7 @@ def faust_app(
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=kafka_credentials(settings.kafka_security),
         store="memory://",
+        datadir=settings.data_dir,
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

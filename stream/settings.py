@@ -114,6 +114,9 @@ class Settings:
     align_stall_s: float = 60.0  # a partition that does not move this long stops the merge
     align_max_held: int = 10_000  # records held before the partitions ahead are paused
     redis_cluster: bool = False
+    # The worker's local files (faust's datadir); None: `<app_id>-data` in the
+    # working directory, faust's own default.
+    data_dir: Path | None = None
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
     log_level: str = "INFO"
@@ -283,6 +286,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         align_stall_s=_parse(env, "ALIGN_STALL_S", pos_float, d.align_stall_s),
         align_max_held=_parse(env, "ALIGN_MAX_HELD", pos_int, d.align_max_held),
         redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
+        data_dir=_parse(env, "DATA_DIR", Path, d.data_dir),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
@@ -325,6 +329,7 @@ ENV_NAMES: frozenset[str] = frozenset(
             "ALIGN_STALL_S",
             "ALIGN_MAX_HELD",
             "REDIS_CLUSTER",
+            "DATA_DIR",
             "DEV_HOME",
             "DEV_PARTITIONS",
             "LOG_LEVEL",

@@ -15,7 +15,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from detectors.rules_entities import EntityType
-from stream import devservices, kafka_io
+from devenv import services as devservices
+from stream import kafka_io
 from stream.rules_loading import key_hasher
 from stream.store import keys
 from stream.store.redis_store import event_hash

@@ -337,7 +337,7 @@ async def test_reads_of_every_kind_change_nothing_and_a_mixed_duplicate_adds_not
 async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> None:
     import subprocess
 
-    from stream import devservices
+    from devenv import services as devservices
 
     port = free_port()
     proc = subprocess.Popen(

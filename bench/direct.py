@@ -1,4 +1,4 @@
-"""The "direct" run of `fraudstream bench`: the worker's pipeline (same
+"""The "direct" run of `python -m bench live`: the worker's pipeline (same
 rules, same Redis store) fed by a plain aiokafka consumer instead of
 faust's agents, publishing with a plain aiokafka producer, with the
 backtest's overlap of store calls and Python work across batches
@@ -8,7 +8,7 @@ It is a measurement, not a worker: no event-time merge across topics, no
 retries, no metrics, no rebalance handling, no health pages. It answers what the faust floor alone
 cannot: how fast fraudstream's own work runs here once faust's per-message
 dispatch is out of the way, which is what replacing that dispatch would buy.
-Run by the bench as `fraudstream bench-direct N` (a subprocess); once N
+Run by the bench as `python -m bench direct N` (a subprocess); once N
 records are done it drops its Redis namespace, prints one JSON line and exits.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.bench_floor import ThroughputSpan
+from bench.floor import ThroughputSpan
 from stream.codec import SourceRecord
 from stream.gc_tuning import tune_for_streaming
 from stream.pipeline import BatchResult, OverlappedBatches, Pipeline
