@@ -22,10 +22,11 @@ import orjson
 from detectors.events import Topic
 from detectors.money import format_minor
 from detectors.rulebook import Rulebook
-from stream.codec import DeadLetter, SourceRecord
-from stream.pipeline import BatchResult, OutputRecord, OverlappedBatches, Pipeline
-from stream.rules_loading import open_store
+from stream.codec import DeadLetter, Incoming, SourceRecord
+from stream.overlap import OverlappedBatches
+from stream.pipeline import BatchResult, OutputRecord, Pipeline, dead_letter_output
 from stream.settings import Settings
+from stream.store_wiring import open_store
 
 BACKTEST_SOURCE = "backtest-input"
 
@@ -120,13 +121,13 @@ async def run_backtest(
                 _record(pipeline, result, sink, summary)
 
             flusher = OverlappedBatches(pipeline, written)
-            batch: list[tuple[Topic, SourceRecord]] = []
+            batch: list[Incoming] = []
             for topic, record in _records(events, settings):
                 summary.events += 1
                 if topic is None:
                     _write_bad_line(sink, settings, record, summary)
                     continue
-                batch.append((topic, record))
+                batch.append(Incoming.read(topic, record, settings.max_event_bytes))
                 if len(batch) >= settings.batch_max:
                     await flusher.submit(batch)
                     batch = []
@@ -179,6 +180,5 @@ def _write_bad_line(
     letter = DeadLetter(
         record, "invalid_json", 'line is not {"topic": <input topic>, "value": {...}}'
     )
-    wire = letter.to_wire(int(time.time() * 1000), settings.dlq_value_max_bytes)
-    _write(sink, OutputRecord(settings.topics.dlq, None, orjson.dumps(wire)), summary)
+    _write(sink, dead_letter_output(letter, settings, int(time.time() * 1000)), summary)
     summary.dead_letters += 1

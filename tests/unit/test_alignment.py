@@ -7,7 +7,7 @@ import orjson
 from detectors.contract import format_rfc3339_ms
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held, merge_time
-from stream.codec import DeadLetter, Decoded, SourceRecord, decode
+from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord, decode
 
 MIN = 60_000
 STALL_S = 60.0
@@ -25,7 +25,7 @@ class Clock:
 def held(topic: str, partition: int, offset: int, at_min: int, since: float = 0.0) -> Held:
     record = SourceRecord(topic, partition, offset, None, b"{}", 0)
     unused = DeadLetter(record, "empty_value", "not decoded in these tests")
-    return Held(at_min * MIN, TOPICS[topic], record, unused, None, since)
+    return Held(at_min * MIN, Incoming(TOPICS[topic], unused), None, since)
 
 
 def merger(
