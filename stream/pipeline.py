@@ -2,10 +2,10 @@
 
 The single code path shared by the live worker, the backtest and replay:
 dead-letter what failed to decode or is dated too far ahead, update and
-read aggregates in the store, judge rules in the pure
-core, settle incidents, derive freezes, build output records. It knows
-nothing of faust; the caller supplies records and the current time and
-publishes the outputs.
+read aggregates in the store, judge rules in the pure core, settle
+incidents, derive freezes, build output records. It knows nothing of
+faust; the caller supplies decoded records (codec.Incoming) and the
+current time and publishes the outputs.
 
 Every step is idempotent, so the caller may retry a whole batch after any
 transient failure without changing a count or an id.
