@@ -126,7 +126,6 @@ class EventTimeMerger:
         self._paused: set[Part] = set()
         self._stuck_now: set[Part] = set()  # known to be stuck (an unreadable batch)
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
-        self.degraded = 0  # records released past a stalled partition
         self.pauses = 0  # partitions paused by backpressure, cumulative
 
     def __len__(self) -> int:
@@ -168,7 +167,6 @@ class EventTimeMerger:
             behind = frozenset(p[0] for p, t in stalled.items() if at_ms > t + self._slack_ms)
             if behind:
                 held.incomplete = behind
-                self.degraded += 1
             out.append(held)
             self._released[part] = max(self._released.get(part, UNKNOWN), at_ms)
             if queue:
