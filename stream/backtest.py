@@ -121,22 +121,7 @@ async def run_backtest(
                 _record(pipeline, result, sink, summary)
 
             flusher = OverlappedBatches(pipeline, written)
-            batch: list[Incoming] = []
-            for topic, record in _records(events, settings):
-                summary.events += 1
-                if topic is None:
-                    _write_bad_line(sink, settings, record, summary)
-                    continue
-                batch.append(Incoming.read(topic, record, settings.max_event_bytes))
-                if len(batch) >= settings.batch_max:
-                    await flusher.submit(batch)
-                    batch = []
-                if progress and summary.events % 10_000 == 0:
-                    rate = summary.events / (time.perf_counter() - started)
-                    print(f"  {summary.events:,} events ({rate:,.0f}/s)", file=progress, flush=True)
-            if batch:
-                await flusher.submit(batch)
-            await flusher.drain()
+            await _feed(flusher, events, settings, sink, summary, progress)
     except BaseException:
         if flusher is not None:
             flusher.cancel()
@@ -147,6 +132,35 @@ async def run_backtest(
             await store.drop_namespace()
         await store.close()
     return summary
+
+
+async def _feed(
+    flusher: OverlappedBatches,
+    events: Path,
+    settings: Settings,
+    sink: IO[bytes],
+    summary: BacktestSummary,
+    progress: IO[str] | None,
+) -> None:
+    """Submit the file's records in batches, then wait for the last one; a
+    line that is no input record goes straight to the output, dead-lettered."""
+    started = time.perf_counter()
+    batch: list[Incoming] = []
+    for topic, record in _records(events, settings):
+        summary.events += 1
+        if topic is None:
+            _write_bad_line(sink, settings, record, summary)
+            continue
+        batch.append(Incoming.read(topic, record, settings.max_event_bytes))
+        if len(batch) >= settings.batch_max:
+            await flusher.submit(batch)
+            batch = []
+        if progress and summary.events % 10_000 == 0:
+            rate = summary.events / (time.perf_counter() - started)
+            print(f"  {summary.events:,} events ({rate:,.0f}/s)", file=progress, flush=True)
+    if batch:
+        await flusher.submit(batch)
+    await flusher.drain()
 
 
 def _record(
