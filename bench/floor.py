@@ -20,7 +20,7 @@ from typing import Any
 import faust
 import orjson
 
-from stream.app import faust_app, faust_worker
+from stream.faust_wiring import faust_app, faust_worker
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings
 

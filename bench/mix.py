@@ -7,8 +7,8 @@ import random
 
 import orjson
 
-from detectors.timestamps import format_rfc3339_ms
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms
 from devenv.samples import SampleRecord
 
 

@@ -47,8 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.events import Topic
-from stream.codec import DeadLetter, Decoded, SourceRecord
+from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord
 
 Part = tuple[str, int]  # (Kafka topic name, partition)
 # The owned (topic, partition)s with records in Kafka not yet handed to the merger.
@@ -62,14 +61,16 @@ ACTIVE_GRACE_S = 2.0
 @dataclass(slots=True)
 class Held:
     at_ms: int  # event time; -1 for an undecodable record (bound for the DLQ: it goes first)
-    topic: Topic
-    record: SourceRecord
-    decoded: Decoded | DeadLetter  # decoded once, here; the pipeline reuses it
+    item: Incoming  # decoded when it arrived; the pipeline judges it as it is
     event: Any  # the faust event: acked once applied
     since: float  # monotonic time the merger received it
     # Input topics (Kafka names) with a stalled partition still behind this
     # record when it was released: what it is judged on may be incomplete.
     incomplete: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def record(self) -> SourceRecord:
+        return self.item.record
 
 
 def merge_time(item: Decoded | DeadLetter, now_ms: int, future_skew_ms: int) -> int:
@@ -125,7 +126,6 @@ class EventTimeMerger:
         self._paused: set[Part] = set()
         self._stuck_now: set[Part] = set()  # known to be stuck (an unreadable batch)
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
-        self.degraded = 0  # records released past a stalled partition
         self.pauses = 0  # partitions paused by backpressure, cumulative
 
     def __len__(self) -> int:
@@ -167,7 +167,6 @@ class EventTimeMerger:
             behind = frozenset(p[0] for p, t in stalled.items() if at_ms > t + self._slack_ms)
             if behind:
                 held.incomplete = behind
-                self.degraded += 1
             out.append(held)
             self._released[part] = max(self._released.get(part, UNKNOWN), at_ms)
             if queue:

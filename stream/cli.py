@@ -21,7 +21,8 @@ log = logging.getLogger("fraudstream")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.app import Worker, faust_worker
+    from stream.faust_wiring import faust_worker
+    from stream.worker import Worker
 
     log.info("starting worker with %r", settings)
     worker = Worker(settings)

@@ -35,6 +35,12 @@ class SourceRecord:
     def position(self) -> SourcePosition:
         return SourcePosition(self.topic, self.partition, self.offset)
 
+    @classmethod
+    def of_consumer_record(cls, m: Any) -> SourceRecord:
+        """From an aiokafka ConsumerRecord (its timestamp is in ms; faust's
+        messages carry seconds, see stream.worker)."""
+        return cls(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -67,6 +73,27 @@ class DeadLetter:
 class Decoded:
     record: SourceRecord
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One input record on its way through the pipeline, decoded once where it
+    enters: the worker must read an event's time before the pipeline runs (to
+    merge topics by event time), and the pipeline must not decode it again."""
+
+    topic: Topic
+    decoded: Decoded | DeadLetter
+    # Input topics not read up to this record's event time when it was
+    # released (a stalled partition): rules reading them decide degraded.
+    incomplete: frozenset[Topic] = frozenset()
+
+    @classmethod
+    def read(cls, topic: Topic, record: SourceRecord, max_bytes: int) -> Incoming:
+        return cls(topic, decode(topic, record, max_bytes))
+
+    @property
+    def record(self) -> SourceRecord:
+        return self.decoded.record
 
 
 def decode(topic: Topic, record: SourceRecord, max_bytes: int) -> Decoded | DeadLetter:

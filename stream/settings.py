@@ -293,51 +293,34 @@ def from_env(env: Mapping[str, str]) -> Settings:
     )
 
 
-ENV_NAMES: frozenset[str] = frozenset(
-    [
-        PREFIX + n
-        for n in [
-            "KAFKA_BOOTSTRAP",
-            "KAFKA_SECURITY_PROTOCOL",
-            "KAFKA_SASL_MECHANISM",
-            "KAFKA_SASL_USERNAME",
-            "KAFKA_SASL_PASSWORD",
-            "KAFKA_SSL_CAFILE",
-            "KAFKA_SSL_CERTFILE",
-            "KAFKA_SSL_KEYFILE",
-            "REDIS_URL",
-            "REDIS_NAMESPACE",
-            "KEY_HASH_SECRET",
-            "APP_ID",
-            "WEB_HOST",
-            "WEB_PORT",
-            "BATCH_MAX",
-            "BATCH_WITHIN_S",
-            "MAX_EVENT_BYTES",
-            "DLQ_VALUE_MAX_BYTES",
-            "DEDUP_HORIZON_S",
-            "ALLOWED_LATENESS_S",
-            "KAFKA_SESSION_TIMEOUT_S",
-            "KAFKA_HEARTBEAT_S",
-            "REDIS_TIMEOUT_S",
-            "RETRY_MAX_BACKOFF_S",
-            "BLOCKED_RETRY_S",
-            "RULES_FILE",
-            "MAX_FUTURE_SKEW_S",
-            "ALIGN_ENABLED",
-            "ALIGN_SLACK_S",
-            "ALIGN_STALL_S",
-            "ALIGN_MAX_HELD",
-            "REDIS_CLUSTER",
-            "DATA_DIR",
-            "DEV_HOME",
-            "DEV_PARTITIONS",
-            "LOG_LEVEL",
-        ]
-    ]
-    + [PREFIX + f"TOPIC_{f.name.upper()}" for f in dataclasses.fields(TopicNames)]
-)
-"""Every variable `from_env` reads (docker-compose and docs are tested against it)."""
+def env_name(field: str, sub: str | None = None) -> str:
+    """The variable of a Settings field (`sub`: a field of `topics` or of
+    `kafka_security`). Settings' fields are the one list of settings:
+    ENV_NAMES and `to_env` derive from them, and `from_env`, the deploy files
+    and the documented table are tested against ENV_NAMES."""
+    if field == "topics":
+        return f"{PREFIX}TOPIC_{(sub or '').upper()}"
+    if field == "kafka_security":
+        return f"{PREFIX}KAFKA_{'SECURITY_PROTOCOL' if sub == 'protocol' else (sub or '').upper()}"
+    return PREFIX + field.upper()
+
+
+_NESTED: dict[str, Any] = {"topics": TopicNames, "kafka_security": KafkaSecurity}
+
+
+def _env_names() -> frozenset[str]:
+    names: set[str] = set()
+    for f in dataclasses.fields(Settings):
+        if f.name in _NESTED:
+            names |= {env_name(f.name, sub.name) for sub in dataclasses.fields(_NESTED[f.name])}
+        else:
+            names.add(env_name(f.name))
+    return frozenset(names)
+
+
+ENV_NAMES: frozenset[str] = _env_names()
+"""Every variable `from_env` reads (it, docker-compose, the Kubernetes manifest and
+the documented table are tested against it)."""
 
 
 def _env_value(value: Any) -> str:
@@ -355,15 +338,11 @@ def to_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "topics":
-            for t in dataclasses.fields(TopicNames):
-                env[f"{PREFIX}TOPIC_{t.name.upper()}"] = getattr(value, t.name)
-        elif f.name == "kafka_security":
-            for k in dataclasses.fields(KafkaSecurity):
-                item = getattr(value, k.name)
-                name = "SECURITY_PROTOCOL" if k.name == "protocol" else k.name.upper()
+        if f.name in _NESTED:
+            for sub in dataclasses.fields(value):
+                item = getattr(value, sub.name)
                 if item is not None:
-                    env[f"{PREFIX}KAFKA_{name}"] = _env_value(item)
+                    env[env_name(f.name, sub.name)] = _env_value(item)
         elif value is not None:
-            env[PREFIX + f.name.upper()] = _env_value(value)
+            env[env_name(f.name)] = _env_value(value)
     return env

@@ -15,9 +15,10 @@ import pytest
 
 from detectors.events import Event
 from detectors.timestamps import format_rfc3339_ms
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import load_rulebook
+from stream.store_wiring import open_store
 from tests.integration.services import Services
 from tests.unit.catalogue_events import DAY, T0
 from tests.unit.rule_harness import Fed
@@ -49,7 +50,11 @@ async def alerts_of(services: Services, rule_id: str, events: list[Fed]) -> list
         for start in range(0, len(events), 200):
             chunk = events[start : start + 200]
             items = [
-                (topic, SourceRecord(topic.value, 0, start + i, None, wire(ev), NOW))
+                Incoming.read(
+                    topic,
+                    SourceRecord(topic.value, 0, start + i, None, wire(ev), NOW),
+                    settings.max_event_bytes,
+                )
                 for i, (topic, ev) in enumerate(chunk)
             ]
             result = await pipeline.process_mixed(items, NOW)

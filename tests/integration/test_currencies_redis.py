@@ -13,10 +13,11 @@ import redis.asyncio as aioredis
 
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
+from stream.store_wiring import open_store
 from tests.integration.services import Services, order_json
 from tests.unit.test_money_rules import BALANCE_RULE
 
@@ -59,7 +60,11 @@ async def decide(settings: Settings, events: list[tuple[Topic, bytes]]) -> dict[
     try:
         pipeline = Pipeline(settings, store, load_rulebook(settings))
         items = [
-            (topic, SourceRecord(topic.value, 0, i, b"m-1", value, NOW))
+            Incoming.read(
+                topic,
+                SourceRecord(topic.value, 0, i, b"m-1", value, NOW),
+                settings.max_event_bytes,
+            )
             for i, (topic, value) in enumerate(events)
         ]
         result = await pipeline.process_mixed(items, NOW)
@@ -110,7 +115,11 @@ async def test_the_default_rules_keep_money_apart_in_redis(
         pipeline = Pipeline(settings, store, load_rulebook(settings))
         events = [*earnings(), (Topic.PAYOUTS, payout("p", 25_000, "EUR"))]
         items = [
-            (topic, SourceRecord(topic.value, 0, i, b"m-1", value, NOW))
+            Incoming.read(
+                topic,
+                SourceRecord(topic.value, 0, i, b"m-1", value, NOW),
+                settings.max_event_bytes,
+            )
             for i, (topic, value) in enumerate(events)
         ]
         result = await pipeline.process_mixed(items, NOW)

@@ -18,10 +18,11 @@ from detectors.rulebook import Rulebook
 from detectors.timestamps import parse_rfc3339_ms
 from stream.codec import SourceRecord
 from stream.pipeline import OutputRecord, Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from stream.store.base import EventRequests
 from stream.store.redis_store import RedisStore
+from stream.store_wiring import open_store
 from tests.integration.services import Services, order_json, write_test_rules
 
 NOW = 1_900_000_000_000
