@@ -34,8 +34,15 @@ broker), or that is known to be stuck (a batch the worker cannot read),
 stops bounding the merge. The
 records released past it are marked `incomplete` with its topic: decisions
 reading aggregates that topic feeds are degraded (they may alert, marked,
-but never freeze). Partitions owned by other worker processes are not
-merged with these: across workers, only real-time flow keeps them together.
+but never freeze).
+
+Users, devices and cards span partitions, so the merge must reach across the
+worker processes of a consumer group too: two workers catching up a backlog
+at different speeds would otherwise count one user's events in another order
+than the backtest. Each worker publishes how far each partition it owns is
+complete in event time (`frontiers`), and every worker's merge is bounded by
+the others' (`remote`) as by its own lagging partitions; a remote partition
+marked stalled degrades decisions here as it does where it is owned.
 """
 
 from __future__ import annotations
@@ -89,6 +96,17 @@ def merge_time(item: Decoded | DeadLetter, now_ms: int, future_skew_ms: int) -> 
 
 
 @dataclass(frozen=True, slots=True)
+class Frontier:
+    """How far one partition is complete in event time, as its owner sees
+    it: every record before `at_ms` is applied or being applied. A stalled
+    partition does not hold other workers back; their records released past
+    it are marked incomplete."""
+
+    at_ms: int
+    stalled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Flow:
     """Partitions to pause and to resume in the consumer, now."""
 
@@ -126,6 +144,8 @@ class EventTimeMerger:
         self._paused: set[Part] = set()
         self._stuck_now: set[Part] = set()  # known to be stuck (an unreadable batch)
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
+        # Partitions other worker processes own, with their published frontiers.
+        self.remote: dict[Part, Frontier] = {}
         self.pauses = 0  # partitions paused by backpressure, cumulative
 
     def __len__(self) -> int:
@@ -175,7 +195,8 @@ class EventTimeMerger:
                 heapq.heappop(heads)
                 del self._queues[part]
                 bound, stalled = self._bounds(lagging, now)  # drained: it may bound now
-        self.stalled = frozenset(stalled)
+        # Own partitions only: a remote stall is its owner's to report.
+        self.stalled = frozenset(p for p in stalled if p not in self.remote)
         return out
 
     def _bounds(self, lagging: set[Part], now: float) -> tuple[int, dict[Part, int]]:
@@ -200,6 +221,11 @@ class EventTimeMerger:
         for part in list(self._progress):
             if part not in lagging and not self._queues.get(part):
                 del self._progress[part]  # caught up: its next stall clock starts afresh
+        for part, frontier in self.remote.items():
+            if frontier.stalled:
+                stalled[part] = frontier.at_ms
+            else:
+                bound = min(bound, frontier.at_ms)
         for part, at in self._last_add.items():
             if now - at < self._grace_s and part not in lagging and not self._queues.get(part):
                 # Caught up as far as the last fetch knew, but still delivering:
@@ -226,6 +252,26 @@ class EventTimeMerger:
             self._paused.discard(part)
             self._progress[part] = now  # paused on purpose: not a stall
         return Flow(tuple(sorted(self._paused)), tuple(sorted(resume)))
+
+    def frontiers(self, owned: Iterable[Part]) -> dict[Part, Frontier]:
+        """How far each owned partition is complete, for the other workers of
+        the group: the head of what is held; what was released while records
+        are still in Kafka (or may be in flight); unbounded once caught up.
+        A stalled partition is published as such, with how far it got."""
+        lagging, now = set(self._lagging()), self._clock()
+        out: dict[Part, Frontier] = {}
+        for part in owned:
+            queue = self._queues.get(part)
+            recent = now - self._last_add.get(part, float("-inf")) < self._grace_s
+            if queue:
+                out[part] = Frontier(queue[0].at_ms)
+            elif part in self.stalled:
+                out[part] = Frontier(self._released.get(part, UNKNOWN), stalled=True)
+            elif part in lagging or recent:
+                out[part] = Frontier(self._released.get(part, UNKNOWN))
+            else:
+                out[part] = Frontier(UNBOUNDED)
+        return out
 
     def excuse(self, seconds: float) -> None:
         """The worker spent `seconds` applying records, while no agent could

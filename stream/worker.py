@@ -32,6 +32,7 @@ from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming, SourceRecord
 from stream.faust_wiring import faust_app
+from stream.frontier_exchange import FrontierExchange
 from stream.health import install_pages
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
@@ -42,10 +43,13 @@ from stream.settings import Settings
 from stream.store_wiring import open_store
 from stream.watchdog import EPOCH_INTERVAL_S, StoreWatchdog
 
-__all__ = ["MERGE_INTERVAL_S", "Worker"]
+__all__ = ["FRONTIER_INTERVAL_S", "MERGE_INTERVAL_S", "Worker"]
 
 log = logging.getLogger(__name__)
 MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch arrives
+# How often frontiers are exchanged with the group's other workers while this
+# one holds records: each round lets a backlog advance by about the slack.
+FRONTIER_INTERVAL_S = 0.02
 
 
 class Worker:
@@ -86,6 +90,14 @@ class Worker:
             self._delivered,
         )
         self.merger = self._build_merger()
+        self.frontiers = FrontierExchange(
+            self.store.client,
+            self.store.namespace,
+            settings.app_id,
+            self.merger,
+            settings.align_stall_s,
+        )
+        self._last_share = 0.0
         self._topic_of = {name: topic for topic, name in settings.topics.inputs().items()}
         self._stalled_logged: frozenset[Part] = frozenset()
         self._build_agents()
@@ -110,6 +122,7 @@ class Worker:
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
         if self.settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
+            self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)
             self.app.on_partitions_revoked.connect(self._on_revoked)
 
     def _delivered(self, part: Part) -> int | None:
@@ -122,6 +135,27 @@ class Worker:
             return  # agents wait for the store: no partition can be behind yet
         with contextlib.suppress(BatchAbandoned):
             await self._release_held()
+
+    async def _exchange_frontiers(self) -> None:
+        """Share frontiers with the group's other workers (stream.frontier_exchange):
+        every round while records are held, at the merge's pace otherwise,
+        and release at once what a moved remote frontier lets through."""
+        consumer, now = self.app.consumer, time.monotonic()
+        if consumer is None or getattr(self.app, "rebalancing", False):
+            return
+        if not self.watchdog.started.is_set():
+            return
+        if not len(self.merger) and now - self._last_share < MERGE_INTERVAL_S:
+            return
+        self._last_share = now
+        owned = [
+            (tp.topic, tp.partition) for tp in consumer.assignment() if tp.topic in self._topic_of
+        ]
+        before = self.merger.remote
+        await self.frontiers.share(owned, int(time.time() * 1000))
+        if len(self.merger) and self.merger.remote != before:
+            with contextlib.suppress(BatchAbandoned):
+                await self._release_held()
 
     async def _release_held(self) -> None:
         """Apply whatever the merger lets through: event-time order across topics."""
