@@ -64,5 +64,5 @@ class StoreWatchdog:
             log.error(
                 "Redis lost its state (restart without persistence, flush or failover): "
                 "windows and duplicate guards restart from zero. Rebuild them with "
-                "`fraudstream replay --since <time>` (see README, Guarantees)."
+                "`fraudstream replay --since <time>` (see docs/GUARANTEES.md, Redis loss)."
             )
