@@ -221,11 +221,7 @@ class EventTimeMerger:
         for part in list(self._progress):
             if part not in lagging and not self._queues.get(part):
                 del self._progress[part]  # caught up: its next stall clock starts afresh
-        for part, frontier in self.remote.items():
-            if frontier.stalled:
-                stalled[part] = frontier.at_ms
-            else:
-                bound = min(bound, frontier.at_ms)
+        bound = self._remote_bound(bound, stalled)
         for part, at in self._last_add.items():
             if now - at < self._grace_s and part not in lagging and not self._queues.get(part):
                 # Caught up as far as the last fetch knew, but still delivering:
@@ -233,6 +229,16 @@ class EventTimeMerger:
                 # older than the records that just reached other partitions).
                 bound = min(bound, self._released.get(part, UNKNOWN))
         return bound, stalled
+
+    def _remote_bound(self, bound: int, stalled: dict[Part, int]) -> int:
+        """Other workers' partitions bound the merge as lagging ones here do;
+        a stalled one goes into `stalled` instead."""
+        for part, frontier in self.remote.items():
+            if frontier.stalled:
+                stalled[part] = frontier.at_ms
+            else:
+                bound = min(bound, frontier.at_ms)
+        return bound
 
     def flow(self) -> Flow:
         """Backpressure: past `max_held`, pause every partition that has

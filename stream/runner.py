@@ -195,6 +195,10 @@ class BatchRunner:
         return BatchResult(dead_letters=[letter], outputs=[output])
 
     def _record(self, result: BatchResult) -> None:
+        self._record_inputs(result)
+        self._record_decisions(result)
+
+    def _record_inputs(self, result: BatchResult) -> None:
         m = self._metrics
         judged: Counter[str] = Counter()
         for (name, status), n in result.statuses.items():
@@ -205,6 +209,11 @@ class BatchRunner:
                 m.events_processed.labels(name, "no_rule").inc(valid - judged[name])
         for letter in result.dead_letters:
             m.dead_letters.labels(letter.record.topic, letter.kind).inc()
+        for name, n in result.late_by_topic.items():
+            m.late_values.labels(name).inc(n)
+
+    def _record_decisions(self, result: BatchResult) -> None:
+        m = self._metrics
         for rule in result.alerts_new:
             m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc()
         for rule in result.alerts_reemitted:
@@ -217,8 +226,6 @@ class BatchRunner:
             m.rule_failures.labels(rule_id).inc(n)
         for rule in result.degraded:
             m.decisions_degraded.labels(rule.rule_id).inc()
-        for name, n in result.late_by_topic.items():
-            m.late_values.labels(name).inc(n)
 
 
 def _merge(into: BatchResult, result: BatchResult) -> None:
