@@ -5,7 +5,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY detectors ./detectors
 COPY stream ./stream
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraudstream
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraudstream \
+    && install -d -o fraudstream /var/lib/fraudstream
+# faust's data directory: the image's /app is root's, the worker is not.
+ENV FRAUD_DATA_DIR=/var/lib/fraudstream
 USER fraudstream
 EXPOSE 6066
 ENTRYPOINT ["fraudstream"]

@@ -1,7 +1,7 @@
 """Backtest throughput on a generated 30k-event file (default rule set, real Redis).
 
-Usage: .venv/bin/python bench/backtest_throughput.py [--events 30000] [--runs 3]
-Needs a Redis at FRAUD_REDIS_URL (e.g. after `fraudstream dev up`). Prints
+Usage: .venv/bin/python -m bench backtest [--events 30000] [--runs 3]
+Needs a Redis at FRAUD_REDIS_URL (e.g. after `python -m devenv up`). Prints
 each run and the median events/s; the baseline in the same run is a pass
 over the same file that only decodes and validates (no Redis, no rules).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import tempfile
@@ -19,12 +18,13 @@ from pathlib import Path
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, validate_event
+from detectors.contract import validate_event
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms
 from stream.backtest import run_backtest
 from stream.gc_tuning import tune_for_streaming
 from stream.rules_loading import load_rulebook
-from stream.settings import from_env
+from stream.settings import Settings
 
 T0 = 1_790_000_000_000
 
@@ -72,31 +72,28 @@ def baseline(path: Path) -> float:
     return n / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    settings = from_env(os.environ)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
     rulebook = load_rulebook(settings)
     tune_for_streaming()  # as `fraudstream backtest` does
     with tempfile.TemporaryDirectory() as tmp:
         events, out = Path(tmp) / "events.jsonl", Path(tmp) / "decisions.jsonl"
         generate(args.events, events)
         rates, bases = [], []
-        for run in range(args.runs):
+        for i in range(args.runs):
             summary = asyncio.run(run_backtest(settings, rulebook, events, out, None))
             rate = summary.events / summary.seconds
             base = baseline(events)
             rates.append(rate)
             bases.append(base)
-            print(f"run {run + 1}: backtest {rate:,.0f} events/s, "
+            print(f"run {i + 1}: backtest {rate:,.0f} events/s, "
                   f"decode-only baseline {base:,.0f} events/s, outputs {summary.outputs}")
         med, med_base = statistics.median(rates), statistics.median(bases)
         print(f"median: backtest {med:,.0f} events/s over {args.events} events, "
               f"{len(rulebook.rules)} rules; decode-only {med_base:,.0f} events/s "
               f"(ratio {med / med_base:.2f})")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

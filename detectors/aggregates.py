@@ -1,4 +1,5 @@
-"""Aggregates: what is counted, per which entity, over which window.
+"""Aggregates: what is counted, per which entity, over which window, and
+what the store answers when asked for one (an Observation).
 
 An AggregateSpec is pure data. Several rules naming the same aggregate share
 one piece of state (its `agg_id` is a digest of what defines it). The store
@@ -11,11 +12,13 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.events import Event, Topic
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType, entity_value
+
+__all__ = ["AggregateKind", "AggregateSpec", "Observation"]
 
 
 class AggregateKind(StrEnum):
@@ -82,3 +85,13 @@ class AggregateSpec:
         if self.kind is AggregateKind.SUM:
             return int(value)
         return str(value)
+
+
+class Observation(NamedTuple):
+    """The store's answer for one aggregate of one entity. `value` None means
+    the event was too late for the retained state (not counted, not judged).
+    A NamedTuple, not a frozen dataclass: a dozen are built per event, and a
+    tuple is the cheapest to build."""
+
+    value: int | None
+    window_end_ms: int  # exclusive end of the window the value covers (first_seen: unused)

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.contract import format_rfc3339_ms
 from detectors.rules import (
     BENEFIT_SCOPES,
     ActionKind,
@@ -22,6 +21,21 @@ from detectors.rules import (
     Rule,
     Severity,
 )
+from detectors.timestamps import format_rfc3339_ms
+
+__all__ = [
+    "ALERT_ID_PLACEHOLDER",
+    "DEGRADED_TRACK",
+    "INCIDENT_EPOCH_MS",
+    "Alert",
+    "AlertCandidate",
+    "Freeze",
+    "combine_freezes",
+    "degrade",
+    "freeze_for",
+    "incident_base",
+    "incident_epoch",
+]
 
 
 def deterministic_id(prefix: str, *parts: object) -> str:
@@ -43,15 +57,6 @@ def incident_base(rule_id: str, version: int, entity_ids: tuple[str, ...]) -> st
 
 def incident_epoch(window_end_ms: int) -> int:
     return window_end_ms // INCIDENT_EPOCH_MS
-
-
-def incident_alert_id(base: str, epoch: int, seq: int) -> str:
-    """The n-th incident (seq, from 1) of a (rule, entity) pair in a 90-day epoch.
-
-    Numbering incidents instead of hashing the event or window that tipped
-    them keeps ids equal between a live run and a replay even when events
-    interleave differently; the store computes this same digest in Lua."""
-    return "al_" + hashlib.sha1(f"{base}:{epoch}:{seq}".encode()).hexdigest()[:32]
 
 
 # Degraded decisions number their incidents apart from the rule's own.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["format_duration_ms", "parse_duration_ms"]
+
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
 

@@ -7,6 +7,14 @@ without parsing messages.
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "ContractViolation",
+    "FraudstreamError",
+    "InputFileError",
+    "StoreUnavailable",
+]
+
 
 class FraudstreamError(Exception):
     """Root of every error raised by fraudstream code."""
@@ -42,15 +50,6 @@ class StoreUnavailable(FraudstreamError):
         self.operation = operation
         self.cause = cause
         super().__init__(f"{operation}: {type(cause).__name__}: {cause}")
-
-
-class ServiceError(FraudstreamError):
-    """A local development service (Kafka, Redis) could not be set up or started."""
-
-    def __init__(self, service: str, message: str) -> None:
-        self.service = service
-        self.message = message
-        super().__init__(f"{service}: {message}")
 
 
 class InputFileError(FraudstreamError):

@@ -10,6 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+__all__ = [
+    "EVENT_CLASS",
+    "Event",
+    "Order",
+    "Payout",
+    "Refund",
+    "RefundInitiator",
+    "SourcePosition",
+    "Topic",
+    "VoucherRedemption",
+]
+
 
 class Topic(StrEnum):
     """The logical input streams. Kafka topic names are configurable; these are not."""

@@ -13,6 +13,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = [
+    "CURRENCY_CODE",
+    "DEFAULT_EXPONENT",
+    "MINOR_UNIT_EXPONENTS",
+    "PerCurrency",
+    "format_minor",
+    "minor_unit_exponent",
+]
+
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 # ISO 4217 currencies whose minor unit is not 1/100 (every other one's is).

@@ -12,16 +12,28 @@ factors and ages are currency-free and take plain numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from detectors.money import CURRENCY_CODE, PerCurrency
-from detectors.rules import Metric, MetricKind
 from detectors.rules_conditions import Op
 
-if TYPE_CHECKING:
-    from detectors.rule_parsing import Parser
+__all__ = [
+    "EXAMPLE",
+    "condition_value",
+    "per_currency",
+    "same_currencies",
+    "threshold",
+    "volume",
+]
 
 EXAMPLE = "e.g. {EUR: 8000, JPY: 900}"
+
+
+class Parser(Protocol):
+    """What these checks need of the rule parser (`rule_syntax.Parser`):
+    recording a mistake at a path, which returns the exception to raise."""
+
+    def fail(self, path: str, message: str) -> Exception: ...
 
 
 def per_currency(p: Parser, raw: Any, path: str, integers: bool = False) -> PerCurrency:
@@ -40,10 +52,10 @@ def per_currency(p: Parser, raw: Any, path: str, integers: bool = False) -> PerC
     return PerCurrency.of(values)
 
 
-def threshold(p: Parser, raw: Any, metric: Metric, path: str) -> PerCurrency | None:
-    """The per-currency threshold of a money metric; None for a currency-free
-    one (whose plain number the caller checks)."""
-    if metric.money_threshold:
+def threshold(p: Parser, raw: Any, money: bool, path: str) -> PerCurrency | None:
+    """The per-currency threshold of a money metric (`money`); None for a
+    currency-free one (whose plain number the caller checks)."""
+    if money:
         if not isinstance(raw, dict):
             raise p.fail(path, f"a money threshold names its currency, {EXAMPLE}")
         return per_currency(p, raw, path)
@@ -52,23 +64,19 @@ def threshold(p: Parser, raw: Any, metric: Metric, path: str) -> PerCurrency | N
     return None
 
 
-def min_volume(p: Parser, raw: dict[str, Any], metric: Metric, path: str) -> int | PerCurrency:
-    if "min_volume" not in raw:
-        return 0
-    value, q = raw["min_volume"], f"{path}.min_volume"
-    if metric.kind in (MetricKind.AGE, MetricKind.BALANCE):
-        raise p.fail(q, f"{metric.kind.value} metrics have no volume to require")
-    if metric.money_volume:
+def volume(p: Parser, value: Any, money: bool, path: str) -> int | PerCurrency:
+    """A `min_volume`: money per currency (`money`) or a count."""
+    if money:
         if not isinstance(value, dict):
-            raise p.fail(q, f"this volume is money: name its currency, {EXAMPLE}")
-        volume = per_currency(p, value, q, integers=True)
-        if any(v < 0 for _, v in volume.values):
-            raise p.fail(q, "must not be negative")
-        return volume
+            raise p.fail(path, f"this volume is money: name its currency, {EXAMPLE}")
+        amounts = per_currency(p, value, path, integers=True)
+        if any(v < 0 for _, v in amounts.values):
+            raise p.fail(path, "must not be negative")
+        return amounts
     if isinstance(value, bool) or not isinstance(value, int):
-        raise p.fail(q, "expected an integer (this volume is a count)")
+        raise p.fail(path, "expected an integer (this volume is a count)")
     if value < 0:
-        raise p.fail(q, "must not be negative")
+        raise p.fail(path, "must not be negative")
     return value
 
 

@@ -7,14 +7,18 @@ file rather than run with half a policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
 from detectors.aggregates import AggregateSpec
 from detectors.errors import FraudstreamError
-from detectors.rule_parsing import Invalid, Parser, RuleError, parse_rule
-from detectors.rules import Rule
+from detectors.metric_kinds import REGISTRY
+from detectors.rule_parsing import metric_keywords, parse_rule
+from detectors.rule_syntax import Invalid, Parser, RuleError
+from detectors.rules import Evaluator, Rule
 
 __all__ = ["RuleError", "Rulebook", "RulebookError", "parse_rulebook"]
 
@@ -53,19 +57,13 @@ def _line_map(node: yaml.Node, path: str, out: dict[str, int]) -> None:
             _line_map(item, f"{path}[{i}]", out)
 
 
-def parse_rulebook(text: str, source: str = "<rules>") -> Rulebook:
-    """Parse and validate a rule file; raises RulebookError listing every mistake."""
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            doc = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise RulebookError(source, [RuleError("<yaml>", f"not valid YAML: {exc}", line)]) from None
+def parse_rulebook(
+    text: str, source: str = "<rules>", kinds: Mapping[str, Evaluator] = REGISTRY
+) -> Rulebook:
+    """Parse and validate a rule file; raises RulebookError listing every
+    mistake. `kinds`: the metric kinds rules may use (see
+    detectors.metric_kinds)."""
+    node, doc = _load(text, source)
     lines: dict[str, int] = {}
     if node is not None:
         _line_map(node, "", lines)
@@ -81,11 +79,40 @@ def parse_rulebook(text: str, source: str = "<rules>") -> Rulebook:
     if not isinstance(defaults, dict) or set(defaults) - {"mode", "cooldown", "severity"}:
         p.fail("defaults", "may only set mode, cooldown and severity")
         defaults = {}
+    rules = _rules(p, doc["rules"], defaults, metric_keywords(kinds))
+    if p.errors:
+        raise RulebookError(source, p.errors)
+    if not rules:
+        raise RulebookError(source, [RuleError("rules", "no rules defined")])
+    return Rulebook(
+        str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0")), tuple(rules)
+    )
+
+
+def _load(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML document and its node tree (for line numbers)."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            doc = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise RulebookError(source, [RuleError("<yaml>", f"not valid YAML: {exc}", line)]) from None
+    return node, doc
+
+
+def _rules(
+    p: Parser, raws: list[Any], defaults: dict[str, Any], keywords: Mapping[str, Evaluator]
+) -> list[Rule]:
     rules: list[Rule] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(doc["rules"]):
+    for i, raw in enumerate(raws):
         try:
-            rule = parse_rule(p, raw, f"rules[{i}]", defaults)
+            rule = parse_rule(p, raw, f"rules[{i}]", defaults, keywords)
         except Invalid:
             continue
         if rule.rule_id in seen:
@@ -96,10 +123,4 @@ def parse_rulebook(text: str, source: str = "<rules>") -> Rulebook:
             continue
         seen[rule.rule_id] = i
         rules.append(rule)
-    if p.errors:
-        raise RulebookError(source, p.errors)
-    if not rules:
-        raise RulebookError(source, [RuleError("rules", "no rules defined")])
-    return Rulebook(
-        str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0")), tuple(rules)
-    )
+    return rules

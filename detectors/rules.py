@@ -1,28 +1,39 @@
 """Rule specifications: detection policy as data (loaded from YAML by
 `detectors.rulebook`). A spec is a frozen value; `detectors.engine` evaluates
-it. Specs carry id and version so every decision names the policy behind it.
+it, with the arithmetic of each metric kind in `detectors.metric_kinds`.
+Specs carry id and version so every decision names the policy behind it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
-from detectors.aggregates import AggregateSpec
-from detectors.events import Topic
+from detectors.aggregates import AggregateSpec, Observation
+from detectors.events import Event, Topic
 from detectors.money import PerCurrency
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
 
+if TYPE_CHECKING:
+    from detectors.rule_syntax import Parser
+
 __all__ = [
+    "BENEFIT_SCOPES",
+    "FUND_SCOPES",
     "Action",
     "ActionKind",
     "AgeRequirement",
     "Comparison",
     "EntityType",
+    "Evaluator",
+    "Evidence",
     "Metric",
     "MetricKind",
     "Mode",
+    "Observed",
     "Rule",
     "Severity",
 ]
@@ -85,8 +96,15 @@ class Action:
     duration_ms: int | None = None
 
 
+# The store's answers for one event, by agg_id.
+Observed = Mapping[str, Observation]
+# What explains an alert's value, published with it.
+Evidence = dict[str, object]
+
+
 class MetricKind(StrEnum):
-    """How a rule's observed value is made from the aggregates it reads."""
+    """The shipped metric kinds: how a rule's observed value is made from the
+    aggregates it reads. Each has an Evaluator in detectors.metric_kinds."""
 
     VALUE = "value"  # one count, sum or distinct count
     RATIO = "ratio"  # aggregate / other, over the same window
@@ -97,51 +115,94 @@ class MetricKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """What a rule compares. `other` is the ratio's denominator, the balance's
-    debits or the surge's baseline window."""
+    """What a rule compares: the value its kind's evaluator makes from the
+    aggregates it reads. `aggregate` is the main one (its entity is the
+    alert's, its window the alert's, and without it nothing is judged);
+    `others` are the rest (a ratio's denominator, a balance's debits, a
+    surge's baseline window)."""
 
+    evaluator: Evaluator
     aggregate: AggregateSpec
-    other: AggregateSpec | None = None
-    # Ratio: the denominator must reach this; surge: the recent value; value:
-    # itself. Per currency when that is money (see `money_volume`).
+    others: tuple[AggregateSpec, ...] = ()
+    # A floor the kind applies (a ratio's denominator, a surge's recent
+    # value, a value itself must reach it). Per currency when that is money.
     min_volume: int | PerCurrency = 0
-    kind: MetricKind = MetricKind.VALUE
 
     @property
-    def is_age(self) -> bool:
-        return self.kind is MetricKind.AGE
+    def kind(self) -> str:
+        return self.evaluator.kind
 
     @property
-    def is_fractional(self) -> bool:
-        """Ratio and surge values are fractions; the others are integers."""
-        return self.kind in (MetricKind.RATIO, MetricKind.SURGE)
+    def other(self) -> AggregateSpec | None:
+        """The second operand of a two-aggregate kind."""
+        return self.others[0] if self.others else None
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
-        return (self.aggregate,) if self.other is None else (self.aggregate, self.other)
-
-    @property
-    def money_threshold(self) -> bool:
-        """The threshold is an amount of money, so it is given per currency: a
-        sum, a balance of sums, or a ratio with money on one side only (money
-        over money is a plain fraction, like count over count)."""
-        money = self.aggregate.per_currency
-        if self.kind is MetricKind.RATIO:
-            assert self.other is not None
-            return money != self.other.per_currency
-        return money and self.kind in (MetricKind.VALUE, MetricKind.BALANCE)
-
-    @property
-    def money_volume(self) -> bool:
-        """`min_volume` is an amount of money (a sum's own value, a surge's
-        recent sum, a ratio's money denominator)."""
-        if self.kind is MetricKind.RATIO:
-            assert self.other is not None
-            return self.other.per_currency
-        return self.aggregate.per_currency and self.kind in (MetricKind.VALUE, MetricKind.SURGE)
+        return (self.aggregate, *self.others)
 
     @property
     def speaks_money(self) -> bool:
         return any(a.per_currency for a in self.aggregates())
+
+
+class Evaluator(Protocol):
+    """One metric kind, whole: how a rule file writes it, which aggregates it
+    reads, how its limits are checked and how its value is made from the
+    store's answers. Shipped kinds are registered in
+    `detectors.metric_kinds.REGISTRY`, which says how to add one."""
+
+    @property
+    def kind(self) -> str:
+        """The kind's name: a MetricKind for the shipped kinds."""
+        ...
+
+    @property
+    def keywords(self) -> Mapping[str, frozenset[str]]:
+        """The `kind:` names a rule file's metric section uses for this kind,
+        each with the keys that section may hold (any other is a mistake)."""
+        ...
+
+    @property
+    def fractional(self) -> bool:
+        """Values are fractions (alerts round them to 6 places), not integers."""
+        ...
+
+    def parse(
+        self, p: Parser, raw: dict[str, Any], entity: tuple[EntityType, ...], path: str
+    ) -> Metric:
+        """The metric a rule file's section describes, with every aggregate
+        the kind reads (the plan asks the store for exactly those);
+        mistakes are recorded with `p.fail`."""
+        ...
+
+    def threshold(
+        self, p: Parser, raw: Any, metric: Metric, comparison: Comparison, path: str
+    ) -> float | PerCurrency:
+        """The rule's `threshold`, checked for this kind (money is per currency)."""
+        ...
+
+    def volume(self, p: Parser, raw: Any, metric: Metric, path: str) -> int | PerCurrency:
+        """The rule's `min_volume`, or a recorded mistake when the kind has none."""
+        ...
+
+    def value(
+        self,
+        rule: Rule,
+        event: Event,
+        main: Observation,
+        observed: Observed,
+        min_volume: int,
+        evidence: Evidence,
+    ) -> float | None:
+        """The metric's value for `event`, None when it is undefined (too
+        little volume, a missing or late answer). `main` is the answer for
+        `rule.metric.aggregate`, present and not late; `observed` holds
+        every answer by agg_id. Adds what explains the value to `evidence`."""
+        ...
+
+    def span(self, metric: Metric, main: Observation, event: Event) -> tuple[int, int]:
+        """The [start, end) the alert reports as the window the value covers."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ from typing import Any
 from detectors.events import Event
 from detectors.money import PerCurrency
 
+__all__ = ["Condition", "Op"]
+
 
 class Op(StrEnum):
     EQ = "=="

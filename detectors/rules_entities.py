@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from detectors.events import Event
 
+__all__ = ["ENTITY_FIELDS", "EntityType", "entity_value"]
+
 
 class EntityType(StrEnum):
     USER = "user"

@@ -23,6 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = [
+    "Bucketing",
+    "busiest_window_containing",
+    "default_bucket_ms",
+    "retention_ms",
+    "window_sum",
+]
+
 BUCKET_LADDER_MS = (
     1_000,
     5_000,

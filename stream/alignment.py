@@ -34,8 +34,15 @@ broker), or that is known to be stuck (a batch the worker cannot read),
 stops bounding the merge. The
 records released past it are marked `incomplete` with its topic: decisions
 reading aggregates that topic feeds are degraded (they may alert, marked,
-but never freeze). Partitions owned by other worker processes are not
-merged with these: across workers, only real-time flow keeps them together.
+but never freeze).
+
+Users, devices and cards span partitions, so the merge must reach across the
+worker processes of a consumer group too: two workers catching up a backlog
+at different speeds would otherwise count one user's events in another order
+than the backtest. Each worker publishes how far each partition it owns is
+complete in event time (`frontiers`), and every worker's merge is bounded by
+the others' (`remote`) as by its own lagging partitions; a remote partition
+marked stalled degrades decisions here as it does where it is owned.
 """
 
 from __future__ import annotations
@@ -47,8 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.events import Topic
-from stream.codec import DeadLetter, Decoded, SourceRecord
+from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord
 
 Part = tuple[str, int]  # (Kafka topic name, partition)
 # The owned (topic, partition)s with records in Kafka not yet handed to the merger.
@@ -62,14 +68,16 @@ ACTIVE_GRACE_S = 2.0
 @dataclass(slots=True)
 class Held:
     at_ms: int  # event time; -1 for an undecodable record (bound for the DLQ: it goes first)
-    topic: Topic
-    record: SourceRecord
-    decoded: Decoded | DeadLetter  # decoded once, here; the pipeline reuses it
+    item: Incoming  # decoded when it arrived; the pipeline judges it as it is
     event: Any  # the faust event: acked once applied
     since: float  # monotonic time the merger received it
     # Input topics (Kafka names) with a stalled partition still behind this
     # record when it was released: what it is judged on may be incomplete.
     incomplete: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def record(self) -> SourceRecord:
+        return self.item.record
 
 
 def merge_time(item: Decoded | DeadLetter, now_ms: int, future_skew_ms: int) -> int:
@@ -85,6 +93,17 @@ def merge_time(item: Decoded | DeadLetter, now_ms: int, future_skew_ms: int) -> 
     if at > now_ms + future_skew_ms:
         return -1
     return min(at, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Frontier:
+    """How far one partition is complete in event time, as its owner sees
+    it: every record before `at_ms` is applied or being applied. A stalled
+    partition does not hold other workers back; their records released past
+    it are marked incomplete."""
+
+    at_ms: int
+    stalled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +144,8 @@ class EventTimeMerger:
         self._paused: set[Part] = set()
         self._stuck_now: set[Part] = set()  # known to be stuck (an unreadable batch)
         self.stalled: frozenset[Part] = frozenset()  # as of the last take_ready
-        self.degraded = 0  # records released past a stalled partition
+        # Partitions other worker processes own, with their published frontiers.
+        self.remote: dict[Part, Frontier] = {}
         self.pauses = 0  # partitions paused by backpressure, cumulative
 
     def __len__(self) -> int:
@@ -167,7 +187,6 @@ class EventTimeMerger:
             behind = frozenset(p[0] for p, t in stalled.items() if at_ms > t + self._slack_ms)
             if behind:
                 held.incomplete = behind
-                self.degraded += 1
             out.append(held)
             self._released[part] = max(self._released.get(part, UNKNOWN), at_ms)
             if queue:
@@ -176,7 +195,8 @@ class EventTimeMerger:
                 heapq.heappop(heads)
                 del self._queues[part]
                 bound, stalled = self._bounds(lagging, now)  # drained: it may bound now
-        self.stalled = frozenset(stalled)
+        # Own partitions only: a remote stall is its owner's to report.
+        self.stalled = frozenset(p for p in stalled if p not in self.remote)
         return out
 
     def _bounds(self, lagging: set[Part], now: float) -> tuple[int, dict[Part, int]]:
@@ -201,6 +221,7 @@ class EventTimeMerger:
         for part in list(self._progress):
             if part not in lagging and not self._queues.get(part):
                 del self._progress[part]  # caught up: its next stall clock starts afresh
+        bound = self._remote_bound(bound, stalled)
         for part, at in self._last_add.items():
             if now - at < self._grace_s and part not in lagging and not self._queues.get(part):
                 # Caught up as far as the last fetch knew, but still delivering:
@@ -208,6 +229,16 @@ class EventTimeMerger:
                 # older than the records that just reached other partitions).
                 bound = min(bound, self._released.get(part, UNKNOWN))
         return bound, stalled
+
+    def _remote_bound(self, bound: int, stalled: dict[Part, int]) -> int:
+        """Other workers' partitions bound the merge as lagging ones here do;
+        a stalled one goes into `stalled` instead."""
+        for part, frontier in self.remote.items():
+            if frontier.stalled:
+                stalled[part] = frontier.at_ms
+            else:
+                bound = min(bound, frontier.at_ms)
+        return bound
 
     def flow(self) -> Flow:
         """Backpressure: past `max_held`, pause every partition that has
@@ -227,6 +258,26 @@ class EventTimeMerger:
             self._paused.discard(part)
             self._progress[part] = now  # paused on purpose: not a stall
         return Flow(tuple(sorted(self._paused)), tuple(sorted(resume)))
+
+    def frontiers(self, owned: Iterable[Part]) -> dict[Part, Frontier]:
+        """How far each owned partition is complete, for the other workers of
+        the group: the head of what is held; what was released while records
+        are still in Kafka (or may be in flight); unbounded once caught up.
+        A stalled partition is published as such, with how far it got."""
+        lagging, now = set(self._lagging()), self._clock()
+        out: dict[Part, Frontier] = {}
+        for part in owned:
+            queue = self._queues.get(part)
+            recent = now - self._last_add.get(part, float("-inf")) < self._grace_s
+            if queue:
+                out[part] = Frontier(queue[0].at_ms)
+            elif part in self.stalled:
+                out[part] = Frontier(self._released.get(part, UNKNOWN), stalled=True)
+            elif part in lagging or recent:
+                out[part] = Frontier(self._released.get(part, UNKNOWN))
+            else:
+                out[part] = Frontier(UNBOUNDED)
+        return out
 
     def excuse(self, seconds: float) -> None:
         """The worker spent `seconds` applying records, while no agent could

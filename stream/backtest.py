@@ -22,10 +22,11 @@ import orjson
 from detectors.events import Topic
 from detectors.money import format_minor
 from detectors.rulebook import Rulebook
-from stream.codec import DeadLetter, SourceRecord
-from stream.pipeline import BatchResult, OutputRecord, OverlappedBatches, Pipeline
-from stream.rules_loading import open_store
+from stream.codec import DeadLetter, Incoming, SourceRecord
+from stream.overlap import OverlappedBatches
+from stream.pipeline import BatchResult, OutputRecord, Pipeline, dead_letter_output
 from stream.settings import Settings
+from stream.store_wiring import open_store
 
 BACKTEST_SOURCE = "backtest-input"
 
@@ -120,22 +121,7 @@ async def run_backtest(
                 _record(pipeline, result, sink, summary)
 
             flusher = OverlappedBatches(pipeline, written)
-            batch: list[tuple[Topic, SourceRecord]] = []
-            for topic, record in _records(events, settings):
-                summary.events += 1
-                if topic is None:
-                    _write_bad_line(sink, settings, record, summary)
-                    continue
-                batch.append((topic, record))
-                if len(batch) >= settings.batch_max:
-                    await flusher.submit(batch)
-                    batch = []
-                if progress and summary.events % 10_000 == 0:
-                    rate = summary.events / (time.perf_counter() - started)
-                    print(f"  {summary.events:,} events ({rate:,.0f}/s)", file=progress, flush=True)
-            if batch:
-                await flusher.submit(batch)
-            await flusher.drain()
+            await _feed(flusher, events, settings, sink, summary, progress)
     except BaseException:
         if flusher is not None:
             flusher.cancel()
@@ -146,6 +132,35 @@ async def run_backtest(
             await store.drop_namespace()
         await store.close()
     return summary
+
+
+async def _feed(
+    flusher: OverlappedBatches,
+    events: Path,
+    settings: Settings,
+    sink: IO[bytes],
+    summary: BacktestSummary,
+    progress: IO[str] | None,
+) -> None:
+    """Submit the file's records in batches, then wait for the last one; a
+    line that is no input record goes straight to the output, dead-lettered."""
+    started = time.perf_counter()
+    batch: list[Incoming] = []
+    for topic, record in _records(events, settings):
+        summary.events += 1
+        if topic is None:
+            _write_bad_line(sink, settings, record, summary)
+            continue
+        batch.append(Incoming.read(topic, record, settings.max_event_bytes))
+        if len(batch) >= settings.batch_max:
+            await flusher.submit(batch)
+            batch = []
+        if progress and summary.events % 10_000 == 0:
+            rate = summary.events / (time.perf_counter() - started)
+            print(f"  {summary.events:,} events ({rate:,.0f}/s)", file=progress, flush=True)
+    if batch:
+        await flusher.submit(batch)
+    await flusher.drain()
 
 
 def _record(
@@ -179,6 +194,5 @@ def _write_bad_line(
     letter = DeadLetter(
         record, "invalid_json", 'line is not {"topic": <input topic>, "value": {...}}'
     )
-    wire = letter.to_wire(int(time.time() * 1000), settings.dlq_value_max_bytes)
-    _write(sink, OutputRecord(settings.topics.dlq, None, orjson.dumps(wire)), summary)
+    _write(sink, dead_letter_output(letter, settings, int(time.time() * 1000)), summary)
     summary.dead_letters += 1

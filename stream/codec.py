@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, validate_event
+from detectors.contract import validate_event
 from detectors.errors import ContractViolation
 from detectors.events import Event, SourcePosition, Topic
+from detectors.timestamps import format_rfc3339_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,12 @@ class SourceRecord:
     @property
     def position(self) -> SourcePosition:
         return SourcePosition(self.topic, self.partition, self.offset)
+
+    @classmethod
+    def of_consumer_record(cls, m: Any) -> SourceRecord:
+        """From an aiokafka ConsumerRecord (its timestamp is in ms; faust's
+        messages carry seconds, see stream.worker)."""
+        return cls(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,27 @@ class DeadLetter:
 class Decoded:
     record: SourceRecord
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One input record on its way through the pipeline, decoded once where it
+    enters: the worker must read an event's time before the pipeline runs (to
+    merge topics by event time), and the pipeline must not decode it again."""
+
+    topic: Topic
+    decoded: Decoded | DeadLetter
+    # Input topics not read up to this record's event time when it was
+    # released (a stalled partition): rules reading them decide degraded.
+    incomplete: frozenset[Topic] = frozenset()
+
+    @classmethod
+    def read(cls, topic: Topic, record: SourceRecord, max_bytes: int) -> Incoming:
+        return cls(topic, decode(topic, record, max_bytes))
+
+    @property
+    def record(self) -> SourceRecord:
+        return self.decoded.record
 
 
 def decode(topic: Topic, record: SourceRecord, max_bytes: int) -> Decoded | DeadLetter:

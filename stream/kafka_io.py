@@ -1,6 +1,6 @@
-"""Small Kafka helpers for tools around the worker (the demo, tests, later the
-simulator and benchmark): produce a batch, read a topic to its end, and wait
-until a consumer group has committed everything.
+"""Small Kafka helpers for tools around the worker (replay, the simulator's
+publisher, the demo, the benchmarks, the tests): produce a batch, read a
+topic to its end, and wait until a consumer group has committed everything.
 
 Not used on the worker's hot path, which goes through faust.
 """

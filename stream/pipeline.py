@@ -1,10 +1,11 @@
-"""One batch of records from one input topic → the records to publish.
+"""One batch of decoded input records → the records to publish.
 
-The single code path shared by the live worker and the backtest: decode and
-validate, update and read aggregates in the store, judge rules in the pure
-core, settle incidents, derive freezes, build output records. It knows
-nothing of faust; the caller supplies records and the current time and
-publishes the outputs.
+The single code path shared by the live worker, the backtest and replay:
+dead-letter what failed to decode or is dated too far ahead, update and
+read aggregates in the store, judge rules in the pure core, settle
+incidents, derive freezes, build output records. It knows nothing of
+faust; the caller supplies decoded records (codec.Incoming) and the
+current time and publishes the outputs.
 
 Every step is idempotent, so the caller may retry a whole batch after any
 transient failure without changing a count or an id.
@@ -12,11 +13,9 @@ transient failure without changing a count or an id.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -36,7 +35,7 @@ from detectors.decisions import (
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Rule
-from stream.codec import DeadLetter, Decoded, SourceRecord, decode
+from stream.codec import DeadLetter, Decoded, Incoming
 from stream.settings import Settings
 from stream.store.base import (
     EventObservations,
@@ -57,6 +56,12 @@ class OutputRecord:
     value: bytes
 
 
+def dead_letter_output(letter: DeadLetter, settings: Settings, now_ms: int) -> OutputRecord:
+    """The `fraud-dlq` record for `letter`, keyed like its source record."""
+    wire = letter.to_wire(now_ms, settings.dlq_value_max_bytes)
+    return OutputRecord(settings.topics.dlq, letter.record.key, orjson.dumps(wire))
+
+
 @dataclass(slots=True)
 class BatchResult:
     outputs: list[OutputRecord] = field(default_factory=list)
@@ -72,11 +77,6 @@ class BatchResult:
     late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
     late_by_topic: dict[str, int] = field(default_factory=dict)
     degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
-
-
-# Per record: the input topics not read up to its event time when it was
-# released (a stalled partition); empty in the normal case.
-Incomplete = Sequence[frozenset[Topic]]
 
 
 @dataclass(slots=True)
@@ -109,32 +109,17 @@ class Pipeline:
             for r in rulebook.rules
         }
 
-    async def process_mixed(
-        self,
-        items: Sequence[tuple[Topic, SourceRecord]],
-        now_ms: int,
-        decoded: Sequence[Decoded | DeadLetter] | None = None,
-        incomplete: Incomplete | None = None,
-    ) -> BatchResult:
+    async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
         """A batch whose records may come from several input topics, in order
-        (the backtest's case: a file interleaves topics line by line).
-        `decoded`: the records already run through codec.decode, one per item
-        (the live worker decodes once, to merge topics by event time);
-        `incomplete`: per item, the stalled topics it is judged without."""
-        return await self.execute(self.prepare(items, now_ms, decoded, incomplete), now_ms)
+        (the backtest's case: a file interleaves topics line by line)."""
+        return await self.execute(self.prepare(items, now_ms), now_ms)
 
-    def prepare(
-        self,
-        items: Sequence[tuple[Topic, SourceRecord]],
-        now_ms: int,
-        decoded: Sequence[Decoded | DeadLetter] | None = None,
-        incomplete: Incomplete | None = None,
-    ) -> Prepared:
-        """The CPU-only half (decode, validate, plan the store's requests):
+    def prepare(self, items: Sequence[Incoming], now_ms: int) -> Prepared:
+        """The CPU-only half (validate, plan the store's requests):
         no I/O, so a caller may prepare the next batch while the store works
         on this one."""
         result = BatchResult()
-        valid = self._decode(items, now_ms, result, decoded)
+        valid = self._admit(items, now_ms, result)
         result.valid = len(valid)
         for _, _, d in valid:
             name = d.record.topic
@@ -146,11 +131,9 @@ class Pipeline:
             EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
             for _, d, r in planned
         ]
-        stalled = (
-            {j: incomplete[i] for j, (i, *_) in enumerate(indexed) if incomplete[i]}
-            if incomplete
-            else {}
-        )
+        stalled = {
+            j: items[i].incomplete for j, (i, *_) in enumerate(indexed) if items[i].incomplete
+        }
         return Prepared(result, planned, events, stalled)
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
@@ -183,36 +166,28 @@ class Pipeline:
         await self._settle(pending, result)
         return result
 
-    def _decode(
-        self,
-        items: Sequence[tuple[Topic, SourceRecord]],
-        now_ms: int,
-        result: BatchResult,
-        decoded: Sequence[Decoded | DeadLetter] | None,
+    def _admit(
+        self, items: Sequence[Incoming], now_ms: int, result: BatchResult
     ) -> list[tuple[int, Topic, Decoded]]:
+        """The decoded records, by position in `items`; dead letters go to
+        `result`. The future-skew check is against the time of processing,
+        not of decoding: a record held by the merge is judged when released."""
         skew_ms = self._settings.max_future_skew_s * 1000
         out = []
-        for i, (topic, record) in enumerate(items):
-            item = (
-                decode(topic, record, self._settings.max_event_bytes)
-                if decoded is None
-                else decoded[i]
-            )
+        for i, incoming in enumerate(items):
+            item = incoming.decoded
             if isinstance(item, Decoded) and item.event.occurred_at_ms > now_ms + skew_ms:
                 item = DeadLetter(
-                    record,
+                    item.record,
                     "bad_time",
                     f"occurred_at is more than {self._settings.max_future_skew_s}s in the future",
                     "occurred_at",
                 )
             if isinstance(item, DeadLetter):
                 result.dead_letters.append(item)
-                wire = item.to_wire(now_ms, self._settings.dlq_value_max_bytes)
-                result.outputs.append(
-                    OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
-                )
+                result.outputs.append(dead_letter_output(item, self._settings, now_ms))
             else:
-                out.append((i, topic, item))
+                out.append((i, incoming.topic, item))
         return out
 
     def _judge(
@@ -307,76 +282,6 @@ class Pipeline:
             ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
-
-
-# What to do with a concluded batch: its result and how many records it had.
-OnResult = Callable[[BatchResult, int], Awaitable[None]]
-
-
-class OverlappedBatches:
-    """Keeps the store busy (the backtest, and the bench's direct run). Batch
-    k+1 is prepared (decoded, planned, encoded) while the store applies
-    batch k; it goes to the store as soon as k's reply is in, and k is
-    judged, settled and handed on while the store applies k+1. Store calls
-    keep input order: the aggregates of k+1 are sent only after those of k
-    came back, and k+1 claims incidents only after k did (the two scripts
-    touch disjoint keys, so k's claims queued behind k+1's aggregates change
-    nothing). Results are handed on in batch order."""
-
-    def __init__(self, pipeline: Pipeline, on_result: OnResult) -> None:
-        self._pipeline = pipeline
-        self._on_result = on_result
-        self._applying: tuple[Prepared, int, int, asyncio.Task[list[EventObservations]]] | None = (
-            None
-        )
-        self._concluding: asyncio.Task[None] | None = None
-
-    async def submit(self, batch: Sequence[tuple[Topic, SourceRecord]]) -> None:
-        now_ms = int(time.time() * 1000)
-        prepared = self._pipeline.prepare(batch, now_ms)
-        applied = await self._applied()
-        task = asyncio.create_task(self._pipeline.observe(prepared))
-        self._applying = (prepared, now_ms, len(batch), task)
-        if applied is not None:
-            # Created after the store call, so it runs (judging) after the send.
-            previous = self._concluding
-            self._concluding = asyncio.create_task(self._conclude(previous, *applied))
-        await asyncio.sleep(0)  # let both start before the caller prepares the next batch
-
-    async def _applied(self) -> tuple[Prepared, int, int, list[EventObservations]] | None:
-        if self._applying is None:
-            return None
-        prepared, now_ms, records, task = self._applying
-        self._applying = None
-        return prepared, now_ms, records, await task
-
-    async def _conclude(
-        self,
-        previous: asyncio.Task[None] | None,
-        prepared: Prepared,
-        now_ms: int,
-        records: int,
-        observations: list[EventObservations],
-    ) -> None:
-        if previous is not None:
-            await previous
-        result = await self._pipeline.conclude(prepared, observations, now_ms)
-        await self._on_result(result, records)
-
-    async def drain(self) -> None:
-        """Wait until every submitted batch is concluded and handed on."""
-        applied = await self._applied()
-        if applied is not None:
-            self._concluding = asyncio.create_task(self._conclude(self._concluding, *applied))
-        if self._concluding is not None:
-            task, self._concluding = self._concluding, None
-            await task
-
-    def cancel(self) -> None:
-        """After a failure: stop whatever is still in flight."""
-        for task in (self._applying[3] if self._applying else None, self._concluding):
-            if task is not None:
-                task.cancel()
 
 
 def _late_updates(

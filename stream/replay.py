@@ -20,16 +20,15 @@ from typing import IO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from detectors.contract import parse_rfc3339_ms
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError
-from detectors.events import Topic
 from detectors.rulebook import Rulebook
+from detectors.timestamps import parse_rfc3339_ms
 from stream import kafka_io
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
-from stream.rules_loading import open_store, store_config
 from stream.settings import Settings
+from stream.store_wiring import open_store, store_config
 
 
 @dataclass(slots=True)
@@ -80,7 +79,6 @@ async def run_replay(
     summary = ReplaySummary(partitions=len(bounds))
     if not bounds:
         return summary
-    by_name = {name: topic for topic, name in settings.topics.inputs().items()}
     # Replayed events are older than what the workers applied since the loss:
     # lift the duplicate horizon and the first-seen back-dating limit so they
     # still count (their duplicate guards make a second replay harmless).
@@ -104,29 +102,10 @@ async def run_replay(
             consumer.seek(tp, start)
         remaining = set(bounds)
         while remaining:
-            fetched = await consumer.getmany(
-                *remaining, timeout_ms=1000, max_records=settings.batch_max
-            )
-            items: list[tuple[Topic, SourceRecord]] = []
-            for tp, messages in fetched.items():
-                end = bounds[tp][1]
-                for m in messages:
-                    if m.offset >= end:
-                        remaining.discard(tp)
-                        break
-                    items.append(
-                        (
-                            by_name[m.topic],
-                            SourceRecord(
-                                m.topic, m.partition, m.offset, m.key, m.value, m.timestamp
-                            ),
-                        )
-                    )
-                if await consumer.position(tp) >= end:
-                    remaining.discard(tp)
+            items = await _fetch(consumer, settings, bounds, remaining)
             if items:
                 # One fetch spans several partitions: apply it in record-time order.
-                items.sort(key=lambda item: item[1].timestamp_ms)
+                items.sort(key=lambda item: item.record.timestamp_ms)
                 await pipeline.process_mixed(items, int(time.time() * 1000))
                 summary.records += len(items)
                 if progress:
@@ -136,3 +115,27 @@ async def run_replay(
         await store.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def _fetch(
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    bounds: dict[TopicPartition, tuple[int, int]],
+    remaining: set[TopicPartition],
+) -> list[Incoming]:
+    """The next records below each partition's end; a partition that reached
+    its end leaves `remaining`."""
+    by_name = {name: topic for topic, name in settings.topics.inputs().items()}
+    fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=settings.batch_max)
+    items: list[Incoming] = []
+    for tp, messages in fetched.items():
+        end = bounds[tp][1]
+        for m in messages:
+            if m.offset >= end:
+                remaining.discard(tp)
+                break
+            record = SourceRecord.of_consumer_record(m)
+            items.append(Incoming.read(by_name[m.topic], record, settings.max_event_bytes))
+        if await consumer.position(tp) >= end:
+            remaining.discard(tp)
+    return items

@@ -14,14 +14,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-
-import orjson
+from functools import partial
 
 from detectors.errors import StoreUnavailable
-from detectors.events import Topic
-from stream.codec import DeadLetter, Decoded, SourceRecord
+from stream.codec import DeadLetter, Incoming, SourceRecord
 from stream.metrics import Metrics
-from stream.pipeline import BatchResult, Incomplete, OutputRecord, Pipeline
+from stream.pipeline import BatchResult, OutputRecord, Pipeline, dead_letter_output
+from stream.retry import Backoff, OnFailure, retry
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,12 @@ class BatchAbandoned(Exception):
     (it will be redelivered to whoever owns the partition next)."""
 
 
+class _Isolate(Exception):
+    """A batch kept failing for another reason than the store: split it."""
+
+
 NON_TRANSIENT_ATTEMPTS = 3
+FIRST_BACKOFF_S = 0.1
 
 
 class BatchRunner:
@@ -53,78 +57,78 @@ class BatchRunner:
         self._metrics = metrics
         self._clock = clock
         self._should_stop = should_stop
+        self._backoff = Backoff(FIRST_BACKOFF_S, settings.retry_max_backoff_s)
         self.store_healthy = True
         # (topic, partition) → (last processed offset, its Kafka timestamp ms): for lag.
         self.positions: dict[tuple[str, int], tuple[int, int]] = {}
 
-    async def handle(self, topic: Topic, records: Sequence[SourceRecord]) -> None:
-        """Returns only once every record is applied and its outputs are queued."""
-        await self.handle_mixed([(topic, r) for r in records])
-
-    async def handle_mixed(
-        self,
-        items: Sequence[tuple[Topic, SourceRecord]],
-        decoded: Sequence[Decoded | DeadLetter] | None = None,
-        incomplete: Incomplete | None = None,
-    ) -> None:
-        """The same for a batch that may mix input topics (in the order given);
-        `decoded`, when the caller already decoded them, one per item;
-        `incomplete`, per item, the stalled topics it is judged without."""
+    async def handle(self, items: Sequence[Incoming]) -> None:
+        """Returns only once every record is applied and its outputs are
+        queued. The batch may mix input topics (applied in the order given)."""
         if not items:
             return
         started = time.perf_counter()
-        name = items[0][1].topic  # labels the batch-level metrics
-        for record_topic, n in Counter(r.topic for _, r in items).items():
+        name = items[0].record.topic  # labels the batch-level metrics
+        for record_topic, n in Counter(i.record.topic for i in items).items():
             self._metrics.events_consumed.labels(record_topic).inc(n)
-        failures = 0
-        backoff = 0.1
-        while True:
-            try:
-                result = await self._pipeline.process_mixed(
-                    items, self._now_ms(), decoded, incomplete
-                )
-                await self._publish_until_done(name, result.outputs)
-                break
-            except StoreUnavailable as exc:
-                self._store_down(name, exc, backoff)
-            except BatchAbandoned:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("batch of %d from %s failed (attempt %d)", len(items), name, failures)
-                self._metrics.batch_retries.labels(name, "error").inc()
-                if failures >= NON_TRANSIENT_ATTEMPTS:
-                    result = await self._one_by_one(items, incomplete)
-                    break
-            await self._pause(backoff)
-            backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
+        try:
+            result = await retry(
+                partial(self._apply, name, items),
+                self._backoff,
+                self._on_batch_failure(name, len(items)),
+                self._pause,
+            )
+        except _Isolate:
+            result = await self._one_by_one(items)
         self._store_up()
         self._record(result)
         now = self._clock()
-        for _, record in items:
+        for item in items:
+            record = item.record
             if record.timestamp_ms > 0:
                 latency = max(now - record.timestamp_ms / 1000, 0.0)
                 self._metrics.event_to_decision.labels(record.topic).observe(latency)
             self.positions[(record.topic, record.partition)] = (record.offset, record.timestamp_ms)
         self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
-        for record_topic in {r.topic for _, r in items}:
+        for record_topic in {i.record.topic for i in items}:
             self._metrics.last_processed.labels(record_topic).set(now)
+
+    async def _apply(self, name: str, items: Sequence[Incoming]) -> BatchResult:
+        result = await self._pipeline.process_mixed(items, self._now_ms())
+        await self._publish_until_done(name, result.outputs)
+        return result
+
+    def _on_batch_failure(self, name: str, size: int) -> OnFailure:
+        """Retry while the store is down, however long; retry any other
+        failure NON_TRANSIENT_ATTEMPTS times, then split the batch."""
+        failures = 0
+
+        def on_failure(exc: Exception, delay: float) -> None:
+            nonlocal failures
+            if isinstance(exc, StoreUnavailable):
+                self._store_down(name, exc, delay)
+                return
+            if isinstance(exc, BatchAbandoned):
+                raise exc
+            failures += 1
+            log.exception("batch of %d from %s failed (attempt %d)", size, name, failures)
+            self._metrics.batch_retries.labels(name, "error").inc()
+            if failures >= NON_TRANSIENT_ATTEMPTS:
+                raise _Isolate from exc
+
+        return on_failure
 
     async def _publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
         """A publish failure (broker down, timeout) is never the records' fault:
         retry in place, never dead-letter because of it, never drop it."""
-        backoff = 0.1
-        while True:
-            try:
-                await self._publish(outputs)
-                return
-            except (asyncio.CancelledError, BatchAbandoned):
-                raise
-            except Exception as exc:
-                log.warning("publishing %d records failed (%s); retrying", len(outputs), exc)
-                self._metrics.batch_retries.labels(name, "publish").inc()
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
+
+        def on_failure(exc: Exception, delay: float) -> None:
+            if isinstance(exc, BatchAbandoned):
+                raise exc
+            log.warning("publishing %d records failed (%s); retrying", len(outputs), exc)
+            self._metrics.batch_retries.labels(name, "publish").inc()
+
+        await retry(partial(self._publish, outputs), self._backoff, on_failure, self._pause)
 
     async def _pause(self, seconds: float) -> None:
         if self._should_stop():
@@ -149,48 +153,52 @@ class BatchRunner:
         self.store_healthy = True
         self._metrics.store_up.set(1)
 
-    async def _one_by_one(
-        self, items: Sequence[tuple[Topic, SourceRecord]], incomplete: Incomplete | None
-    ) -> BatchResult:
+    async def _one_by_one(self, items: Sequence[Incoming]) -> BatchResult:
         """Isolate the records that fail on their own; dead-letter just those."""
         merged = BatchResult()
-        for i, (topic, record) in enumerate(items):
-            stalled = [incomplete[i]] if incomplete else None
-            backoff = 0.1
-            while True:
-                try:
-                    result = await self._pipeline.process_mixed(
-                        [(topic, record)], self._now_ms(), None, stalled
-                    )
-                    await self._publish_until_done(record.topic, result.outputs)
-                    break
-                except BatchAbandoned:
-                    raise
-                except StoreUnavailable as exc:
-                    self._store_down(record.topic, exc, backoff)
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, self._settings.retry_max_backoff_s)
-                except Exception as exc:
-                    log.exception(
-                        "record %s/%d/%d fails alone: dead-lettering",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                    )
-                    letter = DeadLetter(record, "processing_error", f"{type(exc).__name__}: {exc}")
-                    wire = letter.to_wire(self._now_ms(), self._settings.dlq_value_max_bytes)
-                    result = BatchResult(
-                        dead_letters=[letter],
-                        outputs=[
-                            OutputRecord(self._settings.topics.dlq, record.key, orjson.dumps(wire))
-                        ],
-                    )
-                    await self._publish_until_done(record.topic, result.outputs)
-                    break
+        for item in items:
+            record = item.record
+            try:
+                result = await retry(
+                    partial(self._apply, record.topic, [item]),
+                    self._backoff,
+                    self._on_store_failure(record.topic),
+                    self._pause,
+                )
+            except BatchAbandoned:
+                raise
+            except Exception as exc:
+                log.exception(
+                    "record %s/%d/%d fails alone: dead-lettering",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+                result = await self._dead_letter(record, exc)
             _merge(merged, result)
         return merged
 
+    def _on_store_failure(self, name: str) -> OnFailure:
+        """Retry while the store is down; any other failure is the record's."""
+
+        def on_failure(exc: Exception, delay: float) -> None:
+            if not isinstance(exc, StoreUnavailable):
+                raise exc
+            self._store_down(name, exc, delay)
+
+        return on_failure
+
+    async def _dead_letter(self, record: SourceRecord, exc: Exception) -> BatchResult:
+        letter = DeadLetter(record, "processing_error", f"{type(exc).__name__}: {exc}")
+        output = dead_letter_output(letter, self._settings, self._now_ms())
+        await self._publish_until_done(record.topic, [output])
+        return BatchResult(dead_letters=[letter], outputs=[output])
+
     def _record(self, result: BatchResult) -> None:
+        self._record_inputs(result)
+        self._record_decisions(result)
+
+    def _record_inputs(self, result: BatchResult) -> None:
         m = self._metrics
         judged: Counter[str] = Counter()
         for (name, status), n in result.statuses.items():
@@ -201,6 +209,11 @@ class BatchRunner:
                 m.events_processed.labels(name, "no_rule").inc(valid - judged[name])
         for letter in result.dead_letters:
             m.dead_letters.labels(letter.record.topic, letter.kind).inc()
+        for name, n in result.late_by_topic.items():
+            m.late_values.labels(name).inc(n)
+
+    def _record_decisions(self, result: BatchResult) -> None:
+        m = self._metrics
         for rule in result.alerts_new:
             m.alerts.labels(rule.rule_id, rule.severity.value, rule.mode.value).inc()
         for rule in result.alerts_reemitted:
@@ -213,8 +226,6 @@ class BatchRunner:
             m.rule_failures.labels(rule_id).inc(n)
         for rule in result.degraded:
             m.decisions_degraded.labels(rule.rule_id).inc()
-        for name, n in result.late_by_topic.items():
-            m.late_values.labels(name).inc(n)
 
 
 def _merge(into: BatchResult, result: BatchResult) -> None:

@@ -114,6 +114,9 @@ class Settings:
     align_stall_s: float = 60.0  # a partition that does not move this long stops the merge
     align_max_held: int = 10_000  # records held before the partitions ahead are paused
     redis_cluster: bool = False
+    # The worker's local files (faust's datadir); None: `<app_id>-data` in the
+    # working directory, faust's own default.
+    data_dir: Path | None = None
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
     log_level: str = "INFO"
@@ -283,56 +286,41 @@ def from_env(env: Mapping[str, str]) -> Settings:
         align_stall_s=_parse(env, "ALIGN_STALL_S", pos_float, d.align_stall_s),
         align_max_held=_parse(env, "ALIGN_MAX_HELD", pos_int, d.align_max_held),
         redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
+        data_dir=_parse(env, "DATA_DIR", Path, d.data_dir),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
     )
 
 
-ENV_NAMES: frozenset[str] = frozenset(
-    [
-        PREFIX + n
-        for n in [
-            "KAFKA_BOOTSTRAP",
-            "KAFKA_SECURITY_PROTOCOL",
-            "KAFKA_SASL_MECHANISM",
-            "KAFKA_SASL_USERNAME",
-            "KAFKA_SASL_PASSWORD",
-            "KAFKA_SSL_CAFILE",
-            "KAFKA_SSL_CERTFILE",
-            "KAFKA_SSL_KEYFILE",
-            "REDIS_URL",
-            "REDIS_NAMESPACE",
-            "KEY_HASH_SECRET",
-            "APP_ID",
-            "WEB_HOST",
-            "WEB_PORT",
-            "BATCH_MAX",
-            "BATCH_WITHIN_S",
-            "MAX_EVENT_BYTES",
-            "DLQ_VALUE_MAX_BYTES",
-            "DEDUP_HORIZON_S",
-            "ALLOWED_LATENESS_S",
-            "KAFKA_SESSION_TIMEOUT_S",
-            "KAFKA_HEARTBEAT_S",
-            "REDIS_TIMEOUT_S",
-            "RETRY_MAX_BACKOFF_S",
-            "BLOCKED_RETRY_S",
-            "RULES_FILE",
-            "MAX_FUTURE_SKEW_S",
-            "ALIGN_ENABLED",
-            "ALIGN_SLACK_S",
-            "ALIGN_STALL_S",
-            "ALIGN_MAX_HELD",
-            "REDIS_CLUSTER",
-            "DEV_HOME",
-            "DEV_PARTITIONS",
-            "LOG_LEVEL",
-        ]
-    ]
-    + [PREFIX + f"TOPIC_{f.name.upper()}" for f in dataclasses.fields(TopicNames)]
-)
-"""Every variable `from_env` reads (docker-compose and docs are tested against it)."""
+def env_name(field: str, sub: str | None = None) -> str:
+    """The variable of a Settings field (`sub`: a field of `topics` or of
+    `kafka_security`). Settings' fields are the one list of settings:
+    ENV_NAMES and `to_env` derive from them, and `from_env`, the deploy files
+    and the documented table are tested against ENV_NAMES."""
+    if field == "topics":
+        return f"{PREFIX}TOPIC_{(sub or '').upper()}"
+    if field == "kafka_security":
+        return f"{PREFIX}KAFKA_{'SECURITY_PROTOCOL' if sub == 'protocol' else (sub or '').upper()}"
+    return PREFIX + field.upper()
+
+
+_NESTED: dict[str, Any] = {"topics": TopicNames, "kafka_security": KafkaSecurity}
+
+
+def _env_names() -> frozenset[str]:
+    names: set[str] = set()
+    for f in dataclasses.fields(Settings):
+        if f.name in _NESTED:
+            names |= {env_name(f.name, sub.name) for sub in dataclasses.fields(_NESTED[f.name])}
+        else:
+            names.add(env_name(f.name))
+    return frozenset(names)
+
+
+ENV_NAMES: frozenset[str] = _env_names()
+"""Every variable `from_env` reads (it, docker-compose, the Kubernetes manifest and
+the documented table are tested against it)."""
 
 
 def _env_value(value: Any) -> str:
@@ -350,15 +338,11 @@ def to_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "topics":
-            for t in dataclasses.fields(TopicNames):
-                env[f"{PREFIX}TOPIC_{t.name.upper()}"] = getattr(value, t.name)
-        elif f.name == "kafka_security":
-            for k in dataclasses.fields(KafkaSecurity):
-                item = getattr(value, k.name)
-                name = "SECURITY_PROTOCOL" if k.name == "protocol" else k.name.upper()
+        if f.name in _NESTED:
+            for sub in dataclasses.fields(value):
+                item = getattr(value, sub.name)
                 if item is not None:
-                    env[f"{PREFIX}KAFKA_{name}"] = _env_value(item)
+                    env[env_name(f.name, sub.name)] = _env_value(item)
         elif value is not None:
-            env[PREFIX + f.name.upper()] = _env_value(value)
+            env[env_name(f.name)] = _env_value(value)
     return env

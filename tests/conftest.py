@@ -23,3 +23,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def stores(backend: Backend, request: pytest.FixtureRequest) -> Stores:
     services = request.getfixturevalue("services") if backend is Backend.REDIS else None
     return Stores(backend, services)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="also run the long variants (marked `soak`), left out of the default suite "
+        "to keep it within its time budget",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak variants are deselected, not skipped, unless --soak: the summary
+    counts them apart, and nothing in the default run reports them as passed."""
+    if config.getoption("--soak"):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]

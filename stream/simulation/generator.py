@@ -15,8 +15,9 @@ from enum import Enum
 
 import orjson
 
-from detectors.contract import FIELDS, FieldKind, format_rfc3339_ms
+from detectors.contract import FIELDS, FieldKind
 from detectors.events import Event, Topic
+from detectors.timestamps import format_rfc3339_ms
 from stream.simulation.background import background_orders, organic_refunds
 from stream.simulation.catalogue import run_catalogue
 from stream.simulation.labels import Labels

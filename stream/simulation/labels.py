@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 
 class Family(StrEnum):

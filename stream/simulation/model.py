@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from detectors.contract import parse_rfc3339_ms
+from detectors.timestamps import parse_rfc3339_ms
 
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS

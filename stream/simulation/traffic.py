@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from detectors.events import Order
 from stream.simulation.background import VOUCHER_RATE, organic_order, organic_refunds
-from stream.simulation.model import HOUR_MS, MINUTE_MS, Merchant, User
+from stream.simulation.model import MINUTE_MS, Merchant, User
 from stream.simulation.rhythm import around, time_of_day_ms
 from stream.simulation.world import World
 
@@ -93,9 +93,3 @@ def run_storefront(
         orders += serve(world, rng, shop, day, around(rng, mean, STEADY_SPREAD), voucher_rate)
     organic_refunds(world, rng, orders)
     return orders
-
-
-def day_window(world: World, day: int, from_hour: float, to_hour: float) -> tuple[int, int]:
-    """[start, end) epoch ms of `from_hour`..`to_hour` on `day`."""
-    base = world.cfg.day_start(day)
-    return base + round(from_hour * HOUR_MS), base + round(to_hour * HOUR_MS)

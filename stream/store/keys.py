@@ -17,6 +17,7 @@ with one SCAN pattern.
     <ns>:{o:<h>}:first:<ms>         HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<h>}:inc:<rule_id>      HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
+    <ns>:frontiers:<group>          HASH  how far each input partition of a group is complete
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -168,6 +169,13 @@ def epoch(ns: str) -> str:
     """Sentinel written when a namespace starts holding state: if it vanishes,
     Redis lost its data (restart without persistence, flush, failover)."""
     return f"{ns}:store-epoch"
+
+
+def frontiers(ns: str, group: str) -> str:
+    """HASH `<topic>:<partition>` = `<event ms>:<written at ms>:<stalled 0|1>`,
+    written by the partition's owner (stream.frontier_exchange). Topic names
+    and partitions only: no personal data."""
+    return f"{ns}:frontiers:{group}"
 
 
 def namespace_pattern(ns: str) -> str:

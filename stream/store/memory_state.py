@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 
 from stream.store.base import EventStatus
 
+__all__ = [
+    "BucketedWindow",
+    "Bucketing",
+    "DistinctWindow",
+    "Guard",
+    "bucketed_op",
+    "first_seen_op",
+]
+
 # How often (in fractions of the duplicate horizon) the guard is trimmed.
 GUARD_SLICES = 64
 

@@ -19,11 +19,12 @@ while Redis takes whichever its hash lists first.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_alert_id
+from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 from stream.store.base import (
@@ -43,6 +44,8 @@ from stream.store.memory_state import (
     bucketed_op,
     first_seen_op,
 )
+
+__all__ = ["MemoryStore"]
 
 # Which entity a piece of state belongs to: its types and ids.
 Entity = tuple[tuple[EntityType, ...], tuple[str, ...]]
@@ -229,8 +232,14 @@ class MemoryStore:
 
     def _open(self, book: _Incidents, c: IncidentClaim) -> IncidentOutcome:
         seq = book.seq[c.epoch] = book.seq.get(c.epoch, 0) + 1
-        aid = incident_alert_id(c.base, c.epoch, seq)
+        aid = _alert_id(c.base, c.epoch, seq)
         payload = c.payload.replace(_PLACEHOLDER, aid.encode(), 1)
         trigger = (c.trigger_event_id, c.trigger_position)
         book.by_alert[aid] = _Incident(c.start_ms, c.end_ms + c.cooldown_ms, trigger, payload)
         return IncidentOutcome(IncidentStatus.NEW, aid, payload)
+
+
+def _alert_id(base: str, epoch: int, seq: int) -> str:
+    """The seq-th incident (from 1) of a (rule, entity) pair in an incident
+    epoch: the digest claim_incidents.lua computes."""
+    return "al_" + hashlib.sha1(f"{base}:{epoch}:{seq}".encode()).hexdigest()[:32]

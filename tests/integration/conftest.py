@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from stream import devservices
+from devenv import services as devservices
 from tests.integration.services import LocalCluster, Services, start_cluster, start_services
 
 

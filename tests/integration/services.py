@@ -1,7 +1,7 @@
 """Real Kafka and Redis for the integration suite.
 
 By default the session starts its own single-node Kafka and redis-server on
-free ports under a temporary directory (the same code as `fraudstream dev
+free ports under a temporary directory (the same code as `python -m devenv
 up`), so tests never touch a developer's running services. Set
 FRAUD_TEST_KAFKA_BOOTSTRAP and FRAUD_TEST_REDIS_URL to use existing ones.
 """
@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from stream import devservices, kafka_io
+from devenv import services as devservices
+from stream import kafka_io
 from stream.settings import Settings, TopicNames, to_env
+from stream.topics import create_all_topics
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_KEY_HASH_SECRET = "integration-tests-key-hash-secret-0123456789"
@@ -56,9 +58,11 @@ class Services:
     redis_url: str
     redis_port: int
     layout: devservices.DevLayout | None
+    data_root: Path  # under pytest's tmp dir: the workers' local files
 
     def settings(self, **overrides: Any) -> Settings:
-        """Settings with a unique app id, namespace and topic suffix per call."""
+        """Settings with a unique app id, namespace, topic suffix and data
+        directory per call."""
         tag = uuid.uuid4().hex[:8]
         base = Settings(
             kafka_bootstrap=self.kafka_bootstrap,
@@ -66,6 +70,7 @@ class Services:
             redis_namespace=f"t{tag}",
             key_hash_secret=TEST_KEY_HASH_SECRET,
             app_id=f"fraudstream-test-{tag}",
+            data_dir=self.data_root / f"{tag}-data",
             topics=TopicNames().with_suffix(f"-{tag}"),
             web_port=free_port(),
             kafka_session_timeout_s=6.0,
@@ -78,13 +83,13 @@ class Services:
 def start_services(tmp: Path) -> Services:
     bootstrap = os.environ.get("FRAUD_TEST_KAFKA_BOOTSTRAP")
     redis_url = os.environ.get("FRAUD_TEST_REDIS_URL")
+    data_root = tmp / "workers"
+    data_root.mkdir(exist_ok=True)
     if bootstrap and redis_url:
         from urllib.parse import urlsplit
 
-        return Services(bootstrap, redis_url, urlsplit(redis_url).port or 6379, None)
-    layout = devservices.DevLayout(
-        home=tmp, jar_cache=Path.home() / ".cache" / "fraudstream" / "kafka-jars"
-    )
+        return Services(bootstrap, redis_url, urlsplit(redis_url).port or 6379, None, data_root)
+    layout = devservices.DevLayout(home=tmp, jar_cache=devservices.JAR_CACHE)
     redis_port = free_port()
     devservices.start_redis(layout, redis_port)
     kafka_port = free_port_pair()
@@ -94,7 +99,11 @@ def start_services(tmp: Path) -> Services:
         devservices.down(layout)  # the session fixture never gets to stop Redis
         raise
     return Services(
-        f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", redis_port, layout
+        f"127.0.0.1:{kafka_port}",
+        f"redis://127.0.0.1:{redis_port}/0",
+        redis_port,
+        layout,
+        data_root,
     )
 
 
@@ -150,16 +159,8 @@ class WorkerProcess:
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
 
-async def create_topics(settings: Settings) -> None:
-    await devservices.create_topics(
-        settings.kafka_bootstrap,
-        list(settings.topics.inputs().values()),
-        settings.dev_partitions,
-        devservices.INPUT_TOPIC_MAX_BYTES,
-    )
-    await devservices.create_topics(
-        settings.kafka_bootstrap, settings.topics.outputs(), settings.dev_partitions
-    )
+# Every input and output topic of a test's settings (its own suffixed names).
+create_topics = create_all_topics
 
 
 def order_json(

@@ -1,4 +1,4 @@
-"""`fraudstream bench` runs end to end and reports what it promises (a smoke
+"""`python -m bench live` runs end to end and reports what it promises (a smoke
 test of the tool: the numbers themselves are checked by reading the report,
 never asserted against targets in tests)."""
 
@@ -25,8 +25,8 @@ def test_bench_reports_throughput_latency_and_resources(services: Services, tmp_
         [
             sys.executable,
             "-m",
-            "stream.cli",
             "bench",
+            "live",
             "--events",
             "3000",
             "--duration",

@@ -21,7 +21,8 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from detectors.events import Topic
-from stream import devservices, kafka_io
+from devenv import services as devservices
+from stream import kafka_io
 from stream.kafka_io import Compression
 from stream.settings import Settings
 from tests.integration.services import (

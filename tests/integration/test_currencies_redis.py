@@ -8,7 +8,8 @@ import redis.asyncio as aioredis
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from stream.pipeline import Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import load_rulebook
+from stream.store_wiring import open_store
 from tests.integration.services import Services
 from tests.store_cases.currencies import CurrencyCases, earnings, outputs_by_topic, payout
 

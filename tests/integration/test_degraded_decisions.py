@@ -12,10 +12,11 @@ import orjson
 import pytest
 
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord, decode
 from stream.pipeline import BatchResult, Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
+from stream.store_wiring import open_store
 from tests.integration.services import Services
 
 pytestmark = pytest.mark.integration
@@ -93,6 +94,18 @@ async def env(services: Services, tmp_path: Path) -> AsyncIterator[tuple[Setting
     await store.close()
 
 
+def payout_item(
+    offset: int, payout_id: str, merchant: str, amount: int, stalled: frozenset[Topic] = frozenset()
+) -> Incoming:
+    """A payout as the merge releases it: judged without the `stalled` topics."""
+    record = SourceRecord(
+        "payouts", 0, offset, merchant.encode(), payout(payout_id, merchant, amount), NOW
+    )
+    return Incoming(
+        Topic.PAYOUTS, decode(Topic.PAYOUTS, record, Settings().max_event_bytes), stalled
+    )
+
+
 def outputs(settings: Settings, result: BatchResult, topic: str) -> list[dict[str, Any]]:
     return [orjson.loads(o.value) for o in result.outputs if o.topic == topic]
 
@@ -101,14 +114,12 @@ async def test_a_rule_reading_a_stalled_topic_alerts_degraded_and_never_freezes(
     env: tuple[Settings, Pipeline],
 ) -> None:
     settings, pipeline = env
-    items = [
-        (Topic.PAYOUTS, SourceRecord("payouts", 0, 0, b"m-1", payout("p1", "m-1", 5000), NOW)),
-        (Topic.PAYOUTS, SourceRecord("payouts", 0, 1, b"m-2", payout("p2", "m-2", 5000), NOW)),
-    ]
     # m-1's payout judged without orders read up to its time; m-2's normally.
-    result = await pipeline.process_mixed(
-        items, NOW, None, [frozenset({Topic.ORDERS}), frozenset()]
-    )
+    items = [
+        payout_item(0, "p1", "m-1", 5000, stalled=frozenset({Topic.ORDERS})),
+        payout_item(1, "p2", "m-2", 5000),
+    ]
+    result = await pipeline.process_mixed(items, NOW)
     by_merchant = {a["entity_id"]: a for a in outputs(settings, result, settings.topics.alerts)}
     assert set(by_merchant) == {"m-1", "m-2"}
     degraded = by_merchant["m-1"]["evidence"]
@@ -119,13 +130,13 @@ async def test_a_rule_reading_a_stalled_topic_alerts_degraded_and_never_freezes(
     assert [r.rule_id for r in result.degraded] == ["payout_beyond_earnings"]
 
     # The same payout redelivered, still degraded: the same alert id again.
-    again = await pipeline.process_mixed(items[:1], NOW, None, [frozenset({Topic.ORDERS})])
+    again = await pipeline.process_mixed(items[:1], NOW)
     (same,) = outputs(settings, again, settings.topics.alerts)
     assert same["alert_id"] == by_merchant["m-1"]["alert_id"]
     # Once orders are read, m-1's next payout decides completely: the degraded
     # alert opened no incident, so this one does, and freezes.
-    later = [(Topic.PAYOUTS, SourceRecord("payouts", 0, 2, b"m-1", payout("p3", "m-1", 100), NOW))]
-    complete = await pipeline.process_mixed(later, NOW, None, [frozenset()])
+    later = [payout_item(2, "p3", "m-1", 100)]
+    complete = await pipeline.process_mixed(later, NOW)
     (alert,) = outputs(settings, complete, settings.topics.alerts)
     assert "degraded" not in alert["evidence"] and alert["alert_id"] != same["alert_id"]
     (freeze,) = outputs(settings, complete, settings.topics.fund_freezes)
@@ -136,15 +147,22 @@ async def test_a_rule_not_reading_the_stalled_topic_decides_as_usual(
     env: tuple[Settings, Pipeline],
 ) -> None:
     settings, pipeline = env
+    stalled = frozenset({Topic.ORDERS, Topic.PAYOUTS})
     items = [
-        (
+        Incoming(
             Topic.VOUCHER_REDEMPTIONS,
-            SourceRecord("voucher-redemptions", 0, i, b"m-v", redemption(f"r{i}", f"u{i}"), NOW),
+            decode(
+                Topic.VOUCHER_REDEMPTIONS,
+                SourceRecord(
+                    "voucher-redemptions", 0, i, b"m-v", redemption(f"r{i}", f"u{i}"), NOW
+                ),
+                Settings().max_event_bytes,
+            ),
+            stalled,
         )
         for i in range(2)
     ]
-    stalled = [frozenset({Topic.ORDERS, Topic.PAYOUTS})] * 2
-    result = await pipeline.process_mixed(items, NOW, None, stalled)
+    result = await pipeline.process_mixed(items, NOW)
     (alert,) = outputs(settings, result, settings.topics.alerts)
     assert "degraded" not in alert["evidence"] and not result.degraded
     assert len(outputs(settings, result, settings.topics.benefit_freezes)) == 1

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 
 from detectors.rules_entities import EntityType
 from stream import kafka_io
-from stream.rules_loading import key_hasher
 from stream.store import keys
 from stream.store.redis_store import event_hash
+from stream.store_wiring import key_hasher
 from tests.integration.services import (
     Services,
     WorkerProcess,

@@ -11,10 +11,11 @@ import orjson
 import redis.asyncio as aioredis
 
 from detectors.rules_entities import EntityType
-from stream import devservices, kafka_io
-from stream.rules_loading import key_hasher
+from devenv import services as devservices
+from stream import kafka_io
 from stream.store import keys
 from stream.store.redis_store import event_hash
+from stream.store_wiring import key_hasher
 from tests.integration.services import (
     Services,
     WorkerProcess,
@@ -28,9 +29,7 @@ from tests.integration.services import (
 
 
 async def test_broker_restart_mid_stream(services: Services, tmp_path: Path) -> None:
-    layout = devservices.DevLayout(
-        tmp_path / "kafka-home", Path.home() / ".cache" / "fraudstream" / "kafka-jars"
-    )
+    layout = devservices.DevLayout(tmp_path / "kafka-home", devservices.JAR_CACHE)
     port = free_port_pair()
     await asyncio.to_thread(devservices.start_kafka, layout, port)
     try:

@@ -9,9 +9,10 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from stream.backtest import run_backtest
-from stream.rules_loading import key_hasher, load_rulebook
+from stream.rules_loading import load_rulebook
 from stream.simulation import SimulationConfig, simulate
 from stream.store.redis_store import RedisStore
+from stream.store_wiring import key_hasher
 from tests.integration.services import Services
 
 # Every identifier field of the input contract that names a person, a

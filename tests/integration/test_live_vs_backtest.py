@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
 from detectors.events import Topic
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 from stream import kafka_io
 from stream.backtest import run_backtest
 from stream.rules_loading import load_rulebook

@@ -17,9 +17,10 @@ import orjson
 import pytest
 import yaml
 
-from detectors.contract import format_rfc3339_ms
-from stream import devservices, kafka_io
-from stream.samples import sample_stream
+from detectors.timestamps import format_rfc3339_ms
+from devenv import services as devservices
+from devenv.samples import sample_stream
+from stream import kafka_io
 from tests.integration.services import (
     REPO,
     Services,

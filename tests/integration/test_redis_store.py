@@ -101,7 +101,7 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
 async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> None:
     import subprocess
 
-    from stream import devservices
+    from devenv import services as devservices
 
     port = free_port()
     proc = subprocess.Popen(

@@ -9,7 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from stream import devservices, kafka_io
+from devenv import services as devservices
+from stream import kafka_io
 from tests.integration.services import (
     Services,
     WorkerProcess,

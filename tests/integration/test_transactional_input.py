@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from stream import kafka_io
-from stream.app import LAG_INTERVAL_S
+from stream.lag import LAG_INTERVAL_S
 from stream.settings import Settings
 from tests.integration.services import Services, WorkerProcess, create_topics, wait_ready
 from tests.integration.test_arrival_order import metric

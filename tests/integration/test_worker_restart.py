@@ -15,14 +15,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from detectors.contract import format_rfc3339_ms, parse_rfc3339_ms
 from detectors.engine import AggregateRequest
 from detectors.rules_entities import EntityType
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 from stream import kafka_io
 from stream.backtest import run_backtest
-from stream.rules_loading import key_hasher, load_rulebook, open_store
+from stream.rules_loading import load_rulebook
 from stream.store import keys
 from stream.store.redis_store import event_hash
+from stream.store_wiring import key_hasher, open_store
 from tests.integration.services import (
     Services,
     WorkerProcess,

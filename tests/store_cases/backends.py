@@ -9,10 +9,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from stream.rules_loading import open_store, store_config
 from stream.settings import Settings
 from stream.store.base import EventStore, StoreConfig
 from stream.store.memory_store import MemoryStore
+from stream.store_wiring import open_store, store_config
 from tests.integration.services import TEST_KEY_HASH_SECRET, Services
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.contract import format_rfc3339_ms
 from detectors.events import Event
-from stream.codec import SourceRecord
+from detectors.timestamps import format_rfc3339_ms
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from tests.store_cases.backends import Stores
@@ -47,7 +47,11 @@ async def alerts_of(stores: Stores, rule_id: str, events: list[Fed]) -> list[dic
         for start in range(0, len(events), 200):
             chunk = events[start : start + 200]
             items = [
-                (topic, SourceRecord(topic.value, 0, start + i, None, wire(ev), NOW))
+                Incoming.read(
+                    topic,
+                    SourceRecord(topic.value, 0, start + i, None, wire(ev), NOW),
+                    settings.max_event_bytes,
+                )
                 for i, (topic, ev) in enumerate(chunk)
             ]
             result = await pipeline.process_mixed(items, NOW)

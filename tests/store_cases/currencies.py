@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
@@ -57,7 +57,11 @@ async def outputs_by_topic(
 ) -> dict[str, list[Any]]:
     """One batch of `events` through `pipeline`: its outputs, per output topic."""
     items = [
-        (topic, SourceRecord(topic.value, 0, i, b"m-1", value, NOW))
+        Incoming.read(
+            topic,
+            SourceRecord(topic.value, 0, i, b"m-1", value, NOW),
+            pipeline.settings.max_event_bytes,
+        )
         for i, (topic, value) in enumerate(events)
     ]
     result = await pipeline.process_mixed(items, NOW)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
@@ -107,7 +107,9 @@ async def run_traffic(settings: Settings, store: EventStore, traffic: Traffic, n
     run = Run(recording.observed)
     freeze_topics = {settings.topics.fund_freezes, settings.topics.benefit_freezes}
     for start in range(0, len(traffic), settings.batch_max):
-        result = await pipeline.process_mixed(traffic[start : start + settings.batch_max], now_ms)
+        batch = traffic[start : start + settings.batch_max]
+        items = [Incoming.read(t, r, settings.max_event_bytes) for t, r in batch]
+        result = await pipeline.process_mixed(items, now_ms)
         for o in result.outputs:
             if o.topic == settings.topics.alerts:
                 run.alert_ids.append(orjson.loads(o.value)["alert_id"])

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 import orjson
 import pytest
 
-from detectors.contract import parse_rfc3339_ms
 from detectors.engine import AggregateRequest
 from detectors.events import Topic
 from detectors.rulebook import Rulebook
+from detectors.timestamps import parse_rfc3339_ms
 from stream.codec import SourceRecord
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook

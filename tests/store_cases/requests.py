@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from detectors.engine import AggregateRequest, group_requests
 from detectors.events import Topic
-from stream.codec import SourceRecord
+from stream.codec import Incoming, SourceRecord
 from stream.pipeline import BatchResult, Pipeline
 from stream.store.base import EventRequests
 
@@ -24,5 +24,8 @@ def event_requests(
 async def process(
     pipeline: Pipeline, topic: Topic, records: Sequence[SourceRecord], now_ms: int
 ) -> BatchResult:
-    """A batch read from one input topic."""
-    return await pipeline.process_mixed([(topic, r) for r in records], now_ms)
+    """A batch of raw records from one input topic, decoded here."""
+    max_bytes = pipeline.settings.max_event_bytes
+    return await pipeline.process_mixed(
+        [Incoming.read(topic, r, max_bytes) for r in records], now_ms
+    )

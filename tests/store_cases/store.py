@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_alert_id, incident_epoch
+from detectors.decisions import ALERT_ID_PLACEHOLDER, incident_epoch
 from detectors.engine import AggregateRequest
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
@@ -26,6 +26,7 @@ from stream.store.base import (
     IncidentStatus,
     StoreConfig,
 )
+from tests.incident_ids import incident_alert_id
 from tests.store_cases.backends import Stores
 from tests.store_cases.requests import event_requests
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from detectors.contract import parse_rfc3339_ms
 from detectors.events import Order, Payout, Refund, RefundInitiator, Topic, VoucherRedemption
+from detectors.timestamps import parse_rfc3339_ms
 from tests.unit.rule_harness import Fed
 
 T0 = parse_rfc3339_ms("2026-11-10T12:00:00Z")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from detectors.contract import format_rfc3339_ms
 from detectors.events import Topic
-from stream.alignment import EventTimeMerger, Held, merge_time
-from stream.codec import DeadLetter, Decoded, SourceRecord, decode
+from detectors.timestamps import format_rfc3339_ms
+from stream.alignment import UNBOUNDED, UNKNOWN, EventTimeMerger, Frontier, Held, merge_time
+from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord, decode
+from stream.frontier_exchange import decode_entries, encode_entries
 
 MIN = 60_000
 STALL_S = 60.0
@@ -25,7 +26,7 @@ class Clock:
 def held(topic: str, partition: int, offset: int, at_min: int, since: float = 0.0) -> Held:
     record = SourceRecord(topic, partition, offset, None, b"{}", 0)
     unused = DeadLetter(record, "empty_value", "not decoded in these tests")
-    return Held(at_min * MIN, TOPICS[topic], record, unused, None, since)
+    return Held(at_min * MIN, Incoming(TOPICS[topic], unused), None, since)
 
 
 def merger(
@@ -110,8 +111,9 @@ def test_a_record_waits_as_long_as_its_lagging_partition_makes_progress() -> Non
     for i in range(10):  # orders keep coming, slowly, for ten stall periods
         clock.now += STALL_S * 0.9
         m.add([held("orders", 0, i, 100 + i)])
-        assert [t for t, _ in order_of(m.take_ready(10))] == ["orders"]
-    assert len(m) == 1 and m.degraded == 0
+        out = m.take_ready(10)
+        assert [t for t, _ in order_of(out)] == ["orders"] and not out[0].incomplete
+    assert len(m) == 1
 
 
 def test_a_stalled_partition_stops_holding_and_marks_what_passes_it() -> None:
@@ -125,7 +127,7 @@ def test_a_stalled_partition_stops_holding_and_marks_what_passes_it() -> None:
     clock.now = STALL_S + 1  # orders has not moved for the stall time
     out = m.take_ready(10)
     assert order_of(out) == [("payouts", 500)]
-    assert out[0].incomplete == frozenset({"orders"}) and m.degraded == 1
+    assert out[0].incomplete == frozenset({"orders"})
     assert m.stalled == frozenset({("orders", 0)})
 
 
@@ -193,7 +195,8 @@ def test_a_partition_that_just_delivered_holds_records_far_ahead_for_the_grace()
     m.add([held("orders", 0, 1, 250)])  # the orders in flight arrive
     assert order_of(m.take_ready(10)) == [("orders", 250)]
     clock.now = 3.5  # orders quiet for longer than the grace: no longer a bound
-    assert order_of(m.take_ready(10)) == [("payouts", 300)] and m.degraded == 0
+    out = m.take_ready(10)
+    assert order_of(out) == [("payouts", 300)] and not out[0].incomplete
 
 
 def order_at(ms: int) -> Decoded | DeadLetter:
@@ -241,4 +244,68 @@ def test_time_spent_applying_is_not_a_stall() -> None:
     m.excuse(90.0)
     assert m.take_ready(10) == [] and m.stalled == frozenset()
     clock.now = 90.0 + STALL_S + 1
-    assert order_of(m.take_ready(10)) == [("payouts", 500)] and m.degraded == 1
+    out = m.take_ready(10)
+    assert order_of(out) == [("payouts", 500)] and out[0].incomplete == frozenset({"orders"})
+
+
+def test_frontiers_tell_other_workers_how_far_each_partition_is_complete() -> None:
+    clock = Clock()
+    ends = {("orders", 0): 99, ("orders", 1): 99, ("payouts", 0): 0}
+    m = merger(ends, clock, grace_s=2.0)
+    m.add([held("payouts", 0, 0, 40)])
+    clock.now = 3.0
+    m.add([held("orders", 0, 0, 100), held("orders", 1, 0, 50)])
+    assert order_of(m.take_ready(10)) == [("payouts", 40), ("orders", 50)]
+    owned = [("orders", 0), ("orders", 1), ("payouts", 0), ("refunds", 0)]
+    assert m.frontiers(owned) == {
+        ("orders", 0): Frontier(100 * MIN),  # the head of what is held
+        ("orders", 1): Frontier(50 * MIN),  # released so far, more in Kafka
+        ("payouts", 0): Frontier(UNBOUNDED),  # caught up
+        ("refunds", 0): Frontier(UNBOUNDED),  # nothing to wait for
+    }
+    ends[("payouts", 0)] = 1
+    m.add([held("payouts", 0, 1, 45)])  # the last one: caught up, but just delivered
+    assert order_of(m.take_ready(10)) == [("payouts", 45)]
+    assert m.frontiers(owned)[("payouts", 0)] == Frontier(45 * MIN)  # more may be in flight
+    clock.now = 6.0
+    assert m.frontiers(owned)[("payouts", 0)] == Frontier(UNBOUNDED)
+
+
+def test_a_stalled_partition_is_published_as_stalled() -> None:
+    clock = Clock()
+    m = merger({("orders", 0): 99, ("payouts", 0): 99}, clock)
+    m.add([held("orders", 0, 0, 10)])
+    assert order_of(m.take_ready(10)) == []  # payouts/0 delivered nothing yet
+    clock.now = STALL_S + 1
+    assert order_of(m.take_ready(10)) == [("orders", 10)]
+    assert m.frontiers([("payouts", 0)]) == {("payouts", 0): Frontier(UNKNOWN, stalled=True)}
+
+
+def test_another_workers_frontier_bounds_the_merge() -> None:
+    m = merger({})
+    m.remote = {("orders", 3): Frontier(100 * MIN)}  # owned elsewhere, complete to minute 100
+    m.add([held("payouts", 0, 0, 90), held("payouts", 0, 1, 300)])
+    assert order_of(m.take_ready(10)) == [("payouts", 90)]
+    m.remote = {("orders", 3): Frontier(400 * MIN)}
+    out = m.take_ready(10)
+    assert order_of(out) == [("payouts", 300)] and not out[0].incomplete
+
+
+def test_a_remote_stalled_partition_degrades_instead_of_holding() -> None:
+    m = merger({})
+    m.remote = {("orders", 3): Frontier(100 * MIN, stalled=True)}
+    m.add([held("payouts", 0, 0, 90), held("payouts", 0, 1, 300)])
+    first, second = m.take_ready(10)
+    assert not first.incomplete  # within the slack of where the stalled partition got
+    assert second.incomplete == frozenset({"orders"})
+    assert m.stalled == frozenset()  # its owner reports it, not this worker
+
+
+def test_frontier_entries_round_trip_and_bad_ones_are_skipped() -> None:
+    mine = {("orders", 0): Frontier(5), ("payouts", 2): Frontier(-7, stalled=True)}
+    raw = {k.encode(): v.encode() for k, v in encode_entries(mine, 1234).items()}
+    raw[b"refunds:1"] = b"garbage"
+    assert decode_entries(raw) == {
+        ("orders", 0): (Frontier(5), 1234),
+        ("payouts", 2): (Frontier(-7, stalled=True), 1234),
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.bench import _last_decided, decided, quantile
+from bench.live import _last_decided, decided, quantile
 
 METRICS = """\
 # TYPE fraud_events_consumed_total counter
@@ -45,7 +45,7 @@ def test_the_last_decision_time_is_the_workers_latest_batch() -> None:
 def test_faust_floor_span_reports_once_and_leaves_out_the_first_batch(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stream.bench_floor import ThroughputSpan
+    from bench.floor import ThroughputSpan
 
     wall, cpu = iter([10.0, 12.0]), iter([5.0, 5.4])
     span = ThroughputSpan(1000, clock=lambda: next(wall), cpu_clock=lambda: next(cpu))

@@ -4,14 +4,10 @@ from typing import Any
 
 import pytest
 
-from detectors.contract import (
-    MAX_AMOUNT_MINOR,
-    format_rfc3339_ms,
-    parse_rfc3339_ms,
-    validate_event,
-)
+from detectors.contract import MAX_AMOUNT_MINOR, validate_event
 from detectors.errors import ContractViolation
 from detectors.events import Order, Payout, Refund, RefundInitiator, Topic, VoucherRedemption
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 ORDER: dict[str, Any] = {
     "event_id": "e-1",

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from detectors.aggregates import AggregateSpec
-from stream.rules_loading import store_config
 from stream.settings import Settings
 from stream.simulation import SimulationConfig
 from stream.store.memory_state import Bucketing
 from stream.store.memory_store import MemoryStore
+from stream.store_wiring import store_config
 from tests.integration.services import TEST_KEY_HASH_SECRET
 from tests.store_cases.differential import Traffic, differences, run_traffic, simulated_traffic
 

@@ -9,19 +9,19 @@ import pytest
 
 from detectors import engine
 from detectors.aggregates import AggregateKind
-from detectors.contract import parse_rfc3339_ms
 from detectors.decisions import (
     AlertCandidate,
     Freeze,
     combine_freezes,
     freeze_for,
-    incident_alert_id,
     incident_base,
 )
 from detectors.engine import Observation, Plan
 from detectors.events import Order, Payout, Topic, VoucherRedemption
 from detectors.rulebook import parse_rulebook
 from detectors.rules import Rule, Severity
+from detectors.timestamps import parse_rfc3339_ms
+from tests.incident_ids import incident_alert_id
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK = parse_rulebook((REPO / "stream/rulesets/default.yaml").read_text())

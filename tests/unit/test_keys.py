@@ -11,10 +11,10 @@ from redis.crc import key_slot
 
 from detectors.errors import ConfigError
 from detectors.rules_entities import EntityType
-from stream.rules_loading import key_hasher, open_store
 from stream.settings import Settings
 from stream.store import keys
 from stream.store.keys import KeyHasher
+from stream.store_wiring import key_hasher, open_store
 
 SECRET = b"unit-test-key-hash-secret-0123456789"
 U, D, MU = (EntityType.USER,), (EntityType.DEVICE,), (EntityType.MERCHANT, EntityType.USER)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-import re
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from detectors.errors import ConfigError
-from stream.settings import ENV_NAMES, Settings, from_env, mask_url
+from stream.settings import ENV_NAMES, Settings, env_name, from_env, mask_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,10 +67,30 @@ def test_the_key_hash_secret_is_masked_and_never_echoed() -> None:
     assert info.value.setting == "FRAUD_KEY_HASH_SECRET" and "s3cr3t" not in str(info.value)
 
 
-def test_env_names_cover_every_variable_read() -> None:
-    source = (REPO / "stream" / "settings.py").read_text()
-    read = {"FRAUD_" + n for n in re.findall(r'_parse\(\s*env,\s*"([A-Z_]+)"', source)}
-    assert read and read <= ENV_NAMES
+class Asked(dict[str, str]):
+    """An empty environment that remembers every variable asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.names.add(key)
+        return super().get(key, default)
+
+
+def test_from_env_reads_exactly_the_variables_of_the_settings_fields() -> None:
+    env = Asked()
+    from_env(env)
+    assert env.names == ENV_NAMES
+
+
+def test_every_settings_field_has_its_variable() -> None:
+    nested = {"topics", "kafka_security"}
+    plain = {f.name for f in dataclasses.fields(Settings)} - nested
+    assert {env_name(n) for n in plain} <= ENV_NAMES
+    assert env_name("kafka_security", "protocol") == "FRAUD_KAFKA_SECURITY_PROTOCOL"
+    assert env_name("topics", "dlq") == "FRAUD_TOPIC_DLQ"
 
 
 def test_only_settings_reads_the_environment() -> None:
@@ -83,7 +104,7 @@ def test_only_settings_reads_the_environment() -> None:
 
 
 def test_kafka_sasl_ssl_settings_build_credentials_without_leaking_the_password() -> None:
-    from stream.app import kafka_credentials
+    from stream.faust_wiring import kafka_credentials
 
     env = {
         "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -105,7 +126,7 @@ def test_kafka_security_is_validated() -> None:
         from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext"})
     with pytest.raises(ConfigError):
         from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"})
-    from stream.app import kafka_credentials
+    from stream.faust_wiring import kafka_credentials
 
     assert kafka_credentials(from_env({}).kafka_security) is None
     ssl_only = kafka_credentials(from_env({"FRAUD_KAFKA_SECURITY_PROTOCOL": "ssl"}).kafka_security)

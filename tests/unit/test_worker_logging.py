@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import faust
 import pytest
 
-from stream.app import faust_worker
+from stream.faust_wiring import faust_worker
 
 # A library logger with no level of its own (as aiokafka's are in a worker).
 PROBE = "tests.worker_logging.library"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.devservices import new_cluster_id
+from devenv.services import new_cluster_id
 
 
 def test_cluster_ids_never_look_like_an_option() -> None:

@@ -1,5 +1,7 @@
-"""`fraudstream dev up | down | status`: a real single-node Kafka (KRaft, the
-official jars from Maven Central) and a real redis-server, without Docker.
+"""Local Kafka and Redis for development, the demo, the benchmarks and the
+integration tests: a real single-node Kafka (KRaft, the official jars from
+Maven Central) and a real redis-server, without Docker. Not part of the
+product: the image ships neither this package nor its installers.
 
 Processes are started in their own session, their pids recorded under the dev
 home, and stopped by those pids only (SIGTERM, then SIGKILL), never by name.
@@ -23,12 +25,15 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from detectors.errors import ServiceError
+from stream.errors import ServiceError
+from stream.settings import Settings
 
 KAFKA_READY_TIMEOUT_S = 180.0
 REDIS_READY_TIMEOUT_S = 20.0
-INPUT_TOPIC_MAX_BYTES = 4 * 1024 * 1024  # above our own oversize limit, so we dead-letter it
+# Shared by every dev home on the machine: the jars are fetched once.
+JAR_CACHE = Path.home() / ".cache" / "fraudstream" / "kafka-jars"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +63,24 @@ def dev_key_hash_secret(layout: DevLayout) -> str:
     return path.read_text().strip()
 
 
+def layout_of(settings: Settings) -> DevLayout:
+    return DevLayout(home=settings.dev_home, jar_cache=JAR_CACHE)
+
+
+def redis_port(settings: Settings) -> int:
+    return urlsplit(settings.redis_url).port or 6379
+
+
+def with_local_secret(settings: Settings) -> Settings:
+    """Commands that run against the local services use their own key hash
+    secret unless one is set."""
+    if settings.key_hash_secret is not None:
+        return settings
+    return settings.replace(key_hash_secret=dev_key_hash_secret(layout_of(settings)))
+
+
 def _asset(name: str) -> str:
-    return resources.files("stream.devassets").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("devenv.assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -331,26 +352,6 @@ async def _metadata_ok(bootstrap: str) -> bool:
         return True
     except Exception:
         return False
-    finally:
-        await admin.close()
-
-
-async def create_topics(
-    bootstrap: str, names: list[str], partitions: int, max_message_bytes: int | None = None
-) -> None:
-    """Create topics that do not exist yet (existing ones are left as they are)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
-        new = [
-            NewTopic(n, partitions, 1, topic_configs=configs) for n in names if n not in existing
-        ]
-        if new:
-            await admin.create_topics(new)
     finally:
         await admin.close()
 

@@ -1,4 +1,4 @@
-"""The faust floor of `fraudstream bench`: a faust worker configured like
+"""The faust floor of `python -m bench live`: a faust worker configured like
 fraudstream's (same app settings, one raw-bytes agent per input topic,
 `take_events` with the same batch limits, concurrency 1) whose agents do
 nothing but let their batches be acknowledged.
@@ -6,7 +6,7 @@ nothing but let their batches be acknowledged.
 It answers a question the aiokafka pass-through cannot: how much of a
 worker's time per event is faust's own dispatch (fetcher thread, conductor,
 channels, streams, acks), which no work in the pipeline can win back.
-Run by the bench as `fraudstream bench-floor N` (a subprocess); prints one JSON line
+Run by the bench as `python -m bench floor N` (a subprocess); prints one JSON line
 once N records have gone through, then idles until it is terminated.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import faust
 import orjson
 
-from stream.app import faust_app, faust_worker
+from stream.faust_wiring import faust_app, faust_worker
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings
 

@@ -1,9 +1,9 @@
-"""`fraudstream demo`: the main job end to end on this machine.
+"""`python -m devenv demo`: the main job end to end on this machine.
 
-Starts local Kafka + Redis (as `dev up`), runs a worker process, sends the
+Starts local Kafka + Redis (as `devenv up`), runs a worker process, sends the
 sample stream, waits until the worker has committed all of it, prints every
 decision it produced, and stops the worker (Kafka and Redis stay up until
-`fraudstream dev down`).
+`python -m devenv down`).
 """
 
 from __future__ import annotations
@@ -18,27 +18,29 @@ from typing import Any
 
 import orjson
 
-from detectors.errors import ServiceError
-from stream import devservices, kafka_io
-from stream.samples import sample_stream
+from devenv import services
+from devenv.samples import sample_stream
+from stream import kafka_io
+from stream.errors import ServiceError
 from stream.settings import Settings, to_env
+from stream.topics import create_all_topics
 
 READY_TIMEOUT_S = 120.0
 
 
-def run_demo(
-    settings: Settings, layout: devservices.DevLayout, redis_port: int, base_env: dict[str, str]
-) -> int:
+def run_demo(settings: Settings, base_env: dict[str, str]) -> int:
     """`base_env`: the environment without FRAUD_* (the worker gets the
     demo's settings, key hash secret included, as its FRAUD_*)."""
-    from stream.cli import create_all_topics
-
+    layout = services.layout_of(settings)
+    redis_port = services.redis_port(settings)
     _, kafka_port = settings.kafka_host_port()
     print(f"[1/4] local services: redis :{redis_port}, kafka :{kafka_port}", flush=True)
-    devservices.start_redis(layout, redis_port)
-    devservices.start_kafka(layout, kafka_port)
-    create_all_topics(settings)
+    services.start_redis(layout, redis_port)
+    services.start_kafka(layout, kafka_port)
+    asyncio.run(create_all_topics(settings))
     layout.home.mkdir(parents=True, exist_ok=True)
+    if settings.data_dir is None:  # the worker's local files stay with the dev state
+        settings = settings.replace(data_dir=layout.home / "worker-data")
     log_path = layout.home / "demo-worker.log"
     print(f"[2/4] starting worker (log: {log_path})", flush=True)
     with open(log_path, "ab") as log:
@@ -105,7 +107,7 @@ async def _drive(settings: Settings, worker: subprocess.Popen[bytes]) -> int:
         print("\n  first alert as published on", topics.alerts)
         pretty = orjson.dumps(orjson.loads(alerts[0].value), option=orjson.OPT_INDENT_2).decode()
         print("    " + pretty.replace("\n", "\n    "))
-    print("\nKafka and Redis are still running: `fraudstream dev down` stops them.")
+    print("\nKafka and Redis are still running: `python -m devenv down` stops them.")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`fraudstream bench`: how fast is a worker on the local real Kafka + Redis,
+"""`python -m bench live`: how fast is a worker on the local real Kafka + Redis,
 next to what a plain Python consumer can do on the same machine, in one run.
 
 1. Baseline: a plain aiokafka consumer → producer pass-through of the same
@@ -29,10 +29,11 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from detectors.errors import ServiceError
-from stream import devservices, kafka_io
-from stream.samples import synthetic_mix
+from bench.mix import synthetic_mix
+from stream import kafka_io
+from stream.errors import ServiceError
 from stream.settings import Settings, TopicNames, to_env
+from stream.topics import INPUT_TOPIC_MAX_BYTES, create_topics
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -245,13 +246,14 @@ async def run_bench(
     tag = uuid.uuid4().hex[:8]
     topics = TopicNames().with_suffix(f"-bench-{tag}")
     run = settings.replace(
-        topics=topics, app_id=f"fraudstream-bench-{tag}", redis_namespace=f"bench-{tag}"
+        topics=topics,
+        app_id=f"fraudstream-bench-{tag}",
+        redis_namespace=f"bench-{tag}",
+        data_dir=log_dir / f"bench-data-{tag}",
     )
     inputs = list(topics.inputs().values())
-    await devservices.create_topics(
-        run.kafka_bootstrap, inputs, run.dev_partitions, devservices.INPUT_TOPIC_MAX_BYTES
-    )
-    await devservices.create_topics(
+    await create_topics(run.kafka_bootstrap, inputs, run.dev_partitions, INPUT_TOPIC_MAX_BYTES)
+    await create_topics(
         run.kafka_bootstrap, [*topics.outputs(), f"bench-pt-{tag}"], run.dev_partitions
     )
     now_ms = int(time.time() * 1000)
@@ -259,9 +261,9 @@ async def run_bench(
     baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)
     print(f"  baseline pass-through: {baseline:,.0f} events/s", flush=True)
     env = {**base_env, **_env(run)}
-    floor = await reporting_run("bench-floor", events, env, log_dir / f"bench-floor-{tag}.log")
+    floor = await reporting_run("floor", events, env, log_dir / f"bench-floor-{tag}.log")
     print(f"  faust floor (no-op agents): {floor['eps']:,.0f} events/s", flush=True)
-    direct = await reporting_run("bench-direct", events, env, log_dir / f"bench-direct-{tag}.log")
+    direct = await reporting_run("direct", events, env, log_dir / f"bench-direct-{tag}.log")
     print(f"  pipeline on plain aiokafka: {direct['eps']:,.0f} events/s", flush=True)
 
     log = open(log_dir / f"bench-worker-{tag}.log", "wb")  # noqa: SIM115
@@ -319,15 +321,16 @@ async def run_bench(
 async def reporting_run(
     command: str, events: int, env: dict[str, str], log_path: Path
 ) -> dict[str, float]:
-    """Run `fraudstream bench-floor` or `bench-direct` over the pre-loaded
+    """Run `python -m bench floor` or `direct` over the pre-loaded
     records (each in its own consumer group, so the worker still starts from
     the beginning) and read the one JSON line it prints; the process is
-    always gone on return."""
+    always gone on return. It inherits this process's working directory and
+    environment, which is how `bench` (not installed) is importable here."""
     with open(log_path, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "stream.cli",
+            "bench",
             command,
             str(events),
             env=env,

@@ -1,14 +1,14 @@
-"""The "direct" run of `fraudstream bench`: the worker's pipeline (same
+"""The "direct" run of `python -m bench live`: the worker's pipeline (same
 rules, same Redis store) fed by a plain aiokafka consumer instead of
 faust's agents, publishing with a plain aiokafka producer, with the
 backtest's overlap of store calls and Python work across batches
-(pipeline.OverlappedBatches).
+(stream.overlap).
 
 It is a measurement, not a worker: no event-time merge across topics, no
 retries, no metrics, no rebalance handling, no health pages. It answers what the faust floor alone
 cannot: how fast fraudstream's own work runs here once faust's per-message
 dispatch is out of the way, which is what replacing that dispatch would buy.
-Run by the bench as `fraudstream bench-direct N` (a subprocess); once N
+Run by the bench as `python -m bench direct N` (a subprocess); once N
 records are done it drops its Redis namespace, prints one JSON line and exits.
 """
 
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.bench_floor import ThroughputSpan
-from stream.codec import SourceRecord
+from bench.floor import ThroughputSpan
+from stream.codec import Incoming, SourceRecord
 from stream.gc_tuning import tune_for_streaming
-from stream.pipeline import BatchResult, OverlappedBatches, Pipeline
-from stream.rules_loading import load_rulebook, open_store
+from stream.overlap import OverlappedBatches
+from stream.pipeline import BatchResult, Pipeline
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
+from stream.store_wiring import open_store
 
 COMMIT_INTERVAL_S = 2.8  # faust's default broker_commit_interval
 
@@ -60,7 +61,11 @@ async def run_direct(settings: Settings, target: int) -> None:
         while span.report is None:
             batch = await consumer.getmany(timeout_ms=100, max_records=settings.batch_max)
             items = [
-                (topic_of[m.topic], _record(m)) for messages in batch.values() for m in messages
+                Incoming.read(
+                    topic_of[m.topic], SourceRecord.of_consumer_record(m), settings.max_event_bytes
+                )
+                for messages in batch.values()
+                for m in messages
             ]
             await (overlap.submit(items) if items else overlap.drain())
             if time.monotonic() - committed > COMMIT_INTERVAL_S:
@@ -74,11 +79,6 @@ async def run_direct(settings: Settings, target: int) -> None:
         await store.drop_namespace()
         await store.close()
     span.print_report()  # after the clean-up: the bench stops this process once it reads it
-
-
-def _record(m: Any) -> SourceRecord:
-    """An aiokafka ConsumerRecord (timestamp in ms, unlike faust's seconds)."""
-    return SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
 def run(settings: Settings, target: int) -> None:

@@ -1,0 +1,204 @@
+"""Planning: which aggregates an event feeds and which its rules read, grouped
+per entity the way the store handles them.
+
+Everything that depends only on the topic and the rulebook is settled once
+(the Plan); the per-event path only reads the event's entity ids and
+contributions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.events import Event, Topic
+from detectors.rulebook import Rulebook
+from detectors.rules import Rule
+from detectors.rules_entities import ENTITY_FIELDS, EntityType
+
+__all__ = ["AggregateRequest", "EntityGroup", "GroupRequest", "Plan", "group_requests"]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRequest:
+    """Apply `contribution` (None: read only) to an aggregate of one entity."""
+
+    spec: AggregateSpec
+    entity_ids: tuple[str, ...]
+    contribution: int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityGroup:
+    """Every aggregate of one entity that events of a topic feed or read.
+
+    The store handles a group as one unit (one entity, one atomic step, one
+    duplicate guard), so the engine asks per group rather than per
+    aggregate: an order touches some ten aggregates but only three or four
+    entities, and the entity's ids are looked up and keyed once."""
+
+    entity: tuple[EntityType, ...]
+    specs: tuple[AggregateSpec, ...]
+    # The store's cache key: entity and aggregate ids, computed once.
+    signature: str = dataclasses.field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        sig = "+".join(e.value for e in self.entity) + ":" + ",".join(s.agg_id for s in self.specs)
+        object.__setattr__(self, "signature", sig)
+
+
+class GroupRequest(NamedTuple):
+    """One event's contributions to a group's aggregates for one entity,
+    aligned with `group.specs` (None: only read). Built per entity and event,
+    hence a NamedTuple."""
+
+    group: EntityGroup
+    entity_ids: tuple[str, ...]
+    contributions: tuple[int | str | None, ...]
+
+    def aggregate_requests(self) -> list[AggregateRequest]:
+        return [
+            AggregateRequest(spec, self.entity_ids, c)
+            for spec, c in zip(self.group.specs, self.contributions, strict=True)
+        ]
+
+
+def group_requests(requests: Sequence[AggregateRequest]) -> list[GroupRequest]:
+    """Loose per-aggregate requests → per-entity groups (tools and tests that
+    ask for a few aggregates by hand; the Plan builds groups directly)."""
+    by_entity: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], list[AggregateRequest]] = {}
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for req in requests:
+        if (req.spec.agg_id, req.entity_ids) in seen:
+            # One event adds to an aggregate once; two requests are a caller's mistake.
+            raise ValueError(f"aggregate {req.spec.agg_id} requested twice for {req.entity_ids}")
+        seen.add((req.spec.agg_id, req.entity_ids))
+        _check_contribution(req)
+        by_entity.setdefault((req.spec.entity, req.entity_ids), []).append(req)
+    return [
+        GroupRequest(
+            EntityGroup(entity, tuple(r.spec for r in reqs)),
+            ids,
+            tuple(r.contribution for r in reqs),
+        )
+        for (entity, ids), reqs in by_entity.items()
+    ]
+
+
+def _check_contribution(req: AggregateRequest) -> None:
+    """The store hands contributions to its script as they are: an int for a
+    count, sum or sighting, a str for a distinct member (what
+    AggregateSpec.contribution returns). A hand-built request with anything
+    else (a bool, an int member) would fail or miscount in the script."""
+    c = req.contribution
+    want = str if req.spec.kind is AggregateKind.DISTINCT else int
+    if c is not None and type(c) is not want:
+        raise TypeError(
+            f"aggregate {req.spec.agg_id}: contribution {c!r} must be {want.__name__} or None"
+        )
+
+
+class Plan:
+    """Precomputed per topic: which aggregates consume it and which rules judge
+    it (and so which aggregates they read). `requests` runs for every event,
+    so everything that depends only on the topic is settled here, once: the
+    per-event path walks flat tuples and never hashes a spec."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.rulebook = rulebook
+        aggs = rulebook.aggregates()
+        self.feeds: dict[Topic, tuple[AggregateSpec, ...]] = {
+            t: tuple(a for a in aggs if t in a.topics) for t in Topic
+        }
+        self.judges: dict[Topic, tuple[Rule, ...]] = {
+            t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
+        }
+        self._compiled = {t: _TopicPlan(t, self.feeds[t], self.judges[t]) for t in Topic}
+
+    def requests(self, topic: Topic, event: Event) -> list[GroupRequest]:
+        """Per entity of the event: every aggregate it feeds or its rules read."""
+        return self._compiled[topic].requests(event)
+
+
+# A fed aggregate whose contribution depends on the event: (its position in
+# the group, spec).
+_Feeder = tuple[int, AggregateSpec]
+# (group, the event attributes holding each of its entity ids (first one set
+# wins), feeders asking the event, contributions with every constant one set)
+_CompiledGroup = tuple[
+    EntityGroup, tuple[tuple[str, ...], ...], tuple[_Feeder, ...], tuple[int | None, ...]
+]
+
+
+class _TopicPlan:
+    """One topic's share of a Plan, flattened for the per-event path.
+
+    Rules' reads are not filtered by their conditions: a group reads all its
+    aggregates in the same store step, which saves checking conditions twice
+    (the rules check them) for one small command per unneeded read."""
+
+    def __init__(
+        self, topic: Topic, feeds: tuple[AggregateSpec, ...], rules: tuple[Rule, ...]
+    ) -> None:
+        self.topic = topic
+        by_entity: dict[tuple[EntityType, ...], dict[str, AggregateSpec]] = {}
+        for spec in feeds:
+            by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
+        for rule in rules:
+            for spec in rule.aggregates():
+                by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
+        fed = {s.agg_id for s in feeds}
+        groups: list[_CompiledGroup] = []
+        for entity, specs in by_entity.items():
+            group = EntityGroup(entity, tuple(specs.values()))
+            base = tuple(
+                _constant_contribution(s) if s.agg_id in fed else None for s in group.specs
+            )
+            asking = tuple(
+                (i, s) for i, s in enumerate(group.specs) if s.agg_id in fed and base[i] is None
+            )
+            fields = tuple(ENTITY_FIELDS[e] for e in entity)
+            groups.append((group, fields, asking, base))
+        self.groups: tuple[_CompiledGroup, ...] = tuple(groups)
+
+    def requests(self, event: Event) -> list[GroupRequest]:
+        out = []
+        topic = self.topic
+        for group, fields, asking, base in self.groups:
+            ids = _entity_ids(event, fields)
+            if ids is None:
+                continue  # the event lacks this entity
+            if not asking:
+                out.append(GroupRequest(group, ids, base))
+                continue
+            contributions: list[int | str | None] = list(base)
+            for i, spec in asking:
+                contributions[i] = spec.contribution(topic, event)
+            out.append(GroupRequest(group, ids, tuple(contributions)))
+        return out
+
+
+def _entity_ids(event: Event, fields: tuple[tuple[str, ...], ...]) -> tuple[str, ...] | None:
+    """What AggregateSpec.entity_ids returns, from precomputed attribute names."""
+    ids = []
+    for names in fields:
+        for name in names:
+            value = getattr(event, name, None)
+            if value is not None:
+                ids.append(value if type(value) is str else str(value))
+                break
+        else:
+            return None
+    return tuple(ids)
+
+
+def _constant_contribution(spec: AggregateSpec) -> int | None:
+    """1 for a count or a sighting without conditions: what `contribution`
+    returns for every event of a topic the spec is fed by, without the call.
+    Anything else (conditions, values read from the event) asks the spec."""
+    if not spec.where and spec.kind in (AggregateKind.COUNT, AggregateKind.FIRST_SEEN):
+        return 1
+    return None

@@ -1,0 +1,82 @@
+"""faust, configured from Settings: the app, its Kafka credentials and its
+worker. Only the wiring: what the agents do is stream.worker's job."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from stream.blocked import BlockedPartitions
+from stream.kafka_transport import install as install_transport
+from stream.settings import KafkaProtocol, KafkaSecurity, Settings
+
+__all__ = ["faust_app", "faust_worker", "kafka_credentials"]
+
+
+def kafka_credentials(security: KafkaSecurity) -> Any:
+    """faust credentials for the configured protocol (None: plaintext)."""
+    context = None
+    if security.protocol in (KafkaProtocol.SSL, KafkaProtocol.SASL_SSL):
+        context = ssl.create_default_context(
+            cafile=str(security.ssl_cafile) if security.ssl_cafile else None
+        )
+        if security.ssl_certfile:
+            context.load_cert_chain(
+                str(security.ssl_certfile),
+                str(security.ssl_keyfile) if security.ssl_keyfile else None,
+            )
+    if security.protocol is KafkaProtocol.SSL:
+        return faust.SSLCredentials(context)
+    if security.protocol in (KafkaProtocol.SASL_PLAINTEXT, KafkaProtocol.SASL_SSL):
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            mechanism=security.sasl_mechanism,
+            ssl_context=context,
+        )
+    return None
+
+
+def faust_app(
+    settings: Settings, web_enabled: bool = True, blocked: BlockedPartitions | None = None
+) -> faust.App:
+    """A faust.App configured only from Settings: `env={}` stops faust from
+    letting variables like BROKER_URL or WEB_PORT override our settings."""
+    app = faust.App(
+        settings.app_id,
+        env={},
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=kafka_credentials(settings.kafka_security),
+        store="memory://",
+        datadir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_heartbeat_s,
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=1,
+        topic_partitions=settings.dev_partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_linger=0.005,
+        producer_max_request_size=4 * 1024 * 1024,
+        worker_redirect_stdouts=False,
+        web_enabled=web_enabled,
+    )
+    if blocked is None:
+        blocked = BlockedPartitions(settings.blocked_retry_s)
+    install_transport(app, blocked)
+    return app
+
+
+def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
+    """faust's worker, without its terminal spinner. At WARNING and above the
+    spinner sets the root logger to DEBUG (it spins on every record), so every
+    debug call in aiokafka and faust, per request and per fetch, would build
+    a LogRecord that nobody prints."""
+    worker = faust.Worker(app, loglevel=log_level.lower())
+    worker.spinner = None
+    return worker

@@ -1,0 +1,47 @@
+"""Creating fraudstream's topics: the `topics` command (docker-compose's init
+job) and every tool that runs against a broker of its own (local services,
+benchmarks, tests). The worker itself never declares topics (faust's
+`topic_allow_declare` is off), so an operator creates them once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.settings import Settings
+
+# Above the worker's own oversize limit, so Kafka accepts an oversized event
+# and the worker dead-letters it instead of the producer failing.
+INPUT_TOPIC_MAX_BYTES = 4 * 1024 * 1024
+
+
+async def create_topics(
+    bootstrap: str, names: Sequence[str], partitions: int, max_message_bytes: int | None = None
+) -> None:
+    """Create topics that do not exist yet (existing ones are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
+        new = [
+            NewTopic(n, partitions, 1, topic_configs=configs) for n in names if n not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+async def create_all_topics(settings: Settings) -> None:
+    """The input topics (with room for oversized events) and the output topics."""
+    topics = settings.topics
+    await create_topics(
+        settings.kafka_bootstrap,
+        list(topics.inputs().values()),
+        settings.dev_partitions,
+        INPUT_TOPIC_MAX_BYTES,
+    )
+    await create_topics(settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions)

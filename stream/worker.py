@@ -1,0 +1,341 @@
+"""The worker: one faust agent per input topic, each a thin adapter that
+turns a batch of faust events into records for the BatchRunner, either
+directly or through the event-time merge (stream.alignment), and the
+protocol that decides when faust may commit them.
+
+Input topics are raw bytes (we decode and dead-letter ourselves). Agents run
+with concurrency=1: faust can commit past an unfinished offset with more
+(faust issue #606); scale out with partitions and worker processes instead.
+
+A record's offset is committed only after the record is applied: on the
+merged path agents hold an extra reference to each message and ack it once
+the merge has released and applied it; records given up (a stop, a
+rebalance, a revoked partition) are flagged acked without an ack, so they
+are never committed and are redelivered to the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from faust.types import TP
+
+from detectors.events import Topic
+from stream.alignment import EventTimeMerger, Held, Part, merge_time
+from stream.blocked import BlockedPartitions
+from stream.codec import Incoming, SourceRecord
+from stream.faust_wiring import faust_app
+from stream.frontier_exchange import FrontierExchange
+from stream.health import install_pages
+from stream.lag import LAG_INTERVAL_S, LagMonitor
+from stream.metrics import Metrics
+from stream.pipeline import OutputRecord, Pipeline
+from stream.rules_loading import load_rulebook
+from stream.runner import BatchAbandoned, BatchRunner
+from stream.settings import Settings
+from stream.store_wiring import open_store
+from stream.watchdog import EPOCH_INTERVAL_S, StoreWatchdog
+
+__all__ = ["FRONTIER_INTERVAL_S", "MERGE_INTERVAL_S", "Worker"]
+
+log = logging.getLogger(__name__)
+MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch arrives
+# How often frontiers are exchanged with the group's other workers while this
+# one holds records: each round lets a backlog advance by about the slack.
+FRONTIER_INTERVAL_S = 0.02
+
+
+class Worker:
+    """Owns the app, the store and the runner; builds the agents."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.blocked = BlockedPartitions(settings.blocked_retry_s, self.metrics.observe_blocked)
+        self.app = faust_app(settings, blocked=self.blocked)
+        self.store = open_store(settings)
+        self.store.observer = self.metrics.observe_redis
+        rulebook = load_rulebook(settings)
+        self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
+        self.pipeline = Pipeline(settings, self.store, rulebook)
+        self._outputs = {
+            name: self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            for name in settings.topics.outputs()
+        }
+        self.runner = BatchRunner(
+            settings,
+            self.pipeline,
+            self._publish,
+            self.metrics,
+            should_stop=lambda: bool(self.app.should_stop),
+        )
+        self.watchdog = StoreWatchdog(self.store, self.metrics, settings.retry_max_backoff_s)
+        self._merge_lock = asyncio.Lock()
+        self.lag = LagMonitor(
+            self.app,
+            settings,
+            self.metrics,
+            self.blocked,
+            self.runner.positions,
+            self._merge_lock,
+            self._delivered,
+        )
+        self.merger = self._build_merger()
+        self.frontiers = FrontierExchange(
+            self.store.client,
+            self.store.namespace,
+            settings.app_id,
+            self.merger,
+            settings.align_stall_s,
+        )
+        self._last_share = 0.0
+        self._topic_of = {name: topic for topic, name in settings.topics.inputs().items()}
+        self._stalled_logged: frozenset[Part] = frozenset()
+        self._build_agents()
+        self._build_timers()
+
+    def _build_merger(self) -> EventTimeMerger:
+        settings = self.settings
+        return EventTimeMerger(
+            settings.topics.inputs().values(),
+            slack_ms=int(settings.align_slack_s * 1000),
+            stall_s=settings.align_stall_s,
+            max_held=settings.align_max_held,
+            lagging=self.lag.lagging,
+            stuck=self.lag.stuck,
+        )
+
+    def _build_timers(self) -> None:
+        started = self.watchdog.started
+        install_pages(self.app, self.store, started, self.runner, self.blocked, self.metrics)
+        self.app.task(self.watchdog.start)
+        self.app.timer(LAG_INTERVAL_S)(self.lag.update)
+        self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
+        if self.settings.align_enabled:
+            self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
+            self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)
+            self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _delivered(self, part: Part) -> int | None:
+        return self.merger.delivered(part)
+
+    async def _release_held_on_timer(self) -> None:
+        """Held records wait for other partitions; re-check them even when no
+        new batch arrives. A stopping worker's records are already abandoned."""
+        if not self.watchdog.started.is_set():
+            return  # agents wait for the store: no partition can be behind yet
+        with contextlib.suppress(BatchAbandoned):
+            await self._release_held()
+
+    async def _exchange_frontiers(self) -> None:
+        """Share frontiers with the group's other workers (stream.frontier_exchange):
+        every round while records are held, at the merge's pace otherwise,
+        and release at once what a moved remote frontier lets through."""
+        consumer, now = self.app.consumer, time.monotonic()
+        if consumer is None or getattr(self.app, "rebalancing", False):
+            return
+        if not self.watchdog.started.is_set():
+            return
+        if not len(self.merger) and now - self._last_share < MERGE_INTERVAL_S:
+            return
+        self._last_share = now
+        owned = [
+            (tp.topic, tp.partition) for tp in consumer.assignment() if tp.topic in self._topic_of
+        ]
+        before = self.merger.remote
+        await self.frontiers.share(owned, int(time.time() * 1000))
+        if len(self.merger) and self.merger.remote != before:
+            with contextlib.suppress(BatchAbandoned):
+                await self._release_held()
+
+    async def _release_held(self) -> None:
+        """Apply whatever the merger lets through: event-time order across topics."""
+        async with self._merge_lock:
+            if getattr(self.app, "rebalancing", False):
+                # A rebalance waits for unacked records. Applying held ones now
+                # would apply them out of event-time order (the partitions they
+                # wait for may be moving); give them back instead: uncommitted,
+                # they are redelivered to whoever owns their partition next.
+                left = self.merger.drain()
+                _abandon(h.event.message for h in left)
+                return
+            try:
+                while ready := self.merger.take_ready(self.settings.batch_max):
+                    await self._apply_released(ready)
+            finally:
+                self._apply_flow()
+
+    async def _apply_released(self, ready: list[Held]) -> None:
+        for h in ready:
+            if h.incomplete:
+                self.metrics.degraded_records.labels(h.record.topic).inc()
+        started = time.monotonic()
+        try:
+            await self.runner.handle([self._judged_as(h) for h in ready])
+        except (asyncio.CancelledError, BatchAbandoned):
+            _abandon(h.event.message for h in ready)  # redelivered, never committed
+            raise
+        finally:
+            self.merger.excuse(time.monotonic() - started)
+        for h in ready:
+            h.event.ack()
+
+    def _judged_as(self, h: Held) -> Incoming:
+        """The held record, marked with the input topics it is judged without."""
+        if not h.incomplete:
+            return h.item
+        stalled = frozenset(self._topic_of[n] for n in h.incomplete)
+        return dataclasses.replace(h.item, incomplete=stalled)
+
+    def _apply_flow(self) -> None:
+        """Pause the partitions that are ahead while too much is held, resume
+        them once drained (stream.alignment: backpressure keeps memory bounded
+        without giving up on the order); export the merge's state."""
+        pauses = self.merger.pauses
+        flow = self.merger.flow()
+        self.metrics.pauses.inc(self.merger.pauses - pauses)
+        consumer = self.app.consumer
+        if consumer is not None:
+            # faust's own buffer-pressure hooks: the partition is no longer
+            # fetched, yet records already fetched for it are still delivered
+            # (`pause_partitions` would drop those mid-batch and faust would
+            # then commit past them as a gap).
+            for tp in _tps(flow.pause):
+                consumer.on_buffer_full(tp)
+            for tp in _tps(flow.resume):
+                consumer.on_buffer_drop(tp)
+        oldest = self.merger.oldest_since()
+        self.metrics.held_records.set(len(self.merger))
+        self.metrics.hold_age.set(0.0 if oldest is None else time.monotonic() - oldest)
+        self.metrics.paused_partitions.set(len(self.merger.paused))
+        self._log_stalled()
+        stalled = Counter(name for name, _ in self.merger.stalled)
+        for name in self._topic_of:
+            self.metrics.stalled_partitions.labels(name).set(stalled.get(name, 0))
+
+    def _log_stalled(self) -> None:
+        """Log when the set of stalled partitions changes, not on every round."""
+        if self.merger.stalled == self._stalled_logged:
+            return
+        self._stalled_logged = self.merger.stalled
+        if self._stalled_logged:
+            log.warning(
+                "input partitions stalled behind held records (decisions reading their "
+                "topics are degraded until they move): %s",
+                ", ".join(f"{t}/{p}" for t, p in sorted(self._stalled_logged)),
+            )
+        else:
+            log.info("no input partition is stalled any more")
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
+        """Held records of revoked partitions go back to Kafka, unacked: their
+        new owner starts from the committed offset."""
+        revoked = args[0] if args else kw.get("revoked", ())
+        parts = [(tp.topic, tp.partition) for tp in revoked]
+        released = self.merger.drop(parts)
+        _abandon(h.event.message for h in released)
+        self.lag.forget(parts)
+
+    async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
+        # send() only enqueues into the producer's batch; faust flushes the
+        # producer before it commits input offsets, so outputs land first.
+        for out in outputs:
+            await self._outputs[out.topic].send(key=out.key, value=out.value)
+
+    def _build_agents(self) -> None:
+        for topic, name in self.settings.topics.inputs().items():
+            channel = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            self.app.agent(channel, name=f"consume-{topic.value}", concurrency=1)(
+                self._agent_for(topic)
+            )
+
+    def _agent_for(self, topic: Topic) -> Any:
+        settings = self.settings
+
+        async def consume(stream: Any) -> None:
+            if settings.align_enabled:
+                await self._consume_merged(topic, stream)
+                return
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+                max_bytes = settings.max_event_bytes
+                items = [Incoming.read(topic, _record(ev.message), max_bytes) for ev in events]
+                try:
+                    await self.watchdog.started.wait()
+                    await self.runner.handle(items)
+                except (asyncio.CancelledError, BatchAbandoned) as exc:
+                    # Stopping mid-batch: take_events acks the batch in its
+                    # `finally`. Marking the messages acked first turns that
+                    # into a no-op, so these offsets are never committed and
+                    # the batch is redelivered (faust's own stop waits for
+                    # unacked messages, which this also releases).
+                    _abandon(ev.message for ev in events)
+                    log.warning("stopping: %d unapplied records left uncommitted", len(items))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
+
+        consume.__name__ = f"consume_{topic.name.lower()}"
+        return consume
+
+    async def _consume_merged(self, topic: Topic, stream: Any) -> None:
+        """Hand records to the merger (acked only once applied), then apply what
+        it releases. Never waits for other topics: see stream.alignment. A
+        record is committed only after its own ack: held ones are redelivered
+        after a crash."""
+        settings = self.settings
+        try:
+            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+                await self.watchdog.started.wait()
+                now, wall_ms = time.monotonic(), int(time.time() * 1000)
+                skew_ms = settings.max_future_skew_s * 1000
+                held = []
+                for ev in events:
+                    # take_events acks every event of a batch when the next is
+                    # asked for, noack() or not: one more reference makes that
+                    # ack a non-final one, and ours (once applied) the final.
+                    ev.message.incref()
+                    item = Incoming.read(topic, _record(ev.message), settings.max_event_bytes)
+                    held.append(Held(merge_time(item.decoded, wall_ms, skew_ms), item, ev, now))
+                self.merger.add(held)
+                await self._release_held()
+        except (asyncio.CancelledError, BatchAbandoned) as exc:
+            left = self.merger.drain()
+            _abandon(h.event.message for h in left)
+            log.warning("stopping: %d unapplied records left uncommitted", len(left))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+
+def _record(message: Any) -> SourceRecord:
+    """From a faust message (its timestamp is in seconds, aiokafka's in ms)."""
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int((message.timestamp or 0) * 1000),
+    )
+
+
+def _tps(parts: Iterable[Part]) -> list[TP]:
+    return [TP(topic, partition) for topic, partition in parts]
+
+
+def _abandon(messages: Any) -> None:
+    """Leave messages uncommitted on purpose: flagging them acked keeps faust
+    from registering an ack (so the offset is never committed and the record
+    is redelivered) and releases faust's wait for unacked messages on stop."""
+    for message in messages:
+        message.acked = True
