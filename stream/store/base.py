@@ -101,9 +101,10 @@ class EventStore(Protocol):
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`.
-        A backend builds its call (CPU only) before its first await: once an
-        `apply` task has had one turn of the event loop its call is on the
-        way, and the caller can prepare the next batch while the backend works."""
+        Calls that overlap are applied one after the other in the order they
+        were made, and a backend builds its call (CPU only) before its first
+        await: a caller may start the next batch's `apply` while this one is
+        in flight, and that batch's call is built meanwhile."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

@@ -168,6 +168,9 @@ class RedisStore:
             "claim": _load_lua("claim_incidents.lua"),
         }
         self._sha: dict[str, str] = {}
+        # Aggregate calls reach Redis one batch at a time, in the order apply
+        # was called (see EventStore.apply).
+        self._in_order = asyncio.Lock()
         self._epoch: str | None = None
         cfg = self._config
         self._templates = aggregate_calls.Templates(
@@ -309,9 +312,10 @@ class RedisStore:
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
         calls = self._encode(events)  # before the first await (see EventStore.apply)
-        replies = await self._each_slot(
-            "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
-        )
+        async with self._in_order:
+            replies = await self._each_slot(
+                "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
+            )
         return aggregate_calls.decode(events, calls, replies)
 
     def _encode(self, events: Sequence[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:

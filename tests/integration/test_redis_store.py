@@ -202,3 +202,11 @@ async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY
+
+
+async def test_overlapping_applies_are_applied_in_the_order_made(store: RedisStore) -> None:
+    """The backtest starts a batch's apply before the previous one returned
+    (stream.overlap): each call must still see every earlier one."""
+    calls = [asyncio.create_task(store.apply([ev(f"o{i}", T0 + i)])) for i in range(40)]
+    sums = [obs.values[SUM.agg_id].value for (obs,) in await asyncio.gather(*calls)]
+    assert sums == list(range(1, 41))
