@@ -35,10 +35,9 @@ from detectors.decisions import (
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Rule
-from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord
+from stream.codec import DeadLetter, Decoded, Incoming
 from stream.settings import Settings
 from stream.store.base import (
-    EncodedEvents,
     EventObservations,
     EventRequests,
     EventStatus,
@@ -84,7 +83,7 @@ class BatchResult:
 class Prepared:
     result: BatchResult
     planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
-    encoded: EncodedEvents
+    events: list[EventRequests]  # what the store is asked, aligned with `planned`
     incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
 
 
@@ -110,21 +109,13 @@ class Pipeline:
             for r in rulebook.rules
         }
 
-    async def process(
-        self, topic: Topic, records: Sequence[SourceRecord], now_ms: int
-    ) -> BatchResult:
-        """A batch of raw records from one input topic, decoded here."""
-        max_bytes = self._settings.max_event_bytes
-        items = [Incoming.read(topic, r, max_bytes) for r in records]
-        return await self.process_mixed(items, now_ms)
-
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
         """A batch whose records may come from several input topics, in order
         (the backtest's case: a file interleaves topics line by line)."""
         return await self.execute(self.prepare(items, now_ms), now_ms)
 
     def prepare(self, items: Sequence[Incoming], now_ms: int) -> Prepared:
-        """The CPU-only half (validate, plan, encode the store's calls):
+        """The CPU-only half (validate, plan the store's requests):
         no I/O, so a caller may prepare the next batch while the store works
         on this one."""
         result = BatchResult()
@@ -136,20 +127,18 @@ class Pipeline:
         plan = self._plan.requests
         indexed = [(i, t, d, reqs) for i, t, d in valid if (reqs := plan(t, d.event))]
         planned = [(t, d, reqs) for _, t, d, reqs in indexed]
-        encoded = self._store.encode(
-            [
-                EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
-                for _, d, r in planned
-            ]
-        )
+        events = [
+            EventRequests(d.event.event_id, d.event.occurred_at_ms, r, d.event.currency)
+            for _, d, r in planned
+        ]
         stalled = {
             j: items[i].incomplete for j, (i, *_) in enumerate(indexed) if items[i].incomplete
         }
-        return Prepared(result, planned, encoded, stalled)
+        return Prepared(result, planned, events, stalled)
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
-        return await self._store.apply_encoded(prepared.encoded)
+        return await self._store.apply(prepared.events)
 
     async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:
         return await self.conclude(prepared, await self.observe(prepared), now_ms)

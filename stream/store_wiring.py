@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from detectors.errors import ConfigError
 from stream.settings import Settings
+from stream.store.base import StoreConfig
 from stream.store.keys import KeyHasher
-from stream.store.redis_store import RedisStore, StoreConfig
+from stream.store.redis_store import RedisStore
 
 __all__ = ["key_hasher", "open_store", "store_config"]
 

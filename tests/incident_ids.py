@@ -1,8 +1,8 @@
 """The alert id of an incident, computed independently of the store.
 
-The store numbers incidents and writes their ids itself, in Lua
-(stream/store/lua/claim_incidents.lua), so the product never needs this in
-Python; tests use it to check the ids the store wrote.
+Each store numbers incidents and writes their ids itself (Redis in
+stream/store/lua/claim_incidents.lua, the in-memory store in Python); tests
+use this independent copy to check the ids a store wrote.
 """
 
 from __future__ import annotations

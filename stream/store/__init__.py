@@ -1,4 +1,4 @@
-"""State store: the Protocol the pipeline talks to, and the Redis backend behind it."""
+"""State store: the Protocol the pipeline talks to; Redis and in-memory backends behind it."""
 
 from stream.store.base import (
     EventObservations,

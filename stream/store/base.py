@@ -1,5 +1,6 @@
-"""The storage Protocol. Backends (Redis standalone, Redis Cluster) sit behind it;
-the pipeline only sees batches in and observations out.
+"""The storage Protocol. Backends (Redis standalone or Cluster, and the
+in-memory store) sit behind it; the pipeline only sees batches in and
+observations out.
 
 Both operations are idempotent by construction, so a batch can always be
 retried whole after a crash or a transient error.
@@ -12,12 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from detectors.engine import (
-    AggregateRequest,
-    GroupRequest,
-    Observation,
-    group_requests,
-)
+from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 
 
@@ -41,17 +37,6 @@ class EventRequests:
     # The event's currency: it selects the money aggregates (sums) the event
     # feeds and reads, which are kept per currency. None: no sums asked for.
     currency: str | None = None
-
-    @classmethod
-    def of(
-        cls,
-        event_id: str,
-        event_ms: int,
-        requests: Sequence[AggregateRequest],
-        currency: str | None = None,
-    ) -> EventRequests:
-        """From loose per-aggregate requests (tools and tests)."""
-        return cls(event_id, event_ms, group_requests(requests), currency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,30 +70,41 @@ class IncidentOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedEvents:
-    """A batch of requests already turned into the store's calls (CPU work
-    only), so a caller can encode the next batch while the store runs this one."""
+class StoreConfig:
+    """How far back a backend keeps state, in event time. The TTLs
+    (`first_seen_ttl_ms`, `ttl_slack_ms`) only reclaim idle Redis keys; the
+    in-memory store has no clock to expire by."""
 
-    events: Sequence[EventRequests]
-    calls: object  # the backend's own form
+    dedup_horizon_ms: int = 86_400_000
+    lateness_ms: int = 3_600_000
+    first_seen_ttl_ms: int = 400 * 86_400_000
+    ttl_slack_ms: int = 3_600_000
+    # How far an event may move a first sighting back (None: the lateness).
+    # Replays of history after a state loss lift the limit.
+    first_seen_backdate_ms: int | None = None
+
+    @property
+    def backdate_ms(self) -> int:
+        return (
+            self.lateness_ms if self.first_seen_backdate_ms is None else self.first_seen_backdate_ms
+        )
 
 
 class EventStore(Protocol):
     async def start(self) -> None:
-        """Connect and load scripts; raises StoreUnavailable."""
+        """Get ready to serve (Redis: connect, load the scripts, adopt the
+        epoch); raises StoreUnavailable."""
 
     async def close(self) -> None: ...
 
     async def ping(self) -> bool: ...
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        """Applied in order, atomically per entity; results align with `events`."""
-
-    def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
-        """The CPU-only first half of `apply`."""
-
-    async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:
-        """The second half of `apply`: run what `encode` built."""
+        """Applied in order, atomically per entity; results align with `events`.
+        Calls that overlap are applied one after the other in the order they
+        were made, and a backend builds its call (CPU only) before its first
+        await: a caller may start the next batch's `apply` while this one is
+        in flight, and that batch's call is built meanwhile."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

@@ -17,9 +17,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import hiredis
 import orjson
@@ -47,12 +46,12 @@ from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.errors import StoreUnavailable
 from stream.store import aggregate_calls, keys
 from stream.store.base import (
-    EncodedEvents,
     EventObservations,
     EventRequests,
     IncidentClaim,
     IncidentOutcome,
     IncidentStatus,
+    StoreConfig,
 )
 
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -92,17 +91,6 @@ def event_hash(event_id: str) -> str:
     """64-bit digest of an event id: the duplicate guard stores this, not the id
     (16 bytes instead of up to 128; collisions at 2^-64 per pair per entity)."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    dedup_horizon_ms: int = 86_400_000
-    lateness_ms: int = 3_600_000
-    first_seen_ttl_ms: int = 400 * 86_400_000
-    ttl_slack_ms: int = 3_600_000
-    # How far an event may move a first sighting back (None: the lateness).
-    # Replays of history after a state loss lift the limit.
-    first_seen_backdate_ms: int | None = None
 
 
 # A batch's script call is ~100 KB: with the kernel's default send buffer
@@ -180,6 +168,9 @@ class RedisStore:
             "claim": _load_lua("claim_incidents.lua"),
         }
         self._sha: dict[str, str] = {}
+        # Aggregate calls reach Redis one batch at a time, in the order apply
+        # was called (see EventStore.apply).
+        self._in_order = asyncio.Lock()
         self._epoch: str | None = None
         cfg = self._config
         self._templates = aggregate_calls.Templates(
@@ -188,9 +179,7 @@ class RedisStore:
                 lateness_ms=cfg.lateness_ms,
                 first_seen_ttl_ms=cfg.first_seen_ttl_ms,
                 ttl_slack_ms=cfg.ttl_slack_ms,
-                first_seen_backdate_ms=cfg.lateness_ms
-                if cfg.first_seen_backdate_ms is None
-                else cfg.first_seen_backdate_ms,
+                first_seen_backdate_ms=cfg.backdate_ms,
             )
         )
 
@@ -322,9 +311,14 @@ class RedisStore:
         return key_slot(tag.encode()) if self._cluster else 0
 
     async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        return await self.apply_encoded(self.encode(events))
+        calls = self._encode(events)  # before the first await (see EventStore.apply)
+        async with self._in_order:
+            replies = await self._each_slot(
+                "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
+            )
+        return aggregate_calls.decode(events, calls, replies)
 
-    def encode(self, events: Sequence[EventRequests]) -> EncodedEvents:
+    def _encode(self, events: Sequence[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:
         cfg = self._config
         horizon, guard_ttl = cfg.dedup_horizon_ms, cfg.dedup_horizon_ms + cfg.ttl_slack_ms
         calls = aggregate_calls.encode(
@@ -333,14 +327,7 @@ class RedisStore:
         table = self._templates.table_json  # after encode: it may have added specs
         for call in calls.values():
             call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl]
-        return EncodedEvents(events, calls)
-
-    async def apply_encoded(self, encoded: EncodedEvents) -> list[EventObservations]:
-        calls = cast(dict[int, aggregate_calls.AggregateCall], encoded.calls)
-        replies = await self._each_slot(
-            "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}
-        )
-        return aggregate_calls.decode(encoded.events, calls, replies)
+        return calls
 
     async def _each_slot(
         self, name: str, calls: dict[int, tuple[list[str], list[Any]]]

@@ -1,77 +1,10 @@
-"""The catalogue's rule cases (tests/unit/test_catalogue.py) through the real
-pipeline on real Redis: the shipped rule set fires on each positive case and
-stays silent on each nearest legitimate case, exactly as the pure reference
-says. This ties the unit cases to the store's Lua (balances, surges, ages
-with their own retention, compound keys)."""
+"""The catalogue's rule cases on Redis (the same cases run on the in-memory
+store in tests/unit/test_catalogue_memory.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-from enum import Enum
-from typing import Any
-
-import orjson
-import pytest
-
-from detectors.events import Event
-from detectors.timestamps import format_rfc3339_ms
-from stream.codec import Incoming, SourceRecord
-from stream.pipeline import Pipeline
-from stream.rules_loading import load_rulebook
-from stream.store_wiring import open_store
-from tests.integration.services import Services
-from tests.unit.catalogue_events import DAY, T0
-from tests.unit.rule_harness import Fed
-from tests.unit.test_catalogue import CASES
-
-NOW = T0 + 30 * DAY
+from tests.store_cases.catalogue import CatalogueCases
 
 
-def wire(event: Event) -> bytes:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if value is None:
-            continue
-        if f.name == "occurred_at_ms":
-            out["occurred_at"] = format_rfc3339_ms(value)
-        else:
-            out[f.name] = value.value if isinstance(value, Enum) else value
-    return orjson.dumps(out)
-
-
-async def alerts_of(services: Services, rule_id: str, events: list[Fed]) -> list[dict[str, Any]]:
-    settings = services.settings()
-    store = open_store(settings)
-    await store.start()
-    try:
-        pipeline = Pipeline(settings, store, load_rulebook(settings))
-        alerts = []
-        for start in range(0, len(events), 200):
-            chunk = events[start : start + 200]
-            items = [
-                Incoming.read(
-                    topic,
-                    SourceRecord(topic.value, 0, start + i, None, wire(ev), NOW),
-                    settings.max_event_bytes,
-                )
-                for i, (topic, ev) in enumerate(chunk)
-            ]
-            result = await pipeline.process_mixed(items, NOW)
-            assert not result.dead_letters
-            alerts += [
-                orjson.loads(o.value) for o in result.outputs if o.topic == settings.topics.alerts
-            ]
-        return [a for a in alerts if a["rule_id"] == rule_id]
-    finally:
-        await store.drop_namespace()
-        await store.close()
-
-
-@pytest.mark.parametrize("rule_id", sorted(CASES))
-async def test_shipped_rule_on_real_redis(services: Services, rule_id: str) -> None:
-    positive, negative = CASES[rule_id]
-    history, judged = positive()
-    assert await alerts_of(services, rule_id, history + judged), "silent on its positive case"
-    history, judged = negative()
-    assert await alerts_of(services, rule_id, history + judged) == []
+class TestCatalogue(CatalogueCases):
+    pass

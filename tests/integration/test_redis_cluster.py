@@ -19,6 +19,8 @@ from stream.store.base import EventStatus, IncidentStatus
 from stream.store.redis_store import RedisStore
 from tests.integration import test_redis_store as single
 from tests.integration.services import LocalCluster, Services, order_json, write_test_rules
+from tests.store_cases import store as cases
+from tests.store_cases.requests import process
 
 
 def new_cluster_store(redis_cluster: LocalCluster) -> RedisStore:
@@ -26,7 +28,7 @@ def new_cluster_store(redis_cluster: LocalCluster) -> RedisStore:
         redis_cluster.url,
         f"c{uuid.uuid4().hex[:8]}",
         2.0,
-        single.CONFIG,
+        cases.CONFIG,
         cluster=True,
         hasher=single.HASHER,
     )
@@ -45,20 +47,20 @@ async def test_every_aggregate_kind_matches_the_reference_on_a_cluster(
     redis_cluster: LocalCluster,
 ) -> None:
     arrivals = [
-        (f"e{i}", single.T0 + (i * 7919) % 30_000, 1 + i % 5, "abc"[i % 3]) for i in range(40)
+        (f"e{i}", cases.T0 + (i * 7919) % 30_000, 1 + i % 5, "abc"[i % 3]) for i in range(40)
     ]
     arrivals += arrivals[:10]  # duplicates
     store = new_cluster_store(redis_cluster)
     await store.start()
     try:
-        await single.check_against_reference(store, arrivals)
+        await cases.check_against_reference(store, arrivals)
     finally:
         await store.drop_namespace()
         await store.close()
 
 
 async def test_a_batch_spanning_all_nodes_is_one_call_per_slot(cluster_store: RedisStore) -> None:
-    batch = [single.ev(f"b{i}", single.T0 + i, user=f"user-{i}") for i in range(60)]
+    batch = [cases.ev(f"b{i}", cases.T0 + i, user=f"user-{i}") for i in range(60)]
     first = await cluster_store.apply(batch)
     assert all(o.status is EventStatus.NEW for o in first)
     again = await cluster_store.apply(batch)
@@ -76,7 +78,7 @@ async def test_a_batch_touching_more_slots_than_connections_per_node(
 ) -> None:
     """One call per slot, and redis-py's cluster client refuses a call past 100
     connections to a node: a worker's batch of 200 events touches hundreds."""
-    batch = [single.ev(f"w{i}", single.T0 + i, user=f"user-{i}") for i in range(600)]
+    batch = [cases.ev(f"w{i}", cases.T0 + i, user=f"user-{i}") for i in range(600)]
     assert len({o.status for o in await cluster_store.apply(batch)}) == 1
     again = await cluster_store.apply(batch)
     assert all(o.status is EventStatus.DUPLICATE for o in again)
@@ -84,8 +86,8 @@ async def test_a_batch_touching_more_slots_than_connections_per_node(
 
 
 async def test_incident_claims_on_a_cluster(cluster_store: RedisStore) -> None:
-    (first,) = await cluster_store.claim_incidents([single.claim(single.T0, single.T0 + 600_000)])
-    (redo,) = await cluster_store.claim_incidents([single.claim(single.T0, single.T0 + 600_000)])
+    (first,) = await cluster_store.claim_incidents([cases.claim(cases.T0, cases.T0 + 600_000)])
+    (redo,) = await cluster_store.claim_incidents([cases.claim(cases.T0, cases.T0 + 600_000)])
     assert (first.status, redo.status) == (IncidentStatus.NEW, IncidentStatus.REEMIT)
 
 
@@ -106,12 +108,12 @@ async def test_pipeline_end_to_end_on_a_cluster(
         ]
         records = [SourceRecord("orders", 0, i, b"m", v, 0) for i, v in enumerate(values)]
         now = 1_900_000_000_000
-        result = await pipeline.process(Topic.ORDERS, records, now)
+        result = await process(pipeline, Topic.ORDERS, records, now)
         alerts = [
             orjson.loads(o.value) for o in result.outputs if o.topic == settings.topics.alerts
         ]
         assert sorted(a["entity_id"] for a in alerts) == ["user-0", "user-1", "user-2"]
-        replay = await pipeline.process(Topic.ORDERS, records, now)
+        replay = await process(pipeline, Topic.ORDERS, records, now)
         assert [o.value for o in replay.outputs] == [o.value for o in result.outputs]
     finally:
         await store.drop_namespace()

@@ -22,7 +22,6 @@ from stream import kafka_io
 from stream.backtest import run_backtest
 from stream.rules_loading import load_rulebook
 from stream.store import keys
-from stream.store.base import EventRequests
 from stream.store.redis_store import event_hash
 from stream.store_wiring import key_hasher, open_store
 from tests.integration.services import (
@@ -34,6 +33,7 @@ from tests.integration.services import (
     wait_ready,
     write_test_rules,
 )
+from tests.store_cases.requests import event_requests
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ async def test_kill_minus_nine_three_times_loses_nothing(
     try:
         last = {u: max(t for _, uu, t in events if uu == u) for _, u, _ in events}
         reads = [
-            EventRequests.of(f"probe-{u}", t, [AggregateRequest(rule.metric.aggregate, (u,), None)])
+            event_requests(f"probe-{u}", t, [AggregateRequest(rule.metric.aggregate, (u,), None)])
             for u, t in last.items()
         ]
         observed = await store.apply(reads)

@@ -13,6 +13,7 @@ from detectors.rules_entities import EntityType
 from stream.store import aggregate_calls
 from stream.store.base import EventRequests, EventStatus
 from stream.store.keys import KeyHasher
+from tests.store_cases.requests import event_requests
 
 U = (EntityType.USER,)
 ORDERS = frozenset({Topic.ORDERS})
@@ -35,7 +36,7 @@ def _encode(events: list[EventRequests]) -> dict[int, aggregate_calls.AggregateC
 
 
 def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
-    ev = EventRequests.of(
+    ev = event_requests(
         "e1",
         1_000,
         [
@@ -65,15 +66,15 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
 
 
 def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -> None:
-    reads = EventRequests.of("e1", 5, [AggregateRequest(COUNT, ("bob",), None)])
-    distinct_only = EventRequests.of("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
+    reads = event_requests("e1", 5, [AggregateRequest(COUNT, ("bob",), None)])
+    distinct_only = event_requests("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
     (call,) = _encode([reads, distinct_only]).values()
     assert call.flat[0] == 0 and call.flat[7] == 0
     assert "ns:" + HASHER.tag(U, ("bob",)) + ":seen" not in call.keys
 
 
 def test_reply_decoding_per_kind() -> None:
-    ev = EventRequests.of(
+    ev = event_requests(
         "e1",
         1_000,
         [
@@ -102,7 +103,7 @@ def test_reply_decoding_per_kind() -> None:
 def test_sums_are_kept_per_currency_and_counts_are_not() -> None:
     def event(event_id: str, currency: str) -> EventRequests:
         reqs = [AggregateRequest(COUNT, ("alice",), 1), AggregateRequest(SUM, ("alice",), 10)]
-        return EventRequests.of(event_id, 1_000, reqs, currency)
+        return event_requests(event_id, 1_000, reqs, currency)
 
     (call,) = _encode([event("e1", "EUR"), event("e2", "JPY"), event("e3", "EUR")]).values()
     ops = [call.flat[4 + 10 * u : 10 + 10 * u] for u in range(3)]
@@ -114,6 +115,6 @@ def test_sums_are_kept_per_currency_and_counts_are_not() -> None:
 
 
 def test_a_sum_without_the_events_currency_is_refused() -> None:
-    ev = EventRequests.of("e1", 1_000, [AggregateRequest(SUM, ("alice",), 10)])
+    ev = event_requests("e1", 1_000, [AggregateRequest(SUM, ("alice",), 10)])
     with pytest.raises(ValueError, match="currency"):
         _encode([ev])

@@ -28,13 +28,6 @@ def record(value: bytes | None, offset: int = 7, key: bytes | None = b"m-1") -> 
 class NoStore:
     """A store for a rule book without rules: no event asks it anything."""
 
-    def encode(self, events: Any) -> Any:
-        assert not events
-        return SimpleNamespace(events=events, calls=None)
-
-    async def apply_encoded(self, encoded: Any) -> list[Any]:
-        return []
-
     async def apply(self, events: Any) -> list[Any]:
         assert not events
         return []
