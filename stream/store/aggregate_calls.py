@@ -195,13 +195,9 @@ def encode(
             entity = entities.get((tpl.entity, req.entity_ids))
             if entity is None:
                 tag = hasher.tag(tpl.entity, req.entity_ids)
-                slot = slot_of(tag)
-                call = calls.get(slot)
-                if call is None:
-                    call = calls[slot] = AggregateCall()
                 entity = entities[(tpl.entity, req.entity_ids)] = (
                     keys.entity_prefix(namespace, tag),
-                    call,
+                    _call_for(calls, slot_of(tag)),
                 )
             prefix, call = entity
             contributions = req.contributions
@@ -224,6 +220,14 @@ def encode(
                 flat += (index, k, c)
             call.where.append((ei, tpl))
     return calls
+
+
+def _call_for(calls: dict[int, AggregateCall], slot: int) -> AggregateCall:
+    """The call of a slot, made on its first entity."""
+    call = calls.get(slot)
+    if call is None:
+        call = calls[slot] = AggregateCall()
+    return call
 
 
 def _hash_members(
