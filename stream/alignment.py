@@ -56,6 +56,19 @@ from typing import Any
 
 from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord
 
+__all__ = [
+    "ACTIVE_GRACE_S",
+    "UNBOUNDED",
+    "UNKNOWN",
+    "EventTimeMerger",
+    "Flow",
+    "Frontier",
+    "Held",
+    "LaggingProbe",
+    "Part",
+    "merge_time",
+]
+
 Part = tuple[str, int]  # (Kafka topic name, partition)
 # The owned (topic, partition)s with records in Kafka not yet handed to the merger.
 LaggingProbe = Callable[[], Iterable[Part]]

@@ -28,6 +28,8 @@ from stream.pipeline import BatchResult, OutputRecord, Pipeline, dead_letter_out
 from stream.settings import Settings
 from stream.store_wiring import open_store
 
+__all__ = ["BACKTEST_SOURCE", "BacktestSummary", "RuleSummary", "run_backtest"]
+
 BACKTEST_SOURCE = "backtest-input"
 
 

@@ -35,6 +35,21 @@ from aiokafka.errors import (
     UnsupportedCodecError,
 )
 
+__all__ = [
+    "REASON_MAX_CHARS",
+    "SUSPECT_S",
+    "BlockedPartition",
+    "BlockedPartitions",
+    "Change",
+    "Drain",
+    "Key",
+    "Listener",
+    "PartitionFetcher",
+    "Position",
+    "describe",
+    "unreadable",
+]
+
 log = logging.getLogger(__name__)
 REASON_MAX_CHARS = 300
 Key = tuple[str, int]

@@ -17,6 +17,22 @@ from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings, from_env
 from stream.simulation import command as simulation_command
 
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "build_parser",
+    "cmd_backtest",
+    "cmd_contract",
+    "cmd_replay",
+    "cmd_rules",
+    "cmd_score",
+    "cmd_simulate",
+    "cmd_topics",
+    "cmd_worker",
+    "main",
+    "run_command",
+]
+
 log = logging.getLogger("fraudstream")
 
 

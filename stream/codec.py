@@ -19,6 +19,8 @@ from detectors.errors import ContractViolation
 from detectors.events import Event, SourcePosition, Topic
 from detectors.timestamps import format_rfc3339_ms
 
+__all__ = ["DeadLetter", "Decoded", "Incoming", "SourceRecord", "decode"]
+
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:

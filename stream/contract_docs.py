@@ -11,6 +11,8 @@ import orjson
 from detectors.contract import json_schema
 from detectors.events import Topic
 
+__all__ = ["render_schema", "schema_filename", "write_schemas"]
+
 
 def schema_filename(topic: Topic) -> str:
     return f"{topic.value}.schema.json"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import gc
 
+__all__ = ["GEN0_THRESHOLD", "tune_for_streaming"]
+
 # Allocations between gen-0 collections: about 30-50 events' worth.
 GEN0_THRESHOLD = 10_000
 

@@ -16,6 +16,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+__all__ = [
+    "MAX_REQUEST_BYTES",
+    "Compression",
+    "committed_offsets",
+    "end_offsets",
+    "partitions",
+    "produce",
+    "read_from",
+    "wait_committed",
+]
+
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 

@@ -19,6 +19,14 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.blocked import BlockedPartitions, PartitionFetcher
 
+__all__ = [
+    "POSITION_TIMEOUT_S",
+    "IsolatingConsumer",
+    "IsolatingConsumerThread",
+    "IsolatingTransport",
+    "install",
+]
+
 POSITION_TIMEOUT_S = 1.0
 
 

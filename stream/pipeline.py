@@ -46,6 +46,8 @@ from stream.store.base import (
     IncidentStatus,
 )
 
+__all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
+
 log = logging.getLogger(__name__)
 
 

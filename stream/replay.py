@@ -30,6 +30,8 @@ from stream.pipeline import Pipeline
 from stream.settings import Settings
 from stream.store_wiring import open_store, store_config
 
+__all__ = ["ReplaySummary", "parse_since", "run_replay"]
+
 
 @dataclass(slots=True)
 class ReplaySummary:

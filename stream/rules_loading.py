@@ -8,6 +8,8 @@ from detectors.errors import ConfigError
 from detectors.rulebook import Rulebook, parse_rulebook
 from stream.settings import Settings
 
+__all__ = ["DEFAULT_RULES", "load_rulebook", "read_rules_text"]
+
 DEFAULT_RULES = "default.yaml"
 
 

@@ -23,6 +23,8 @@ from stream.pipeline import BatchResult, OutputRecord, Pipeline, dead_letter_out
 from stream.retry import Backoff, OnFailure, retry
 from stream.settings import Settings
 
+__all__ = ["FIRST_BACKOFF_S", "NON_TRANSIENT_ATTEMPTS", "BatchAbandoned", "BatchRunner", "Publish"]
+
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[OutputRecord]], Awaitable[None]]

@@ -29,6 +29,18 @@ import orjson
 from detectors.errors import InputFileError
 from stream.simulation.labels import EntityRef, ExpectedAction, Labels, ScenarioLabel, load_labels
 
+__all__ = [
+    "Decision",
+    "Entity",
+    "FamilyScore",
+    "Score",
+    "as_json",
+    "format_score",
+    "read_decisions",
+    "score",
+    "score_files",
+]
+
 Entity = tuple[str, str]  # (entity type, id)
 
 

@@ -18,6 +18,20 @@ from typing import Any, TypeVar
 from detectors.errors import ConfigError
 from detectors.events import Topic
 
+__all__ = [
+    "ENV_NAMES",
+    "MIN_SECRET_LENGTH",
+    "PREFIX",
+    "KafkaProtocol",
+    "KafkaSecurity",
+    "Settings",
+    "TopicNames",
+    "env_name",
+    "from_env",
+    "mask_url",
+    "to_env",
+]
+
 PREFIX = "FRAUD_"
 T = TypeVar("T")
 

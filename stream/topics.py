@@ -12,6 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.settings import Settings
 
+__all__ = ["INPUT_TOPIC_MAX_BYTES", "create_all_topics", "create_topics"]
+
 # Above the worker's own oversize limit, so Kafka accepts an oversized event
 # and the worker dead-letters it instead of the producer failing.
 INPUT_TOPIC_MAX_BYTES = 4 * 1024 * 1024

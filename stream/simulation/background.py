@@ -17,6 +17,20 @@ from stream.simulation.model import DAY_MS, MINUTE_MS, Buyer, Merchant, User
 from stream.simulation.rhythm import awake, poisson, time_of_day_ms
 from stream.simulation.world import World
 
+__all__ = [
+    "FAVOURITE_SHARE",
+    "FULL_REFUND_SHARE",
+    "MAX_REFUNDS_PER_USER",
+    "PLATFORM_REASONS",
+    "REFUND_RATE",
+    "USER_REASONS",
+    "USER_REFUND_SHARE",
+    "VOUCHER_RATE",
+    "background_orders",
+    "organic_order",
+    "organic_refunds",
+]
+
 VOUCHER_RATE = 0.15
 REFUND_RATE = 0.025
 FAVOURITE_SHARE = 0.8

@@ -15,6 +15,8 @@ from stream.simulation.labels import ExpectedAction, Family, ScenarioLabel, Scen
 from stream.simulation.trace import Footprint
 from stream.simulation.world import World
 
+__all__ = ["CATALOGUE", "LOOKALIKE", "NONE", "ScenarioFn", "ScenarioSpec", "run_catalogue"]
+
 ScenarioFn = Callable[[World, random.Random, int], Footprint]
 
 

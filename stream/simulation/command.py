@@ -19,6 +19,8 @@ from stream.simulation.generator import simulate
 from stream.simulation.labels import write_labels
 from stream.simulation.model import DEFAULT_START_MS, MIN_DAYS, SimulationConfig
 
+__all__ = ["add_arguments", "run"]
+
 
 def _start_day(text: str) -> int:
     try:

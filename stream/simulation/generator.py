@@ -26,6 +26,8 @@ from stream.simulation.model import IdMint, SimulationConfig
 from stream.simulation.population import build_population
 from stream.simulation.world import World
 
+__all__ = ["SimulationResult", "TimedEvent", "contract_value", "simulate"]
+
 TimedEvent = tuple[Topic, Event]
 
 

@@ -26,6 +26,18 @@ from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
+__all__ = [
+    "EntityRef",
+    "ExpectedAction",
+    "Family",
+    "Labels",
+    "LabelsError",
+    "ScenarioLabel",
+    "ScenarioName",
+    "load_labels",
+    "write_labels",
+]
+
 
 class Family(StrEnum):
     VELOCITY = "velocity"

@@ -35,6 +35,8 @@ from stream.simulation.model import (
     SimulationConfig,
 )
 
+__all__ = ["PAYOUT_HOUR", "Ledger", "Voucher"]
+
 PAYOUT_HOUR = 3  # settlement pays yesterday's earnings at ~03:00 UTC
 
 

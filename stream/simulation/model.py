@@ -15,6 +15,27 @@ from enum import StrEnum
 
 from detectors.timestamps import parse_rfc3339_ms
 
+__all__ = [
+    "CURRENCY",
+    "DAY_MS",
+    "DEFAULT_START_MS",
+    "HOME_IP_OCTETS",
+    "HOUR_MS",
+    "MAX_BASKET_MINOR",
+    "MINUTE_MS",
+    "MIN_BASKET_MINOR",
+    "MIN_DAYS",
+    "MOBILE_IP_OCTETS",
+    "SECOND_MS",
+    "Buyer",
+    "Campaign",
+    "IdKind",
+    "IdMint",
+    "Merchant",
+    "SimulationConfig",
+    "User",
+]
+
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
 HOUR_MS = 60 * MINUTE_MS

@@ -23,6 +23,22 @@ from stream.simulation.model import (
     User,
 )
 
+__all__ = [
+    "BANK_PAYER_SHARE",
+    "CAMPAIGNS",
+    "CITIES",
+    "JOIN_LATE_SHARE",
+    "MERCHANTS",
+    "MOBILE_IPS",
+    "ORDER_RATES",
+    "SECOND_DEVICE_SHARE",
+    "USERS",
+    "Population",
+    "build_population",
+    "new_merchant",
+    "new_user",
+]
+
 MERCHANTS = 300
 USERS = 4000
 CAMPAIGNS = 8

@@ -18,6 +18,8 @@ from stream.kafka_io import MAX_REQUEST_BYTES
 from stream.settings import Settings
 from stream.simulation.generator import TimedEvent, contract_value
 
+__all__ = ["publish"]
+
 
 async def publish(settings: Settings, timeline: Sequence[TimedEvent]) -> int:
     """Produce every event and wait for all acknowledgements; returns the count.

@@ -13,6 +13,8 @@ import random
 
 from stream.simulation.model import DAY_MS, HOUR_MS, MINUTE_MS
 
+__all__ = ["around", "awake", "poisson", "time_of_day_ms"]
+
 # (weight, first minute, end minute) of the day. The day ends at 23:58 so an
 # order plus its voucher redemption a few seconds later stays on its day.
 _SEGMENTS: tuple[tuple[float, int, int], ...] = (

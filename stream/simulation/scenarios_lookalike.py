@@ -19,6 +19,15 @@ from stream.simulation.trace import Footprint, Trace
 from stream.simulation.traffic import open_storefront, run_storefront
 from stream.simulation.world import World, late_day
 
+__all__ = [
+    "bank_account_change",
+    "chain_stores",
+    "family_tablet",
+    "holiday_rush",
+    "office_lunch",
+    "regular_customer",
+]
+
 
 def holiday_rush(world: World, rng: random.Random, instance: int) -> Footprint:
     """A popular merchant (~2,000.00 a day) has one day at 2.5-3x, paid out as usual."""

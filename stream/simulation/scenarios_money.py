@@ -20,6 +20,16 @@ from stream.simulation.trace import Footprint, Trace
 from stream.simulation.traffic import open_storefront, run_storefront, serve
 from stream.simulation.world import World, late_day
 
+__all__ = [
+    "MIN_TAKEOVER_PAYOUT_MINOR",
+    "account_takeover",
+    "bust_out",
+    "merchant_refund_spike",
+    "payout_drain",
+    "refund_after_settlement",
+    "serial_refunder",
+]
+
 MIN_TAKEOVER_PAYOUT_MINOR = 500_000
 
 

@@ -16,6 +16,8 @@ from stream.simulation.trace import Footprint, Trace
 from stream.simulation.traffic import open_storefront, run_storefront
 from stream.simulation.world import World, late_day
 
+__all__ = ["bot_ip_burst", "brushing", "card_testing_burst", "shared_card_accounts"]
+
 
 def card_testing_burst(world: World, rng: random.Random, instance: int) -> Footprint:
     """One fresh account tries 12-15 stolen cards with tiny orders in ~6 minutes."""

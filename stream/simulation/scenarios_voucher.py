@@ -18,6 +18,15 @@ from stream.simulation.trace import Footprint, Trace
 from stream.simulation.traffic import open_storefront, run_storefront
 from stream.simulation.world import World, late_day
 
+__all__ = [
+    "campaign_leak",
+    "campaign_repeat_redeemer",
+    "collusion_pair",
+    "device_farm",
+    "device_hopping",
+    "self_dealing",
+]
+
 
 def device_farm(world: World, rng: random.Random, instance: int) -> Footprint:
     """8-10 new accounts on one device each redeem a voucher within a day."""

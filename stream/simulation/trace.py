@@ -17,6 +17,8 @@ from detectors.rules_entities import EntityType
 from stream.simulation.labels import EntityRef
 from stream.simulation.model import Merchant, User
 
+__all__ = ["Footprint", "Trace"]
+
 
 @dataclass(frozen=True, slots=True)
 class Footprint:

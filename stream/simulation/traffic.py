@@ -20,6 +20,15 @@ from stream.simulation.model import MINUTE_MS, Merchant, User
 from stream.simulation.rhythm import around, time_of_day_ms
 from stream.simulation.world import World
 
+__all__ = [
+    "REGULARS_PER_DAILY_ORDER",
+    "STEADY_SPREAD",
+    "Storefront",
+    "open_storefront",
+    "run_storefront",
+    "serve",
+]
+
 REGULARS_PER_DAILY_ORDER = 2  # each regular orders here every other day or so
 STEADY_SPREAD = 0.05  # day-to-day variation of a storefront's volume
 

@@ -19,6 +19,8 @@ from stream.simulation.model import (
 )
 from stream.simulation.population import Population, new_merchant, new_user
 
+__all__ = ["LATE_DAYS", "VOUCHER_MARGIN_MINOR", "World", "late_day"]
+
 LATE_DAYS = 4  # labelled scenarios happen in the run's last four days (days 5-8 of 8)
 VOUCHER_MARGIN_MINOR = 300  # a voucher order costs at least its face value plus this
 

@@ -24,6 +24,8 @@ from detectors.rules_entities import EntityType
 from stream.store import keys
 from stream.store.base import EventObservations, EventRequests, EventStatus
 
+__all__ = ["AggregateCall", "GroupTemplate", "Limits", "Template", "Templates", "decode", "encode"]
+
 # Op kinds, as aggregates.lua numbers them.
 SUM, DISTINCT, FIRST = 1, 2, 3
 # Only count/sum are not idempotent by themselves; distinct and first-seen

@@ -16,6 +16,17 @@ from typing import Protocol
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 
+__all__ = [
+    "EventObservations",
+    "EventRequests",
+    "EventStatus",
+    "EventStore",
+    "IncidentClaim",
+    "IncidentOutcome",
+    "IncidentStatus",
+    "StoreConfig",
+]
+
 
 class EventStatus(StrEnum):
     NEW = "new"  # applied

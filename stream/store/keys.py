@@ -52,6 +52,25 @@ from collections.abc import Callable
 
 from detectors.rules_entities import EntityType
 
+__all__ = [
+    "ENTITY_CODE",
+    "FIRST_SEEN_SUFFIX",
+    "GUARD_SUFFIX",
+    "HASH_BYTES",
+    "MIN_SECRET_BYTES",
+    "KeyHasher",
+    "aggregate",
+    "aggregate_suffix",
+    "entity_prefix",
+    "epoch",
+    "first_seen",
+    "first_seen_suffix",
+    "frontiers",
+    "guard",
+    "incident",
+    "namespace_pattern",
+]
+
 HASH_BYTES = 16
 MIN_SECRET_BYTES = 32
 # Cached hashes: merchants, campaigns and busy users recur across batches.

@@ -54,6 +54,8 @@ from stream.store.base import (
     StoreConfig,
 )
 
+__all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
+
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 # Server replies that mean "not now" rather than "this op is wrong". redis-py
 # maps most to their own classes (and strips the code from the message); the
