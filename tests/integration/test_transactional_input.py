@@ -21,7 +21,7 @@ from stream.lag import LAG_INTERVAL_S
 from stream.settings import Settings
 from tests.integration.services import Services, WorkerProcess, create_topics, wait_ready
 from tests.integration.test_arrival_order import metric
-from tests.integration.test_degraded_decisions import RULES, payout
+from tests.store_cases.degraded import RULES, payout
 
 pytestmark = pytest.mark.integration
 
