@@ -4,7 +4,6 @@ unreadable batch) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import faust
@@ -14,6 +13,7 @@ from stream.blocked import BlockedPartitions
 from stream.metrics import Metrics
 from stream.runner import BatchRunner
 from stream.store.redis_store import RedisStore
+from stream.watchdog import StoreWatchdog
 
 __all__ = ["install_pages"]
 
@@ -21,7 +21,7 @@ __all__ = ["install_pages"]
 def install_pages(
     app: faust.App,
     store: RedisStore,
-    store_started: asyncio.Event,
+    watchdog: StoreWatchdog,
     runner: BatchRunner,
     blocked: BlockedPartitions,
     exported: Metrics,
@@ -32,7 +32,7 @@ def install_pages(
 
     @app.page("/readyz")
     async def readyz(view: Any, request: Any) -> Any:
-        store_ok = store_started.is_set() and await store.ping()
+        store_ok = watchdog.started.is_set() and await store.ping()
         assigned = len(app.consumer.assignment()) if app.consumer else 0
         rebalancing = bool(getattr(app, "rebalancing", False))
         stopped = blocked.snapshot()
@@ -44,6 +44,8 @@ def install_pages(
             "assigned_partitions": assigned,
             "blocked_partitions": [b.as_dict() for b in stopped],
         }
+        if watchdog.refusal:
+            body["store_refused"] = watchdog.refusal
         return view.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from stream.errors import StoreLayoutMismatch
 from stream.metrics import Metrics
 from stream.retry import Backoff, Sleep, retry
 from stream.store.redis_store import RedisStore
@@ -38,15 +39,23 @@ class StoreWatchdog:
         # Set once the store has started: agents, the merge timer and the
         # health page wait for it.
         self.started = asyncio.Event()
+        # Why the store refuses to start although Redis answers (shown on /readyz).
+        self.refusal: str | None = None
 
     async def start(self) -> None:
         """Start the store, retrying until Redis answers."""
 
         def on_failure(exc: Exception, delay: float) -> None:
-            log.warning("Redis not ready (%s); retrying in %.1fs", exc, delay)
             self._metrics.store_up.set(0)
+            if isinstance(exc, StoreLayoutMismatch):
+                # Nothing is applied meanwhile: agents wait for the store.
+                self.refusal = str(exc)
+                log.error("refusing the Redis state: %s; checking again in %.1fs", exc, delay)
+                return
+            log.warning("Redis not ready (%s); retrying in %.1fs", exc, delay)
 
         await retry(self._store.start, self._backoff, on_failure, self._sleep)
+        self.refusal = None
         self._metrics.store_up.set(1)
         self.started.set()
 

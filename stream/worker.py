@@ -115,8 +115,7 @@ class Worker:
         )
 
     def _build_timers(self) -> None:
-        started = self.watchdog.started
-        install_pages(self.app, self.store, started, self.runner, self.blocked, self.metrics)
+        install_pages(self.app, self.store, self.watchdog, self.runner, self.blocked, self.metrics)
         self.app.task(self.watchdog.start)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)

@@ -17,6 +17,7 @@ with one SCAN pattern.
     <ns>:{o:<h>}:first:<ms>         HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<h>}:inc:<rule_id>      HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
+    <ns>:key-layout                 STRING layout version and secret fingerprint of the state
     <ns>:frontiers:<group>          HASH  how far each input partition of a group is complete
 
 **No raw identifier in a Redis key or set member** (user, device,
@@ -57,6 +58,7 @@ __all__ = [
     "FIRST_SEEN_SUFFIX",
     "GUARD_SUFFIX",
     "HASH_BYTES",
+    "KEY_LAYOUT",
     "MIN_SECRET_BYTES",
     "KeyHasher",
     "aggregate",
@@ -68,10 +70,13 @@ __all__ = [
     "frontiers",
     "guard",
     "incident",
+    "key_layout",
     "namespace_pattern",
 ]
 
 HASH_BYTES = 16
+# The version of the key names and their hashing: bumped when either changes.
+KEY_LAYOUT = 2
 MIN_SECRET_BYTES = 32
 # Cached hashes: merchants, campaigns and busy users recur across batches.
 _CACHE_SIZE = 1 << 16
@@ -119,6 +124,11 @@ class KeyHasher:
 
     def __repr__(self) -> str:
         return "KeyHasher(***)"
+
+    def fingerprint(self) -> str:
+        """Identifies the secret without revealing it (a keyed hash of a
+        constant), so a worker can tell state written under another secret."""
+        return self.digest("fraudstream key layout fingerprint").hex()
 
     def digest(self, text: str) -> bytes:
         """HMAC-SHA256 of `text` under the secret, truncated to HASH_BYTES."""
@@ -182,6 +192,12 @@ def first_seen(ns: str, tag: str) -> str:
 
 def incident(ns: str, tag: str, rule_id: str) -> str:
     return f"{ns}:{tag}:inc:{rule_id}"
+
+
+def key_layout(ns: str) -> str:
+    """`<KEY_LAYOUT>:<secret fingerprint>` of the state in a namespace: a
+    worker with another secret or layout refuses it (stream.errors.StoreLayoutMismatch)."""
+    return f"{ns}:key-layout"
 
 
 def epoch(ns: str) -> str:

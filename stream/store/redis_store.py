@@ -44,6 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.errors import StoreUnavailable
+from stream.errors import StoreLayoutMismatch
 from stream.store import aggregate_calls, keys
 from stream.store.base import (
     EventObservations,
@@ -227,6 +228,20 @@ class RedisStore:
     async def start(self) -> None:
         await self._load_scripts()
         self._epoch = await self._claim_epoch()
+        await self._claim_layout()
+
+    async def _claim_layout(self) -> None:
+        """Adopt the namespace's key layout, or refuse state keyed otherwise."""
+        expected = f"{keys.KEY_LAYOUT}:{self._hasher.fingerprint()}"
+        key = keys.key_layout(self._ns)
+        try:
+            await self._client.set(key, expected, nx=True)
+            value = await self._client.get(key)
+        except (*_TRANSIENT, ResponseError) as exc:
+            raise StoreUnavailable("key layout", exc) from exc
+        found = value.decode() if isinstance(value, bytes) else str(value)
+        if found != expected:
+            raise StoreLayoutMismatch(self._ns, found, expected)
 
     async def _claim_epoch(self) -> str:
         """The namespace's epoch: created if missing, otherwise adopted."""

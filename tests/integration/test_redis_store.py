@@ -16,6 +16,7 @@ from detectors.engine import AggregateRequest
 from detectors.errors import StoreUnavailable
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
+from stream.errors import StoreLayoutMismatch
 from stream.store import keys
 from stream.store.base import EventStatus, StoreConfig
 from stream.store.redis_store import RedisStore
@@ -54,10 +55,12 @@ async def test_state_follows_event_time_not_wall_clock(
     (obs,) = await store.apply([ev("c", old + 2 * BUCKET)])
     assert obs.values[SUM.agg_id].value == 3
     found = [k async for k in redis_client.scan_iter(match=f"{store.namespace}:*")]
-    # Every state key expires (only the tiny epoch sentinel is kept for good).
-    state = [k for k in found if k != keys.epoch(store.namespace).encode()]
+    # Every state key expires (only the two tiny sentinels are kept for good:
+    # the epoch and the key layout).
+    sentinels = {keys.epoch(store.namespace).encode(), keys.key_layout(store.namespace).encode()}
+    state = [k for k in found if k not in sentinels]
     ttls = [await redis_client.pttl(k) for k in state]
-    assert len(state) == len(found) - 1 and all(t > 0 for t in ttls)
+    assert len(state) == len(found) - 2 and all(t > 0 for t in ttls)
 
 
 async def test_window_rolls_forward_and_old_buckets_are_dropped(
@@ -112,7 +115,7 @@ async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> 
             "--save",
             "",
             "--maxmemory",
-            "1mb",
+            "2mb",  # room for the scripts and the sentinels a start writes
             "--maxmemory-policy",
             "noeviction",
         ],
@@ -125,7 +128,7 @@ async def test_out_of_memory_is_an_outage_not_a_bad_record(tmp_path: object) -> 
         full = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", "oom", 2.0, hasher=HASHER)
         await full.start()
         with pytest.raises(StoreUnavailable, match="OutOfMemoryError"):
-            for i in range(5000):
+            for i in range(50_000):  # the first refused write ends it
                 await full.apply([ev(f"e{i}" * 20, T0 + i, user=f"user-{i}")])
         await full.close()
     finally:
@@ -210,3 +213,25 @@ async def test_overlapping_applies_are_applied_in_the_order_made(store: RedisSto
     calls = [asyncio.create_task(store.apply([ev(f"o{i}", T0 + i)])) for i in range(40)]
     sums = [obs.values[SUM.agg_id].value for (obs,) in await asyncio.gather(*calls)]
     assert sums == list(range(1, 41))
+
+
+async def test_state_keyed_under_another_secret_is_refused(services: Services) -> None:
+    """Another secret (or key layout) would miss every key and start all
+    windows from zero while orphaning the old state: the store refuses."""
+    ns = f"layout-{uuid.uuid4().hex[:8]}"
+    other = keys.KeyHasher(b"another-secret-of-at-least-32-bytes!!")
+    stores = [
+        RedisStore.from_url(services.redis_url, ns, 2.0, hasher=hasher)
+        for hasher in (HASHER, other, HASHER)
+    ]
+    try:
+        await stores[0].start()
+        with pytest.raises(StoreLayoutMismatch) as refused:
+            await stores[1].start()
+        assert "FRAUD_KEY_HASH_SECRET" in str(refused.value)
+        assert refused.value.found == f"{keys.KEY_LAYOUT}:{HASHER.fingerprint()}"
+        await stores[2].start()  # the secret it was written with
+    finally:
+        await stores[0].drop_namespace()
+        for store in stores:
+            await store.close()
