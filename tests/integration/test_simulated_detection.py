@@ -20,7 +20,7 @@ from tests.integration.services import Services
 RUNS = [
     pytest.param(SimulationConfig(seed=1, scale=1.0), id="default-seed1-scale1"),
     pytest.param(SimulationConfig(seed=7, scale=0.5), id="seed7-scale0.5"),
-    pytest.param(SimulationConfig(seed=42, scale=2.0), id="seed42-scale2"),
+    pytest.param(SimulationConfig(seed=42, scale=2.0), id="seed42-scale2", marks=pytest.mark.soak),
 ]
 
 
