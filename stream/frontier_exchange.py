@@ -58,10 +58,18 @@ class FrontierExchange:
     """Writes this worker's frontiers and reads the others' into the merger."""
 
     def __init__(
-        self, client: Any, namespace: str, group: str, merger: EventTimeMerger, fresh_s: float
+        self,
+        client: Any,
+        namespace: str,
+        group: str,
+        inputs: Iterable[str],
+        merger: EventTimeMerger,
+        fresh_s: float,
     ) -> None:
         self._client = client
         self._key = keys.frontiers(namespace, group)
+        # Entries of other topics (renamed inputs, another deployment's) bound nothing.
+        self._inputs = frozenset(inputs)
         self._merger = merger
         self._fresh_ms = int(fresh_s * 1000)
 
@@ -82,5 +90,7 @@ class FrontierExchange:
         self._merger.remote = {
             part: frontier
             for part, (frontier, written_ms) in decode_entries(shared).items()
-            if part not in owned and now_ms - written_ms < self._fresh_ms
+            if part not in owned
+            and part[0] in self._inputs
+            and now_ms - written_ms < self._fresh_ms
         }

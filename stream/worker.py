@@ -94,6 +94,7 @@ class Worker:
             self.store.client,
             self.store.namespace,
             settings.app_id,
+            settings.topics.inputs().values(),
             self.merger,
             settings.align_stall_s,
         )

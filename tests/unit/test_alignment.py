@@ -8,7 +8,7 @@ from detectors.events import Topic
 from detectors.timestamps import format_rfc3339_ms
 from stream.alignment import UNBOUNDED, UNKNOWN, EventTimeMerger, Frontier, Held, merge_time
 from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord, decode
-from stream.frontier_exchange import decode_entries, encode_entries
+from stream.frontier_exchange import FrontierExchange, decode_entries, encode_entries
 
 MIN = 60_000
 STALL_S = 60.0
@@ -309,3 +309,44 @@ def test_frontier_entries_round_trip_and_bad_ones_are_skipped() -> None:
         ("orders", 0): (Frontier(5), 1234),
         ("payouts", 2): (Frontier(-7, stalled=True), 1234),
     }
+
+
+class FakeHash:
+    """The one Redis hash the exchange uses (HSET + HGETALL in a pipeline)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[bytes, bytes] = {}
+
+    def pipeline(self, transaction: bool) -> FakeHash:
+        self.ops: list[tuple[str, dict[str, str]]] = []
+        return self
+
+    def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self.ops.append(("hset", mapping))
+
+    def hgetall(self, key: str) -> None:
+        self.ops.append(("hgetall", {}))
+
+    async def execute(self) -> list[object]:
+        out: list[object] = []
+        for op, mapping in self.ops:
+            if op == "hset":
+                self.fields.update({k.encode(): v.encode() for k, v in mapping.items()})
+                out.append(len(mapping))
+            else:
+                out.append(dict(self.fields))
+        return out
+
+
+async def test_the_exchange_bounds_by_fresh_entries_of_other_owners_and_own_inputs() -> None:
+    shared = FakeHash()
+    a, b = merger({}), merger({})
+    ex_a = FrontierExchange(shared, "ns", "g", ["orders", "payouts"], a, fresh_s=60)
+    ex_b = FrontierExchange(shared, "ns", "g", ["orders", "payouts"], b, fresh_s=60)
+    b.add([held("orders", 1, 0, 30)])
+    shared.fields[b"orders-old-deploy:0"] = b"5:100000:0"  # another topic: bounds nothing
+    await ex_b.share([("orders", 1)], now_ms=100_000)
+    await ex_a.share([("orders", 0)], now_ms=100_000)
+    assert a.remote == {("orders", 1): Frontier(30 * MIN)}
+    await ex_a.share([("orders", 0)], now_ms=100_000 + 60_000)  # b stopped writing
+    assert a.remote == {}
