@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from detectors.errors import ConfigError
-from stream.settings import ENV_NAMES, Settings, env_name, from_env, mask_url
+from stream.settings import ENV_NAMES, OS_USER_VARIABLES, Settings, env_name, from_env, mask_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,14 @@ class Asked(dict[str, str]):
 def test_from_env_reads_exactly_the_variables_of_the_settings_fields() -> None:
     env = Asked()
     from_env(env)
-    assert env.names == ENV_NAMES
+    assert env.names == ENV_NAMES | set(OS_USER_VARIABLES)
+
+
+def test_the_actor_defaults_to_the_os_user() -> None:
+    assert from_env({"LOGNAME": "bob"}).actor == "bob"
+    assert from_env({"USER": "amy", "LOGNAME": "bob"}).actor == "amy"
+    assert from_env({"USER": "amy", "FRAUD_ACTOR": "ops-bot"}).actor == "ops-bot"
+    assert from_env({}).actor == Settings().actor
 
 
 def test_every_settings_field_has_its_variable() -> None:
