@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from detectors.errors import ConfigError, FraudstreamError, InputFileError
+from stream.control_cli import add_arguments as add_control_arguments
 from stream.errors import ServiceError
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings, from_env
@@ -118,6 +119,12 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
+    from stream import control_cli
+
+    return control_cli.run(settings, args)
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return simulation_command.run(settings, args)
 
@@ -163,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("labels", help="labels file from `simulate --labels`")
     score.add_argument("decisions", help="decision lines, e.g. from `backtest --out`")
     score.add_argument("--json", help="also write the scores as JSON to this file")
+    control = sub.add_parser("control", help="steer running workers (kill switch, modes, lists)")
+    add_control_arguments(control)
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -179,6 +188,7 @@ COMMANDS: dict[str, Command] = {
     "contract": cmd_contract,
     "simulate": cmd_simulate,
     "score": cmd_score,
+    "control": cmd_control,
 }
 
 
