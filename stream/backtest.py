@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.events import Topic
 from detectors.money import format_minor
 from detectors.rulebook import Rulebook
@@ -99,9 +100,12 @@ async def run_backtest(
     out: Path,
     progress: IO[str] | None,
     keep_namespace: bool = False,
+    control: ControlSnapshot = EMPTY,
 ) -> BacktestSummary:
     """`keep_namespace`: leave the scratch state in Redis for inspection
-    (tests that examine what the store wrote); its name is in the summary."""
+    (tests that examine what the store wrote); its name is in the summary.
+    `control`: a saved control snapshot (`control show --json`) steering
+    every decision as it steers the live worker."""
     namespace = f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}"
     if settings.key_hash_secret is None:
         # The scratch state is the run's own: a secret for this run only.
@@ -109,6 +113,7 @@ async def run_backtest(
     store = open_store(settings, namespace=namespace)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
+    pipeline.control = control
     summary = BacktestSummary(
         rules={r.rule_id: RuleSummary() for r in rulebook.rules}, namespace=namespace
     )

@@ -83,12 +83,15 @@ def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.control_snapshot import EMPTY
     from stream.backtest import run_backtest
+    from stream.control_cli import describe_snapshot, load_control
     from stream.rules_loading import load_rulebook
 
     if args.rules:
         settings = settings.replace(rules_file=Path(args.rules))
     rulebook = load_rulebook(settings)
+    control = load_control(Path(args.control)) if args.control else EMPTY
     tune_for_streaming()
     summary = asyncio.run(
         run_backtest(
@@ -97,8 +100,11 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
             Path(args.events),
             Path(args.out),
             None if args.quiet else sys.stderr,
+            control=control,
         )
     )
+    if args.control:
+        print(f"control snapshot {args.control}: {describe_snapshot(control)}")
     print(summary.table())
     return 0
 
@@ -161,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", required=True)
     backtest.add_argument("--rules", help="rule file (default: FRAUD_RULES_FILE or built-in)")
     backtest.add_argument("--quiet", action="store_true", help="no progress lines")
+    backtest.add_argument(
+        "--control", help="a saved control snapshot (`control show --json > FILE`)"
+    )
     replay = sub.add_parser("replay", help="rebuild Redis state from Kafka after it was lost")
     replay.add_argument("--since", required=True, help="RFC 3339 time, or a duration like 36h")
     replay.add_argument("--quiet", action="store_true")

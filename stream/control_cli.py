@@ -17,6 +17,8 @@ import asyncio
 import sys
 import time
 import uuid
+from collections import Counter
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import orjson
@@ -36,7 +38,7 @@ from detectors.control import (
 )
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
-from detectors.errors import ConfigError
+from detectors.errors import ConfigError, InputFileError
 from detectors.timestamps import parse_rfc3339_ms
 from stream.settings import Settings
 
@@ -147,9 +149,25 @@ def describe(record: ControlRecord) -> str:
     )
 
 
+def load_control(path: Path) -> ControlSnapshot:
+    """A snapshot saved by `control show --json`, every record checked."""
+    try:
+        return ControlSnapshot.from_wire(orjson.loads(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(str(path), None, f"not a saved control snapshot: {exc}") from None
+
+
+def describe_snapshot(snapshot: ControlSnapshot) -> str:
+    kinds = Counter(r.kind.value for r in snapshot.records.values())
+    parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
+    switch = "ON" if snapshot.kill_switch else "off"
+    return f"{snapshot.applied} records folded; kill switch {switch}; " + (
+        ", ".join(parts) or "no live records"
+    )
+
+
 def print_snapshot(snapshot: ControlSnapshot, now_ms: int, out: IO[str]) -> None:
-    state = "ON (no freezes)" if snapshot.kill_switch else "off"
-    print(f"kill switch: {state}   ({snapshot.applied} records folded)", file=out)
+    print(describe_snapshot(snapshot), file=out)
     for key, record in sorted(snapshot.records.items()):
         expired = isinstance(record, ListEntry | Snooze) and not record.active(now_ms)
         print(f"  {key}: {describe(record)}{'  (expired)' if expired else ''}", file=out)

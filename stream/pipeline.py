@@ -17,15 +17,19 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
 from detectors import engine
+from detectors.control_effects import Silence, freeze_suppression, steer
+from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.decisions import (
     DEGRADED_TRACK,
     INCIDENT_EPOCH_MS,
     AlertCandidate,
     Freeze,
+    Suppression,
     combine_freezes,
     degrade,
     freeze_for,
@@ -34,7 +38,7 @@ from detectors.decisions import (
 )
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
-from detectors.rules import ActionKind, Rule
+from detectors.rules import ActionKind, Mode, Rule
 from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord
 from stream.settings import Settings
 from stream.store.base import (
@@ -48,6 +52,7 @@ from stream.store.base import (
 )
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,8 @@ class BatchResult:
     late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
     late_by_topic: dict[str, int] = field(default_factory=dict)
     degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
+    silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
+    suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
 
 
 @dataclass(slots=True)
@@ -94,6 +101,7 @@ class _Pending:
     rule: Rule
     candidate: AlertCandidate
     degraded: bool = False
+    suppressed: Suppression | None = None  # the control plane holds its freeze
 
 
 class Pipeline:
@@ -102,6 +110,9 @@ class Pipeline:
         self._settings = settings
         self._store = store
         self.rulebook = rulebook
+        # Replaced as a whole by whoever follows the control topic; each
+        # batch reads it once, so a batch is judged under one snapshot.
+        self.control: ControlSnapshot = EMPTY
         self._plan = engine.Plan(rulebook)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
         # The topics whose events feed what each rule reads.
@@ -159,6 +170,7 @@ class Pipeline:
     ) -> BatchResult:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
+        control = self.control
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
@@ -173,8 +185,9 @@ class Pipeline:
                 result.late_values += late
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
-            pending += self._judge(topic, d, observed, now_ms, result, prepared.incomplete.get(j))
-        await self._settle(pending, result)
+            stalled = prepared.incomplete.get(j)
+            pending += self._judge(topic, d, observed, now_ms, result, stalled, control)
+        await self._settle(pending, result, control)
         return result
 
     def _admit(
@@ -209,9 +222,11 @@ class Pipeline:
         now_ms: int,
         result: BatchResult,
         stalled: frozenset[Topic] | None,
+        control: ControlSnapshot,
     ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
-        A rule reading a `stalled` topic decides in degraded form (no freeze)."""
+        A rule reading a `stalled` topic decides in degraded form (no freeze).
+        The control snapshot then steers the decision (detectors.control_effects)."""
         out = []
         for rule in self._plan.judges[topic]:
             try:
@@ -225,10 +240,17 @@ class Pipeline:
             missing = stalled & self._reads[rule.rule_id] if stalled else None
             if missing:
                 candidate = degrade(candidate, (t.value for t in missing))
-            out.append(_Pending(d, rule, candidate, bool(missing)))
+            at_ms = d.event.occurred_at_ms
+            steered = steer(control, candidate, at_ms, not missing and _freezes(rule))
+            if steered.candidate is None:
+                _count(result.silenced, steered.silence)
+                continue
+            out.append(_Pending(d, rule, steered.candidate, bool(missing), steered.suppressed))
         return out
 
-    async def _settle(self, pending: list[_Pending], result: BatchResult) -> None:
+    async def _settle(
+        self, pending: list[_Pending], result: BatchResult, control: ControlSnapshot
+    ) -> None:
         """Settle incidents. A degraded decision claims an incident of its own
         track (`<rule>~degraded`): it alerts once per incident, for a human,
         never freezes, and leaves the rule's own incident to the first
@@ -251,8 +273,14 @@ class Pipeline:
             if p.degraded:
                 result.degraded.append(p.rule)
                 continue  # may alert on incomplete facts, never freeze on them
+            if p.suppressed is not None:
+                _count(result.suppressed, p.suppressed)
+                continue
             freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
-            if freeze is not None:
+            held = freeze and freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
+            if held:
+                _count(result.suppressed, held)
+            elif freeze is not None:
                 freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
         for freezes in freezes_by_event.values():
             for f in combine_freezes(freezes):
@@ -293,6 +321,21 @@ class Pipeline:
             ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
+
+
+def _freezes(rule: Rule) -> bool:
+    """The rule as written would freeze when it fires."""
+    action = rule.action
+    return (
+        action.kind is not ActionKind.ALERT
+        and rule.mode is Mode.ENFORCE
+        and action.duration_ms is not None
+    )
+
+
+def _count(counts: dict[K, int], key: K | None) -> None:
+    if key is not None:
+        counts[key] = counts.get(key, 0) + 1
 
 
 def _late_updates(

@@ -5,17 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from detectors.control_snapshot import ControlSnapshot
-from stream import control_cli
+from detectors.timestamps import format_rfc3339_ms
+from stream import control_cli, kafka_io
 from stream.cli import build_parser
 from stream.kafka_io import read_from
 from stream.settings import Settings
-from tests.integration.services import Services, create_topics
+from tests.integration.services import (
+    Services,
+    WorkerProcess,
+    create_topics,
+    order_json,
+    wait_caught_up,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.integration
 
 
 def control(settings: Settings, *argv: str) -> str:
@@ -61,7 +77,7 @@ def test_cli_publishes_state_and_audit_and_show_folds_it(services: Services) -> 
     assert snapshot.records["rule-mode:r1"].meta.actor == "bob"
     assert snapshot.records["kill-switch"].meta.control_id == "op-42"
     assert snapshot.records["snooze:user:r1:u-1"].meta.actor == "ops-alice"
-    assert "kill switch: off" in control(settings, "show")
+    assert "kill switch off" in control(settings, "show")
 
     history = control(settings, "log").splitlines()
     assert len(history) == 6, history
@@ -70,3 +86,160 @@ def test_cli_publishes_state_and_audit_and_show_folds_it(services: Services) -> 
     state = asyncio.run(read_from(settings.kafka_bootstrap, settings.topics.control))
     assert [m.value for m in audit] == [m.value for m in state]
     print(f"control CLI: {len(audit)} records published to state and audit topics")
+
+
+CONTROL_TEST_RULES = """\
+ruleset: control-test
+ruleset_version: "1"
+rules:
+  - id: burst
+    version: 1
+    triggers: [orders]
+    entity: user
+    metric: {kind: count, topics: [orders], window: 10m}
+    compare: ">="
+    threshold: 2
+    severity: high
+    action: {type: benefit_freeze, scope: vouchers, duration: 1d}
+"""
+RULE = "burst"
+EFFECT_BUDGET_S = 5.0
+
+
+def metric(worker: WorkerProcess, series: str) -> float | None:
+    url = f"http://127.0.0.1:{worker.settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return None
+
+
+def steer_and_time(worker: WorkerProcess, series: str, value: float, *argv: str) -> float:
+    """Seconds from issuing `control *argv` (the command's own publishing
+    included) until the worker's `series` reads `value`: the snapshot it
+    steers by is swapped in the same step that sets the gauge, so the next
+    batch is judged under it."""
+    started = time.monotonic()
+    control(worker.settings, *argv)
+    while time.monotonic() - started < EFFECT_BUDGET_S:
+        if metric(worker, series) == value:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{series} not {value} within {EFFECT_BUDGET_S}s")
+
+
+def iso(ms: int) -> str:
+    return format_rfc3339_ms(ms)
+
+
+class Probe:
+    """Orders that make `burst` fire for a fresh user, and what came of them."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.sent = 0
+
+    def fire(self, user: str, at_ms: int, count: int = 2) -> None:
+        s = self.worker.settings
+        values = [
+            (b"m-1", order_json(f"{user}-{self.sent + i}", user, iso(at_ms + i * 1000)))
+            for i in range(count)
+        ]
+        self.sent += count
+        asyncio.run(kafka_io.produce(s.kafka_bootstrap, s.topics.orders, values))
+        asyncio.run(wait_caught_up(self.worker, [s.topics.orders], timeout_s=30))
+
+    def outputs(self, user: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        s = self.worker.settings
+        alerts = asyncio.run(read_from(s.kafka_bootstrap, s.topics.alerts))
+        freezes = asyncio.run(read_from(s.kafka_bootstrap, s.topics.benefit_freezes))
+        return (
+            [a for a in map(orjson.loads, (m.value for m in alerts)) if a["entity_id"] == user],
+            [f for f in map(orjson.loads, (m.value for m in freezes)) if f["subject_id"] == user],
+        )
+
+
+@pytest.fixture(scope="module")
+def steered_worker(
+    services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    rules = Path(tmp_path_factory.mktemp("control-rules")) / "rules.yaml"
+    rules.write_text(CONTROL_TEST_RULES)
+    settings = services.settings(rules_file=rules, actor="it-ops")
+    asyncio.run(create_topics(settings))
+    proc = WorkerProcess(settings, Path(tmp_path_factory.mktemp("control")) / "worker.log")
+    proc.start()
+    try:
+        body = wait_ready(proc)
+        assert body["control"] is True
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProcess) -> None:
+    worker, probe = steered_worker, Probe(steered_worker)
+    s = worker.settings
+    now = int(time.time() * 1000)
+    control(s, "list", "add", "allow", "user", "vip", "--reason", "known good")
+    control(s, "snooze", "user", "sleepy", "--rule", RULE, "--until", iso(now + 120_000),
+            "--reason", "false positive")  # fmt: skip
+    asyncio.run(
+        kafka_io.produce(s.kafka_bootstrap, s.topics.control, [(b"kill-switch", b"{not json")])
+    )
+    counts: dict[str, Any] = {}
+
+    probe.fire("base", now)
+    alerts, freezes = probe.outputs("base")
+    assert len(alerts) == 1 and len(freezes) == 1 and "suppressed_by" not in alerts[0]
+
+    counts["kill switch on: in effect after s"] = steer_and_time(
+        worker, "fraud_control_kill_switch", 1, "kill-switch", "on", "--reason", "misfire"
+    )
+    probe.fire("killed", now)
+    alerts, freezes = probe.outputs("killed")
+    assert len(alerts) == 1 and freezes == [], (alerts, freezes)
+    assert alerts[0]["suppressed_by"] == "kill_switch" and alerts[0]["mode"] == "enforce"
+    counts["kill switch on: alerts, freezes"] = (len(alerts), len(freezes))
+
+    counts["kill switch off: in effect after s"] = steer_and_time(
+        worker, "fraud_control_kill_switch", 0, "kill-switch", "off", "--reason", "fixed"
+    )
+    probe.fire("restored", now)
+    alerts, freezes = probe.outputs("restored")
+    assert len(alerts) == 1 and len(freezes) == 1 and "suppressed_by" not in alerts[0]
+
+    counts["shadow: in effect after s"] = steer_and_time(
+        worker,
+        'fraud_control_records{kind="rule-mode"}',
+        1,
+        "mode",
+        RULE,
+        "shadow",
+        "--reason",
+        "x",
+    )
+    probe.fire("shadowed", now)
+    alerts, freezes = probe.outputs("shadowed")
+    assert [a["mode"] for a in alerts] == ["shadow"] and freezes == [], (alerts, freezes)
+    counts["shadow: alerts, freezes"] = (len(alerts), len(freezes))
+    control(s, "mode", RULE, "enforce", "--reason", "tuned")
+
+    probe.fire("vip", now, count=4)
+    assert probe.outputs("vip") == ([], [])
+    probe.fire("sleepy", now - 60_000)  # event time before the snooze's expiry
+    assert probe.outputs("sleepy") == ([], [])
+    probe.fire("sleepy", now + 130_000)  # after it: alerts and freezes again
+    alerts, freezes = probe.outputs("sleepy")
+    assert len(alerts) == 1 and len(freezes) == 1
+    counts["snoozed: alerts, freezes after expiry"] = (len(alerts), len(freezes))
+
+    assert metric(worker, 'fraud_control_records_rejected_total{kind="unknown"}') == 1
+    assert metric(worker, 'fraud_enforcement_suppressed_total{reason="kill_switch"}') == 1
+    assert metric(worker, 'fraud_enforcement_suppressed_total{reason="rule_shadow"}') == 1
+    assert metric(worker, 'fraud_control_silenced_total{reason="allow_list"}') == 3
+    assert metric(worker, 'fraud_control_silenced_total{reason="snooze"}') == 1
+    for name, value in counts.items():
+        print(f"control: {name}: {value if isinstance(value, tuple) else f'{value:.2f}'}")
+    assert max(v for v in counts.values() if isinstance(v, float)) < EFFECT_BUDGET_S
