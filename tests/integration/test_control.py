@@ -16,10 +16,11 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from detectors.control_snapshot import ControlSnapshot
+from detectors.control import KillSwitch, ListEntityType, ListEntry, ListName, Provenance, Switch
+from detectors.control_snapshot import ControlSnapshot, fold
 from detectors.timestamps import format_rfc3339_ms
 from stream import control_cli, kafka_io
-from stream.cli import build_parser
+from stream.cli import build_parser, cmd_backtest
 from stream.kafka_io import read_from
 from stream.settings import Settings
 from tests.integration.services import (
@@ -243,3 +244,47 @@ def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProces
     for name, value in counts.items():
         print(f"control: {name}: {value if isinstance(value, tuple) else f'{value:.2f}'}")
     assert max(v for v in counts.values() if isinstance(v, float)) < EFFECT_BUDGET_S
+
+
+def test_backtest_decides_under_a_saved_snapshot(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(CONTROL_TEST_RULES)
+    settings = services.settings(rules_file=rules)
+    meta = Provenance("c1", "alice", "drill", int(time.time() * 1000))
+    snapshot = fold(
+        [
+            ("kill-switch", KillSwitch(Switch.ON, meta)),
+            ("list:allow:user:vip", ListEntry(ListName.ALLOW, ListEntityType.USER, "vip", None,
+                                              False, meta)),
+        ]
+    )  # fmt: skip
+    saved = tmp_path / "control.json"
+    saved.write_bytes(orjson.dumps(snapshot.to_wire()))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {"topic": "orders", "value": orjson.loads(order_json(f"{u}{i}", u, iso(i)))}
+            )
+            + b"\n"
+            for u in ("a", "vip")
+            for i in range(2)
+        )
+    )
+
+    def backtest(*extra: str) -> list[dict[str, Any]]:
+        out = tmp_path / "out.jsonl"
+        argv = ["backtest", str(events), "--out", str(out), "--quiet", *extra]
+        assert cmd_backtest(settings, build_parser().parse_args(argv)) == 0
+        return [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+    topics = settings.topics
+    plain = backtest()
+    assert sorted(o["topic"] for o in plain) == [topics.benefit_freezes] * 2 + [topics.alerts] * 2
+    steered = backtest("--control", str(saved))
+    assert [o["topic"] for o in steered] == [topics.alerts]
+    assert steered[0]["value"]["entity_id"] == "a"
+    assert steered[0]["value"]["suppressed_by"] == "kill_switch"
+    assert "2 records folded; kill switch ON" in capsys.readouterr().out
