@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,10 @@ class ControlFollower:
         topic: str,
         on_rejected: Callable[[Rejected], None] | None = None,
         on_snapshot: Callable[[ControlSnapshot], None] | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`client_options`: extra aiokafka client arguments (credentials)."""
+        self._options = dict(client_options or {})
         self._bootstrap = bootstrap
         self._topic = topic
         self._on_rejected = on_rejected
@@ -105,9 +108,13 @@ class ControlFollower:
                 await asyncio.sleep(RETRY_S)
 
     async def _follow(self) -> None:
-        tps = await partitions(self._bootstrap, [self._topic])
+        # LookupError for a missing topic: run `fraudstream topics`.
+        tps = await partitions(self._bootstrap, [self._topic], self._options)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **self._options,
         )
         await consumer.start()
         try:

@@ -34,7 +34,7 @@ from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming, SourceRecord
 from stream.control_follower import ControlFollower, Rejected
-from stream.faust_wiring import faust_app
+from stream.faust_wiring import aiokafka_security, faust_app
 from stream.frontier_exchange import FrontierExchange
 from stream.health import install_pages
 from stream.lag import LAG_INTERVAL_S, LagMonitor
@@ -73,6 +73,7 @@ class Worker:
             settings.topics.control,
             on_rejected=self._control_rejected,
             on_snapshot=self._control_changed,
+            client_options=aiokafka_security(settings.kafka_security),
         )
         self._outputs = {
             name: self.app.topic(

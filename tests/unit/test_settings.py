@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,33 @@ def test_kafka_sasl_ssl_settings_build_credentials_without_leaking_the_password(
     assert creds.ssl_context is not None
     for text in (repr(s), str(s.redacted()), repr(s.kafka_security), repr(creds)):
         assert "kafka-s3cret" not in text
+
+
+def test_aiokafka_clients_get_the_same_credentials() -> None:
+    """The control follower is an aiokafka client outside faust."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.faust_wiring import aiokafka_security
+
+    env = {
+        "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FRAUD_KAFKA_SASL_MECHANISM": "scram-sha-256",
+        "FRAUD_KAFKA_SASL_USERNAME": "fraud",
+        "FRAUD_KAFKA_SASL_PASSWORD": "kafka-s3cret",
+    }
+    options = aiokafka_security(from_env(env).kafka_security)
+    assert options["security_protocol"] == "SASL_SSL" and options["ssl_context"] is not None
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "fraud",
+        "kafka-s3cret",
+    )
+
+    async def build() -> None:  # aiokafka accepts them (it checks them when built)
+        AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **options)
+
+    asyncio.run(build())
+    assert aiokafka_security(from_env({}).kafka_security) == {"security_protocol": "PLAINTEXT"}
 
 
 def test_kafka_security_is_validated() -> None:
