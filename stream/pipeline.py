@@ -245,7 +245,10 @@ class Pipeline:
             if steered.candidate is None:
                 _count(result.silenced, steered.silence)
                 continue
-            out.append(_Pending(d, rule, steered.candidate, bool(missing), steered.suppressed))
+            judged_by = rule
+            if steered.candidate.alert.mode is not rule.mode:  # forced by a rule-mode record
+                judged_by = dataclasses.replace(rule, mode=steered.candidate.alert.mode)
+            out.append(_Pending(d, judged_by, steered.candidate, bool(missing), steered.suppressed))
         return out
 
     async def _settle(

@@ -107,13 +107,15 @@ RULE = "burst"
 EFFECT_BUDGET_S = 5.0
 
 
-def metric(worker: WorkerProcess, series: str) -> float | None:
+def scrape(worker: WorkerProcess, prefix: str) -> list[str]:
     url = f"http://127.0.0.1:{worker.settings.web_port}/metrics"
     with urllib.request.urlopen(url, timeout=2) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-    return None
+        return [line for line in resp.read().decode().splitlines() if line.startswith(prefix)]
+
+
+def metric(worker: WorkerProcess, series: str) -> float | None:
+    found = scrape(worker, series + " ")  # labels in name order
+    return float(found[0].split()[-1]) if found else None
 
 
 def steer_and_time(worker: WorkerProcess, series: str, value: float, *argv: str) -> float:
@@ -241,6 +243,8 @@ def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProces
     assert metric(worker, 'fraud_enforcement_suppressed_total{reason="rule_shadow"}') == 1
     assert metric(worker, 'fraud_control_silenced_total{reason="allow_list"}') == 3
     assert metric(worker, 'fraud_control_silenced_total{reason="snooze"}') == 1
+    shadow_alerts = 'fraud_alerts_total{mode="shadow",rule="burst",severity="high"}'
+    assert metric(worker, shadow_alerts) == 1, scrape(worker, "fraud_alerts_total")
     for name, value in counts.items():
         print(f"control: {name}: {value if isinstance(value, tuple) else f'{value:.2f}'}")
     assert max(v for v in counts.values() if isinstance(v, float)) < EFFECT_BUDGET_S
