@@ -1,6 +1,7 @@
 """What the control snapshot does to a decision, as a pure function of
 (snapshot, candidate decision, event time), so the live worker and the
-backtest steer identically.
+backtest steer identically. Block-listed entities also get an alert of
+their own on every event (`block_list_alerts`), never a freeze.
 
 Order of precedence, most silencing first: a rule set `off` does not alert;
 an allow-listed or snoozed entity gets no alert; a rule forced to `shadow`
@@ -17,11 +18,19 @@ from enum import StrEnum
 
 from detectors.control import ListEntityType, ListName, RuleModeSetting
 from detectors.control_snapshot import ControlSnapshot
-from detectors.decisions import AlertCandidate, Freeze, Suppression
-from detectors.rules import Mode
-from detectors.rules_entities import EntityType
+from detectors.decisions import Alert, AlertCandidate, Freeze, Suppression, deterministic_id
+from detectors.events import Event
+from detectors.rules import Mode, Severity
+from detectors.rules_entities import EntityType, entity_value
 
-__all__ = ["Silence", "Steered", "freeze_suppression", "steer"]
+__all__ = [
+    "BLOCK_LIST_RULE",
+    "Silence",
+    "Steered",
+    "block_list_alerts",
+    "freeze_suppression",
+    "steer",
+]
 
 
 class Silence(StrEnum):
@@ -99,3 +108,52 @@ def freeze_suppression(snapshot: ControlSnapshot, freeze: Freeze, at_ms: int) ->
     if silence is Silence.SNOOZE:
         return Suppression.SNOOZE
     return None
+
+
+# The rule id of block-list alerts: no rule file can use it (rule ids are
+# letters, digits, '_' and '-'), so consumers can tell them apart.
+BLOCK_LIST_RULE = "control:block-list"
+
+
+def block_list_alerts(
+    snapshot: ControlSnapshot, event: Event, trigger_topic: str, now_ms: int
+) -> list[Alert]:
+    """One alert per block-listed entity of `event` (its entry active at the
+    event's time). Its id is a digest of the event and the entity, so a
+    redelivered event republishes the same alert."""
+    at_ms = event.occurred_at_ms
+    out = []
+    for listable in ListEntityType:
+        entity_type = EntityType(listable.value)
+        entity_id = entity_value(event, entity_type)
+        entry = entity_id and snapshot.listed(ListName.BLOCK, listable, entity_id, at_ms)
+        if not entry or entity_id is None:
+            continue
+        out.append(
+            Alert(
+                alert_id=deterministic_id(
+                    "al", BLOCK_LIST_RULE, event.event_id, listable.value, entity_id
+                ),
+                rule_id=BLOCK_LIST_RULE,
+                rule_version=1,
+                severity=Severity.HIGH,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                window_ms=0,
+                window_start_ms=at_ms,
+                observed=1,
+                threshold=1,
+                trigger_event_id=event.event_id,
+                trigger_topic=trigger_topic,
+                occurred_at_ms=at_ms,
+                detected_at_ms=now_ms,
+                mode=Mode.ENFORCE,
+                evidence={
+                    "list": ListName.BLOCK.value,
+                    "reason": entry.meta.reason,
+                    "actor": entry.meta.actor,
+                    "control_id": entry.meta.control_id,
+                },
+            )
+        )
+    return out

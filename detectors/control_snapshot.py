@@ -67,6 +67,11 @@ class ControlSnapshot:
                 return record
         return None
 
+    def has_list(self, name: ListName) -> bool:
+        """Whether any entry of list `name` is recorded (expired or not): lets
+        a caller skip per-event lookups when nobody is on the list."""
+        return any(isinstance(r, ListEntry) and r.list is name for r in self.records.values())
+
     def of_kind(self, kind: ControlKind) -> list[ControlRecord]:
         return [r for _, r in sorted(self.records.items()) if r.kind is kind]
 

@@ -34,6 +34,7 @@ __all__ = [
     "Suppression",
     "combine_freezes",
     "degrade",
+    "deterministic_id",
     "freeze_for",
     "incident_base",
     "incident_epoch",

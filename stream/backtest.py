@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from detectors.control_effects import BLOCK_LIST_RULE
 from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.events import Topic
 from detectors.money import format_minor
@@ -177,7 +178,10 @@ def _record(
         _write(sink, o, summary)
         if o.topic == alerts_topic:
             value = orjson.loads(o.value)
-            summary.rules[value["rule_id"]].entities.add(value["entity_id"])
+            per_rule = summary.rules.setdefault(value["rule_id"], RuleSummary())
+            per_rule.entities.add(value["entity_id"])
+            if value["rule_id"] == BLOCK_LIST_RULE:  # one alert per event, no incident
+                per_rule.hits += 1
     for rule in result.alerts_new:
         summary.rules[rule.rule_id].hits += 1
     for f in result.freezes:

@@ -103,6 +103,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.block_list_alerts = Counter(
+            "fraud_block_list_alerts_total",
+            "Alerts published for events of block-listed entities",
+            registry=r,
+        )
         self.control_rejected = Counter(
             "fraud_control_records_rejected_total",
             "Control records refused (the key keeps its last good state)",

@@ -22,7 +22,8 @@ from typing import TypeVar
 import orjson
 
 from detectors import engine
-from detectors.control_effects import Silence, freeze_suppression, steer
+from detectors.control import ListName
+from detectors.control_effects import Silence, block_list_alerts, freeze_suppression, steer
 from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.decisions import (
     DEGRADED_TRACK,
@@ -84,6 +85,7 @@ class BatchResult:
     late_by_topic: dict[str, int] = field(default_factory=dict)
     degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
     silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
+    block_list_alerts: int = 0
     suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
 
 
@@ -93,6 +95,7 @@ class Prepared:
     planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
     encoded: EncodedEvents
     incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
+    admitted: list[Decoded] = field(default_factory=list)  # every valid event, in order
 
 
 @dataclass(slots=True)
@@ -156,7 +159,7 @@ class Pipeline:
         stalled = {
             j: items[i].incomplete for j, (i, *_) in enumerate(indexed) if items[i].incomplete
         }
-        return Prepared(result, planned, encoded, stalled)
+        return Prepared(result, planned, encoded, stalled, [d for _, _, d in valid])
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
@@ -171,6 +174,7 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         control = self.control
+        self._block_list(prepared.admitted, control, now_ms, result)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
@@ -189,6 +193,19 @@ class Pipeline:
             pending += self._judge(topic, d, observed, now_ms, result, stalled, control)
         await self._settle(pending, result, control)
         return result
+
+    def _block_list(
+        self, admitted: list[Decoded], control: ControlSnapshot, now_ms: int, result: BatchResult
+    ) -> None:
+        """An alert on every event of a block-listed entity, whatever the rules."""
+        if not control.has_list(ListName.BLOCK):
+            return
+        topic = self._settings.topics.alerts
+        for d in admitted:
+            for alert in block_list_alerts(control, d.event, d.record.topic, now_ms):
+                result.block_list_alerts += 1
+                payload = orjson.dumps(alert.to_wire())
+                result.outputs.append(OutputRecord(topic, alert.entity_id.encode(), payload))
 
     def _admit(
         self, items: Sequence[Incoming], now_ms: int, result: BatchResult

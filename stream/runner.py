@@ -230,6 +230,7 @@ class BatchRunner:
             m.enforcement_suppressed.labels(suppression.value).inc(n)
         for silence, n in result.silenced.items():
             m.control_silenced.labels(silence.value).inc(n)
+        m.block_list_alerts.inc(result.block_list_alerts)
 
 
 def _merge(into: BatchResult, result: BatchResult) -> None:
@@ -253,3 +254,4 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
         into.suppressed[suppression] = into.suppressed.get(suppression, 0) + n
     for silence, n in result.silenced.items():
         into.silenced[silence] = into.silenced.get(silence, 0) + n
+    into.block_list_alerts += result.block_list_alerts

@@ -186,6 +186,7 @@ def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProces
     s = worker.settings
     now = int(time.time() * 1000)
     control(s, "list", "add", "allow", "user", "vip", "--reason", "known good")
+    control(s, "list", "add", "block", "user", "mule", "--reason", "fraud ring")
     control(s, "snooze", "user", "sleepy", "--rule", RULE, "--until", iso(now + 120_000),
             "--reason", "false positive")  # fmt: skip
     asyncio.run(
@@ -229,6 +230,12 @@ def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProces
     counts["shadow: alerts, freezes"] = (len(alerts), len(freezes))
     control(s, "mode", RULE, "enforce", "--reason", "tuned")
 
+    probe.fire("mule", now, count=1)  # below the rule's threshold: the list alone alerts
+    alerts, freezes = probe.outputs("mule")
+    assert [a["rule_id"] for a in alerts] == ["control:block-list"] and freezes == []
+    assert alerts[0]["evidence"]["reason"] == "fraud ring"
+    counts["block-listed: alerts, freezes for one event"] = (len(alerts), len(freezes))
+
     probe.fire("vip", now, count=4)
     assert probe.outputs("vip") == ([], [])
     probe.fire("sleepy", now - 60_000)  # event time before the snooze's expiry
@@ -243,6 +250,7 @@ def test_a_running_worker_follows_the_control_topic(steered_worker: WorkerProces
     assert metric(worker, 'fraud_enforcement_suppressed_total{reason="rule_shadow"}') == 1
     assert metric(worker, 'fraud_control_silenced_total{reason="allow_list"}') == 3
     assert metric(worker, 'fraud_control_silenced_total{reason="snooze"}') == 1
+    assert metric(worker, "fraud_block_list_alerts_total") == 1
     shadow_alerts = 'fraud_alerts_total{mode="shadow",rule="burst",severity="high"}'
     assert metric(worker, shadow_alerts) == 1, scrape(worker, "fraud_alerts_total")
     for name, value in counts.items():

@@ -16,12 +16,19 @@ from detectors.control import (
     Snooze,
     Switch,
 )
-from detectors.control_effects import Silence, freeze_suppression, steer
+from detectors.control_effects import (
+    BLOCK_LIST_RULE,
+    Silence,
+    block_list_alerts,
+    freeze_suppression,
+    steer,
+)
 from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from detectors.decisions import AlertCandidate, Freeze, Suppression
 from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType
-from tests.unit.test_engine import fired
+from tests.unit.test_contract_docs import validator
+from tests.unit.test_engine import ORDER, fired
 
 T = 1_800_000_000_000
 META = Provenance("c1", "alice", "test", T)
@@ -158,3 +165,29 @@ def test_a_freeze_subject_has_its_own_exemptions() -> None:
     assert freeze_suppression(snoozed, freeze("m1"), T + 5) is None
     killed = fold(entries(KillSwitch(Switch.ON, META)))
     assert freeze_suppression(killed, freeze("m2"), T) is Suppression.KILL_SWITCH
+
+
+def block(entity_id: str, kind: str, expires: int | None = None) -> ListEntry:
+    return ListEntry(ListName.BLOCK, ListEntityType(kind), entity_id, expires, False, META)
+
+
+def test_block_listed_entities_get_an_alert_on_every_event() -> None:
+    event = dataclasses.replace(ORDER, occurred_at_ms=T)
+    assert block_list_alerts(EMPTY, event, "orders", T) == []
+    snap = fold(
+        entries(block("d1", "device"), block("m1", "merchant", T + 1), allow("u1", kind="user"))
+    )
+    assert snap.has_list(ListName.BLOCK) and not EMPTY.has_list(ListName.BLOCK)
+    alerts = block_list_alerts(snap, event, "orders", T + 5)
+    assert [(a.entity_type, a.entity_id) for a in alerts] == [
+        (EntityType.DEVICE, "d1"),
+        (EntityType.MERCHANT, "m1"),
+    ]
+    wire = alerts[0].to_wire()
+    assert wire["rule_id"] == BLOCK_LIST_RULE and wire["evidence"]["list"] == "block"
+    assert wire["evidence"]["actor"] == "alice" and wire["trigger_event_id"] == "e1"
+    validator("risk-alerts").validate(wire)
+    again = block_list_alerts(snap, event, "orders", T + 99)
+    assert [a.alert_id for a in again] == [a.alert_id for a in alerts]  # a redelivery: same ids
+    later = dataclasses.replace(event, event_id="e2", occurred_at_ms=T + 1)
+    assert [a.entity_id for a in block_list_alerts(snap, later, "orders", T + 1)] == ["d1"]
