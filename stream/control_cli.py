@@ -45,7 +45,14 @@ from stream.settings import Settings
 if TYPE_CHECKING:
     from stream.control_follower import Rejected
 
-__all__ = ["add_arguments", "run"]
+__all__ = [
+    "add_arguments",
+    "build_record",
+    "describe_snapshot",
+    "load_control",
+    "parse_until",
+    "run",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from detectors.control import ControlRecord, ControlRecordError, parse_control
 from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from stream.kafka_io import partitions
 
-__all__ = ["ControlFollower", "Rejected", "decode"]
+__all__ = ["ControlFollower", "Rejected", "decode", "fold_messages"]
 
 log = logging.getLogger(__name__)
 FETCH_WAIT_MS = 200  # the longest a change waits in the broker before it is fetched
