@@ -33,7 +33,7 @@ from bench.mix import synthetic_mix
 from stream import kafka_io
 from stream.errors import ServiceError
 from stream.settings import Settings, TopicNames, to_env
-from stream.topics import INPUT_TOPIC_MAX_BYTES, create_topics
+from stream.topics import INPUT_TOPIC_MAX_BYTES, create_control_topics, create_topics
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -256,6 +256,7 @@ async def run_bench(
     await create_topics(
         run.kafka_bootstrap, [*topics.outputs(), f"bench-pt-{tag}"], run.dev_partitions
     )
+    await create_control_topics(run)  # the worker decides nothing before it has read it
     now_ms = int(time.time() * 1000)
     await _produce(run, _events(run, events, now_ms - 3_600_000))
     baseline = await passthrough(run, inputs, f"bench-pt-{tag}", events)

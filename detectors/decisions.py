@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from detectors.rules import (
@@ -30,8 +31,10 @@ __all__ = [
     "Alert",
     "AlertCandidate",
     "Freeze",
+    "Suppression",
     "combine_freezes",
     "degrade",
+    "deterministic_id",
     "freeze_for",
     "incident_base",
     "incident_epoch",
@@ -63,6 +66,16 @@ def incident_epoch(window_end_ms: int) -> int:
 DEGRADED_TRACK = "~degraded"
 
 
+class Suppression(StrEnum):
+    """Why a freeze a rule asked for was not published (a metric label, and
+    on the alert as `suppressed_by` when the whole enforcement was off)."""
+
+    KILL_SWITCH = "kill_switch"
+    RULE_SHADOW = "rule_shadow"
+    ALLOW_LIST = "allow_list"
+    SNOOZE = "snooze"
+
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 6)
 
@@ -89,6 +102,7 @@ class Alert:
     evidence: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.0
     currency: str | None = None  # of the money observed and threshold, for money rules
+    suppressed_by: Suppression | None = None  # a freeze it asked for was held back
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -115,6 +129,8 @@ class Alert:
         }
         if self.currency is not None:
             wire["currency"] = self.currency
+        if self.suppressed_by is not None:
+            wire["suppressed_by"] = self.suppressed_by.value
         return wire
 
 

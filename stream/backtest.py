@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import orjson
 
+from detectors.control_effects import BLOCK_LIST_RULE
+from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.events import Topic
 from detectors.money import format_minor
 from detectors.rulebook import Rulebook
@@ -101,9 +103,12 @@ async def run_backtest(
     out: Path,
     progress: IO[str] | None,
     keep_namespace: bool = False,
+    control: ControlSnapshot = EMPTY,
 ) -> BacktestSummary:
     """`keep_namespace`: leave the scratch state in Redis for inspection
-    (tests that examine what the store wrote); its name is in the summary."""
+    (tests that examine what the store wrote); its name is in the summary.
+    `control`: a saved control snapshot (`control show --json`) steering
+    every decision as it steers the live worker."""
     namespace = f"{settings.redis_namespace}-bt-{uuid.uuid4().hex[:12]}"
     if settings.key_hash_secret is None:
         # The scratch state is the run's own: a secret for this run only.
@@ -111,6 +116,7 @@ async def run_backtest(
     store = open_store(settings, namespace=namespace)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
+    pipeline.control = control
     summary = BacktestSummary(
         rules={r.rule_id: RuleSummary() for r in rulebook.rules}, namespace=namespace
     )
@@ -174,7 +180,10 @@ def _record(
         _write(sink, o, summary)
         if o.topic == alerts_topic:
             value = orjson.loads(o.value)
-            summary.rules[value["rule_id"]].entities.add(value["entity_id"])
+            per_rule = summary.rules.setdefault(value["rule_id"], RuleSummary())
+            per_rule.entities.add(value["entity_id"])
+            if value["rule_id"] == BLOCK_LIST_RULE:  # one alert per event, no incident
+                per_rule.hits += 1
     for rule in result.alerts_new:
         summary.rules[rule.rule_id].hits += 1
     for f in result.freezes:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from detectors.errors import ConfigError, FraudstreamError, InputFileError
+from stream.control_cli import add_arguments as add_control_arguments
 from stream.errors import ServiceError
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings, from_env
@@ -98,12 +99,15 @@ def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.control_snapshot import EMPTY
     from stream.backtest import run_backtest
+    from stream.control_cli import describe_snapshot, load_control
     from stream.rules_loading import load_rulebook
 
     if args.rules:
         settings = settings.replace(rules_file=Path(args.rules))
     rulebook = load_rulebook(settings)
+    control = load_control(Path(args.control)) if args.control else EMPTY
     tune_for_streaming()
     summary = asyncio.run(
         run_backtest(
@@ -112,8 +116,11 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
             Path(args.events),
             Path(args.out),
             None if args.quiet else sys.stderr,
+            control=control,
         )
     )
+    if args.control:
+        print(f"control snapshot {args.control}: {describe_snapshot(control)}")
     print(summary.table())
     return 0
 
@@ -132,6 +139,12 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         f"in {summary.seconds:.1f}s; Redis state rebuilt up to the committed offsets"
     )
     return 0
+
+
+def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
+    from stream import control_cli
+
+    return control_cli.run(settings, args)
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -170,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", required=True)
     backtest.add_argument("--rules", help="rule file (default: FRAUD_RULES_FILE or built-in)")
     backtest.add_argument("--quiet", action="store_true", help="no progress lines")
+    backtest.add_argument(
+        "--control", help="a saved control snapshot (`control show --json > FILE`)"
+    )
     replay = sub.add_parser("replay", help="rebuild Redis state from Kafka after it was lost")
     replay.add_argument("--since", required=True, help="RFC 3339 time, or a duration like 36h")
     replay.add_argument("--quiet", action="store_true")
@@ -179,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("labels", help="labels file from `simulate --labels`")
     score.add_argument("decisions", help="decision lines, e.g. from `backtest --out`")
     score.add_argument("--json", help="also write the scores as JSON to this file")
+    control = sub.add_parser("control", help="steer running workers (kill switch, modes, lists)")
+    add_control_arguments(control)
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     return parser
@@ -195,6 +213,7 @@ COMMANDS: dict[str, Command] = {
     "contract": cmd_contract,
     "simulate": cmd_simulate,
     "score": cmd_score,
+    "control": cmd_control,
 }
 
 

@@ -1,9 +1,10 @@
 """The worker's HTTP pages: /livez (the process answers), /readyz (it can do
-its job: Redis reachable, no rebalance under way, no partition stopped at an
-unreadable batch) and /metrics (Prometheus)."""
+its job: Redis reachable, the control topic read, no rebalance under way, no
+partition stopped at an unreadable batch) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -22,6 +23,7 @@ def install_pages(
     app: faust.App,
     store: RedisStore,
     watchdog: StoreWatchdog,
+    control_read: asyncio.Event,
     runner: BatchRunner,
     blocked: BlockedPartitions,
     exported: Metrics,
@@ -36,10 +38,12 @@ def install_pages(
         assigned = len(app.consumer.assignment()) if app.consumer else 0
         rebalancing = bool(getattr(app, "rebalancing", False))
         stopped = blocked.snapshot()
-        ready = store_ok and runner.store_healthy and not rebalancing and not stopped
+        control = control_read.is_set()
+        ready = store_ok and control and runner.store_healthy and not rebalancing and not stopped
         body = {
             "ready": ready,
             "redis": store_ok,
+            "control": control,
             "rebalancing": rebalancing,
             "assigned_partitions": assigned,
             "blocked_partitions": [b.as_dict() for b in stopped],

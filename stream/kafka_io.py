@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -66,8 +66,11 @@ async def produce(
         await producer.stop()
 
 
-async def partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions(
+    bootstrap: str, topics: Sequence[str], client_options: Mapping[str, Any] | None = None
+) -> list[TopicPartition]:
+    """`client_options`: extra aiokafka client arguments (credentials)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

@@ -92,6 +92,36 @@ class Metrics:
         self.freezes = Counter(
             "fraud_freezes_total", "Freeze commands published", ["kind", "action"], registry=r
         )
+        self.enforcement_suppressed = Counter(
+            "fraud_enforcement_suppressed_total",
+            "Freezes a rule asked for that the control plane held back "
+            "(kill_switch, rule_shadow, allow_list, snooze)",
+            ["reason"],
+            registry=r,
+        )
+        self.control_silenced = Counter(
+            "fraud_control_silenced_total",
+            "Alerts not published because of the control plane (rule_off, allow_list, snooze)",
+            ["reason"],
+            registry=r,
+        )
+        self.block_list_alerts = Counter(
+            "fraud_block_list_alerts_total",
+            "Alerts published for events of block-listed entities",
+            registry=r,
+        )
+        self.control_rejected = Counter(
+            "fraud_control_records_rejected_total",
+            "Control records refused (the key keeps its last good state)",
+            ["kind"],
+            registry=r,
+        )
+        self.control_kill_switch = Gauge(
+            "fraud_control_kill_switch", "1 while the control plane's kill switch is on", registry=r
+        )
+        self.control_records = Gauge(
+            "fraud_control_records", "Live control records in the snapshot", ["kind"], registry=r
+        )
         self.rules_loaded = Gauge(
             "fraud_rules_loaded", "Rules in the loaded rule set", ["ruleset", "version"], registry=r
         )

@@ -17,15 +17,20 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
 from detectors import engine
+from detectors.control import ListName
+from detectors.control_effects import Silence, block_list_alerts, freeze_suppression, steer
+from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.decisions import (
     DEGRADED_TRACK,
     INCIDENT_EPOCH_MS,
     AlertCandidate,
     Freeze,
+    Suppression,
     combine_freezes,
     degrade,
     freeze_for,
@@ -34,7 +39,7 @@ from detectors.decisions import (
 )
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
-from detectors.rules import ActionKind, Rule
+from detectors.rules import ActionKind, Mode, Rule
 from stream.codec import DeadLetter, Decoded, Incoming
 from stream.settings import Settings
 from stream.store.base import (
@@ -49,6 +54,7 @@ from stream.store.base import (
 __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,9 @@ class BatchResult:
     late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
     late_by_topic: dict[str, int] = field(default_factory=dict)
     degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
+    silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
+    block_list_alerts: int = 0
+    suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
 
 
 @dataclass(slots=True)
@@ -87,6 +96,7 @@ class Prepared:
     planned: list[tuple[Topic, Decoded, list[engine.GroupRequest]]]
     events: list[EventRequests]  # what the store is asked, aligned with `planned`
     incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
+    admitted: list[Decoded] = field(default_factory=list)  # every valid event, in order
 
 
 @dataclass(slots=True)
@@ -95,6 +105,7 @@ class _Pending:
     rule: Rule
     candidate: AlertCandidate
     degraded: bool = False
+    suppressed: Suppression | None = None  # the control plane holds its freeze
 
 
 class Pipeline:
@@ -103,6 +114,9 @@ class Pipeline:
         self._settings = settings
         self._store = store
         self.rulebook = rulebook
+        # Replaced as a whole by whoever follows the control topic; each
+        # batch reads it once, so a batch is judged under one snapshot.
+        self.control: ControlSnapshot = EMPTY
         self._plan = engine.Plan(rulebook)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
         # The topics whose events feed what each rule reads.
@@ -136,7 +150,7 @@ class Pipeline:
         stalled = {
             j: items[i].incomplete for j, (i, *_) in enumerate(indexed) if items[i].incomplete
         }
-        return Prepared(result, planned, events, stalled)
+        return Prepared(result, planned, events, stalled, [d for _, _, d in valid])
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
@@ -150,6 +164,8 @@ class Pipeline:
     ) -> BatchResult:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
+        control = self.control
+        self._block_list(prepared.admitted, control, now_ms, result)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
@@ -164,9 +180,23 @@ class Pipeline:
                 result.late_values += late
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
-            pending += self._judge(topic, d, observed, now_ms, result, prepared.incomplete.get(j))
-        await self._settle(pending, result)
+            stalled = prepared.incomplete.get(j)
+            pending += self._judge(topic, d, observed, now_ms, result, stalled, control)
+        await self._settle(pending, result, control)
         return result
+
+    def _block_list(
+        self, admitted: list[Decoded], control: ControlSnapshot, now_ms: int, result: BatchResult
+    ) -> None:
+        """An alert on every event of a block-listed entity, whatever the rules."""
+        if not control.has_list(ListName.BLOCK):
+            return
+        topic = self._settings.topics.alerts
+        for d in admitted:
+            for alert in block_list_alerts(control, d.event, d.record.topic, now_ms):
+                result.block_list_alerts += 1
+                payload = orjson.dumps(alert.to_wire())
+                result.outputs.append(OutputRecord(topic, alert.entity_id.encode(), payload))
 
     def _admit(
         self, items: Sequence[Incoming], now_ms: int, result: BatchResult
@@ -200,9 +230,11 @@ class Pipeline:
         now_ms: int,
         result: BatchResult,
         stalled: frozenset[Topic] | None,
+        control: ControlSnapshot,
     ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
-        A rule reading a `stalled` topic decides in degraded form (no freeze)."""
+        A rule reading a `stalled` topic decides in degraded form (no freeze).
+        The control snapshot then steers the decision (detectors.control_effects)."""
         out = []
         for rule in self._plan.judges[topic]:
             try:
@@ -216,10 +248,20 @@ class Pipeline:
             missing = stalled & self._reads[rule.rule_id] if stalled else None
             if missing:
                 candidate = degrade(candidate, (t.value for t in missing))
-            out.append(_Pending(d, rule, candidate, bool(missing)))
+            at_ms = d.event.occurred_at_ms
+            steered = steer(control, candidate, at_ms, not missing and _freezes(rule))
+            if steered.candidate is None:
+                _count(result.silenced, steered.silence)
+                continue
+            judged_by = rule
+            if steered.candidate.alert.mode is not rule.mode:  # forced by a rule-mode record
+                judged_by = dataclasses.replace(rule, mode=steered.candidate.alert.mode)
+            out.append(_Pending(d, judged_by, steered.candidate, bool(missing), steered.suppressed))
         return out
 
-    async def _settle(self, pending: list[_Pending], result: BatchResult) -> None:
+    async def _settle(
+        self, pending: list[_Pending], result: BatchResult, control: ControlSnapshot
+    ) -> None:
         """Settle incidents. A degraded decision claims an incident of its own
         track (`<rule>~degraded`): it alerts once per incident, for a human,
         never freezes, and leaves the rule's own incident to the first
@@ -242,8 +284,14 @@ class Pipeline:
             if p.degraded:
                 result.degraded.append(p.rule)
                 continue  # may alert on incomplete facts, never freeze on them
+            if p.suppressed is not None:
+                _count(result.suppressed, p.suppressed)
+                continue
             freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
-            if freeze is not None:
+            held = freeze and freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
+            if held:
+                _count(result.suppressed, held)
+            elif freeze is not None:
                 freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
         for freezes in freezes_by_event.values():
             for f in combine_freezes(freezes):
@@ -284,6 +332,21 @@ class Pipeline:
             ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
+
+
+def _freezes(rule: Rule) -> bool:
+    """The rule as written would freeze when it fires."""
+    action = rule.action
+    return (
+        action.kind is not ActionKind.ALERT
+        and rule.mode is Mode.ENFORCE
+        and action.duration_ms is not None
+    )
+
+
+def _count(counts: dict[K, int], key: K | None) -> None:
+    if key is not None:
+        counts[key] = counts.get(key, 0) + 1
 
 
 def _late_updates(

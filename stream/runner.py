@@ -228,6 +228,11 @@ class BatchRunner:
             m.rule_failures.labels(rule_id).inc(n)
         for rule in result.degraded:
             m.decisions_degraded.labels(rule.rule_id).inc()
+        for suppression, n in result.suppressed.items():
+            m.enforcement_suppressed.labels(suppression.value).inc(n)
+        for silence, n in result.silenced.items():
+            m.control_silenced.labels(silence.value).inc(n)
+        m.block_list_alerts.inc(result.block_list_alerts)
 
 
 def _merge(into: BatchResult, result: BatchResult) -> None:
@@ -247,3 +252,8 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
     for name, n in result.late_by_topic.items():
         into.late_by_topic[name] = into.late_by_topic.get(name, 0) + n
     into.degraded += result.degraded
+    for suppression, n in result.suppressed.items():
+        into.suppressed[suppression] = into.suppressed.get(suppression, 0) + n
+    for silence, n in result.silenced.items():
+        into.silenced[silence] = into.silenced.get(silence, 0) + n
+    into.block_list_alerts += result.block_list_alerts

@@ -21,6 +21,7 @@ from detectors.events import Topic
 __all__ = [
     "ENV_NAMES",
     "MIN_SECRET_LENGTH",
+    "OS_USER_VARIABLES",
     "PREFIX",
     "KafkaProtocol",
     "KafkaSecurity",
@@ -46,6 +47,8 @@ class TopicNames:
     benefit_freezes: str = "benefit-freezes"
     fund_freezes: str = "fund-freezes"
     dlq: str = "fraud-dlq"
+    control: str = "risk-control"  # compacted: the control plane's state (detectors.control)
+    control_audit: str = "risk-control-audit"  # every control record, never compacted
 
     def input_name(self, topic: Topic) -> str:
         return {
@@ -134,6 +137,9 @@ class Settings:
     dev_home: Path = Path(".fraudstream")
     dev_partitions: int = 4
     log_level: str = "INFO"
+    # Who publishes control records (`fraudstream control --actor` overrides);
+    # from_env defaults it to the OS user (USER, LOGNAME).
+    actor: str = "unknown"
 
     def kafka_host_port(self) -> tuple[str, int]:
         first = self.kafka_bootstrap.split(",")[0]
@@ -259,6 +265,14 @@ def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
     return security
 
 
+OS_USER_VARIABLES = ("USER", "LOGNAME")
+"""The one non-FRAUD_ read: the OS user, default actor of control records."""
+
+
+def _os_user(env: Mapping[str, str]) -> str | None:
+    return next((env[n] for n in OS_USER_VARIABLES if env.get(n)), None)
+
+
 def from_env(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping (pass `os.environ` at the entry point)."""
     d = Settings()
@@ -304,6 +318,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
+        actor=_parse(env, "ACTOR", str, _os_user(env) or d.actor),
     )
 
 

@@ -6,13 +6,13 @@ benchmarks, tests). The worker itself never declares topics (faust's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.settings import Settings
 
-__all__ = ["INPUT_TOPIC_MAX_BYTES", "create_all_topics", "create_topics"]
+__all__ = ["INPUT_TOPIC_MAX_BYTES", "create_all_topics", "create_control_topics", "create_topics"]
 
 # Above the worker's own oversize limit, so Kafka accepts an oversized event
 # and the worker dead-letters it instead of the producer failing.
@@ -20,7 +20,11 @@ INPUT_TOPIC_MAX_BYTES = 4 * 1024 * 1024
 
 
 async def create_topics(
-    bootstrap: str, names: Sequence[str], partitions: int, max_message_bytes: int | None = None
+    bootstrap: str,
+    names: Sequence[str],
+    partitions: int,
+    max_message_bytes: int | None = None,
+    extra_configs: Mapping[str, str] | None = None,
 ) -> None:
     """Create topics that do not exist yet (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
@@ -28,17 +32,27 @@ async def create_topics(
     try:
         existing = set(await admin.list_topics())
         configs = {"max.message.bytes": str(max_message_bytes)} if max_message_bytes else {}
+        configs.update(extra_configs or {})
         new = [
             NewTopic(n, partitions, 1, topic_configs=configs) for n in names if n not in existing
         ]
         if new:
-            await admin.create_topics(new)
+            response = await admin.create_topics(new)
+            # Refusals come back as error codes, not exceptions (36: already exists).
+            failed = [
+                f"{t[0]}: error {t[1]} {t[2] if len(t) > 2 else ''}".strip()
+                for t in response.topic_errors
+                if t[1] not in (0, 36)
+            ]
+            if failed:
+                raise RuntimeError(f"cannot create topics: {'; '.join(failed)}")
     finally:
         await admin.close()
 
 
 async def create_all_topics(settings: Settings) -> None:
-    """The input topics (with room for oversized events) and the output topics."""
+    """The input topics (with room for oversized events), the output topics
+    and the control topics."""
     topics = settings.topics
     await create_topics(
         settings.kafka_bootstrap,
@@ -47,3 +61,23 @@ async def create_all_topics(settings: Settings) -> None:
         INPUT_TOPIC_MAX_BYTES,
     )
     await create_topics(settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions)
+    await create_control_topics(settings)
+
+
+# One partition each: control records are few, and one partition keeps one
+# order for the fold and for the history.
+CONTROL_PARTITIONS = 1
+# The state topic keeps the last record per key forever; the audit topic
+# keeps every record (Kafka's default retention would drop history).
+CONTROL_CONFIGS = {"cleanup.policy": "compact"}
+AUDIT_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1"}
+
+
+async def create_control_topics(settings: Settings) -> None:
+    topics, bootstrap = settings.topics, settings.kafka_bootstrap
+    await create_topics(
+        bootstrap, [topics.control], CONTROL_PARTITIONS, extra_configs=CONTROL_CONFIGS
+    )
+    await create_topics(
+        bootstrap, [topics.control_audit], CONTROL_PARTITIONS, extra_configs=AUDIT_CONFIGS
+    )

@@ -27,11 +27,14 @@ from typing import Any
 
 from faust.types import TP
 
+from detectors.control import ControlKind
+from detectors.control_snapshot import ControlSnapshot
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming, SourceRecord
-from stream.faust_wiring import faust_app
+from stream.control_follower import ControlFollower, Rejected
+from stream.faust_wiring import aiokafka_security, faust_app
 from stream.frontier_exchange import FrontierExchange
 from stream.health import install_pages
 from stream.lag import LAG_INTERVAL_S, LagMonitor
@@ -65,6 +68,13 @@ class Worker:
         rulebook = load_rulebook(settings)
         self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
         self.pipeline = Pipeline(settings, self.store, rulebook)
+        self.control = ControlFollower(
+            settings.kafka_bootstrap,
+            settings.topics.control,
+            on_rejected=self._control_rejected,
+            on_snapshot=self._control_changed,
+            client_options=aiokafka_security(settings.kafka_security),
+        )
         self._outputs = {
             name: self.app.topic(
                 name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -116,14 +126,47 @@ class Worker:
         )
 
     def _build_timers(self) -> None:
-        install_pages(self.app, self.store, self.watchdog, self.runner, self.blocked, self.metrics)
+        install_pages(
+            self.app,
+            self.store,
+            self.watchdog,
+            self.control.ready,
+            self.runner,
+            self.blocked,
+            self.metrics,
+        )
         self.app.task(self.watchdog.start)
+        self.app.task(self.control.run)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
         if self.settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
             self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)
             self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _control_changed(self, snapshot: ControlSnapshot) -> None:
+        """The pipeline's next batch is judged under `snapshot` (one reference
+        swap: a batch under way keeps the one it read)."""
+        self.pipeline.control = snapshot
+        self.metrics.control_kill_switch.set(1 if snapshot.kill_switch else 0)
+        kinds = Counter(record.kind.value for record in snapshot.records.values())
+        for kind in ControlKind:
+            self.metrics.control_records.labels(kind.value).set(kinds.get(kind.value, 0))
+        log.info(
+            "control snapshot %d in effect: kill switch %s, %d records",
+            snapshot.applied,
+            "ON" if snapshot.kill_switch else "off",
+            len(snapshot.records),
+        )
+
+    def _control_rejected(self, item: Rejected) -> None:
+        self.metrics.control_rejected.labels(item.error.kind).inc()
+
+    async def _wait_started(self) -> None:
+        """No decision before the store is up and the control snapshot is read:
+        deciding without it could freeze an allow-listed merchant."""
+        await self.watchdog.started.wait()
+        await self.control.ready.wait()
 
     def _delivered(self, part: Part) -> int | None:
         return self.merger.delivered(part)
@@ -271,7 +314,7 @@ class Worker:
                 max_bytes = settings.max_event_bytes
                 items = [Incoming.read(topic, _record(ev.message), max_bytes) for ev in events]
                 try:
-                    await self.watchdog.started.wait()
+                    await self._wait_started()
                     await self.runner.handle(items)
                 except (asyncio.CancelledError, BatchAbandoned) as exc:
                     # Stopping mid-batch: take_events acks the batch in its
@@ -296,7 +339,7 @@ class Worker:
         settings = self.settings
         try:
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-                await self.watchdog.started.wait()
+                await self._wait_started()
                 now, wall_ms = time.monotonic(), int(time.time() * 1000)
                 skew_ms = settings.max_future_skew_s * 1000
                 held = []

@@ -158,7 +158,8 @@ def test_asyncapi_describes_every_topic_with_an_existing_schema() -> None:
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"] for c in doc["channels"].values()}
     defaults = TopicNames()
-    assert addresses == {*defaults.inputs().values(), *defaults.outputs()}
+    control = {defaults.control, defaults.control_audit}
+    assert addresses == {*defaults.inputs().values(), *defaults.outputs(), *control}
     for message in doc["components"]["messages"].values():
         ref = message["payload"]["$ref"]
         assert (REPO / "contract" / ref).resolve().exists(), ref
@@ -167,4 +168,4 @@ def test_asyncapi_describes_every_topic_with_an_existing_schema() -> None:
         for op in doc["operations"].values()
         if op["action"] == "receive"
     }
-    assert receives == set(defaults.inputs().values())
+    assert receives == {*defaults.inputs().values(), defaults.control}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from detectors.errors import ConfigError
-from stream.settings import ENV_NAMES, Settings, env_name, from_env, mask_url
+from stream.settings import ENV_NAMES, OS_USER_VARIABLES, Settings, env_name, from_env, mask_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +83,14 @@ class Asked(dict[str, str]):
 def test_from_env_reads_exactly_the_variables_of_the_settings_fields() -> None:
     env = Asked()
     from_env(env)
-    assert env.names == ENV_NAMES
+    assert env.names == ENV_NAMES | set(OS_USER_VARIABLES)
+
+
+def test_the_actor_defaults_to_the_os_user() -> None:
+    assert from_env({"LOGNAME": "bob"}).actor == "bob"
+    assert from_env({"USER": "amy", "LOGNAME": "bob"}).actor == "amy"
+    assert from_env({"USER": "amy", "FRAUD_ACTOR": "ops-bot"}).actor == "ops-bot"
+    assert from_env({}).actor == Settings().actor
 
 
 def test_every_settings_field_has_its_variable() -> None:
@@ -119,6 +127,33 @@ def test_kafka_sasl_ssl_settings_build_credentials_without_leaking_the_password(
     assert creds.ssl_context is not None
     for text in (repr(s), str(s.redacted()), repr(s.kafka_security), repr(creds)):
         assert "kafka-s3cret" not in text
+
+
+def test_aiokafka_clients_get_the_same_credentials() -> None:
+    """The control follower is an aiokafka client outside faust."""
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.faust_wiring import aiokafka_security
+
+    env = {
+        "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FRAUD_KAFKA_SASL_MECHANISM": "scram-sha-256",
+        "FRAUD_KAFKA_SASL_USERNAME": "fraud",
+        "FRAUD_KAFKA_SASL_PASSWORD": "kafka-s3cret",
+    }
+    options = aiokafka_security(from_env(env).kafka_security)
+    assert options["security_protocol"] == "SASL_SSL" and options["ssl_context"] is not None
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "fraud",
+        "kafka-s3cret",
+    )
+
+    async def build() -> None:  # aiokafka accepts them (it checks them when built)
+        AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **options)
+
+    asyncio.run(build())
+    assert aiokafka_security(from_env({}).kafka_security) == {"security_protocol": "PLAINTEXT"}
 
 
 def test_kafka_security_is_validated() -> None:
