@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch arrives
 # How often frontiers are exchanged with the group's other workers while this
 # one holds records: each round lets a backlog advance by about the slack.
-FRONTIER_INTERVAL_S = 0.02
+FRONTIER_INTERVAL_S = 0.005
 
 
 class Worker:
