@@ -207,8 +207,15 @@ async def rebalance_keeps_it_stopped(
         assert len(stopped) == 1 and fetched_again, stopped
         owner, entry = stopped[0]
         assert (entry["partition"], entry["offset"]) == (bad.partition, offset)
-        statuses = [readyz(w.settings)[0] for w in workers]
-        assert statuses == [503 if i == owner else 200 for i in (0, 1)]
+        # The joining worker is ready once it has also read the control topic.
+        for _ in range(150):
+            statuses = [readyz(w.settings)[0] for w in workers]
+            if statuses[1 - owner] == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert statuses == [503 if i == owner else 200 for i in (0, 1)], readyz(
+            workers[1 - owner].settings
+        )
         gauges = [metric(w.settings, "fraud_partitions_blocked", bad.topic) or 0 for w in workers]
         assert gauges == [1 if i == owner else 0 for i in (0, 1)]
         assert await committed(first.settings, bad) == offset

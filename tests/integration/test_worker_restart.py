@@ -70,6 +70,10 @@ def consumed(worker: WorkerProcess) -> float:
     )
 
 
+# A soak variant: the default suite kills workers at three random points in
+# test_arrival_order (decisions equal to the backtest) and while records are
+# held in test_simulated_live.
+@pytest.mark.soak
 async def test_kill_minus_nine_three_times_loses_nothing(
     services: Services, tmp_path: Path
 ) -> None:
