@@ -233,25 +233,22 @@ class RedisStore:
     async def _claim_layout(self) -> None:
         """Adopt the namespace's key layout, or refuse state keyed otherwise."""
         expected = f"{keys.KEY_LAYOUT}:{self._hasher.fingerprint()}"
-        key = keys.key_layout(self._ns)
-        try:
-            await self._client.set(key, expected, nx=True)
-            value = await self._client.get(key)
-        except (*_TRANSIENT, ResponseError) as exc:
-            raise StoreUnavailable("key layout", exc) from exc
-        found = value.decode() if isinstance(value, bytes) else str(value)
+        found = await self._adopt(keys.key_layout(self._ns), expected, "key layout")
         if found != expected:
             raise StoreLayoutMismatch(self._ns, found, expected)
 
     async def _claim_epoch(self) -> str:
         """The namespace's epoch: created if missing, otherwise adopted."""
-        key = keys.epoch(self._ns)
+        return await self._adopt(keys.epoch(self._ns), uuid.uuid4().hex, "epoch")
+
+    async def _adopt(self, key: str, value: str, operation: str) -> str:
+        """A sentinel's value: `value` if the key was missing, else what it holds."""
         try:
-            await self._client.set(key, uuid.uuid4().hex, nx=True)
-            value = await self._client.get(key)
+            await self._client.set(key, value, nx=True)
+            held = await self._client.get(key)
         except (*_TRANSIENT, ResponseError) as exc:
-            raise StoreUnavailable("epoch", exc) from exc
-        return value.decode() if isinstance(value, bytes) else str(value)
+            raise StoreUnavailable(operation, exc) from exc
+        return held.decode() if isinstance(held, bytes) else str(held)
 
     async def check_epoch(self) -> bool:
         """False when the epoch sentinel vanished or changed since start: Redis
