@@ -101,9 +101,14 @@ async def test_worker_uses_an_acl_user_and_never_prints_secrets(
         bad.start()
         try:
             deadline = time.monotonic() + 60
-            status = 0
-            while time.monotonic() < deadline and status != 503:
+            status, failed = 0, False
+            # Not ready for the right reason: the store refused, and said so
+            # (a worker is also not ready before it has read the control topic).
+            while time.monotonic() < deadline and not (status == 503 and failed):
                 status, _ = fetch(f"http://127.0.0.1:{wrong.web_port}/readyz")
+                failed = "Redis not ready" in (tmp_path / "bad-worker.log").read_text(
+                    errors="replace"
+                )
                 time.sleep(0.5)
             assert status == 503  # not ready, and still alive
             assert bad.alive()
