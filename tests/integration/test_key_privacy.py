@@ -25,7 +25,7 @@ BUSINESS = ("merchant_id", "campaign_id", "voucher_id", "order_id")
 async def test_no_raw_identifier_in_any_key_or_distinct_member(
     services: Services, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
-    sim = simulate(SimulationConfig(seed=3, scale=0.2))
+    sim = simulate(SimulationConfig(seed=3, scale=0.1))
     events = tmp_path / "events.jsonl"
     events.write_bytes(sim.jsonl())
     ids: dict[str, set[str]] = {}
