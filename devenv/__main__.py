@@ -9,7 +9,7 @@ import asyncio
 import os
 import sys
 
-from devenv import services
+from devenv import services, tools
 from stream.cli import Command, run_command
 from stream.settings import Settings
 from stream.topics import create_all_topics
@@ -20,6 +20,8 @@ def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
     print(f"kafka jars: {services.ensure_kafka_jars(services.layout_of(settings))}")
     if args.with_prometheus:
         print(f"promtool: {services.ensure_prometheus()}")
+    if args.with_helm:
+        print(f"helm: {tools.ensure_helm()}", flush=True)
     return 0
 
 
@@ -72,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install", help="redis-server and the Kafka jars, if missing")
     install.add_argument(
         "--with-prometheus", action="store_true", help="also Prometheus and promtool"
+    )
+    install.add_argument(
+        "--with-helm", action="store_true", help="also Helm, built with Go at a pinned version"
     )
     sub.add_parser("up", help="start local Kafka + Redis and create the topics")
     sub.add_parser("down", help="stop them")

@@ -127,18 +127,6 @@ def test_every_alert_rule_has_a_runbook_section() -> None:
         assert rule["annotations"]["runbook"] == f"deploy/RUNBOOK.md#{rule['alert'].lower()}"
 
 
-def test_kubernetes_manifest_uses_settings_and_health_endpoints() -> None:
-    docs = list(yaml.safe_load_all((REPO / "deploy/k8s/worker.yaml").read_text()))
-    config = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert set(config["data"]) <= ENV_NAMES
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    port = container["ports"][0]["containerPort"]
-    assert str(port) == config["data"]["FRAUD_WEB_PORT"]
-
-
 def test_the_package_and_its_image_read_every_kafka_codec() -> None:
     """Producers compress with gzip, snappy, lz4 or zstd; aiokafka reads the
     last three only with cramjam, which its extras bring (scripts/setup and
