@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import runpy
 import subprocess
 import sys
 import time
@@ -61,6 +62,15 @@ class BenchResult:
     rss_start_mb: float
     rss_end_mb: float
     latency_seconds: float
+    interpreter: str  # version and build (PGO/LTO or plain): it moves CPU figures
+
+
+def interpreter_build() -> str:
+    """This interpreter's version and whether it is an optimised build, by
+    the same test scripts/setup uses to choose one."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "python_build.py"
+    name, why = runpy.run_path(str(script))["verdict"]()
+    return f"{sys.version.split()[0]} {name} ({why})"
 
 
 def _proc_cpu_rss(pid: int) -> tuple[float, float]:
@@ -316,6 +326,7 @@ async def run_bench(
         rss_start_mb=round(rss_start, 1),
         rss_end_mb=round(rss_end, 1),
         latency_seconds=round(took, 1),
+        interpreter=interpreter_build(),
     )
 
 
