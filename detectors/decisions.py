@@ -30,6 +30,7 @@ __all__ = [
     "INCIDENT_EPOCH_MS",
     "Alert",
     "AlertCandidate",
+    "AlertTag",
     "Freeze",
     "Suppression",
     "combine_freezes",
@@ -76,6 +77,12 @@ class Suppression(StrEnum):
     SNOOZE = "snooze"
 
 
+class AlertTag(StrEnum):
+    """Labels on an alert for whoever triages it (the wire's `tags`)."""
+
+    WATCH = "watch"  # an entity of the trigger event is on the watch list
+
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else round(value, 6)
 
@@ -103,6 +110,7 @@ class Alert:
     margin: float = 0.0
     currency: str | None = None  # of the money observed and threshold, for money rules
     suppressed_by: Suppression | None = None  # a freeze it asked for was held back
+    tags: tuple[AlertTag, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -131,6 +139,8 @@ class Alert:
             wire["currency"] = self.currency
         if self.suppressed_by is not None:
             wire["suppressed_by"] = self.suppressed_by.value
+        if self.tags:
+            wire["tags"] = [t.value for t in self.tags]
         return wire
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from detectors import rule_money
 from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.control import ListName
 from detectors.events import Topic
 from detectors.money import PerCurrency
 from detectors.rule_syntax import Parser
@@ -27,7 +28,9 @@ from detectors.rules import (
     Rule,
     Severity,
 )
+from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
+from detectors.rules_lists import RULE_LISTS, ListCondition, listable
 
 __all__ = ["metric_keywords", "parse_rule"]
 
@@ -172,7 +175,9 @@ def parse_rule(
         Comparison, raw["compare"], f"{path}.compare", [c.value for c in Comparison]
     )
     threshold, min_volume = _limits(p, raw, metric, comparison, path)
-    where = p.conditions(raw["where"], topics, f"{path}.where") if "where" in raw else ()
+    where, lists = (
+        _where(p, raw["where"], topics, entity, f"{path}.where") if "where" in raw else ((), ())
+    )
     return Rule(
         rule_id=rule_id,
         version=version,
@@ -188,7 +193,41 @@ def parse_rule(
         cooldown_ms=p.duration(p.get(raw, "cooldown", path, str, "1h"), f"{path}.cooldown"),
         where=where,
         requires=_requires(p, raw["requires"], f"{path}.requires") if "requires" in raw else (),
+        lists=lists,
     )
+
+
+def _where(
+    p: Parser, raw: Any, topics: frozenset[Topic], entity: tuple[EntityType, ...], path: str
+) -> tuple[tuple[Condition, ...], tuple[ListCondition, ...]]:
+    """A rule's conditions: on the event's fields, and `{list: watch}` on
+    its entity. One condition may stand alone (`where: {list: watch}`)."""
+    items = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise p.fail(path, "expected a list of conditions ({field, op, value} or {list: watch})")
+    fields: list[Condition] = []
+    lists: list[ListCondition] = []
+    for i, item in enumerate(items):
+        q = path if items is not raw else f"{path}[{i}]"
+        if isinstance(item, dict) and "list" in item:
+            lists.append(_list_condition(p, item, entity, q))
+        else:
+            fields.append(p.condition(item, topics, q))
+    return tuple(fields), tuple(lists)
+
+
+def _list_condition(
+    p: Parser, item: dict[str, Any], entity: tuple[EntityType, ...], path: str
+) -> ListCondition:
+    if set(item) != {"list"}:
+        raise p.fail(path, "a list condition is {list: watch} alone")
+    names = sorted(n.value for n in RULE_LISTS)
+    name = item["list"]
+    if name not in names:
+        raise p.fail(f"{path}.list", f"{name!r} is not one of {', '.join(names)}")
+    if not any(listable(e) for e in entity):
+        raise p.fail(f"{path}.list", "the rule's entity cannot be on a list")
+    return ListCondition(ListName(name))
 
 
 def _limits(

@@ -136,19 +136,25 @@ class Parser:
     def conditions(self, value: Any, topics: frozenset[Topic], path: str) -> tuple[Condition, ...]:
         if not isinstance(value, list):
             raise self.fail(path, "expected a list of {field, op, value} conditions")
-        out = []
-        for i, item in enumerate(value):
-            p = f"{path}[{i}]"
-            if not isinstance(item, dict):
-                raise self.fail(p, "expected {field, op, value}")
-            unknown = {str(k) for k in item} - {"field", "op", "value"}
-            if unknown:
-                raise self.fail(p, f"unknown key(s): {', '.join(sorted(unknown))}")
-            field = self.get(item, "field", p, str)
-            self.check_field(field, topics, f"{p}.field")
-            op = self.enum(Op, self.get(item, "op", p, str), f"{p}.op", [o.value for o in Op])
-            out.append(Condition(field, op, self.condition_value(item, op, p, field)))
-        return tuple(out)
+        return tuple(self.condition(item, topics, f"{path}[{i}]") for i, item in enumerate(value))
+
+    def condition(self, item: Any, topics: frozenset[Topic], p: str) -> Condition:
+        """One `{field, op, value}` condition on the event."""
+        if not isinstance(item, dict):
+            raise self.fail(p, "expected {field, op, value}")
+        if "list" in item:
+            # A list condition gates a rule's decision (see rule_parsing).
+            raise self.fail(
+                f"{p}.list",
+                "a list condition belongs in a rule's `where`: aggregates count every event",
+            )
+        unknown = {str(k) for k in item} - {"field", "op", "value"}
+        if unknown:
+            raise self.fail(p, f"unknown key(s): {', '.join(sorted(unknown))}")
+        field = self.get(item, "field", p, str)
+        self.check_field(field, topics, f"{p}.field")
+        op = self.enum(Op, self.get(item, "op", p, str), f"{p}.op", [o.value for o in Op])
+        return Condition(field, op, self.condition_value(item, op, p, field))
 
     def condition_value(self, item: dict[str, Any], op: Op, path: str, field: str) -> Any:
         if op in (Op.EXISTS, Op.ABSENT):

@@ -16,6 +16,7 @@ from detectors.events import Event, Topic
 from detectors.money import PerCurrency
 from detectors.rules_conditions import Condition
 from detectors.rules_entities import EntityType
+from detectors.rules_lists import ListCondition
 
 if TYPE_CHECKING:
     from detectors.rule_syntax import Parser
@@ -231,6 +232,9 @@ class Rule:
     cooldown_ms: int
     where: tuple[Condition, ...] = ()
     requires: tuple[AgeRequirement, ...] = ()
+    # Control lists the rule's entity must be on (`where: {list: watch}`):
+    # they gate the decision, never what the aggregates count.
+    lists: tuple[ListCondition, ...] = ()
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
         return self.metric.aggregates() + tuple(r.first_seen for r in self.requires)

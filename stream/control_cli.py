@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -120,13 +120,22 @@ def encode(record: ControlRecord) -> bytes:
     return orjson.dumps(record.to_wire(), option=orjson.OPT_SORT_KEYS)
 
 
+def _credentials(settings: Settings) -> dict[str, Any]:
+    """The worker's own credentials (FRAUD_KAFKA_SECURITY_PROTOCOL, ...): the
+    CLI reaches a secured cluster as the workers do."""
+    from stream.kafka_security import aiokafka_security
+
+    return aiokafka_security(settings.kafka_security)
+
+
 async def publish(settings: Settings, record: ControlRecord) -> None:
     """The state first: a record in the audit topic always took effect."""
     from stream.kafka_io import produce  # Kafka clients only for the commands that talk to it
 
     key, value = record.key().encode(), encode(record)
-    await produce(settings.kafka_bootstrap, settings.topics.control, [(key, value)])
-    await produce(settings.kafka_bootstrap, settings.topics.control_audit, [(key, value)])
+    options = _credentials(settings)
+    for topic in (settings.topics.control, settings.topics.control_audit):
+        await produce(settings.kafka_bootstrap, topic, [(key, value)], client_options=options)
 
 
 def _warn(item: Rejected) -> None:
@@ -137,7 +146,9 @@ async def read_snapshot(settings: Settings) -> ControlSnapshot:
     from stream.control_follower import fold_messages
     from stream.kafka_io import read_from
 
-    messages = await read_from(settings.kafka_bootstrap, settings.topics.control)
+    messages = await read_from(
+        settings.kafka_bootstrap, settings.topics.control, client_options=_credentials(settings)
+    )
     return fold_messages(ControlSnapshot(), messages, _warn)
 
 
@@ -184,7 +195,10 @@ async def print_log(settings: Settings, as_json: bool, out: IO[str]) -> None:
     from stream.control_follower import Rejected, decode
     from stream.kafka_io import read_from
 
-    for message in await read_from(settings.kafka_bootstrap, settings.topics.control_audit):
+    audit = settings.topics.control_audit
+    for message in await read_from(
+        settings.kafka_bootstrap, audit, client_options=_credentials(settings)
+    ):
         item = decode(message)
         if isinstance(item, Rejected):
             _warn(item)

@@ -3,42 +3,24 @@ worker. Only the wiring: what the agents do is stream.worker's job."""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
 
 from stream.blocked import BlockedPartitions
+from stream.kafka_security import is_sasl, ssl_context
 from stream.kafka_transport import install as install_transport
 from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 
-__all__ = ["aiokafka_security", "faust_app", "faust_worker", "kafka_credentials"]
-
-
-def _ssl_context(security: KafkaSecurity) -> ssl.SSLContext | None:
-    if security.protocol not in (KafkaProtocol.SSL, KafkaProtocol.SASL_SSL):
-        return None
-    context = ssl.create_default_context(
-        cafile=str(security.ssl_cafile) if security.ssl_cafile else None
-    )
-    if security.ssl_certfile:
-        context.load_cert_chain(
-            str(security.ssl_certfile),
-            str(security.ssl_keyfile) if security.ssl_keyfile else None,
-        )
-    return context
-
-
-def _sasl(security: KafkaSecurity) -> bool:
-    return security.protocol in (KafkaProtocol.SASL_PLAINTEXT, KafkaProtocol.SASL_SSL)
+__all__ = ["faust_app", "faust_worker", "kafka_credentials"]
 
 
 def kafka_credentials(security: KafkaSecurity) -> Any:
     """faust credentials for the configured protocol (None: plaintext)."""
-    context = _ssl_context(security)
+    context = ssl_context(security)
     if security.protocol is KafkaProtocol.SSL:
         return faust.SSLCredentials(context)
-    if _sasl(security):
+    if is_sasl(security):
         return faust.SASLCredentials(
             username=security.sasl_username,
             password=security.sasl_password,
@@ -46,20 +28,6 @@ def kafka_credentials(security: KafkaSecurity) -> Any:
             ssl_context=context,
         )
     return None
-
-
-def aiokafka_security(security: KafkaSecurity) -> dict[str, Any]:
-    """The same credentials as keyword arguments of an aiokafka client (the
-    worker's clients outside faust: the control follower)."""
-    options: dict[str, Any] = {"security_protocol": security.protocol.value.upper()}
-    context = _ssl_context(security)
-    if context is not None:
-        options["ssl_context"] = context
-    if _sasl(security):
-        options["sasl_mechanism"] = security.sasl_mechanism
-        options["sasl_plain_username"] = security.sasl_username
-        options["sasl_plain_password"] = security.sasl_password
-    return options
 
 
 def faust_app(

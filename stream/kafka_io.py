@@ -45,14 +45,17 @@ async def produce(
     records: Iterable[tuple[bytes | None, bytes | None]],
     compression: Compression | None = None,
     partition: int | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Send (key, value) pairs and wait until every one is acknowledged.
-    Without `partition`, the key chooses it (Kafka's default partitioner)."""
+    Without `partition`, the key chooses it (Kafka's default partitioner).
+    `client_options`: extra aiokafka client arguments (credentials)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         max_request_size=MAX_REQUEST_BYTES,
         linger_ms=5,
         compression_type=compression.value if compression else None,
+        **(client_options or {}),
     )
     await producer.start()
     try:
@@ -110,14 +113,17 @@ async def read_from(
     topic: str,
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 30.0,
+    client_options: Mapping[str, Any] | None = None,
 ) -> list[Any]:
-    """Records of `topic` from `start` offsets (default: the beginning) to its current end."""
-    tps = await partitions(bootstrap, [topic])
+    """Records of `topic` from `start` offsets (default: the beginning) to its
+    current end. `client_options`: extra aiokafka client arguments (credentials)."""
+    tps = await partitions(bootstrap, [topic], client_options)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **(client_options or {}),
     )
     await consumer.start()
     try:

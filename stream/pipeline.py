@@ -25,6 +25,7 @@ from detectors import engine
 from detectors.control import ListName
 from detectors.control_effects import Silence, block_list_alerts, freeze_suppression, steer
 from detectors.control_snapshot import EMPTY, ControlSnapshot
+from detectors.control_watch import Watch
 from detectors.decisions import (
     DEGRADED_TRACK,
     INCIDENT_EPOCH_MS,
@@ -166,6 +167,7 @@ class Pipeline:
         result, planned = prepared.result, prepared.planned
         control = self.control
         self._block_list(prepared.admitted, control, now_ms, result)
+        watch = Watch.of(control)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
@@ -181,7 +183,7 @@ class Pipeline:
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             stalled = prepared.incomplete.get(j)
-            pending += self._judge(topic, d, observed, now_ms, result, stalled, control)
+            pending += self._judge(topic, d, observed, now_ms, result, stalled, control, watch)
         await self._settle(pending, result, control)
         return result
 
@@ -192,8 +194,10 @@ class Pipeline:
         if not control.has_list(ListName.BLOCK):
             return
         topic = self._settings.topics.alerts
+        watch = Watch.of(control)
         for d in admitted:
-            for alert in block_list_alerts(control, d.event, d.record.topic, now_ms):
+            for listed in block_list_alerts(control, d.event, d.record.topic, now_ms):
+                alert = watch.tag(listed, d.event)
                 result.block_list_alerts += 1
                 payload = orjson.dumps(alert.to_wire())
                 result.outputs.append(OutputRecord(topic, alert.entity_id.encode(), payload))
@@ -231,14 +235,19 @@ class Pipeline:
         result: BatchResult,
         stalled: frozenset[Topic] | None,
         control: ControlSnapshot,
+        watch: Watch,
     ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
         A rule reading a `stalled` topic decides in degraded form (no freeze).
-        The control snapshot then steers the decision (detectors.control_effects)."""
+        The control snapshot then steers the decision (detectors.control_effects)
+        and the watch list tags it (detectors.control_watch)."""
         out = []
+        membership = watch.membership
         for rule in self._plan.judges[topic]:
             try:
-                candidate = engine.evaluate(rule, topic, d.record.topic, d.event, observed, now_ms)
+                candidate = engine.evaluate(
+                    rule, topic, d.record.topic, d.event, observed, now_ms, membership
+                )
             except Exception:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
                 result.rule_failures[rule.rule_id] = result.rule_failures.get(rule.rule_id, 0) + 1
@@ -256,7 +265,8 @@ class Pipeline:
             judged_by = rule
             if steered.candidate.alert.mode is not rule.mode:  # forced by a rule-mode record
                 judged_by = dataclasses.replace(rule, mode=steered.candidate.alert.mode)
-            out.append(_Pending(d, judged_by, steered.candidate, bool(missing), steered.suppressed))
+            tagged = watch.tag_candidate(steered.candidate, d.event)
+            out.append(_Pending(d, judged_by, tagged, bool(missing), steered.suppressed))
         return out
 
     async def _settle(

@@ -34,9 +34,10 @@ from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming, SourceRecord
 from stream.control_follower import ControlFollower, Rejected
-from stream.faust_wiring import aiokafka_security, faust_app
+from stream.faust_wiring import faust_app
 from stream.frontier_exchange import FrontierExchange
 from stream.health import install_pages
+from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline

@@ -15,6 +15,7 @@ from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.rules import Rule
+from detectors.rules_lists import ListMembership, no_lists
 
 __all__ = ["evaluate"]
 
@@ -26,10 +27,15 @@ def evaluate(
     event: Event,
     observed: Mapping[str, Observation],
     now_ms: int,
+    membership: ListMembership = no_lists,
 ) -> AlertCandidate | None:
     """Judge one event by one rule. `observed` maps agg_id → Observation for
-    this event's entities. Returns None when the rule does not fire."""
+    this event's entities. Returns None when the rule does not fire.
+    `membership`: the control lists, for rules gated on one (`where: {list:
+    watch}`); without it every list is empty."""
     if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
+        return None
+    if rule.lists and not all(c.holds(rule.entity, event, membership) for c in rule.lists):
         return None
     # Money limits name their currencies; events in any other are not judged.
     limits = rule.limits(event.currency)
@@ -84,8 +90,9 @@ def _candidate(
     start, end = metric.evaluator.span(metric, main, event)
     if len(entity_ids) > 1:
         evidence["key"] = dict(zip((e.value for e in rule.entity), entity_ids, strict=True))
-    if rule.where:
-        evidence["conditions"] = [c.describe() for c in rule.where]
+    if rule.where or rule.lists:
+        described = [c.describe() for c in rule.where] + [c.describe() for c in rule.lists]
+        evidence["conditions"] = described
     alert = Alert(
         # Placeholder: the store numbers incidents under decisions.incident_base
         # and writes the id, so it does not depend on which event or which

@@ -4,13 +4,18 @@ tested against Kafka in tests/integration/test_control.py)."""
 from __future__ import annotations
 
 import argparse
+import io
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from detectors.control import ListEntry, Provenance, RuleMode, RuleModeSetting, Snooze
 from detectors.errors import ConfigError
+from stream import control_cli
 from stream.cli import build_parser
 from stream.control_cli import build_record, parse_until
+from stream.settings import from_env
 
 NOW = 1_800_000_000_000
 META = Provenance("c1", "alice", "why", NOW)
@@ -46,3 +51,56 @@ def test_a_changing_command_needs_a_reason() -> None:
     with pytest.raises(SystemExit):
         args("kill-switch", "on")
     assert args("kill-switch", "on", "--reason", "r", "--actor", "bob").actor == "bob"
+
+
+SECRET = "kafka-s3cret"
+
+
+def test_commands_reach_kafka_with_the_workers_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Publishing, `show` and `log` pass the settings' SASL/SSL credentials to
+    every client they open, and print none of them."""
+    from stream import kafka_io
+
+    settings = from_env(
+        {
+            "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "FRAUD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "FRAUD_KAFKA_SASL_USERNAME": "ops",
+            "FRAUD_KAFKA_SASL_PASSWORD": SECRET,
+        }
+    )
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    published: list[Any] = []
+
+    async def produce(bootstrap: str, topic: str, records: Any, **kw: Any) -> None:
+        calls.append(("produce", topic, kw["client_options"]))
+        published.extend(SimpleNamespace(offset=len(published), key=k, value=v) for k, v in records)
+
+    async def read_from(bootstrap: str, topic: str, **kw: Any) -> list[Any]:
+        calls.append(("read", topic, kw["client_options"]))
+        return published[: len(published) // 2] if topic == settings.topics.control else []
+
+    monkeypatch.setattr(kafka_io, "produce", produce)
+    monkeypatch.setattr(kafka_io, "read_from", read_from)
+    out = io.StringIO()
+    assert control_cli.run(settings, args("kill-switch", "on", "--reason", "drill"), out) == 0
+    assert control_cli.run(settings, args("show"), out) == 0
+    assert control_cli.run(settings, args("log"), out) == 0
+    topics = settings.topics
+    assert [(c[0], c[1]) for c in calls] == [
+        ("produce", topics.control),
+        ("produce", topics.control_audit),
+        ("read", topics.control),
+        ("read", topics.control_audit),
+    ]
+    expected = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "ops",
+        "sasl_plain_password": SECRET,
+    }
+    assert all(c[2] == expected for c in calls)
+    assert "kill switch ON" in out.getvalue()
+    assert SECRET not in out.getvalue() + "".join(capsys.readouterr())

@@ -133,7 +133,7 @@ def test_aiokafka_clients_get_the_same_credentials() -> None:
     """The control follower is an aiokafka client outside faust."""
     from aiokafka import AIOKafkaConsumer
 
-    from stream.faust_wiring import aiokafka_security
+    from stream.kafka_security import aiokafka_security
 
     env = {
         "FRAUD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
