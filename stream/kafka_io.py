@@ -87,9 +87,11 @@ async def partitions(
     return sorted(out)
 
 
-async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
-    tps = await partitions(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def end_offsets(
+    bootstrap: str, topics: Sequence[str], client_options: Mapping[str, Any] | None = None
+) -> dict[TopicPartition, int]:
+    tps = await partitions(bootstrap, topics, client_options)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **(client_options or {}))
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(tps))
@@ -97,9 +99,11 @@ async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+async def committed_offsets(
+    bootstrap: str, group: str, client_options: Mapping[str, Any] | None = None
+) -> dict[TopicPartition, int]:
     """The offsets `group` has committed (the next record each partition reads)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

@@ -26,6 +26,7 @@ from detectors.rulebook import Rulebook
 from detectors.timestamps import parse_rfc3339_ms
 from stream import kafka_io
 from stream.codec import Incoming, SourceRecord
+from stream.kafka_security import aiokafka_security
 from stream.pipeline import Pipeline
 from stream.settings import Settings
 from stream.store_wiring import open_store, store_config
@@ -57,9 +58,10 @@ def parse_since(text: str, now_ms: int) -> int:
 async def _bounds(settings: Settings, since_ms: int) -> dict[TopicPartition, tuple[int, int]]:
     """(first offset at/after since, group's committed offset) per partition."""
     inputs = list(settings.topics.inputs().values())
-    tps = await kafka_io.partitions(settings.kafka_bootstrap, inputs)
-    committed = await kafka_io.committed_offsets(settings.kafka_bootstrap, settings.app_id)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    options = aiokafka_security(settings.kafka_security)
+    tps = await kafka_io.partitions(settings.kafka_bootstrap, inputs, options)
+    committed = await kafka_io.committed_offsets(settings.kafka_bootstrap, settings.app_id, options)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **options)
     await consumer.start()
     try:
         starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
@@ -96,6 +98,7 @@ async def run_replay(
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **aiokafka_security(settings.kafka_security),
     )
     await consumer.start()
     try:

@@ -7,9 +7,11 @@ benchmarks, tests). The worker itself never declares topics (faust's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stream.kafka_security import aiokafka_security
 from stream.settings import Settings
 
 __all__ = ["INPUT_TOPIC_MAX_BYTES", "create_all_topics", "create_control_topics", "create_topics"]
@@ -25,9 +27,13 @@ async def create_topics(
     partitions: int,
     max_message_bytes: int | None = None,
     extra_configs: Mapping[str, str] | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create topics that do not exist yet (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    """Create topics that do not exist yet (existing ones are left as they are).
+    `client_options`: extra aiokafka client arguments (credentials)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=30000, **(client_options or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -53,14 +59,17 @@ async def create_topics(
 async def create_all_topics(settings: Settings) -> None:
     """The input topics (with room for oversized events), the output topics
     and the control topics."""
-    topics = settings.topics
+    topics, options = settings.topics, aiokafka_security(settings.kafka_security)
     await create_topics(
         settings.kafka_bootstrap,
         list(topics.inputs().values()),
         settings.dev_partitions,
         INPUT_TOPIC_MAX_BYTES,
+        client_options=options,
     )
-    await create_topics(settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions)
+    await create_topics(
+        settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions, client_options=options
+    )
     await create_control_topics(settings)
 
 
@@ -75,9 +84,8 @@ AUDIT_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 async def create_control_topics(settings: Settings) -> None:
     topics, bootstrap = settings.topics, settings.kafka_bootstrap
-    await create_topics(
-        bootstrap, [topics.control], CONTROL_PARTITIONS, extra_configs=CONTROL_CONFIGS
-    )
-    await create_topics(
-        bootstrap, [topics.control_audit], CONTROL_PARTITIONS, extra_configs=AUDIT_CONFIGS
-    )
+    options = aiokafka_security(settings.kafka_security)
+    for name, configs in ((topics.control, CONTROL_CONFIGS), (topics.control_audit, AUDIT_CONFIGS)):
+        await create_topics(
+            bootstrap, [name], CONTROL_PARTITIONS, extra_configs=configs, client_options=options
+        )
