@@ -1,5 +1,6 @@
 """The control contract: records risk ops publish on `risk-control` to steer
-running workers (a kill switch, per-rule modes, lists, snoozes).
+running workers (a kill switch, per-rule modes, lists, snoozes, the rule
+set itself).
 
 Pure: parsing and the record types only; time is always an argument. The
 topic is compacted and keyed by the object a record sets (`key()`), so the
@@ -16,15 +17,19 @@ and the last good state kept.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from detectors.errors import FraudstreamError
+from detectors.list_names import ListEntityType, ListName
+from detectors.rulebook import Rulebook, RulebookError, parse_rulebook
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 __all__ = [
+    "MAX_RULESET_BYTES",
     "MAX_SNOOZE_MS",
     "SCHEMA_VERSION",
     "ControlKind",
@@ -37,6 +42,7 @@ __all__ = [
     "Provenance",
     "RuleMode",
     "RuleModeSetting",
+    "Ruleset",
     "Snooze",
     "Switch",
     "control_key",
@@ -48,6 +54,11 @@ SCHEMA_VERSION = 1
 MAX_SNOOZE_MS = 30 * 86_400_000
 MAX_ID = 128
 MAX_REASON = 512
+# A rule file of ~30 rules with comments is ~20 KiB; the bound keeps a record
+# (the text JSON-escaped, plus the envelope) far below Kafka's default
+# message.max.bytes (1 MiB) on both control topics.
+MAX_RULESET_BYTES = 256 * 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ControlKind(StrEnum):
@@ -55,6 +66,7 @@ class ControlKind(StrEnum):
     RULE_MODE = "rule-mode"
     LIST_ENTRY = "list-entry"
     SNOOZE = "snooze"
+    RULESET = "ruleset"
 
 
 class Switch(StrEnum):
@@ -69,21 +81,6 @@ class RuleModeSetting(StrEnum):
     SHADOW = "shadow"
     ENFORCE = "enforce"
     OFF = "off"
-
-
-class ListName(StrEnum):
-    ALLOW = "allow"
-    BLOCK = "block"
-    WATCH = "watch"
-
-
-class ListEntityType(StrEnum):
-    USER = "user"
-    DEVICE = "device"
-    PAYMENT = "payment"
-    IP = "ip"
-    MERCHANT = "merchant"
-    CAMPAIGN = "campaign"
 
 
 class ControlRecordError(FraudstreamError):
@@ -207,7 +204,33 @@ class Snooze:
         }
 
 
-ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """The whole rule file every worker runs instead of its configured one.
+    `rulebook` is the text parsed and validated once, when the record is
+    read (a record whose rules do not parse is refused, never folded)."""
+
+    rules_yaml: str
+    rulebook: Rulebook = field(compare=False, repr=False)
+    meta: Provenance
+    kind = ControlKind.RULESET
+
+    @property
+    def ruleset_version(self) -> str:
+        return self.rulebook.digest
+
+    def key(self) -> str:
+        return ControlKind.RULESET.value
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.meta.to_wire(self.kind),
+            "ruleset_version": self.ruleset_version,
+            "rules_yaml": self.rules_yaml,
+        }
+
+
+ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Ruleset
 
 
 def snooze_key(entity_type: ListEntityType, entity_id: str, rule_id: str | None) -> str:
@@ -335,11 +358,34 @@ def _snooze(f: _Fields, meta: Provenance) -> ControlRecord:
     return snooze
 
 
+def _ruleset(f: _Fields, meta: Provenance) -> ControlRecord:
+    """Strict twice over: the text must be a valid rule file (what `rules
+    check` accepts) and `ruleset_version` its digest, so a record altered on
+    the way, or built by hand with a stale version, is refused."""
+    text = f._get("rules_yaml", False)
+    size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+    if not 0 < size <= MAX_RULESET_BYTES:
+        raise f.fail(f"rules_yaml: the rule file's text expected (1 to {MAX_RULESET_BYTES} bytes)")
+    version = f._get("ruleset_version", False)
+    if not isinstance(version, str) or not _SHA256_HEX.fullmatch(version):
+        raise f.fail("ruleset_version: a SHA-256 in 64 lowercase hex digits expected")
+    try:
+        rulebook = parse_rulebook(text, "rules_yaml")
+    except RulebookError as exc:
+        raise f.fail(f"not a valid rule file: {exc}") from None
+    if rulebook.digest != version:
+        raise f.fail(
+            f"ruleset_version {version} is not the digest of rules_yaml ({rulebook.digest})"
+        )
+    return Ruleset(text, rulebook, meta)
+
+
 _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {
     ControlKind.KILL_SWITCH: _kill_switch,
     ControlKind.RULE_MODE: _rule_mode,
     ControlKind.LIST_ENTRY: _list_entry,
     ControlKind.SNOOZE: _snooze,
+    ControlKind.RULESET: _ruleset,
 }
 
 

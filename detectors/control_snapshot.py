@@ -23,6 +23,7 @@ from detectors.control import (
     ListName,
     RuleMode,
     RuleModeSetting,
+    Ruleset,
     Snooze,
     Switch,
     control_key,
@@ -94,6 +95,13 @@ class ControlSnapshot:
             {key: parse_control(key, value) for key, value in records.items()},
             applied if isinstance(applied, int) else 0,
         )
+
+    @property
+    def ruleset(self) -> Ruleset | None:
+        """The published rule set, if any (else workers run their rules file).
+        Only a valid one is ever folded: the parser refuses the others."""
+        record = self.records.get(ControlKind.RULESET.value)
+        return record if isinstance(record, Ruleset) else None
 
 
 EMPTY = ControlSnapshot()

@@ -111,6 +111,8 @@ class Alert:
     currency: str | None = None  # of the money observed and threshold, for money rules
     suppressed_by: Suppression | None = None  # a freeze it asked for was held back
     tags: tuple[AlertTag, ...] = ()
+    # The rule set the decision was judged under (detectors.ruleset_digest).
+    ruleset_version: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -141,6 +143,7 @@ class Alert:
             wire["suppressed_by"] = self.suppressed_by.value
         if self.tags:
             wire["tags"] = [t.value for t in self.tags]
+        wire["ruleset_version"] = self.ruleset_version
         return wire
 
 
@@ -188,6 +191,7 @@ class Freeze:
     issued_at_ms: int
     amount_minor: int | None = None
     currency: str | None = None
+    ruleset_version: str = ""  # its alert's
 
     def to_wire(self) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -197,6 +201,7 @@ class Freeze:
             "reason_alert_id": self.reason_alert_id,
             "expires_at": format_rfc3339_ms(self.expires_at_ms),
             "issued_at": format_rfc3339_ms(self.issued_at_ms),
+            "ruleset_version": self.ruleset_version,
         }
         if self.kind is ActionKind.FUND_FREEZE:
             out: dict[str, Any] = {**common, "merchant_id": self.subject_id, "scope": self.scope}
@@ -249,6 +254,7 @@ def freeze_for(
         issued_at_ms=alert.detected_at_ms,
         amount_minor=amount,
         currency=currency,
+        ruleset_version=alert.ruleset_version,
     )
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from detectors import rule_money
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.control import ListName
 from detectors.events import Topic
+from detectors.list_names import ListName
 from detectors.money import PerCurrency
 from detectors.rule_syntax import Parser
 from detectors.rules import (

@@ -19,6 +19,7 @@ from detectors.metric_kinds import REGISTRY
 from detectors.rule_parsing import metric_keywords, parse_rule
 from detectors.rule_syntax import Invalid, Parser, RuleError
 from detectors.rules import Evaluator, Rule
+from detectors.ruleset_digest import CanonicalFormError, ruleset_digest
 
 __all__ = ["RuleError", "Rulebook", "RulebookError", "parse_rulebook"]
 
@@ -36,8 +37,11 @@ class RulebookError(FraudstreamError):
 @dataclass(frozen=True, slots=True)
 class Rulebook:
     name: str
-    version: str
+    version: str  # the file's own `ruleset_version:` label, as written
     rules: tuple[Rule, ...]
+    # The `ruleset_version` decisions carry: the SHA-256 of the canonical
+    # document (detectors.ruleset_digest), set by parse_rulebook.
+    digest: str = ""
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
         seen: dict[str, AggregateSpec] = {}
@@ -84,9 +88,14 @@ def parse_rulebook(
         raise RulebookError(source, p.errors)
     if not rules:
         raise RulebookError(source, [RuleError("rules", "no rules defined")])
-    return Rulebook(
-        str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0")), tuple(rules)
-    )
+    try:
+        digest = ruleset_digest(doc)
+    except CanonicalFormError as exc:
+        raise RulebookError(
+            source, [RuleError(exc.path, exc.message, lines.get(exc.path))]
+        ) from None
+    name, label = str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0"))
+    return Rulebook(name, label, tuple(rules), digest)
 
 
 def _load(text: str, source: str) -> tuple[yaml.Node | None, Any]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from detectors.control import ListEntityType, ListName
 from detectors.events import Event
+from detectors.list_names import ListEntityType, ListName
 from detectors.rules_entities import EntityType, entity_value
 
 __all__ = [

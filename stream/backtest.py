@@ -52,6 +52,7 @@ class BacktestSummary:
     seconds: float = 0.0
     rules: dict[str, RuleSummary] = field(default_factory=dict)
     namespace: str = ""  # the scratch namespace (removed unless kept)
+    ruleset: str = ""  # which rule set decided: its ruleset_version and where it came from
 
     def table(self) -> str:
         w = max([36, *(len(r) for r in self.rules)])
@@ -66,6 +67,8 @@ class BacktestSummary:
             f"{self.events} events, {self.dead_letters} dead-lettered, "
             f"{self.outputs} outputs in {self.seconds:.2f}s ({rate:,.0f} events/s)"
         )
+        if self.ruleset:
+            lines.append(self.ruleset)
         return "\n".join(lines)
 
 
@@ -116,9 +119,13 @@ async def run_backtest(
     store = open_store(settings, namespace=namespace)
     await store.start()
     pipeline = Pipeline(settings, store, rulebook)
-    pipeline.control = control
+    pipeline.control = control  # its ruleset record, if any, replaces `rulebook`
+    rules = pipeline.rules()
     summary = BacktestSummary(
-        rules={r.rule_id: RuleSummary() for r in rulebook.rules}, namespace=namespace
+        rules={r.rule_id: RuleSummary() for r in rules.rulebook.rules},
+        namespace=namespace,
+        ruleset=f"ruleset_version {rules.version} ({rules.rulebook.name} "
+        f"{rules.rulebook.version}, from {rules.source.origin})",
     )
     started = time.perf_counter()
     flusher: OverlappedBatches | None = None

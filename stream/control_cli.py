@@ -7,7 +7,8 @@ audit topic keeps the history). The record's `control_id` is the
 command's idempotency key (`--id`, default a fresh random one): publishing
 the same command twice with the same id changes nothing a worker does.
 `show` folds the control topic as a worker does; `log` prints the audit
-topic.
+topic. `rules publish FILE` publishes a whole rule file (a `ruleset`
+record) once it passes `rules check`, after showing what it changes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 
 from detectors.control import (
     ControlRecord,
+    ControlRecordError,
     KillSwitch,
     ListEntityType,
     ListEntry,
@@ -39,7 +41,9 @@ from detectors.control import (
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError, InputFileError
-from detectors.timestamps import parse_rfc3339_ms
+from detectors.rulebook import Rulebook, RulebookError
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
+from stream.control_rules import build_ruleset, diff_rules
 from stream.settings import Settings
 
 if TYPE_CHECKING:
@@ -81,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     snooze.add_argument("entity_id")
     snooze.add_argument("--rule", help="only this rule (default: every rule)")
     snooze.add_argument("--until", required=True, help="RFC 3339 time or a duration (2h)")
+    rules = sub.add_parser("rules", help="the rule set every worker runs")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    publish_rules = rules_sub.add_parser(
+        "publish", help="publish a rule file (checked as by `rules check`)", parents=[issued]
+    )
+    publish_rules.add_argument("file")
     show = sub.add_parser("show", help="the current snapshot, folded from the control topic")
     show.add_argument("--json", action="store_true", help="a saved snapshot (backtest --control)")
     log = sub.add_parser("log", help="every control record ever published (the audit topic)")
@@ -158,6 +168,7 @@ def describe(record: ControlRecord) -> str:
         k: v
         for k, v in wire.items()
         if k not in ("kind", "schema_version", "control_id", "actor", "reason", "issued_at")
+        and k != "rules_yaml"  # the whole file: `control show --json` has it
         and v is not None
     }
     detail = " ".join(f"{k}={v}" for k, v in shown.items())
@@ -186,6 +197,16 @@ def describe_snapshot(snapshot: ControlSnapshot) -> str:
 
 def print_snapshot(snapshot: ControlSnapshot, now_ms: int, out: IO[str]) -> None:
     print(describe_snapshot(snapshot), file=out)
+    ruleset = snapshot.ruleset
+    if ruleset is None:
+        print("rule set: none published (each worker runs its rules file)", file=out)
+    else:
+        book, meta = ruleset.rulebook, ruleset.meta
+        print(
+            f"rule set: {ruleset.ruleset_version} ({book.name} {book.version}, "
+            f"{len(book.rules)} rules) by {meta.actor} at {format_rfc3339_ms(meta.issued_at_ms)}",
+            file=out,
+        )
     for key, record in sorted(snapshot.records.items()):
         expired = isinstance(record, ListEntry | Snooze) and not record.active(now_ms)
         print(f"  {key}: {describe(record)}{'  (expired)' if expired else ''}", file=out)
@@ -224,9 +245,55 @@ def run(settings: Settings, args: argparse.Namespace, out: IO[str] = sys.stdout)
         return 0
     actor = args.actor or settings.actor
     meta = Provenance(args.id or uuid.uuid4().hex, actor, args.reason, now_ms)
+    if args.control_command == "rules":
+        return publish_rules(settings, Path(args.file), meta, out)
     record = build_record(args, meta)
     # The worker's own parser is the check: what it would refuse is never sent.
     parse_control(record.key(), encode(record))
+    asyncio.run(publish(settings, record))
+    print(f"published {record.key()} [{meta.control_id}]: {describe(record)}", file=out)
+    return 0
+
+
+def _in_effect(settings: Settings, out: IO[str]) -> Rulebook:
+    """The rule set workers run now: the published one, else these settings' file."""
+    from stream.rules_loading import load_rulebook
+
+    published = asyncio.run(read_snapshot(settings)).ruleset
+    if published is None:
+        print("in effect: no ruleset published (workers run their rules files)", file=out)
+        return load_rulebook(settings)
+    meta = published.meta
+    print(
+        f"in effect: ruleset_version {published.ruleset_version}, published by {meta.actor} "
+        f"at {format_rfc3339_ms(meta.issued_at_ms)} ({meta.reason})",
+        file=out,
+    )
+    return published.rulebook
+
+
+def publish_rules(settings: Settings, path: Path, meta: Provenance, out: IO[str]) -> int:
+    """Exit status 0: published; 1: refused, nothing sent (the file is not a
+    valid rule file, or too large); 2: the file cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{path}: cannot read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        record = build_ruleset(text, str(path), meta)
+        # The workers' own parser: the size bound and the digest as they check them.
+        parse_control(record.key(), encode(record))
+    except (RulebookError, ControlRecordError) as exc:
+        print(f"not published: {exc}", file=sys.stderr)
+        return 1
+    book = record.rulebook
+    print(
+        f"{path}: OK — ruleset {book.name} {book.version}, {len(book.rules)} rules, "
+        f"ruleset_version {record.ruleset_version}",
+        file=out,
+    )
+    print("\n".join(diff_rules(_in_effect(settings, out), book).lines()), file=out)
     asyncio.run(publish(settings, record))
     print(f"published {record.key()} [{meta.control_id}]: {describe(record)}", file=out)
     return 0

@@ -55,8 +55,13 @@ def decode(message: Any) -> tuple[str, ControlRecord | None] | Rejected:
 
 
 def fold_messages(
-    snapshot: ControlSnapshot, messages: Iterable[Any], rejected: Callable[[Rejected], None]
+    snapshot: ControlSnapshot,
+    messages: Iterable[Any],
+    rejected: Callable[[Rejected], None],
+    accepted: Callable[[str], None] | None = None,
 ) -> ControlSnapshot:
+    """`rejected` and `accepted` (with the key) are called in topic order,
+    so together they tell whether a key's latest record was refused."""
     good = []
     for message in messages:
         item = decode(message)
@@ -64,6 +69,8 @@ def fold_messages(
             rejected(item)
         else:
             good.append(item)
+            if accepted is not None:
+                accepted(item[0])
     return fold(good, snapshot) if good else snapshot
 
 
@@ -75,13 +82,16 @@ class ControlFollower:
         on_rejected: Callable[[Rejected], None] | None = None,
         on_snapshot: Callable[[ControlSnapshot], None] | None = None,
         client_options: Mapping[str, Any] | None = None,
+        on_accepted: Callable[[str], None] | None = None,
     ) -> None:
-        """`client_options`: extra aiokafka client arguments (credentials)."""
+        """`client_options`: extra aiokafka client arguments (credentials).
+        `on_accepted`: the key of each record folded (see fold_messages)."""
         self._options = dict(client_options or {})
         self._bootstrap = bootstrap
         self._topic = topic
         self._on_rejected = on_rejected
         self._on_snapshot = on_snapshot
+        self._on_accepted = on_accepted
         self.snapshot: ControlSnapshot = EMPTY
         self.ready = asyncio.Event()
 
@@ -127,7 +137,7 @@ class ControlFollower:
             while True:
                 batch = await consumer.getmany(*tps, timeout_ms=FETCH_WAIT_MS)
                 for msgs in batch.values():
-                    snapshot = fold_messages(snapshot, msgs, self._rejected)
+                    snapshot = fold_messages(snapshot, msgs, self._rejected, self._on_accepted)
                 if not caught_up:
                     caught_up = all([await consumer.position(tp) >= ends[tp] for tp in tps])
                 if caught_up and (snapshot is not self.snapshot or not self.ready.is_set()):

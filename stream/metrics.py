@@ -206,6 +206,19 @@ class Metrics:
         self.build_info.labels(
             _version("fraudstream"), platform.python_version(), _version("faust-streaming")
         ).set(1)
+        self.ruleset_info = Gauge(
+            "fraud_ruleset_info",
+            "1 for the rule set this worker judges by (ruleset_version: its SHA-256; "
+            "source: control = a published ruleset record, file = its rules file)",
+            ["ruleset_version", "ruleset", "source"],
+            registry=r,
+        )
+        self.ruleset_refused = Gauge(
+            "fraud_ruleset_refused",
+            "1 while the latest ruleset record this worker read was refused "
+            "(it runs the last good rule set instead)",
+            registry=r,
+        )
         ProcessCollector(registry=r)
 
     def observe_blocked(

@@ -41,6 +41,7 @@ from detectors.decisions import (
 from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
+from stream.active_rules import ActiveRules, RulesSelector
 from stream.codec import DeadLetter, Decoded, Incoming
 from stream.settings import Settings
 from stream.store.base import (
@@ -98,6 +99,9 @@ class Prepared:
     events: list[EventRequests]  # what the store is asked, aligned with `planned`
     incomplete: dict[int, frozenset[Topic]]  # position in `planned` → stalled topics
     admitted: list[Decoded] = field(default_factory=list)  # every valid event, in order
+    # What the batch is judged under, taken once at prepare (see stream.active_rules).
+    control: ControlSnapshot = EMPTY
+    rules: ActiveRules | None = None
 
 
 @dataclass(slots=True)
@@ -114,17 +118,12 @@ class Pipeline:
         self.settings = settings
         self._settings = settings
         self._store = store
-        self.rulebook = rulebook
+        self.rulebook = rulebook  # the rules file's; a ruleset record overrides it
         # Replaced as a whole by whoever follows the control topic; each
         # batch reads it once, so a batch is judged under one snapshot.
         self.control: ControlSnapshot = EMPTY
-        self._plan = engine.Plan(rulebook)
+        self._rules = RulesSelector(rulebook)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
-        # The topics whose events feed what each rule reads.
-        self._reads: dict[str, frozenset[Topic]] = {
-            r.rule_id: frozenset(t for spec in r.aggregates() for t in spec.topics)
-            for r in rulebook.rules
-        }
 
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
         """A batch whose records may come from several input topics, in order
@@ -135,13 +134,14 @@ class Pipeline:
         """The CPU-only half (validate, plan the store's requests):
         no I/O, so a caller may prepare the next batch while the store works
         on this one."""
-        result = BatchResult()
+        result, control = BatchResult(), self.control
+        rules = self._rules.under(control)
         valid = self._admit(items, now_ms, result)
         result.valid = len(valid)
         for _, _, d in valid:
             name = d.record.topic
             result.valid_by_topic[name] = result.valid_by_topic.get(name, 0) + 1
-        plan = self._plan.requests
+        plan = rules.plan.requests
         indexed = [(i, t, d, reqs) for i, t, d in valid if (reqs := plan(t, d.event))]
         planned = [(t, d, reqs) for _, t, d, reqs in indexed]
         events = [
@@ -151,7 +151,8 @@ class Pipeline:
         stalled = {
             j: items[i].incomplete for j, (i, *_) in enumerate(indexed) if items[i].incomplete
         }
-        return Prepared(result, planned, events, stalled, [d for _, _, d in valid])
+        admitted = [d for _, _, d in valid]
+        return Prepared(result, planned, events, stalled, admitted, control, rules)
 
     async def observe(self, prepared: Prepared) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step."""
@@ -165,8 +166,8 @@ class Pipeline:
     ) -> BatchResult:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
-        control = self.control
-        self._block_list(prepared.admitted, control, now_ms, result)
+        control, rules = prepared.control, prepared.rules or self.rules()
+        self._block_list(prepared.admitted, control, now_ms, result, rules.version)
         watch = Watch.of(control)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
@@ -183,12 +184,19 @@ class Pipeline:
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             stalled = prepared.incomplete.get(j)
-            pending += self._judge(topic, d, observed, now_ms, result, stalled, control, watch)
+            pending += self._judge(
+                topic, d, observed, now_ms, result, stalled, (control, watch, rules)
+            )
         await self._settle(pending, result, control)
         return result
 
     def _block_list(
-        self, admitted: list[Decoded], control: ControlSnapshot, now_ms: int, result: BatchResult
+        self,
+        admitted: list[Decoded],
+        control: ControlSnapshot,
+        now_ms: int,
+        result: BatchResult,
+        ruleset_version: str,
     ) -> None:
         """An alert on every event of a block-listed entity, whatever the rules."""
         if not control.has_list(ListName.BLOCK):
@@ -197,7 +205,9 @@ class Pipeline:
         watch = Watch.of(control)
         for d in admitted:
             for listed in block_list_alerts(control, d.event, d.record.topic, now_ms):
-                alert = watch.tag(listed, d.event)
+                alert = dataclasses.replace(
+                    watch.tag(listed, d.event), ruleset_version=ruleset_version
+                )
                 result.block_list_alerts += 1
                 payload = orjson.dumps(alert.to_wire())
                 result.outputs.append(OutputRecord(topic, alert.entity_id.encode(), payload))
@@ -234,19 +244,26 @@ class Pipeline:
         now_ms: int,
         result: BatchResult,
         stalled: frozenset[Topic] | None,
-        control: ControlSnapshot,
-        watch: Watch,
+        under: tuple[ControlSnapshot, Watch, ActiveRules],
     ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
         A rule reading a `stalled` topic decides in degraded form (no freeze).
         The control snapshot then steers the decision (detectors.control_effects)
         and the watch list tags it (detectors.control_watch)."""
         out = []
+        control, watch, rules = under
         membership = watch.membership
-        for rule in self._plan.judges[topic]:
+        for rule in rules.plan.judges[topic]:
             try:
                 candidate = engine.evaluate(
-                    rule, topic, d.record.topic, d.event, observed, now_ms, membership
+                    rule,
+                    topic,
+                    d.record.topic,
+                    d.event,
+                    observed,
+                    now_ms,
+                    membership,
+                    rules.version,
                 )
             except Exception:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
@@ -254,7 +271,7 @@ class Pipeline:
                 continue
             if candidate is None:
                 continue
-            missing = stalled & self._reads[rule.rule_id] if stalled else None
+            missing = stalled & rules.reads[rule.rule_id] if stalled else None
             if missing:
                 candidate = degrade(candidate, (t.value for t in missing))
             at_ms = d.event.occurred_at_ms
@@ -342,6 +359,10 @@ class Pipeline:
             ),
             epoch=incident_epoch(p.candidate.incident_end_ms),
         )
+
+    def rules(self) -> ActiveRules:
+        """The rules the next batch is judged by (under the current snapshot)."""
+        return self._rules.under(self.control)
 
 
 def _freezes(rule: Rule) -> bool:

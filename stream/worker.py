@@ -42,6 +42,7 @@ from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook
+from stream.ruleset_status import RulesetStatus
 from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
 from stream.store_wiring import open_store
@@ -69,12 +70,14 @@ class Worker:
         rulebook = load_rulebook(settings)
         self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
         self.pipeline = Pipeline(settings, self.store, rulebook)
+        self.ruleset_status = RulesetStatus(self.metrics)
         self.control = ControlFollower(
             settings.kafka_bootstrap,
             settings.topics.control,
             on_rejected=self._control_rejected,
             on_snapshot=self._control_changed,
             client_options=aiokafka_security(settings.kafka_security),
+            on_accepted=self.ruleset_status.accepted,
         )
         self._outputs = {
             name: self.app.topic(
@@ -147,8 +150,9 @@ class Worker:
 
     def _control_changed(self, snapshot: ControlSnapshot) -> None:
         """The pipeline's next batch is judged under `snapshot` (one reference
-        swap: a batch under way keeps the one it read)."""
+        swap: a batch under way keeps the one it read), and by its rule set."""
         self.pipeline.control = snapshot
+        self.ruleset_status.in_effect(self.pipeline.rules())
         self.metrics.control_kill_switch.set(1 if snapshot.kill_switch else 0)
         kinds = Counter(record.kind.value for record in snapshot.records.values())
         for kind in ControlKind:
@@ -162,6 +166,7 @@ class Worker:
 
     def _control_rejected(self, item: Rejected) -> None:
         self.metrics.control_rejected.labels(item.error.kind).inc()
+        self.ruleset_status.refused(item)
 
     async def _wait_started(self) -> None:
         """No decision before the store is up and the control snapshot is read:

@@ -28,11 +28,13 @@ def evaluate(
     observed: Mapping[str, Observation],
     now_ms: int,
     membership: ListMembership = no_lists,
+    ruleset_version: str = "",
 ) -> AlertCandidate | None:
     """Judge one event by one rule. `observed` maps agg_id → Observation for
     this event's entities. Returns None when the rule does not fire.
     `membership`: the control lists, for rules gated on one (`where: {list:
-    watch}`); without it every list is empty."""
+    watch}`); without it every list is empty. `ruleset_version`: the digest
+    of the rule set `rule` belongs to, which the alert carries."""
     if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
         return None
     if rule.lists and not all(c.holds(rule.entity, event, membership) for c in rule.lists):
@@ -56,7 +58,8 @@ def evaluate(
     if not entity_ids:
         return None
     crossed = (main, value, threshold)
-    return _candidate(rule, trigger_topic, event, entity_ids, crossed, evidence, now_ms)
+    decided = (now_ms, ruleset_version)
+    return _candidate(rule, trigger_topic, event, entity_ids, crossed, evidence, decided)
 
 
 def _requirements_hold(
@@ -81,11 +84,13 @@ def _candidate(
     entity_ids: tuple[str, ...],
     crossed: tuple[Observation, float, float],
     evidence: dict[str, object],
-    now_ms: int,
+    decided: tuple[int, str],
 ) -> AlertCandidate:
     """`crossed`: the main observation, the metric's value and the threshold
-    it crossed (for a money rule, the one of the event's currency)."""
+    it crossed (for a money rule, the one of the event's currency).
+    `decided`: when, and under which rule set."""
     main, value, threshold = crossed
+    now_ms, ruleset_version = decided
     metric = rule.metric
     start, end = metric.evaluator.span(metric, main, event)
     if len(entity_ids) > 1:
@@ -116,5 +121,6 @@ def _candidate(
         margin=rule.comparison.margin(value, threshold),
         # The currency of the sums the rule compared (never mixed: see detectors.money).
         currency=event.currency if metric.speaks_money else None,
+        ruleset_version=ruleset_version,
     )
     return AlertCandidate(alert, entity_ids, start, end, rule.cooldown_ms)

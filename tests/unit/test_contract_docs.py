@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ import pytest
 import yaml
 
 from detectors.contract import FIELDS, FieldKind, validate_event
+from detectors.decisions import Alert
 from detectors.errors import ContractViolation
 from detectors.events import Topic
 from stream.codec import DeadLetter, SourceRecord
 from stream.contract_docs import render_schema, schema_filename
 from stream.settings import TopicNames
 from tests.unit.test_contract import VALID
-from tests.unit.test_engine import fired
+from tests.unit.test_engine import BOOK, fired
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "contract" / "schemas"
@@ -99,9 +101,16 @@ def test_code_and_schema_accept_and_reject_the_same_payloads(topic: Topic) -> No
     assert checked > 30
 
 
+def published(alert: Alert) -> Alert:
+    """As the pipeline publishes it: with the version of its rule set."""
+    return dataclasses.replace(alert, ruleset_version=BOOK.digest)
+
+
 def test_alerts_match_the_published_schema() -> None:
+    v = validator("risk-alerts")
     for cand in fired():
-        validator("risk-alerts").validate(cand.alert.to_wire())
+        v.validate(published(cand.alert).to_wire())
+    assert not v.is_valid(cand.alert.to_wire())  # no ruleset_version
 
 
 def test_dead_letters_match_the_published_schema() -> None:
@@ -119,7 +128,8 @@ def test_freezes_match_the_published_schemas() -> None:
     for f in freezes():
         kinds.add(f.kind.value)
         name = "fund-freezes" if f.kind.value == "fund_freeze" else "benefit-freezes"
-        validator(name).validate(f.to_wire())
+        validator(name).validate(dataclasses.replace(f, ruleset_version=BOOK.digest).to_wire())
+        assert not validator(name).is_valid(f.to_wire())
     assert kinds == {"fund_freeze", "benefit_freeze"}
 
 
@@ -135,6 +145,7 @@ def test_freeze_schemas_are_valid_and_accept_an_example() -> None:
             "reason_alert_id": "al_" + "1" * 32,
             "expires_at": "2026-11-03T00:00:00Z",
             "issued_at": "2026-11-02T00:00:00Z",
+            "ruleset_version": "a" * 64,
         }
     )
     v = validator("fund-freezes")
@@ -148,6 +159,7 @@ def test_freeze_schemas_are_valid_and_accept_an_example() -> None:
         "reason_alert_id": "al_" + "1" * 32,
         "expires_at": "2026-11-03T00:00:00Z",
         "issued_at": "2026-11-02T00:00:00Z",
+        "ruleset_version": "a" * 64,
     }
     v.validate(fund)
     assert not v.is_valid({**fund, "scope": "everything"})

@@ -21,7 +21,9 @@ from detectors.control import (
     control_key,
     parse_control,
 )
+from detectors.rulebook import parse_rulebook
 from detectors.timestamps import parse_rfc3339_ms
+from tests.unit.test_ruleset_record import RULES
 
 SCHEMA = Path(__file__).resolve().parents[2] / "contract" / "schemas" / "risk-control.schema.json"
 COMMON = {
@@ -51,9 +53,15 @@ VALID: dict[str, dict[str, Any]] = {
         "rule_id": None,
         "expires_at": "2026-11-03T12:00:00.000Z",
     },
+    "ruleset": {
+        **COMMON,
+        "kind": "ruleset",
+        "ruleset_version": parse_rulebook(RULES).digest,
+        "rules_yaml": RULES,
+    },
 }
 BAD_VALUES: dict[str, list[Any]] = {
-    "kind": [None, "kill_switch", "ruleset", 1],
+    "kind": [None, "kill_switch", "rule-set", 1],
     "schema_version": [None, 2, "1", 1.0, True],
     "control_id": [None, "", "x" * 129, 5, "a\nb"],
     "actor": [None, "", 7],
@@ -67,6 +75,8 @@ BAD_VALUES: dict[str, list[Any]] = {
     "entity_id": [None, "", "x" * 129],
     "expires_at": ["never", 5, "2026-11-02"],
     "removed": [None, "false", 0],
+    "ruleset_version": [None, "", "0" * 63, "F" * 64, 5],
+    "rules_yaml": [None, "", 7],
 }
 
 

@@ -27,7 +27,7 @@ from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from detectors.decisions import AlertCandidate, Freeze, Suppression
 from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType
-from tests.unit.test_contract_docs import validator
+from tests.unit.test_contract_docs import published, validator
 from tests.unit.test_engine import ORDER, fired
 
 T = 1_800_000_000_000
@@ -183,7 +183,7 @@ def test_block_listed_entities_get_an_alert_on_every_event() -> None:
         (EntityType.DEVICE, "d1"),
         (EntityType.MERCHANT, "m1"),
     ]
-    wire = alerts[0].to_wire()
+    wire = published(alerts[0]).to_wire()  # the pipeline adds the ruleset_version
     assert wire["rule_id"] == BLOCK_LIST_RULE and wire["evidence"]["list"] == "block"
     assert wire["evidence"]["actor"] == "alice" and wire["trigger_event_id"] == "e1"
     validator("risk-alerts").validate(wire)

@@ -1,0 +1,85 @@
+"""Which rules a batch is judged by: the `ruleset` record of the control
+snapshot when there is one, else the worker's rules file.
+
+Swapping rules between batches must be atomic: the plan (which aggregates
+an event feeds and reads, which rules judge it) and the rules judging the
+store's answers must come from the same rule set, or a new rule would be
+judged on aggregates nobody asked the store for. So everything derived from
+a rule book lives in one immutable `ActiveRules`, replaced as a whole; a
+batch takes one at `prepare` and keeps it to `conclude` (stream.pipeline's
+Prepared carries it), also when the backtest prepares batch k+1 while k is
+still being concluded.
+
+The store needs nothing up front: every request carries its aggregate
+specs, and the store learns a new spec the first time it sees one (its
+state starts empty then: a new rule counts from the swap on). Aggregates and
+incidents only a removed rule used are no longer read or written and expire
+by their TTLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from detectors import engine
+from detectors.control import Ruleset
+from detectors.control_snapshot import ControlSnapshot
+from detectors.events import Topic
+from detectors.rulebook import Rulebook
+
+__all__ = ["ActiveRules", "RulesSelector", "RulesSource"]
+
+
+class RulesSource(StrEnum):
+    FILE = "file"  # FRAUD_RULES_FILE, or the built-in default
+    CONTROL = "control"  # a `ruleset` record on risk-control
+
+    @property
+    def origin(self) -> str:
+        return "the rules file" if self is RulesSource.FILE else "a ruleset record"
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRules:
+    rulebook: Rulebook
+    source: RulesSource
+    plan: engine.Plan
+    # The topics whose events feed what each rule reads.
+    reads: Mapping[str, frozenset[Topic]]
+
+    @property
+    def version(self) -> str:
+        """The `ruleset_version` decisions carry."""
+        return self.rulebook.digest
+
+    @classmethod
+    def build(cls, rulebook: Rulebook, source: RulesSource) -> ActiveRules:
+        reads = {
+            r.rule_id: frozenset(t for spec in r.aggregates() for t in spec.topics)
+            for r in rulebook.rules
+        }
+        return cls(rulebook, source, engine.Plan(rulebook), reads)
+
+
+class RulesSelector:
+    """The rules in effect under a snapshot. The record's rule book was parsed
+    once, when the record was read (detectors.control); its plan is built
+    once here, on the first batch under it, and kept while the snapshot's
+    record is the same object (a snapshot changed for anything else keeps
+    the record object), so a batch pays one identity check."""
+
+    def __init__(self, rulebook: Rulebook) -> None:
+        self.file = ActiveRules.build(rulebook, RulesSource.FILE)
+        self._record: Ruleset | None = None
+        self._published = self.file
+
+    def under(self, snapshot: ControlSnapshot) -> ActiveRules:
+        record = snapshot.ruleset
+        if record is None:
+            return self.file
+        if record is not self._record:
+            self._published = ActiveRules.build(record.rulebook, RulesSource.CONTROL)
+            self._record = record
+        return self._published
