@@ -17,7 +17,6 @@ and the last good state kept.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,11 +24,11 @@ from typing import Any, TypeVar
 
 from detectors.errors import FraudstreamError
 from detectors.list_names import ListEntityType, ListName
-from detectors.rulebook import Rulebook, RulebookError, parse_rulebook
+from detectors.rulebook import Rulebook
+from detectors.ruleset_check import checked_rulebook
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 __all__ = [
-    "MAX_RULESET_BYTES",
     "MAX_SNOOZE_MS",
     "SCHEMA_VERSION",
     "ControlKind",
@@ -54,11 +53,6 @@ SCHEMA_VERSION = 1
 MAX_SNOOZE_MS = 30 * 86_400_000
 MAX_ID = 128
 MAX_REASON = 512
-# A rule file of ~30 rules with comments is ~20 KiB; the bound keeps a record
-# (the text JSON-escaped, plus the envelope) far below Kafka's default
-# message.max.bytes (1 MiB) on both control topics.
-MAX_RULESET_BYTES = 256 * 1024
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ControlKind(StrEnum):
@@ -359,25 +353,11 @@ def _snooze(f: _Fields, meta: Provenance) -> ControlRecord:
 
 
 def _ruleset(f: _Fields, meta: Provenance) -> ControlRecord:
-    """Strict twice over: the text must be a valid rule file (what `rules
-    check` accepts) and `ruleset_version` its digest, so a record altered on
-    the way, or built by hand with a stale version, is refused."""
-    text = f._get("rules_yaml", False)
-    size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
-    if not 0 < size <= MAX_RULESET_BYTES:
-        raise f.fail(f"rules_yaml: the rule file's text expected (1 to {MAX_RULESET_BYTES} bytes)")
-    version = f._get("ruleset_version", False)
-    if not isinstance(version, str) or not _SHA256_HEX.fullmatch(version):
-        raise f.fail("ruleset_version: a SHA-256 in 64 lowercase hex digits expected")
+    text, version = f._get("rules_yaml", False), f._get("ruleset_version", False)
     try:
-        rulebook = parse_rulebook(text, "rules_yaml")
-    except RulebookError as exc:
-        raise f.fail(f"not a valid rule file: {exc}") from None
-    if rulebook.digest != version:
-        raise f.fail(
-            f"ruleset_version {version} is not the digest of rules_yaml ({rulebook.digest})"
-        )
-    return Ruleset(text, rulebook, meta)
+        return Ruleset(text, checked_rulebook(text, version), meta)
+    except ValueError as exc:
+        raise f.fail(str(exc)) from None
 
 
 _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.control import (
-    MAX_RULESET_BYTES,
     ControlRecordError,
     Provenance,
     Ruleset,
@@ -22,6 +21,7 @@ from detectors.control import (
 )
 from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.rulebook import RulebookError, parse_rulebook
+from detectors.ruleset_check import MAX_RULESET_BYTES
 from detectors.ruleset_digest import CanonicalFormError, canonical_document
 from stream.control_follower import Rejected, fold_messages
 from stream.control_rules import build_ruleset, diff_rules
