@@ -262,3 +262,18 @@ def test_publish_refuses_an_invalid_file_before_talking_to_kafka(
     assert err.startswith("not published: ") and "rules[0].metric.kind" in err
     assert publish(tmp_path / "missing.yaml") == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_record_fits_kafkas_default_message_size() -> None:
+    """1 MiB (max.message.bytes) on both control topics, which are created
+    without an override: the shipped file, and the worst case of the bound."""
+    from stream.control_cli import encode
+    from stream.rules_loading import DEFAULT_RULES
+
+    shipped = (Path(__file__).parents[2] / "stream" / "rulesets" / DEFAULT_RULES).read_text()
+    assert len(encode(record(shipped))) < 40 * 1024
+    padding = '# "\\\n' * ((MAX_RULESET_BYTES - len(RULES)) // 5)  # 5 bytes, 7 escaped
+    worst = record(RULES + padding)
+    assert len(worst.rules_yaml.encode()) <= MAX_RULESET_BYTES
+    assert parse_control("ruleset", encode(worst)) == worst  # within the bound: publishable
+    assert len(encode(worst)) < 1024 * 1024
