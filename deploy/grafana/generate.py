@@ -103,8 +103,12 @@ RISK: list[Panel] = [
     ("Rule evaluation failures / s", "ops",
      [("sum by (rule) (rate(fraud_rule_failures_total[5m])) or vector(0)", "{{rule}}")],
      "timeseries"),
-    ("Loaded rule set", "short",
-     [("max by (ruleset, version) (fraud_rules_loaded)", "{{ruleset}} {{version}}")], "stat"),
+    ("Loaded rule set", "short", [
+        ("max by (ruleset, version) (fraud_rules_loaded)", "{{ruleset}} {{version}}"),
+        # More than one series: workers judging by different rule sets.
+        ("count by (ruleset_version, source) (fraud_ruleset_info)",
+         "workers on {{ruleset_version}} ({{source}})"),
+    ], "stat"),
 ]
 # fmt: on
 
