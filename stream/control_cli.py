@@ -53,6 +53,7 @@ __all__ = [
     "add_arguments",
     "build_record",
     "describe_snapshot",
+    "encode",
     "load_control",
     "parse_until",
     "run",

@@ -19,7 +19,7 @@ from detectors.events import Order, Topic
 from detectors.rulebook import parse_rulebook
 from detectors.rules import Rule
 from detectors.rules_lists import ListCondition
-from tests.unit.test_contract_docs import validator
+from tests.unit.test_contract_docs import published, validator
 from tests.unit.test_rulebook import book, errors
 
 T = 1_800_000_000_000
@@ -132,7 +132,7 @@ def test_alerts_about_a_watched_event_are_tagged() -> None:
     control = snapshot(watch("device", "d1"), watch("merchant", "m9"), watch("user", "u1", T))
     tagged = Watch.of(control).tag_candidate(cand, ORDER).alert
     assert tagged.tags == (AlertTag.WATCH,) and tagged.alert_id == cand.alert.alert_id
-    wire = tagged.to_wire()
+    wire = published(tagged).to_wire()  # the pipeline adds the ruleset_version
     assert wire["tags"] == ["watch"]
     assert wire["evidence"]["watched"] == [
         {
