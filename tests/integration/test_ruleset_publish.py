@@ -145,6 +145,19 @@ class Probe:
         f = [v for v in (orjson.loads(m.value) for m in freezes) if v["subject_id"] in devices]
         return a, f
 
+    def settled(self, devices: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The decisions on `devices` once one alert and one freeze per device
+        are in Kafka (the metric counts an alert when it is handed to the
+        producer, a little before it lands)."""
+        deadline = time.monotonic() + 10
+        while True:
+            alerts, freezes = self.decisions(devices)
+            if len(alerts) >= len(devices) and len(freezes) >= len(devices):
+                return alerts, freezes
+            if time.monotonic() > deadline:
+                return alerts, freezes  # the caller's assertions say what is missing
+            time.sleep(0.1)
+
 
 def fired_on(worker: WorkerProcess) -> float:
     found = scrape(worker, f'fraud_alerts_total{{mode="enforce",rule="{NEW_RULE}"')
@@ -178,7 +191,7 @@ def test_a_published_rule_fires_on_both_workers_and_a_refused_one_changes_nothin
     )
     assert not runs(a, file_version) and not runs(b, file_version)
 
-    alerts, freezes = probe.decisions(devices)
+    alerts, freezes = probe.settled(devices)
     assert sorted(x["entity_id"] for x in alerts) == devices, alerts
     assert sorted(x["subject_id"] for x in freezes) == devices, freezes
     assert {x["ruleset_version"] for x in alerts + freezes} == {version}
@@ -208,7 +221,7 @@ def test_a_published_rule_fires_on_both_workers_and_a_refused_one_changes_nothin
         assert runs(w, version)
     devices = probe.send("refused")
     until("the good rule set still fires", lambda: fired_on(a) + fired_on(b) >= 8, started, 30)
-    alerts, freezes = probe.decisions(devices)
+    alerts, freezes = probe.settled(devices)
     assert {x["ruleset_version"] for x in alerts + freezes} == {version}
     assert len(alerts) == len(freezes) == PARTITIONS
     counts["after the refusal: alerts, freezes"] = (len(alerts), len(freezes))
