@@ -57,6 +57,8 @@ __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_o
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
+# What a batch is judged under: the control snapshot, its watch list, the rules.
+_Under = tuple[ControlSnapshot, Watch, ActiveRules]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +169,8 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         control, rules = prepared.control, prepared.rules or self.rules()
-        self._block_list(prepared.admitted, control, now_ms, result, rules.version)
-        watch = Watch.of(control)
+        under = (control, Watch.of(control), rules)
+        self._block_list(prepared.admitted, under, now_ms, result)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
@@ -184,29 +186,22 @@ class Pipeline:
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             stalled = prepared.incomplete.get(j)
-            pending += self._judge(
-                topic, d, observed, now_ms, result, stalled, (control, watch, rules)
-            )
+            pending += self._judge(topic, d, observed, now_ms, result, stalled, under)
         await self._settle(pending, result, control)
         return result
 
     def _block_list(
-        self,
-        admitted: list[Decoded],
-        control: ControlSnapshot,
-        now_ms: int,
-        result: BatchResult,
-        ruleset_version: str,
+        self, admitted: list[Decoded], under: _Under, now_ms: int, result: BatchResult
     ) -> None:
         """An alert on every event of a block-listed entity, whatever the rules."""
+        control, watch, rules = under
         if not control.has_list(ListName.BLOCK):
             return
         topic = self._settings.topics.alerts
-        watch = Watch.of(control)
         for d in admitted:
             for listed in block_list_alerts(control, d.event, d.record.topic, now_ms):
                 alert = dataclasses.replace(
-                    watch.tag(listed, d.event), ruleset_version=ruleset_version
+                    watch.tag(listed, d.event), ruleset_version=rules.version
                 )
                 result.block_list_alerts += 1
                 payload = orjson.dumps(alert.to_wire())
@@ -244,7 +239,7 @@ class Pipeline:
         now_ms: int,
         result: BatchResult,
         stalled: frozenset[Topic] | None,
-        under: tuple[ControlSnapshot, Watch, ActiveRules],
+        under: _Under,
     ) -> list[_Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
         A rule reading a `stalled` topic decides in degraded form (no freeze).
