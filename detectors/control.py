@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from detectors.errors import FraudstreamError
+from detectors.releases import FREEZE_ID_PATTERN, REASON_CODE_PATTERN, ReleaseType
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ListEntry",
     "ListName",
     "Provenance",
+    "Release",
     "RuleMode",
     "RuleModeSetting",
     "Snooze",
@@ -55,6 +57,7 @@ class ControlKind(StrEnum):
     RULE_MODE = "rule-mode"
     LIST_ENTRY = "list-entry"
     SNOOZE = "snooze"
+    RELEASE = "release"
 
 
 class Switch(StrEnum):
@@ -207,7 +210,30 @@ class Snooze:
         }
 
 
-ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze
+@dataclass(frozen=True, slots=True)
+class Release:
+    """End one freeze before its expiry. `reason_code` classifies it for
+    reports, `meta.reason` is the free-text note."""
+
+    freeze_id: str
+    release_type: ReleaseType
+    reason_code: str
+    meta: Provenance
+    kind = ControlKind.RELEASE
+
+    def key(self) -> str:
+        return control_key(self.kind.value, self.freeze_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.meta.to_wire(self.kind),
+            "freeze_id": self.freeze_id,
+            "release_type": self.release_type.value,
+            "reason_code": self.reason_code,
+        }
+
+
+ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release
 
 
 def snooze_key(entity_type: ListEntityType, entity_id: str, rule_id: str | None) -> str:
@@ -335,11 +361,24 @@ def _snooze(f: _Fields, meta: Provenance) -> ControlRecord:
     return snooze
 
 
+def _release(f: _Fields, meta: Provenance) -> ControlRecord:
+    freeze_id, code = f.text("freeze_id", 35), f.text("reason_code", 64)
+    if not FREEZE_ID_PATTERN.fullmatch(freeze_id):
+        raise f.fail("freeze_id: 'fz_' and 32 lowercase hex digits expected")
+    if not REASON_CODE_PATTERN.fullmatch(code):
+        raise f.fail("reason_code: lowercase letters, digits, '_', '.', '-' expected")
+    release_type = f.enum("release_type", ReleaseType)
+    if release_type is ReleaseType.EXPIRED:
+        raise f.fail("release_type: 'expired' is issued by the workers, not by a control record")
+    return Release(freeze_id, release_type, code, meta)
+
+
 _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {
     ControlKind.KILL_SWITCH: _kill_switch,
     ControlKind.RULE_MODE: _rule_mode,
     ControlKind.LIST_ENTRY: _list_entry,
     ControlKind.SNOOZE: _snooze,
+    ControlKind.RELEASE: _release,
 }
 
 

@@ -30,6 +30,7 @@ from detectors.control import (
     ListEntry,
     ListName,
     Provenance,
+    Release,
     RuleMode,
     RuleModeSetting,
     Snooze,
@@ -39,6 +40,7 @@ from detectors.control import (
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError, InputFileError
+from detectors.releases import ReleaseType
 from detectors.timestamps import parse_rfc3339_ms
 from stream.settings import Settings
 
@@ -53,6 +55,10 @@ __all__ = [
     "parse_until",
     "run",
 ]
+
+
+# `expired` is the workers' own release type.
+RELEASE_TYPES = [t.value for t in ReleaseType if t is not ReleaseType.EXPIRED]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     snooze.add_argument("entity_id")
     snooze.add_argument("--rule", help="only this rule (default: every rule)")
     snooze.add_argument("--until", required=True, help="RFC 3339 time or a duration (2h)")
+    release = changing("release", "release one freeze now (a release record on its freeze topic)")
+    release.add_argument("freeze_id", help="the freeze's freeze_id (fz_...)")
+    release.add_argument(
+        "--type", dest="release_type", required=True, choices=RELEASE_TYPES, help="why it ends"
+    )
+    release.add_argument(
+        "--code", dest="reason_code", required=True, help="reason code (lowercase id, e.g. kyc_ok)"
+    )
     show = sub.add_parser("show", help="the current snapshot, folded from the control topic")
     show.add_argument("--json", action="store_true", help="a saved snapshot (backtest --control)")
     log = sub.add_parser("log", help="every control record ever published (the audit topic)")
@@ -112,6 +126,9 @@ def build_record(args: argparse.Namespace, meta: Provenance) -> ControlRecord:
         entity = ListEntityType(args.type)
         removed = args.action == "remove"
         return ListEntry(ListName(args.list), entity, args.entity_id, expires, removed, meta)
+    if command == "release":
+        release_type = ReleaseType(args.release_type)
+        return Release(args.freeze_id, release_type, args.reason_code, meta)
     until = parse_until(args.until, now, "--until")
     return Snooze(ListEntityType(args.type), args.entity_id, args.rule, until, meta)
 
