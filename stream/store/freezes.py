@@ -24,6 +24,7 @@ from typing import Protocol
 from detectors.releases import ActiveFreeze, ReleaseSpec
 
 __all__ = [
+    "TRIM_BATCH",
     "ClaimOutcome",
     "ClaimStatus",
     "FreezeBook",
