@@ -48,9 +48,11 @@ if TYPE_CHECKING:
     from stream.control_follower import Rejected
 
 __all__ = [
+    "RELEASE_TYPES",
     "add_arguments",
     "build_record",
     "describe_snapshot",
+    "encode",
     "load_control",
     "parse_until",
     "run",
