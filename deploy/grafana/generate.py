@@ -105,6 +105,9 @@ RISK: list[Panel] = [
      "timeseries"),
     ("Loaded rule set", "short",
      [("max by (ruleset, version) (fraud_rules_loaded)", "{{ruleset}} {{version}}")], "stat"),
+    ("Freeze releases / min by type", "short",
+     [("sum by (release_type) (rate(fraud_releases_total[5m])) * 60 or vector(0)",
+       "{{release_type}}")], "timeseries"),
 ]
 # fmt: on
 
