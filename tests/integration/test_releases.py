@@ -30,23 +30,12 @@ from tests.integration.services import (
     wait_caught_up,
     wait_ready,
 )
+from tests.integration.test_control import CONTROL_TEST_RULES
 
 pytestmark = pytest.mark.integration
 
-RULES = """\
-ruleset: release-test
-ruleset_version: "1"
-rules:
-  - id: burst
-    version: 1
-    triggers: [orders]
-    entity: user
-    metric: {kind: count, topics: [orders], window: 10m}
-    compare: ">="
-    threshold: 2
-    severity: high
-    action: {type: benefit_freeze, scope: vouchers, duration: 10m}
-"""
+# The control tests' rule, its freeze ten minutes long.
+RULES = CONTROL_TEST_RULES.replace("duration: 1d", "duration: 10m")
 DURATION_MS = 600_000
 # After a release is seen: two more rounds of every worker, in which a
 # second release would have been published.
@@ -58,6 +47,7 @@ def workers(
     services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
     tmp = Path(tmp_path_factory.mktemp("releases"))
+    assert "duration: 10m" in RULES
     (tmp / "rules.yaml").write_text(RULES)
     settings = services.settings(rules_file=tmp / "rules.yaml", actor="it-ops")
     asyncio.run(create_topics(settings))
