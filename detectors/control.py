@@ -1,5 +1,6 @@
 """The control contract: records risk ops publish on `risk-control` to steer
-running workers (a kill switch, per-rule modes, lists, snoozes).
+running workers (a kill switch, per-rule modes, lists, snoozes, releases of
+freezes).
 
 Pure: parsing and the record types only; time is always an argument. The
 topic is compacted and keyed by the object a record sets (`key()`), so the
