@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from detectors.errors import FraudstreamError
-from detectors.releases import FREEZE_ID_PATTERN, REASON_CODE_PATTERN, ReleaseType
+from detectors.release_types import FREEZE_ID_PATTERN, REASON_CODE_PATTERN, ReleaseType
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 __all__ = [

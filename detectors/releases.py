@@ -16,45 +16,25 @@ worker that publishes it builds identical bytes).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from detectors.decisions import Freeze, deterministic_id
+from detectors.release_types import ReleaseType
 from detectors.rules import ActionKind
 from detectors.rules_entities import EntityType
 from detectors.timestamps import format_rfc3339_ms
 
 __all__ = [
     "EXPIRED",
-    "FREEZE_ID_PATTERN",
-    "REASON_CODE_PATTERN",
     "SYSTEM_ACTOR",
     "ActiveFreeze",
     "FreezeRelease",
     "ReleaseSpec",
-    "ReleaseType",
     "release_for",
 ]
 
 
-class ReleaseType(StrEnum):
-    """Why a freeze ended (a metric label). `expired` is the workers' own, on
-    the freeze topics only: a control record cannot claim it."""
-
-    MANUAL = "manual"
-    APPEAL_UPHELD = "appeal_upheld"
-    FALSE_POSITIVE = "false_positive"
-    RULE_ROLLBACK = "rule_rollback"
-    BREAKER_REVERSAL = "breaker_reversal"
-    EXPIRED = "expired"
-
-
-FREEZE_ID_PATTERN = re.compile(r"fz_[0-9a-f]{32}")
-# Reason codes are risk ops' own taxonomy (it grows without a contract
-# change), kept machine-groupable: lowercase, no spaces.
-REASON_CODE_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 SYSTEM_ACTOR = "system"
 
 

@@ -40,7 +40,7 @@ from detectors.control import (
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError, InputFileError
-from detectors.releases import ReleaseType
+from detectors.release_types import ReleaseType
 from detectors.timestamps import parse_rfc3339_ms
 from stream.settings import Settings
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from detectors.releases import EXPIRED, ActiveFreeze, ReleaseSpec, ReleaseType
+from detectors.release_types import ReleaseType
+from detectors.releases import EXPIRED, ActiveFreeze, ReleaseSpec
 from detectors.rules import ActionKind
 from detectors.rules_entities import EntityType
 from stream.store.freezes import ClaimStatus, FreezeBook, Registration

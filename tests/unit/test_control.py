@@ -22,7 +22,7 @@ from detectors.control import (
     control_key,
     parse_control,
 )
-from detectors.releases import ReleaseType
+from detectors.release_types import ReleaseType
 from detectors.timestamps import parse_rfc3339_ms
 
 SCHEMA = Path(__file__).resolve().parents[2] / "contract" / "schemas" / "risk-control.schema.json"

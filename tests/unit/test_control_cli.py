@@ -21,7 +21,7 @@ from detectors.control import (
     parse_control,
 )
 from detectors.errors import ConfigError
-from detectors.releases import ReleaseType
+from detectors.release_types import ReleaseType
 from stream import control_cli
 from stream.cli import build_parser
 from stream.control_cli import build_record, encode, parse_until

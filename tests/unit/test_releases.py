@@ -18,7 +18,8 @@ from detectors.control import Provenance, Release
 from detectors.control_snapshot import ControlSnapshot, fold
 from detectors.decisions import Suppression
 from detectors.events import Topic
-from detectors.releases import EXPIRED, ActiveFreeze, ReleaseSpec, ReleaseType, release_for
+from detectors.release_types import ReleaseType
+from detectors.releases import EXPIRED, ActiveFreeze, ReleaseSpec, release_for
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline
 from stream.releases import LEASE_MS, Refusal, ReleaseDesk, Round, retention_ms
