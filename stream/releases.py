@@ -25,9 +25,11 @@ on the audit topic either way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from detectors.control import ControlKind, Release
 from detectors.control_snapshot import ControlSnapshot
@@ -46,7 +48,9 @@ __all__ = [
     "Publish",
     "Refusal",
     "ReleaseDesk",
+    "ReleaseTimer",
     "Round",
+    "acked_publisher",
     "retention_ms",
     "spec_of",
     "unreleased",
@@ -224,3 +228,33 @@ def spec_of(record: Release) -> ReleaseSpec:
         meta.control_id,
         meta.issued_at_ms,
     )
+
+
+def acked_publisher(channels: Mapping[str, Any]) -> Publish:
+    """Publish through the worker's faust output topics (by name), returning
+    once Kafka acknowledged the record: a release is marked done only after."""
+
+    async def publish(topic: str, key: bytes, value: bytes) -> None:
+        sent = await channels[topic].send(key=key, value=value, force=True)
+        await sent
+
+    return publish
+
+
+class ReleaseTimer:
+    """The worker's timer: one round of `desk` per tick once the worker may
+    decide (`ready`), under its current control snapshot, at wall time."""
+
+    def __init__(
+        self,
+        desk: ReleaseDesk,
+        ready: Callable[[], bool],
+        snapshot: Callable[[], ControlSnapshot],
+        metrics: Metrics,
+    ) -> None:
+        self._desk, self._ready, self._snapshot, self._metrics = desk, ready, snapshot, metrics
+
+    async def tick(self) -> None:
+        if self._ready():
+            done = await self._desk.round(self._snapshot(), int(time.time() * 1000))
+            done.record(self._metrics)

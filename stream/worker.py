@@ -41,7 +41,7 @@ from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
-from stream.releases import RELEASE_INTERVAL_S, ReleaseDesk
+from stream.releases import RELEASE_INTERVAL_S, ReleaseDesk, ReleaseTimer, acked_publisher
 from stream.rules_loading import load_rulebook
 from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
@@ -73,7 +73,6 @@ class Worker:
         self.freeze_book = RedisFreezeBook(self.store.client, self.store.namespace)
         self.freeze_book.observer = self.metrics.observe_redis
         self.pipeline = Pipeline(settings, self.store, rulebook, self.freeze_book)
-        self.releases = ReleaseDesk(settings, self.freeze_book, self._publish_acked)
         self.control = ControlFollower(
             settings.kafka_bootstrap,
             settings.topics.control,
@@ -87,6 +86,12 @@ class Worker:
             )
             for name in settings.topics.outputs()
         }
+        self.releases = ReleaseTimer(
+            ReleaseDesk(settings, self.freeze_book, acked_publisher(self._outputs)),
+            lambda: self.watchdog.started.is_set() and self.control.ready.is_set(),
+            lambda: self.control.snapshot,
+            self.metrics,
+        )
         self.runner = BatchRunner(
             settings,
             self.pipeline,
@@ -145,7 +150,7 @@ class Worker:
         self.app.task(self.control.run)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
-        self.app.timer(RELEASE_INTERVAL_S)(self._release_freezes)
+        self.app.timer(RELEASE_INTERVAL_S)(self.releases.tick)
         if self.settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
             self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)
@@ -300,20 +305,6 @@ class Worker:
         # producer before it commits input offsets, so outputs land first.
         for out in outputs:
             await self._outputs[out.topic].send(key=out.key, value=out.value)
-
-    async def _publish_acked(self, topic: str, key: bytes, value: bytes) -> None:
-        """One record, returning once Kafka acknowledged it (a release is
-        marked done only after that)."""
-        sent = await self._outputs[topic].send(key=key, value=value, force=True)
-        await sent
-
-    async def _release_freezes(self) -> None:
-        """Releases asked for on the control topic, and expired freezes
-        (stream.releases; a round never raises)."""
-        if not (self.watchdog.started.is_set() and self.control.ready.is_set()):
-            return
-        done = await self.releases.round(self.control.snapshot, int(time.time() * 1000))
-        done.record(self.metrics)
 
     def _build_agents(self) -> None:
         for topic, name in self.settings.topics.inputs().items():

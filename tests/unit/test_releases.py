@@ -6,6 +6,7 @@ the pipeline not re-issuing a released freeze."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,15 @@ from detectors.release_types import ReleaseType
 from detectors.releases import EXPIRED, ActiveFreeze, ReleaseSpec, release_for
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline
-from stream.releases import LEASE_MS, Refusal, ReleaseDesk, Round, retention_ms
+from stream.releases import (
+    LEASE_MS,
+    Refusal,
+    ReleaseDesk,
+    ReleaseTimer,
+    Round,
+    acked_publisher,
+    retention_ms,
+)
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from stream.store.freezes import MemoryFreezeBook
@@ -194,3 +203,29 @@ async def test_a_released_freeze_is_not_issued_again_by_its_incident(tmp_path: P
     # More events of the same incident: nothing at all.
     more = records([values[0]], first_offset=50, topic="voucher-redemptions")
     assert (await process(pipeline, Topic.VOUCHER_REDEMPTIONS, more, NOW + 9)).outputs == []
+
+
+async def test_the_worker_timer_waits_until_the_worker_may_decide() -> None:
+    book = MemoryFreezeBook()
+    await book.register([freeze(1, expires_at_ms=1_000)])  # long past, by the wall clock it reads
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Channel:
+        async def send(self, key: bytes, value: bytes, force: bool) -> Any:
+            sent.append((key, value))
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)  # Kafka's acknowledgement
+            return done
+
+    ready = False
+    metrics = Metrics()
+    desk = ReleaseDesk(
+        SETTINGS, book, acked_publisher({SETTINGS.topics.benefit_freezes: Channel()})
+    )
+    timer = ReleaseTimer(desk, lambda: ready, ControlSnapshot, metrics)
+    await timer.tick()
+    assert sent == []
+    ready = True
+    await timer.tick()
+    assert [k for k, _ in sent] == [b"u:1"]
+    assert metrics.releases.labels("benefit_freeze", "expired")._value.get() == 1
