@@ -1,6 +1,6 @@
 """The control contract: records risk ops publish on `risk-control` to steer
-running workers (a kill switch, per-rule modes, lists, snoozes, the rule
-set itself).
+running workers (a kill switch, per-rule modes, lists, snoozes, releases of
+freezes, the rule set itself).
 
 Pure: parsing and the record types only; time is always an argument. The
 topic is compacted and keyed by the object a record sets (`key()`), so the
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from detectors.errors import FraudstreamError
 from detectors.list_names import ListEntityType, ListName
+from detectors.release_types import FREEZE_ID_PATTERN, REASON_CODE_PATTERN, ReleaseType
 from detectors.rulebook import Rulebook
 from detectors.ruleset_check import checked_rulebook
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
@@ -39,6 +40,7 @@ __all__ = [
     "ListEntry",
     "ListName",
     "Provenance",
+    "Release",
     "RuleMode",
     "RuleModeSetting",
     "Ruleset",
@@ -60,6 +62,7 @@ class ControlKind(StrEnum):
     RULE_MODE = "rule-mode"
     LIST_ENTRY = "list-entry"
     SNOOZE = "snooze"
+    RELEASE = "release"
     RULESET = "ruleset"
 
 
@@ -199,6 +202,29 @@ class Snooze:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """End one freeze before its expiry. `reason_code` classifies it for
+    reports, `meta.reason` is the free-text note."""
+
+    freeze_id: str
+    release_type: ReleaseType
+    reason_code: str
+    meta: Provenance
+    kind = ControlKind.RELEASE
+
+    def key(self) -> str:
+        return control_key(self.kind.value, self.freeze_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.meta.to_wire(self.kind),
+            "freeze_id": self.freeze_id,
+            "release_type": self.release_type.value,
+            "reason_code": self.reason_code,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Ruleset:
     """The whole rule file every worker runs instead of its configured one.
     `rulebook` is the text parsed and validated once, when the record is
@@ -224,7 +250,7 @@ class Ruleset:
         }
 
 
-ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Ruleset
+ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release | Ruleset
 
 
 def snooze_key(entity_type: ListEntityType, entity_id: str, rule_id: str | None) -> str:
@@ -352,6 +378,18 @@ def _snooze(f: _Fields, meta: Provenance) -> ControlRecord:
     return snooze
 
 
+def _release(f: _Fields, meta: Provenance) -> ControlRecord:
+    freeze_id, code = f.text("freeze_id", 35), f.text("reason_code", 64)
+    if not FREEZE_ID_PATTERN.fullmatch(freeze_id):
+        raise f.fail("freeze_id: 'fz_' and 32 lowercase hex digits expected")
+    if not REASON_CODE_PATTERN.fullmatch(code):
+        raise f.fail("reason_code: lowercase letters, digits, '_', '.', '-' expected")
+    release_type = f.enum("release_type", ReleaseType)
+    if release_type is ReleaseType.EXPIRED:
+        raise f.fail("release_type: 'expired' is issued by the workers, not by a control record")
+    return Release(freeze_id, release_type, code, meta)
+
+
 def _ruleset(f: _Fields, meta: Provenance) -> ControlRecord:
     text, version = f._get("rules_yaml", False), f._get("ruleset_version", False)
     try:
@@ -365,6 +403,7 @@ _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {
     ControlKind.RULE_MODE: _rule_mode,
     ControlKind.LIST_ENTRY: _list_entry,
     ControlKind.SNOOZE: _snooze,
+    ControlKind.RELEASE: _release,
     ControlKind.RULESET: _ruleset,
 }
 

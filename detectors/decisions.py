@@ -75,6 +75,7 @@ class Suppression(StrEnum):
     RULE_SHADOW = "rule_shadow"
     ALLOW_LIST = "allow_list"
     SNOOZE = "snooze"
+    RELEASED = "released"  # its freeze id was released: the incident does not freeze again
 
 
 class AlertTag(StrEnum):

@@ -32,6 +32,7 @@ from detectors.control import (
     ListEntry,
     ListName,
     Provenance,
+    Release,
     RuleMode,
     RuleModeSetting,
     Snooze,
@@ -41,6 +42,7 @@ from detectors.control import (
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError, InputFileError
+from detectors.release_types import ReleaseType
 from detectors.rulebook import Rulebook, RulebookError
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 from stream.control_rules import build_ruleset, diff_rules
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from stream.control_follower import Rejected
 
 __all__ = [
+    "RELEASE_TYPES",
     "add_arguments",
     "build_record",
     "describe_snapshot",
@@ -58,6 +61,10 @@ __all__ = [
     "parse_until",
     "run",
 ]
+
+
+# `expired` is the workers' own release type.
+RELEASE_TYPES = [t.value for t in ReleaseType if t is not ReleaseType.EXPIRED]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     snooze.add_argument("entity_id")
     snooze.add_argument("--rule", help="only this rule (default: every rule)")
     snooze.add_argument("--until", required=True, help="RFC 3339 time or a duration (2h)")
+    release = changing("release", "release one freeze now (a release record on its freeze topic)")
+    release.add_argument("freeze_id", help="the freeze's freeze_id (fz_...)")
+    release.add_argument(
+        "--type", dest="release_type", required=True, choices=RELEASE_TYPES, help="why it ends"
+    )
+    release.add_argument(
+        "--code", dest="reason_code", required=True, help="reason code (lowercase id, e.g. kyc_ok)"
+    )
     rules = sub.add_parser("rules", help="the rule set every worker runs")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     publish_rules = rules_sub.add_parser(
@@ -123,6 +138,9 @@ def build_record(args: argparse.Namespace, meta: Provenance) -> ControlRecord:
         entity = ListEntityType(args.type)
         removed = args.action == "remove"
         return ListEntry(ListName(args.list), entity, args.entity_id, expires, removed, meta)
+    if command == "release":
+        release_type = ReleaseType(args.release_type)
+        return Release(args.freeze_id, release_type, args.reason_code, meta)
     until = parse_until(args.until, now, "--until")
     return Snooze(ListEntityType(args.type), args.entity_id, args.rule, until, meta)
 

@@ -95,7 +95,7 @@ class Metrics:
         self.enforcement_suppressed = Counter(
             "fraud_enforcement_suppressed_total",
             "Freezes a rule asked for that the control plane held back "
-            "(kill_switch, rule_shadow, allow_list, snooze)",
+            "(kill_switch, rule_shadow, allow_list, snooze, released)",
             ["reason"],
             registry=r,
         )
@@ -198,6 +198,23 @@ class Metrics:
             "fraud_funds_held_minor_total",
             "Amount (minor units) named by fund freezes of a single payout",
             ["currency"],
+            registry=r,
+        )
+        self.releases = Counter(
+            "fraud_releases_total",
+            "Freeze releases published (by this worker), by freeze kind and release type",
+            ["kind", "release_type"],
+            registry=r,
+        )
+        self.releases_refused = Counter(
+            "fraud_releases_refused_total",
+            "Release control records with nothing to release (unknown, already_released)",
+            ["reason"],
+            registry=r,
+        )
+        self.release_errors = Counter(
+            "fraud_release_errors_total",
+            "Rounds of the release task that failed (retried on the next round)",
             registry=r,
         )
         self.build_info = Gauge(

@@ -43,6 +43,7 @@ from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
 from stream.codec import DeadLetter, Decoded, Incoming
+from stream.releases import unreleased
 from stream.settings import Settings
 from stream.store.base import (
     EventObservations,
@@ -52,6 +53,7 @@ from stream.store.base import (
     IncidentClaim,
     IncidentStatus,
 )
+from stream.store.freezes import FreezeBook
 
 __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
 
@@ -116,7 +118,16 @@ class _Pending:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: EventStore, rulebook: Rulebook) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        rulebook: Rulebook,
+        freeze_book: FreezeBook | None = None,
+    ) -> None:
+        """`freeze_book`: where published freezes are registered (stream.releases);
+        None publishes them unregistered (a backtest's scratch run)."""
+        self.freeze_book = freeze_book
         self.settings = settings
         self._settings = settings
         self._store = store
@@ -247,18 +258,11 @@ class Pipeline:
         and the watch list tags it (detectors.control_watch)."""
         out = []
         control, watch, rules = under
-        membership = watch.membership
+        membership, version = watch.membership, rules.version
         for rule in rules.plan.judges[topic]:
             try:
                 candidate = engine.evaluate(
-                    rule,
-                    topic,
-                    d.record.topic,
-                    d.event,
-                    observed,
-                    now_ms,
-                    membership,
-                    rules.version,
+                    rule, topic, d.record.topic, d.event, observed, now_ms, membership, version
                 )
             except Exception:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
@@ -315,6 +319,7 @@ class Pipeline:
                 _count(result.suppressed, held)
             elif freeze is not None:
                 freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
+        freezes_by_event = await self._unreleased(freezes_by_event, result)
         for freezes in freezes_by_event.values():
             for f in combine_freezes(freezes):
                 result.freezes.append(f)
@@ -326,6 +331,16 @@ class Pipeline:
                 result.outputs.append(
                     OutputRecord(topic, f.subject_id.encode(), orjson.dumps(f.to_wire()))
                 )
+
+    async def _unreleased(
+        self, by_event: dict[str, list[Freeze]], result: BatchResult
+    ) -> dict[str, list[Freeze]]:
+        """Registered as published; a released one is dropped (stream.releases)."""
+        if self.freeze_book is None or not by_event:
+            return by_event
+        kept, held_back = await unreleased(self.freeze_book, by_event)
+        _count(result.suppressed, Suppression.RELEASED, held_back)
+        return kept
 
     def _claim(self, p: _Pending) -> IncidentClaim:
         alert = p.candidate.alert
@@ -370,9 +385,9 @@ def _freezes(rule: Rule) -> bool:
     )
 
 
-def _count(counts: dict[K, int], key: K | None) -> None:
-    if key is not None:
-        counts[key] = counts.get(key, 0) + 1
+def _count(counts: dict[K, int], key: K | None, n: int = 1) -> None:
+    if key is not None and n:
+        counts[key] = counts.get(key, 0) + n
 
 
 def _late_updates(

@@ -29,6 +29,7 @@ from stream.codec import Incoming, SourceRecord
 from stream.kafka_security import aiokafka_security
 from stream.pipeline import Pipeline
 from stream.settings import Settings
+from stream.store.redis_freezes import RedisFreezeBook
 from stream.store_wiring import open_store, store_config
 
 __all__ = ["ReplaySummary", "parse_since", "run_replay"]
@@ -92,7 +93,10 @@ async def run_replay(
     )
     store = open_store(settings, config=config)
     await store.start()
-    pipeline = Pipeline(settings, store, rulebook)
+    # Freezes are registered again, so the ones still active after the loss
+    # get their expiry release (a repeat of one published before carries
+    # the same release_id).
+    pipeline = Pipeline(settings, store, rulebook, RedisFreezeBook(store.client, store.namespace))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,

@@ -41,10 +41,12 @@ from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
+from stream.releases import RELEASE_INTERVAL_S, ReleaseDesk, ReleaseTimer, acked_publisher
 from stream.rules_loading import load_rulebook
 from stream.ruleset_status import RulesetStatus
 from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
+from stream.store.redis_freezes import RedisFreezeBook
 from stream.store_wiring import open_store
 from stream.watchdog import EPOCH_INTERVAL_S, StoreWatchdog
 
@@ -69,7 +71,9 @@ class Worker:
         self.store.observer = self.metrics.observe_redis
         rulebook = load_rulebook(settings)
         self.metrics.rules_loaded.labels(rulebook.name, rulebook.version).set(len(rulebook.rules))
-        self.pipeline = Pipeline(settings, self.store, rulebook)
+        self.freeze_book = RedisFreezeBook(self.store.client, self.store.namespace)
+        self.freeze_book.observer = self.metrics.observe_redis
+        self.pipeline = Pipeline(settings, self.store, rulebook, self.freeze_book)
         self.ruleset_status = RulesetStatus(self.metrics)
         self.control = ControlFollower(
             settings.kafka_bootstrap,
@@ -85,6 +89,12 @@ class Worker:
             )
             for name in settings.topics.outputs()
         }
+        self.releases = ReleaseTimer(
+            ReleaseDesk(settings, self.freeze_book, acked_publisher(self._outputs)),
+            lambda: self.watchdog.started.is_set() and self.control.ready.is_set(),
+            lambda: self.control.snapshot,
+            self.metrics,
+        )
         self.runner = BatchRunner(
             settings,
             self.pipeline,
@@ -143,6 +153,7 @@ class Worker:
         self.app.task(self.control.run)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
+        self.app.timer(RELEASE_INTERVAL_S)(self.releases.tick)
         if self.settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
             self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)

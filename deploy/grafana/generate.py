@@ -109,6 +109,9 @@ RISK: list[Panel] = [
         ("count by (ruleset_version, source) (fraud_ruleset_info)",
          "workers on {{ruleset_version}} ({{source}})"),
     ], "stat"),
+    ("Freeze releases / min by type", "short",
+     [("sum by (release_type) (rate(fraud_releases_total[5m])) * 60 or vector(0)",
+       "{{release_type}}")], "timeseries"),
 ]
 # fmt: on
 

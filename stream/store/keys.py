@@ -19,6 +19,7 @@ with one SCAN pattern.
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
     <ns>:key-layout                 STRING layout version and secret fingerprint of the state
     <ns>:frontiers:<group>          HASH  how far each input partition of a group is complete
+    <ns>:{freezes}:<part>           published freezes until released (see freeze_book)
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -37,9 +38,11 @@ about n^2 / 2^129: for 10^10 entities ever, ~1.5e-19. A collision would merge
 two entities' counters (or two distinct values), never split one.
 
 Alerts and freezes are built from the events, not from keys, so they carry
-the raw ids analysts need. One place in Redis still holds them: an open
+the raw ids analysts need. Two places in Redis still hold them: an open
 incident keeps its alert's payload (a hash value) so that a redelivered
-trigger republishes it byte for byte; it expires with the incident.
+trigger republishes it byte for byte; it expires with the incident. And an
+active freeze keeps its subject id (a hash value, see `freeze_book`) so
+that its release can be keyed like it; it goes when the freeze is released.
 Changing the secret orphans every key (state is rebuilt with
 `fraudstream replay --since <time>`).
 """
@@ -56,6 +59,7 @@ from detectors.rules_entities import EntityType
 __all__ = [
     "ENTITY_CODE",
     "FIRST_SEEN_SUFFIX",
+    "FREEZE_BOOK_PARTS",
     "GUARD_SUFFIX",
     "HASH_BYTES",
     "KEY_LAYOUT",
@@ -67,6 +71,7 @@ __all__ = [
     "epoch",
     "first_seen",
     "first_seen_suffix",
+    "freeze_book",
     "frontiers",
     "guard",
     "incident",
@@ -216,3 +221,24 @@ def frontiers(ns: str, group: str) -> str:
 def namespace_pattern(ns: str) -> str:
     """SCAN pattern matching every key of a namespace."""
     return f"{ns}:*"
+
+
+FREEZE_BOOK_PARTS = ("info", "expiry", "releases", "leases", "done", "refused")
+
+
+def freeze_book(ns: str) -> list[str]:
+    """The keys of the active-freeze book, in FREEZE_BOOK_PARTS order, all
+    under one hash tag so one script updates them together on a cluster
+    (freezes are few: one slot holds them). Members are freeze ids (digests);
+    `info` values hold the freeze's subject id, raw, because its release must
+    be keyed and addressed by it; they go when the freeze is released.
+
+        info      HASH  freeze id → the active freeze (ActiveFreeze JSON)
+        expiry    ZSET  freeze id → expires_at ms, while neither released nor claimed
+        releases  HASH  freeze id → its release (ReleaseSpec JSON), claimed or done
+        leases    ZSET  freeze id → ms until which a worker's claim holds
+        done      ZSET  freeze id → ms it was released (trimmed after the retention)
+        refused   ZSET  `<freeze id> <control id>` → ms a release command was first
+                        refused (so one worker, once, counts and logs it)
+    """
+    return [f"{ns}:{{freezes}}:{part}" for part in FREEZE_BOOK_PARTS]

@@ -11,7 +11,10 @@ from typing import Any
 
 from stream.settings import Settings
 from stream.store.base import EventStore, StoreConfig
+from stream.store.freezes import FreezeBook, MemoryFreezeBook
 from stream.store.memory_store import MemoryStore
+from stream.store.redis_freezes import RedisFreezeBook
+from stream.store.redis_store import RedisStore
 from stream.store_wiring import open_store, store_config
 from tests.integration.services import TEST_KEY_HASH_SECRET, Services
 
@@ -57,3 +60,14 @@ class Stores:
         finally:
             await store.drop_namespace()
             await store.close()
+
+
+@asynccontextmanager
+async def scratch_freeze_book(stores: Stores) -> AsyncIterator[FreezeBook]:
+    """An empty book of active freezes on the backend, removed afterwards."""
+    if stores.backend is Backend.MEMORY:
+        yield MemoryFreezeBook()
+        return
+    async with stores.scratch(stores.settings()) as store:
+        assert isinstance(store, RedisStore)
+        yield RedisFreezeBook(store.client, store.namespace)

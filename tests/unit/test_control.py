@@ -15,12 +15,14 @@ from detectors.control import (
     ControlRecordError,
     KillSwitch,
     ListEntry,
+    Release,
     RuleMode,
     Snooze,
     Switch,
     control_key,
     parse_control,
 )
+from detectors.release_types import ReleaseType
 from detectors.rulebook import parse_rulebook
 from detectors.timestamps import parse_rfc3339_ms
 from tests.unit.test_ruleset_record import RULES
@@ -33,6 +35,8 @@ COMMON = {
     "reason": "incident 42",
     "issued_at": "2026-11-02T12:00:00.000Z",
 }
+FREEZE_ID = "fz_" + "0123456789abcdef" * 2
+FREEZE_KEY = f"release:{FREEZE_ID}"
 VALID: dict[str, dict[str, Any]] = {
     "kill-switch": {**COMMON, "kind": "kill-switch", "state": "on"},
     "rule-mode:r1": {**COMMON, "kind": "rule-mode", "rule_id": "r1", "mode": "shadow"},
@@ -52,6 +56,13 @@ VALID: dict[str, dict[str, Any]] = {
         "entity_id": "u-1",
         "rule_id": None,
         "expires_at": "2026-11-03T12:00:00.000Z",
+    },
+    FREEZE_KEY: {
+        **COMMON,
+        "kind": "release",
+        "freeze_id": FREEZE_ID,
+        "release_type": "appeal_upheld",
+        "reason_code": "kyc.verified-2",
     },
     "ruleset": {
         **COMMON,
@@ -75,6 +86,9 @@ BAD_VALUES: dict[str, list[Any]] = {
     "entity_id": [None, "", "x" * 129],
     "expires_at": ["never", 5, "2026-11-02"],
     "removed": [None, "false", 0],
+    "freeze_id": [None, "", "fz_123", "FZ_" + "0" * 32, "fz_" + "A" * 32, "fz_" + "0" * 33],
+    "release_type": [None, "expired", "MANUAL", "appeal"],
+    "reason_code": [None, "", "Kyc", "9lives", "a b", "x" * 65, 3],
     "ruleset_version": [None, "", "0" * 63, "F" * 64, 5],
     "rules_yaml": [None, "", 7],
 }
@@ -127,7 +141,7 @@ def test_schema_and_parser_accept_and_reject_the_same_records() -> None:
     [
         ("kill-switch", b"\xff", "not JSON"),
         ("kill-switch", b"[1]", "a JSON object expected"),
-        ("kill-switch", b'{"kind": "release"}', "kind: 'release' is not one of"),
+        ("kill-switch", b'{"kind": "unfreeze"}', "kind: 'unfreeze' is not one of"),
         ("other", json.dumps(VALID["kill-switch"]), "key 'other' does not match"),
         ("rule-mode:r1", json.dumps({**VALID["rule-mode:r1"], "x": 1}), "unknown fields: x"),
         ("kill-switch", json.dumps({**VALID["kill-switch"], "state": "up"}), "state: 'up'"),
@@ -176,3 +190,14 @@ def test_kinds_are_typed() -> None:
     assert isinstance(records["rule-mode:r1"], RuleMode)
     entry = records["list:allow:merchant:m-1"]
     assert isinstance(entry, ListEntry) and entry.active(0) and not entry.removed
+
+
+def test_a_release_is_keyed_by_its_freeze_and_typed() -> None:
+    record = parse_control(FREEZE_KEY, VALID[FREEZE_KEY])
+    assert isinstance(record, Release) and record.release_type is ReleaseType.APPEAL_UPHELD
+    assert record.key() == FREEZE_KEY and record.reason_code == "kyc.verified-2"
+    with pytest.raises(ControlRecordError, match="issued by the workers"):
+        parse_control(FREEZE_KEY, {**VALID[FREEZE_KEY], "release_type": "expired"})
+    other = f"release:fz_{'1' * 32}"
+    with pytest.raises(ControlRecordError, match="does not match"):
+        parse_control(other, VALID[FREEZE_KEY])

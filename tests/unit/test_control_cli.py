@@ -10,11 +10,21 @@ from typing import Any
 
 import pytest
 
-from detectors.control import ListEntry, Provenance, RuleMode, RuleModeSetting, Snooze
+from detectors.control import (
+    ControlRecordError,
+    ListEntry,
+    Provenance,
+    Release,
+    RuleMode,
+    RuleModeSetting,
+    Snooze,
+    parse_control,
+)
 from detectors.errors import ConfigError
+from detectors.release_types import ReleaseType
 from stream import control_cli
 from stream.cli import build_parser
-from stream.control_cli import build_record, parse_until
+from stream.control_cli import build_record, encode, parse_until
 from stream.settings import from_env
 
 NOW = 1_800_000_000_000
@@ -104,3 +114,18 @@ def test_commands_reach_kafka_with_the_workers_credentials(
     assert all(c[2] == expected for c in calls)
     assert "kill switch ON" in out.getvalue()
     assert SECRET not in out.getvalue() + "".join(capsys.readouterr())
+
+
+def test_release_builds_a_release_record_the_workers_accept() -> None:
+    freeze_id = "fz_" + "ab" * 16
+    argv = ("release", freeze_id, "--type", "false_positive", "--code", "rule_bug", "--reason", "x")
+    record = build_record(args(*argv), META)
+    assert record == Release(freeze_id, ReleaseType.FALSE_POSITIVE, "rule_bug", META)
+    assert parse_control(record.key(), encode(record)) == record
+    with pytest.raises(SystemExit):  # the workers' own type is not offered
+        args("release", freeze_id, "--type", "expired", "--code", "c", "--reason", "x")
+    bad = build_record(
+        args("release", "fz_1", "--type", "manual", "--code", "c", "--reason", "x"), META
+    )
+    with pytest.raises(ControlRecordError, match="freeze_id"):
+        parse_control(bad.key(), encode(bad))
