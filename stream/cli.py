@@ -87,7 +87,7 @@ def cmd_rules(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(
         f"{path}: OK — ruleset {book.name} {book.version}, {len(book.rules)} rules, "
-        f"{len(book.aggregates())} aggregates"
+        f"{len(book.aggregates())} aggregates, ruleset_version {book.digest}"
     )
     for rule in book.rules:
         currencies = rule.currencies

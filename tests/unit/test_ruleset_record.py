@@ -277,3 +277,14 @@ def test_a_record_fits_kafkas_default_message_size() -> None:
     assert len(worst.rules_yaml.encode()) <= MAX_RULESET_BYTES
     assert parse_control("ruleset", encode(worst)) == worst  # within the bound: publishable
     assert len(encode(worst)) < 1024 * 1024
+
+
+def test_rules_check_prints_the_version_decisions_will_carry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    assert main(["rules", "check", str(path)]) == 0
+    assert f"ruleset_version {parse_rulebook(REFORMATTED).digest}" in capsys.readouterr().out
