@@ -74,6 +74,8 @@ class Suppression(StrEnum):
     RULE_SHADOW = "rule_shadow"
     ALLOW_LIST = "allow_list"
     SNOOZE = "snooze"
+    GUARDRAIL = "guardrail"  # the rule froze more entities than its budget allows
+    BREAKER = "breaker"  # the global circuit breaker is tripped (fund freezes)
 
 
 def _number(value: float) -> int | float:

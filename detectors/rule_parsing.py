@@ -22,6 +22,7 @@ from detectors.rules import (
     AgeRequirement,
     Comparison,
     Evaluator,
+    Guardrail,
     Metric,
     Mode,
     Rule,
@@ -47,6 +48,7 @@ RULE_KEYS = {
     "action",
     "mode",
     "cooldown",
+    "guardrail",
 }
 REQUIRED_RULE_KEYS = (
     "id",
@@ -60,6 +62,8 @@ REQUIRED_RULE_KEYS = (
 )
 MAX_VERSION = 1_000_000_000
 REQUIRE_KEYS = {"age_of", "op", "value", "retain"}
+GUARDRAIL_KEYS = {"freeze_budget_10m"}
+MAX_FREEZE_BUDGET = 1_000_000
 
 
 def metric_keywords(kinds: Mapping[str, Evaluator]) -> dict[str, Evaluator]:
@@ -188,7 +192,24 @@ def parse_rule(
         cooldown_ms=p.duration(p.get(raw, "cooldown", path, str, "1h"), f"{path}.cooldown"),
         where=where,
         requires=_requires(p, raw["requires"], f"{path}.requires") if "requires" in raw else (),
+        guardrail=_guardrail(p, raw["guardrail"], f"{path}.guardrail")
+        if "guardrail" in raw
+        else Guardrail(),
     )
+
+
+def _guardrail(p: Parser, raw: Any, path: str) -> Guardrail:
+    """`{freeze_budget_10m: N}`: the distinct entities the rule may freeze per
+    10 minutes before the workers demote it to shadow."""
+    if not isinstance(raw, dict):
+        raise p.fail(path, "expected a mapping, e.g. {freeze_budget_10m: 20}")
+    unknown = {str(k) for k in raw} - GUARDRAIL_KEYS
+    if unknown:
+        raise p.fail(path, f"unknown key(s): {', '.join(sorted(unknown))}")
+    budget = p.get(raw, "freeze_budget_10m", path, int, None)
+    if budget is not None and not 1 <= budget <= MAX_FREEZE_BUDGET:
+        raise p.fail(f"{path}.freeze_budget_10m", f"must be between 1 and {MAX_FREEZE_BUDGET}")
+    return Guardrail(budget)
 
 
 def _limits(

@@ -24,6 +24,8 @@ from typing import IO, TYPE_CHECKING
 import orjson
 
 from detectors.control import (
+    Breaker,
+    BreakerState,
     ControlRecord,
     KillSwitch,
     ListEntityType,
@@ -49,6 +51,7 @@ __all__ = [
     "add_arguments",
     "build_record",
     "describe_snapshot",
+    "encode",
     "load_control",
     "parse_until",
     "run",
@@ -81,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     snooze.add_argument("entity_id")
     snooze.add_argument("--rule", help="only this rule (default: every rule)")
     snooze.add_argument("--until", required=True, help="RFC 3339 time or a duration (2h)")
+    breaker = changing("breaker", "trip the global circuit breaker, or reset it (re-arm)")
+    breaker.add_argument("state", choices=[s.value for s in BreakerState])
     show = sub.add_parser("show", help="the current snapshot, folded from the control topic")
     show.add_argument("--json", action="store_true", help="a saved snapshot (backtest --control)")
     log = sub.add_parser("log", help="every control record ever published (the audit topic)")
@@ -107,6 +112,8 @@ def build_record(args: argparse.Namespace, meta: Provenance) -> ControlRecord:
         return KillSwitch(Switch(args.state), meta)
     if command == "mode":
         return RuleMode(args.rule, RuleModeSetting(args.mode), meta)
+    if command == "breaker":
+        return Breaker(BreakerState(args.state), meta)
     if command == "list":
         expires = parse_until(args.expires_at, now, "--expires-at") if args.expires_at else None
         entity = ListEntityType(args.type)
@@ -168,7 +175,8 @@ def describe_snapshot(snapshot: ControlSnapshot) -> str:
     kinds = Counter(r.kind.value for r in snapshot.records.values())
     parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
     switch = "ON" if snapshot.kill_switch else "off"
-    return f"{snapshot.applied} records folded; kill switch {switch}; " + (
+    breaker = "TRIPPED" if snapshot.breaker_tripped else "armed"
+    return f"{snapshot.applied} records folded; kill switch {switch}; breaker {breaker}; " + (
         ", ".join(parts) or "no live records"
     )
 

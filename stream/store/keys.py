@@ -19,6 +19,8 @@ with one SCAN pattern.
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
     <ns>:key-layout                 STRING layout version and secret fingerprint of the state
     <ns>:frontiers:<group>          HASH  how far each input partition of a group is complete
+    <ns>:{gr:<rule_id>}:...         the rule's freeze budget counts (freeze_budget.lua)
+    <ns>:{brk}:...                  the circuit breaker's counts (breaker.lua)
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -63,12 +65,15 @@ __all__ = [
     "KeyHasher",
     "aggregate",
     "aggregate_suffix",
+    "breaker",
     "entity_prefix",
     "epoch",
     "first_seen",
     "first_seen_suffix",
+    "freeze_budget",
     "frontiers",
     "guard",
+    "guard_generation",
     "incident",
     "key_layout",
     "namespace_pattern",
@@ -216,3 +221,21 @@ def frontiers(ns: str, group: str) -> str:
 def namespace_pattern(ns: str) -> str:
     """SCAN pattern matching every key of a namespace."""
     return f"{ns}:*"
+
+
+def freeze_budget(ns: str, rule_id: str) -> str:
+    """The prefix of one rule's freeze budget keys (a hash tag of their own,
+    one slot per rule). Rule ids are letters, digits, '_' and '-'; the
+    subjects counted under it are keyed hashes (KeyHasher.member)."""
+    return f"{ns}:{{gr:{rule_id}}}"
+
+
+def breaker(ns: str) -> str:
+    """The prefix of the circuit breaker's keys (one slot): freeze ids (digests),
+    hashed merchants and per-currency totals, no raw id."""
+    return f"{ns}:{{brk}}"
+
+
+def guard_generation(control_id: str) -> str:
+    """A control record id as a short key part (ids may be 128 characters)."""
+    return hashlib.blake2b(control_id.encode(), digest_size=8).hexdigest()

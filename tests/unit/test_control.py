@@ -33,6 +33,7 @@ COMMON = {
 }
 VALID: dict[str, dict[str, Any]] = {
     "kill-switch": {**COMMON, "kind": "kill-switch", "state": "on"},
+    "breaker": {**COMMON, "kind": "breaker", "state": "tripped"},
     "rule-mode:r1": {**COMMON, "kind": "rule-mode", "rule_id": "r1", "mode": "shadow"},
     "list:allow:merchant:m-1": {
         **COMMON,
@@ -59,7 +60,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "actor": [None, "", 7],
     "reason": [None, "", "x" * 513],
     "issued_at": [None, "2026-11-02 12:00:00", "yesterday", 0],
-    "state": [None, "ON", True],
+    "state": [None, "ON", True, "open"],
     "rule_id": ["*", "", 3],
     "mode": [None, "enforced", "OFF"],
     "list": [None, "deny"],

@@ -1,0 +1,157 @@
+"""The guardrails in the pipeline (in-memory store): a misfiring rule is
+stopped at its budget and demoted, a flood of fund freezes trips the
+breaker, the alerts of the freezes not made are marked, and the same
+events decide the same whenever they are processed (event time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detectors.control import Breaker, BreakerState, ControlRecord, Provenance, RuleMode
+from detectors.control_snapshot import fold
+from detectors.decisions import Suppression
+from detectors.events import Topic
+from detectors.rulebook import parse_rulebook
+from stream.codec import SourceRecord
+from stream.pipeline import BatchResult, Pipeline
+from stream.settings import Settings
+from stream.store.memory_store import MemoryStore
+from tests.integration.services import order_json
+from tests.store_cases.requests import process
+
+NOW = 1_900_000_000_000
+RULES = """\
+rules:
+  - id: misfire
+    version: 1
+    triggers: [orders]
+    entity: user
+    metric: {kind: count, topics: [orders], window: 10m}
+    compare: ">="
+    threshold: 1
+    severity: high
+    action: {type: benefit_freeze, scope: vouchers, duration: 1d}
+    guardrail: {freeze_budget_10m: 3}
+  - id: payout_flood
+    version: 1
+    triggers: [payouts]
+    entity: merchant
+    metric: {kind: count, topics: [payouts], window: 10m}
+    compare: ">="
+    threshold: 1
+    severity: high
+    action: {type: fund_freeze, scope: payout, duration: 1d}
+    guardrail: {freeze_budget_10m: 1000}
+"""
+
+
+def at(minute: int, second: int = 0) -> str:
+    return f"2026-11-02T12:{minute:02d}:{second:02d}Z"
+
+
+def payout_json(event_id: str, merchant: str, when: str, amount: int = 1000) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "occurred_at": when,
+            "payout_id": f"p-{event_id}",
+            "merchant_id": merchant,
+            "amount_minor": amount,
+            "currency": "EUR",
+            "destination_fingerprint": "sha256:abc",
+        }
+    )
+
+
+def records(topic: str, values: list[bytes], first: int = 0) -> list[SourceRecord]:
+    return [SourceRecord(topic, 0, first + i, b"k", v, NOW) for i, v in enumerate(values)]
+
+
+def build(tmp_path: Path, **settings: Any) -> tuple[Pipeline, list[ControlRecord]]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    s = Settings(rules_file=rules, breaker_min_freezes=4, **settings)
+    store = MemoryStore()
+    pipeline = Pipeline(s, store, parse_rulebook(RULES))
+    published: list[ControlRecord] = []
+    pipeline.guard.on_control = published.append
+    return pipeline, published
+
+
+def decoded(result: BatchResult, topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(o.value) for o in result.outputs if o.topic == topic]
+
+
+async def test_a_misfiring_rule_freezes_its_budget_then_is_demoted(tmp_path: Path) -> None:
+    pipeline, published = build(tmp_path)
+    topics = pipeline.settings.topics
+    orders = [order_json(f"o{i}", f"u{i}", at(1, i)) for i in range(10)]
+    result = await process(pipeline, Topic.ORDERS, records("orders", orders), NOW)
+    alerts = decoded(result, topics.alerts)
+    freezes = decoded(result, topics.benefit_freezes)
+    assert len(alerts) == 10 and len(freezes) == 3
+    marked = [a for a in alerts if a.get("suppressed_by") == "guardrail"]
+    assert len(marked) == 7 and result.suppressed == {Suppression.GUARDRAIL: 7}
+    assert {f["subject_id"] for f in freezes} == {"u0", "u1", "u2"}
+    (record,) = published
+    assert isinstance(record, RuleMode) and record.meta.actor == "guardrail"
+    assert "3 distinct entities" in record.meta.reason
+    assert pipeline.control.rule_mode("misfire") is record.mode  # steers this worker at once
+    later = [order_json(f"p{i}", f"v{i}", at(3, i)) for i in range(3)]
+    after = await process(pipeline, Topic.ORDERS, records("orders", later, 10), NOW)
+    assert [a["mode"] for a in decoded(after, topics.alerts)] == ["shadow"] * 3
+    assert decoded(after, topics.benefit_freezes) == []
+    assert len(published) == 1
+    print(f"guardrail (memory): budget 3, {len(freezes)} freezes, {len(marked)} alerts marked")
+
+
+async def test_a_flood_of_fund_freezes_trips_the_breaker_until_a_reset(tmp_path: Path) -> None:
+    pipeline, published = build(tmp_path)
+    topics = pipeline.settings.topics
+    payouts = [payout_json(f"e{i}", f"m{i}", at(2, i)) for i in range(10)]
+    result = await process(pipeline, Topic.PAYOUTS, records("payouts", payouts), NOW)
+    alerts = decoded(result, topics.alerts)
+    freezes = decoded(result, topics.fund_freezes)
+    assert len(alerts) == 10 and len(freezes) == 4  # max(4, 0.01 x 10 merchants)
+    assert sum(a.get("suppressed_by") == "breaker" for a in alerts) == 6
+    (record,) = published
+    assert isinstance(record, Breaker) and record.state is BreakerState.TRIPPED
+    assert "4 fund freezes, limit 4 for 10 active merchants" in record.meta.reason
+    assert pipeline.control.breaker_tripped
+    # Benefit freezes are not the breaker's business.
+    order = records("orders", [order_json("o1", "u1", at(2))])
+    assert (
+        len(decoded(await process(pipeline, Topic.ORDERS, order, NOW), topics.benefit_freezes)) == 1
+    )
+    reset = Breaker(BreakerState.RESET, Provenance("reset-1", "alice", "drill over", NOW))
+    pipeline.control = fold([("breaker", reset)], pipeline.control)
+    more = [payout_json(f"f{i}", f"n{i}", at(3, i)) for i in range(2)]
+    again = await process(pipeline, Topic.PAYOUTS, records("payouts", more, 10), NOW)
+    assert len(decoded(again, topics.fund_freezes)) == 2
+    print(f"breaker (memory): {len(freezes)} fund freezes, then tripped; 2 after a reset")
+
+
+async def test_the_value_cap_trips_the_breaker_per_currency(tmp_path: Path) -> None:
+    from detectors.money import PerCurrency
+
+    pipeline, published = build(tmp_path, breaker_value_caps=PerCurrency.of({"EUR": 2500}))
+    payouts = [payout_json(f"e{i}", f"m{i}", at(2, i), amount=1000) for i in range(3)]
+    result = await process(pipeline, Topic.PAYOUTS, records("payouts", payouts), NOW)
+    assert len(decoded(result, pipeline.settings.topics.fund_freezes)) == 2
+    (record,) = published
+    assert "2000 EUR held, cap 2500" in record.meta.reason
+
+
+async def test_the_same_events_decide_the_same_whenever_processed(tmp_path: Path) -> None:
+    """Event-time buckets: a backtest next month equals the live run."""
+    outcomes = []
+    for now in (NOW, NOW + 30 * 86_400_000):
+        pipeline, _ = build(tmp_path)
+        orders = [order_json(f"o{i}", f"u{i}", at(1 + i // 4, i)) for i in range(12)]
+        result = await process(pipeline, Topic.ORDERS, records("orders", orders), now)
+        freezes = decoded(result, pipeline.settings.topics.benefit_freezes)
+        outcomes.append(sorted(f["freeze_id"] for f in freezes))
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 3
