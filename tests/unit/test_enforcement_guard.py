@@ -23,29 +23,31 @@ from tests.integration.services import order_json
 from tests.store_cases.requests import process
 
 NOW = 1_900_000_000_000
-RULES = """\
-rules:
-  - id: misfire
+
+
+def rule_yaml(rule_id: str, topic: str, entity: str, action: str, budget: int) -> str:
+    """A rule that fires on every event of `topic` (threshold 1): a misfire."""
+    return f"""\
+  - id: {rule_id}
     version: 1
-    triggers: [orders]
-    entity: user
-    metric: {kind: count, topics: [orders], window: 10m}
+    triggers: [{topic}]
+    entity: {entity}
+    metric: {{kind: count, topics: [{topic}], window: 10m}}
     compare: ">="
     threshold: 1
     severity: high
-    action: {type: benefit_freeze, scope: vouchers, duration: 1d}
-    guardrail: {freeze_budget_10m: 3}
-  - id: payout_flood
-    version: 1
-    triggers: [payouts]
-    entity: merchant
-    metric: {kind: count, topics: [payouts], window: 10m}
-    compare: ">="
-    threshold: 1
-    severity: high
-    action: {type: fund_freeze, scope: payout, duration: 1d}
-    guardrail: {freeze_budget_10m: 1000}
+    action: {action}
+    guardrail: {{freeze_budget_10m: {budget}}}
 """
+
+
+BENEFIT = "{type: benefit_freeze, scope: vouchers, duration: 1d}"
+FUND = "{type: fund_freeze, scope: payout, duration: 1d}"
+RULES = (
+    "rules:\n"
+    + rule_yaml("misfire", "orders", "user", BENEFIT, 3)
+    + rule_yaml("payout_flood", "payouts", "merchant", FUND, 1000)
+)
 
 
 def at(minute: int, second: int = 0) -> str:
