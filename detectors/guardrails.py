@@ -108,6 +108,9 @@ class BreakerLimits:
     def freeze_limit(self, active_merchants: int) -> int:
         return max(self.min_freezes, math.floor(self.freeze_share * active_merchants))
 
+    def cap(self, currency: str | None) -> int | None:
+        return None if currency is None else self.value_caps.get(currency)
+
 
 def rule_generation(snapshot: ControlSnapshot, rule_id: str) -> str:
     """The rule's budget counts start afresh with each `rule-mode` record (a

@@ -187,7 +187,7 @@ class EnforcementGuard:
             if verdicts.held[i] is None and c.freeze.kind is ActionKind.FUND_FREEZE
         ]
         claims = [self._breaker_claim(generation, candidates[i]) for i in where]
-        outcomes = await self.counters.claim_breaker(claims)
+        outcomes = await self.counters.claim_breaker(claims, self._limits)
         for i, claim, outcome in zip(where, claims, outcomes, strict=True):
             if outcome.admitted:
                 continue
@@ -196,8 +196,9 @@ class EnforcementGuard:
                 f"{outcome.freezes} fund freezes, limit {outcome.limit} for "
                 f"{outcome.active_merchants} active merchants"
             )
-            if claim.currency is not None and claim.value_cap is not None:
-                why += f"; {outcome.value} {claim.currency} held, cap {claim.value_cap}"
+            cap = self._limits.cap(claim.currency)
+            if cap is not None:
+                why += f"; {outcome.value} {claim.currency} held, cap {cap}"
             self._issue(trip(generation, claim.bucket, why, now_ms), verdicts)
 
     def _breaker_claim(self, generation: str, c: Candidate) -> BreakerClaim:
@@ -206,17 +207,7 @@ class EnforcementGuard:
         amount, currency = 0, None
         if isinstance(c.event, Payout):
             amount, currency = c.event.amount_minor, c.event.currency
-        limits = self._limits
-        return BreakerClaim(
-            generation,
-            c.bucket,
-            c.freeze.freeze_id,
-            amount,
-            currency,
-            limits.freeze_share,
-            limits.min_freezes,
-            limits.value_caps.get(currency) if currency is not None else None,
-        )
+        return BreakerClaim(generation, c.bucket, c.freeze.freeze_id, amount, currency)
 
     def _issue(self, record: ControlRecord, verdicts: Verdicts) -> None:
         """Each record once per worker (a refusal per freeze would repeat it)."""

@@ -18,13 +18,12 @@ where Redis' HyperLogLog estimates them (within about 1%).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS
+from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS, BreakerLimits
 
 __all__ = [
     "BreakerClaim",
@@ -65,9 +64,6 @@ class BreakerClaim:
     freeze_id: str
     amount_minor: int  # the payout value the freeze holds (0: unknown)
     currency: str | None
-    freeze_share: float
-    min_freezes: int
-    value_cap: int | None  # the currency's cap; None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +87,9 @@ class GuardCounters(Protocol):
     async def note_merchants(self, bucket: int, merchants: Collection[str]) -> None:
         """Merchants with events in `bucket` (the breaker's active merchants)."""
 
-    async def claim_breaker(self, claims: Sequence[BreakerClaim]) -> list[BreakerOutcome]:
+    async def claim_breaker(
+        self, claims: Sequence[BreakerClaim], limits: BreakerLimits
+    ) -> list[BreakerOutcome]:
         """Judged and counted in order, each atomically; aligned with `claims`."""
 
 
@@ -141,21 +139,23 @@ class MemoryGuardCounters:
     async def note_merchants(self, bucket: int, merchants: Collection[str]) -> None:
         self._active.setdefault(bucket, set()).update(merchants)
 
-    async def claim_breaker(self, claims: Sequence[BreakerClaim]) -> list[BreakerOutcome]:
-        return [self._breaker_claim(c) for c in claims]
+    async def claim_breaker(
+        self, claims: Sequence[BreakerClaim], limits: BreakerLimits
+    ) -> list[BreakerOutcome]:
+        return [self._breaker_claim(c, limits) for c in claims]
 
-    def _breaker_claim(self, c: BreakerClaim) -> BreakerOutcome:
+    def _breaker_claim(self, c: BreakerClaim, limits: BreakerLimits) -> BreakerOutcome:
         g = self._breaker.setdefault(c.generation, _Generation())
         window = range(c.bucket - BREAKER_BUCKETS + 1, c.bucket + 1)
         freezes = sum(len(g.freezes.get(b, ())) for b in window)
         active = len(set().union(*(self._active.get(b, set()) for b in window)))
-        limit = max(c.min_freezes, math.floor(c.freeze_share * active))
+        limit = limits.freeze_limit(active)
         currency = c.currency or ""
         value = sum(g.value.get((b, currency), 0) for b in window)
         counts = (freezes, active, limit, value)
         if c.freeze_id in g.freezes.get(c.bucket, ()):
             return BreakerOutcome(True, *counts)
-        refusal = _refusal(g.tripped, c, *counts)
+        refusal = _refusal(g.tripped, freezes + 1 > limit, limits.cap(c.currency), value, c)
         if refusal is not None:
             g.tripped = True
             return BreakerOutcome(False, *counts, refusal)
@@ -167,12 +167,12 @@ class MemoryGuardCounters:
 
 
 def _refusal(
-    tripped: bool, c: BreakerClaim, freezes: int, active: int, limit: int, value: int
+    tripped: bool, over_count: bool, cap: int | None, value: int, c: BreakerClaim
 ) -> Refusal | None:
     if tripped:
         return Refusal.TRIPPED
-    if freezes + 1 > limit:
+    if over_count:
         return Refusal.COUNT
-    if c.value_cap is not None and value + c.amount_minor > c.value_cap:
+    if cap is not None and value + c.amount_minor > cap:
         return Refusal.VALUE
     return None

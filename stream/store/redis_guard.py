@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS
+from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS, BreakerLimits
 from stream.store import keys
 from stream.store.guard_counters import (
     BreakerClaim,
@@ -85,10 +85,11 @@ class RedisGuardCounters:
             chunk = members[i : i + MEMBERS_PER_CALL]
             await self._run("active_merchants", [key], [TTL_S, *chunk])
 
-    async def claim_breaker(self, claims: Sequence[BreakerClaim]) -> list[BreakerOutcome]:
+    async def claim_breaker(
+        self, claims: Sequence[BreakerClaim], limits: BreakerLimits
+    ) -> list[BreakerOutcome]:
         if not claims:
             return []
-        first = claims[0]
         units = [
             [
                 keys.guard_generation(c.generation),
@@ -96,7 +97,7 @@ class RedisGuardCounters:
                 c.freeze_id,
                 c.amount_minor,
                 c.currency or "",
-                -1 if c.value_cap is None else c.value_cap,
+                -1 if (cap := limits.cap(c.currency)) is None else cap,
             ]
             for c in claims
         ]
@@ -105,8 +106,8 @@ class RedisGuardCounters:
             [keys.breaker(self._ns)],
             [
                 orjson.dumps(units),
-                repr(first.freeze_share),
-                first.min_freezes,
+                repr(limits.freeze_share),
+                limits.min_freezes,
                 BREAKER_BUCKETS,
                 TTL_S,
             ],

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS
+from detectors.guardrails import BREAKER_BUCKETS, HISTORY_BUCKETS, BreakerLimits
 from stream.store.guard_counters import BreakerClaim, BudgetClaim, GuardCounters, Refusal
 from tests.store_cases.backends import Stores
 
@@ -26,16 +26,13 @@ def budget(
 
 
 def fund(
-    freeze_id: str,
-    bucket: int = B,
-    amount: int = 0,
-    currency: str | None = None,
-    cap: int | None = None,
-    gen: str = "0",
-    share: float = 0.1,
-    minimum: int = 2,
+    freeze_id: str, bucket: int = B, amount: int = 0, currency: str | None = None, gen: str = "0"
 ) -> BreakerClaim:
-    return BreakerClaim(gen, bucket, freeze_id, amount, currency, share, minimum, cap)
+    return BreakerClaim(gen, bucket, freeze_id, amount, currency)
+
+
+def limits(minimum: int = 2, share: float = 0.1, **caps: int) -> BreakerLimits:
+    return BreakerLimits(share, minimum, caps)
 
 
 class GuardCounterCases:
@@ -89,33 +86,34 @@ class GuardCounterCases:
     ) -> None:
         await counters.note_merchants(B - 2, [f"m{i}" for i in range(20)])
         await counters.note_merchants(B, [f"m{i}" for i in range(10, 40)])  # 40 distinct in all
-        claims = [fund(f"fz{i}", share=0.1, minimum=2) for i in range(5)]
-        got = await counters.claim_breaker(claims)
+        claims = [fund(f"fz{i}") for i in range(5)]
+        got = await counters.claim_breaker(claims, limits(minimum=2, share=0.1))
         assert [o.admitted for o in got] == [True] * 4 + [False]
         assert (got[4].freezes, got[4].active_merchants, got[4].limit) == (4, 40, 4)
         assert got[4].refusal is Refusal.COUNT
         # tripped for good in its generation: an already counted freeze is still admitted
-        again = await counters.claim_breaker([fund("fz0"), fund("fz9", bucket=B + 1)])
+        again = await counters.claim_breaker([fund("fz0"), fund("fz9", bucket=B + 1)], limits())
         assert [o.admitted for o in again] == [True, False]
         assert again[1].refusal is Refusal.TRIPPED
-        (reset,) = await counters.claim_breaker([fund("fz9", gen="reset-1")])
+        (reset,) = await counters.claim_breaker([fund("fz9", gen="reset-1")], limits())
         assert reset.admitted and reset.freezes == 0
         print(f"breaker: 40 active merchants x 0.1 -> limit {got[4].limit}; the 5th refused")
 
     async def test_the_breaker_counts_the_trailing_hour_only(self, counters: GuardCounters) -> None:
         old = B - BREAKER_BUCKETS
-        await counters.claim_breaker([fund(f"old{i}", bucket=old, minimum=3) for i in range(3)])
-        got = await counters.claim_breaker([fund(f"new{i}", minimum=3) for i in range(3)])
+        three = limits(minimum=3)
+        await counters.claim_breaker([fund(f"old{i}", bucket=old) for i in range(3)], three)
+        got = await counters.claim_breaker([fund(f"new{i}") for i in range(3)], three)
         assert [o.admitted for o in got] == [True, True, True]
         assert [o.freezes for o in got] == [0, 1, 2]
 
     async def test_the_value_cap_is_per_currency(self, counters: GuardCounters) -> None:
         claims = [
-            fund("e1", amount=600, currency="EUR", cap=1000, minimum=100),
-            fund("j1", amount=90_000, currency="JPY", cap=None, minimum=100),
-            fund("e2", amount=300, currency="EUR", cap=1000, minimum=100),
-            fund("e3", amount=200, currency="EUR", cap=1000, minimum=100),
+            fund("e1", amount=600, currency="EUR"),
+            fund("j1", amount=90_000, currency="JPY"),  # no cap for JPY
+            fund("e2", amount=300, currency="EUR"),
+            fund("e3", amount=200, currency="EUR"),
         ]
-        got = await counters.claim_breaker(claims)
+        got = await counters.claim_breaker(claims, limits(minimum=100, EUR=1000))
         assert [o.admitted for o in got] == [True, True, True, False]
         assert got[3].value == 900 and got[3].refusal is Refusal.VALUE

@@ -5,6 +5,7 @@ events decide the same whenever they are processed (event time)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,16 @@ import orjson
 from detectors.control import Breaker, BreakerState, ControlRecord, Provenance, RuleMode
 from detectors.control_snapshot import fold
 from detectors.decisions import Suppression
-from detectors.events import Topic
+from detectors.events import Event, Topic
+from detectors.guardrails import bucket_of
 from detectors.rulebook import parse_rulebook
-from stream.codec import SourceRecord
+from detectors.rules import ActionKind
+from detectors.timestamps import parse_rfc3339_ms
+from stream.codec import Decoded, Incoming, SourceRecord
+from stream.enforcement_guard import EnforcementGuard
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import Settings
+from stream.store.guard_counters import GuardCounters, MemoryGuardCounters
 from stream.store.memory_store import MemoryStore
 from tests.integration.services import order_json
 from tests.store_cases.requests import process
@@ -157,3 +163,47 @@ async def test_the_same_events_decide_the_same_whenever_processed(tmp_path: Path
         freezes = decoded(result, pipeline.settings.topics.benefit_freezes)
         outcomes.append(sorted(f["freeze_id"] for f in freezes))
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 3
+
+
+class Counting(MemoryGuardCounters):
+    def __init__(self) -> None:
+        super().__init__()
+        self.noted: list[tuple[int, list[str]]] = []
+
+    async def note_merchants(self, bucket: int, merchants: Collection[str]) -> None:
+        self.noted.append((bucket, sorted(merchants)))
+        await super().note_merchants(bucket, merchants)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counting = Counting()
+
+    def guard_counters(self) -> GuardCounters:
+        return self.counting
+
+
+async def test_a_worker_sends_only_the_merchants_it_has_not_noted_in_a_bucket() -> None:
+    rules = parse_rulebook(RULES).rules
+    store = CountingStore()
+    guard = EnforcementGuard(Settings(), store, rules)
+    first = [order("a", "m1", at(1)), order("b", "m2", at(1)), order("c", "m1", at(2))]
+    await guard.note_merchants(first)
+    await guard.note_merchants([order("d", "m1", at(3)), order("e", "m3", at(4))])
+    await guard.note_merchants([order("f", "m1", at(11))])  # the next bucket
+    bucket = bucket_of(parse_rfc3339_ms(at(1)))
+    assert store.counting.noted == [(bucket, ["m1", "m2"]), (bucket, ["m3"]), (bucket + 1, ["m1"])]
+    # Without a rule that can freeze funds the breaker has no use for them.
+    benefit_only = [r for r in rules if r.action.kind is not ActionKind.FUND_FREEZE]
+    idle = CountingStore()
+    await EnforcementGuard(Settings(), idle, benefit_only).note_merchants(first)
+    assert idle.counting.noted == []
+
+
+def order(event_id: str, merchant: str, when: str) -> Event:
+    item = Incoming.read(
+        Topic.ORDERS, records("orders", [order_json(event_id, "u", when, merchant)])[0], 4096
+    )
+    assert isinstance(item.decoded, Decoded)
+    return item.decoded.event
