@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -39,10 +40,11 @@ from stream.settings import Settings
 from stream.store.base import EventStore
 from stream.store.guard_counters import BreakerClaim, BudgetClaim, GuardCounters
 
-__all__ = ["Candidate", "EnforcementGuard", "Verdicts", "limits_from", "marked"]
+__all__ = ["ActiveMerchants", "Candidate", "EnforcementGuard", "Verdicts", "limits_from", "marked"]
 
 log = logging.getLogger(__name__)
 NOTED_BUCKETS = 8  # buckets whose noted merchants a worker remembers
+FLUSH_S = 1.0  # the longest other workers wait for this one's active merchants
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,47 @@ def marked(alert: Alert, held: Suppression) -> bytes | None:
     return orjson.dumps(dataclasses.replace(alert, suppressed_by=held).to_wire())
 
 
+class ActiveMerchants:
+    """The merchants this worker saw per bucket, for the breaker's count of
+    active merchants. Each merchant goes to the store once per bucket, and
+    in one call per FLUSH_S at most (a call per batch would add a round trip
+    to every batch): the breaker flushes first, so a worker's own decisions
+    always count every merchant it has seen; other workers' lag by FLUSH_S."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._noted: dict[int, set[str]] = {}
+        self._pending: dict[int, set[str]] = {}
+        self._flushed_at = clock()
+
+    def note(self, events: Iterable[Event]) -> None:
+        for event in events:
+            merchant = getattr(event, "merchant_id", None)
+            bucket = bucket_of(event.occurred_at_ms)
+            if merchant and merchant not in self._noted.get(bucket, ()):
+                self._pending.setdefault(bucket, set()).add(merchant)
+
+    async def flush(self, counters: GuardCounters, force: bool) -> None:
+        if not self._pending or (not force and self._clock() - self._flushed_at < FLUSH_S):
+            return
+        for bucket in sorted(self._pending):
+            merchants = self._pending[bucket]
+            await counters.note_merchants(bucket, merchants)
+            self._noted.setdefault(bucket, set()).update(merchants)
+            del self._pending[bucket]  # only once sent: a failed call is sent again
+        self._flushed_at = self._clock()
+        for old in sorted(self._noted)[:-NOTED_BUCKETS]:
+            del self._noted[old]
+
+
 class EnforcementGuard:
-    def __init__(self, settings: Settings, store: EventStore, rules: Iterable[Rule]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        rules: Iterable[Rule],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """The store's counters are asked for on first use. Active merchants
         are only counted when a rule can freeze funds (the breaker's only use)."""
         self._store = store
@@ -93,7 +134,7 @@ class EnforcementGuard:
         self._counters: GuardCounters | None = None
         self._limits = limits_from(settings)
         self._budgets: dict[tuple[str, int], int] = {}
-        self._noted: dict[int, set[str]] = {}
+        self._merchants = ActiveMerchants(clock)
         self._issued: set[str] = set()
         # Publishes a record this guard issued (the worker sets it).
         self.on_control: Callable[[ControlRecord], None] | None = None
@@ -105,21 +146,10 @@ class EnforcementGuard:
         return self._counters
 
     async def note_merchants(self, events: Iterable[Event]) -> None:
-        """Count the batch's merchants as active in their buckets; only those
-        this worker has not noted yet go to the store."""
-        fresh: dict[int, set[str]] = {}
-        for event in events if self._fund_freezes else ():
-            merchant = getattr(event, "merchant_id", None)
-            if not merchant:
-                continue
-            bucket = bucket_of(event.occurred_at_ms)
-            if merchant not in self._noted.get(bucket, ()):
-                fresh.setdefault(bucket, set()).add(merchant)
-        for bucket, merchants in fresh.items():
-            await self.counters.note_merchants(bucket, merchants)
-            self._noted.setdefault(bucket, set()).update(merchants)
-        for old in sorted(self._noted)[:-NOTED_BUCKETS]:
-            del self._noted[old]
+        """Count the batch's merchants as active in their buckets (see ActiveMerchants)."""
+        if self._fund_freezes:
+            self._merchants.note(events)
+            await self._merchants.flush(self.counters, force=False)
 
     async def judge(
         self, candidates: Sequence[Candidate], control: ControlSnapshot, now_ms: int
@@ -181,6 +211,7 @@ class EnforcementGuard:
         verdicts: Verdicts,
     ) -> None:
         generation = breaker_generation(control)
+        await self._merchants.flush(self.counters, force=True)  # count them before judging
         where = [
             i
             for i, c in enumerate(candidates)

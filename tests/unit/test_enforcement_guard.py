@@ -5,22 +5,23 @@ events decide the same whenever they are processed (event time)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from detectors.control import Breaker, BreakerState, ControlRecord, Provenance, RuleMode
-from detectors.control_snapshot import fold
-from detectors.decisions import Suppression
+from detectors.control_snapshot import EMPTY, fold
+from detectors.decisions import Alert, Freeze, Suppression
 from detectors.events import Event, Topic
 from detectors.guardrails import bucket_of
 from detectors.rulebook import parse_rulebook
-from detectors.rules import ActionKind
+from detectors.rules import ActionKind, Mode, Rule, Severity
+from detectors.rules_entities import EntityType
 from detectors.timestamps import parse_rfc3339_ms
 from stream.codec import Decoded, Incoming, SourceRecord
-from stream.enforcement_guard import EnforcementGuard
+from stream.enforcement_guard import Candidate, EnforcementGuard
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import Settings
 from stream.store.guard_counters import GuardCounters, MemoryGuardCounters
@@ -184,21 +185,49 @@ class CountingStore(MemoryStore):
         return self.counting
 
 
-async def test_a_worker_sends_only_the_merchants_it_has_not_noted_in_a_bucket() -> None:
+async def test_a_worker_sends_each_merchant_once_per_bucket_and_at_most_once_a_second() -> None:
     rules = parse_rulebook(RULES).rules
-    store = CountingStore()
-    guard = EnforcementGuard(Settings(), store, rules)
-    first = [order("a", "m1", at(1)), order("b", "m2", at(1)), order("c", "m1", at(2))]
-    await guard.note_merchants(first)
-    await guard.note_merchants([order("d", "m1", at(3)), order("e", "m3", at(4))])
-    await guard.note_merchants([order("f", "m1", at(11))])  # the next bucket
+    store, clock = CountingStore(), [0.0]
+    guard = EnforcementGuard(Settings(), store, rules, clock=lambda: clock[0])
     bucket = bucket_of(parse_rfc3339_ms(at(1)))
-    assert store.counting.noted == [(bucket, ["m1", "m2"]), (bucket, ["m3"]), (bucket + 1, ["m1"])]
+    await guard.note_merchants([order("a", "m1", at(1)), order("b", "m2", at(1))])
+    assert store.counting.noted == []  # within the second: kept for the next flush
+    clock[0] = 1.0
+    await guard.note_merchants([order("c", "m1", at(2)), order("d", "m3", at(2))])
+    assert store.counting.noted == [(bucket, ["m1", "m2", "m3"])]
+    clock[0] = 2.5
+    await guard.note_merchants([order("e", "m1", at(3)), order("f", "m1", at(11))])
+    assert store.counting.noted[1:] == [(bucket + 1, ["m1"])]  # m1 was noted in `bucket`
+    # The breaker flushes first, whatever the clock: its count includes every merchant seen.
+    await guard.note_merchants([order("g", "m4", at(12))])
+    payout = payout_json("p", "m5", at(12))
+    item = Incoming.read(Topic.PAYOUTS, records("payouts", [payout])[0], 4096)
+    assert isinstance(item.decoded, Decoded)
+    await guard.note_merchants([item.decoded.event])
+    assert len(store.counting.noted) == 2
+    await guard.judge([candidate(guard, item.decoded.event, rules)], EMPTY, NOW)
+    assert store.counting.noted[2:] == [(bucket + 1, ["m4", "m5"])]
     # Without a rule that can freeze funds the breaker has no use for them.
     benefit_only = [r for r in rules if r.action.kind is not ActionKind.FUND_FREEZE]
     idle = CountingStore()
-    await EnforcementGuard(Settings(), idle, benefit_only).note_merchants(first)
+    quiet = EnforcementGuard(Settings(), idle, benefit_only, clock=lambda: clock[0])
+    await quiet.note_merchants([order("a", "m1", at(1))])
+    clock[0] = 10.0
+    await quiet.note_merchants([order("b", "m2", at(1))])
     assert idle.counting.noted == []
+
+
+def candidate(guard: EnforcementGuard, event: Event, rules: Sequence[Rule]) -> Candidate:
+    (rule,) = [r for r in rules if r.action.kind is ActionKind.FUND_FREEZE]
+    freeze = Freeze(
+        "fz_1", ActionKind.FUND_FREEZE, EntityType.MERCHANT, "m5", "payouts", rule.rule_id,
+        Severity.HIGH, "al_1", NOW + 1, NOW,
+    )  # fmt: skip
+    alert = Alert(
+        "al_1", rule.rule_id, 1, Severity.HIGH, EntityType.MERCHANT, "m5", 600_000, NOW, 1, 1,
+        "p", "payouts", NOW, NOW, Mode.ENFORCE,
+    )  # fmt: skip
+    return Candidate(rule, freeze, alert, event, 0)
 
 
 def order(event_id: str, merchant: str, when: str) -> Event:
