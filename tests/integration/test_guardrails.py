@@ -137,6 +137,7 @@ def test_a_misfiring_rule_is_demoted_within_its_budget(workers: list[WorkerProce
     snapshot = control_snapshot(s)
     record = snapshot.records["rule-mode:misfire"]
     assert record.meta.actor == "guardrail" and snapshot.rule_mode("misfire") == "shadow"
+    assert record.to_wire() in read(s, s.topics.control_audit)  # the history keeps it too
     demotions = sum(
         metric(w, 'fraud_guardrail_demotions_total{rule="misfire"}') or 0 for w in workers
     )
@@ -169,6 +170,7 @@ def test_a_flood_of_fund_freezes_trips_the_breaker(workers: list[WorkerProcess])
     snapshot = control_snapshot(s)
     assert snapshot.breaker_tripped and snapshot.breaker is not None
     assert snapshot.breaker.meta.actor == "breaker"
+    assert snapshot.breaker.to_wire() in read(s, s.topics.control_audit)
     print(
         f"breaker: {len(freezes)} fund freezes, then tripped; {len(marked)} of 20 alerts marked "
         f"suppressed_by breaker; both workers show it tripped {took:.2f}s after the check; "
