@@ -29,6 +29,8 @@ from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 __all__ = [
     "MAX_SNOOZE_MS",
     "SCHEMA_VERSION",
+    "Breaker",
+    "BreakerState",
     "ControlKind",
     "ControlRecord",
     "ControlRecordError",
@@ -59,6 +61,7 @@ class ControlKind(StrEnum):
     LIST_ENTRY = "list-entry"
     SNOOZE = "snooze"
     RELEASE = "release"
+    BREAKER = "breaker"
 
 
 class Switch(StrEnum):
@@ -234,7 +237,30 @@ class Release:
         }
 
 
-ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release
+class BreakerState(StrEnum):
+    TRIPPED = "tripped"
+    RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """The global circuit breaker. Tripped (by the workers, actor `breaker`,
+    or by a human): no new fund freeze, the alerts go out marked
+    `suppressed_by: breaker`. Only a human `reset` re-arms it; its
+    `control_id` also starts the breaker's counts afresh."""
+
+    state: BreakerState
+    meta: Provenance
+    kind = ControlKind.BREAKER
+
+    def key(self) -> str:
+        return ControlKind.BREAKER.value
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.meta.to_wire(self.kind), "state": self.state.value}
+
+
+ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release | Breaker
 
 
 def snooze_key(entity_type: ListEntityType, entity_id: str, rule_id: str | None) -> str:
@@ -374,12 +400,17 @@ def _release(f: _Fields, meta: Provenance) -> ControlRecord:
     return Release(freeze_id, release_type, code, meta)
 
 
+def _breaker(f: _Fields, meta: Provenance) -> ControlRecord:
+    return Breaker(f.enum("state", BreakerState), meta)
+
+
 _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {
     ControlKind.KILL_SWITCH: _kill_switch,
     ControlKind.RULE_MODE: _rule_mode,
     ControlKind.LIST_ENTRY: _list_entry,
     ControlKind.SNOOZE: _snooze,
     ControlKind.RELEASE: _release,
+    ControlKind.BREAKER: _breaker,
 }
 
 

@@ -24,6 +24,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from detectors.control import (
+    Breaker,
+    BreakerState,
     ControlRecord,
     KillSwitch,
     ListEntityType,
@@ -97,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     release.add_argument(
         "--code", dest="reason_code", required=True, help="reason code (lowercase id, e.g. kyc_ok)"
     )
+    breaker = changing("breaker", "trip the global circuit breaker, or reset it (re-arm)")
+    breaker.add_argument("state", choices=[s.value for s in BreakerState])
     show = sub.add_parser("show", help="the current snapshot, folded from the control topic")
     show.add_argument("--json", action="store_true", help="a saved snapshot (backtest --control)")
     log = sub.add_parser("log", help="every control record ever published (the audit topic)")
@@ -123,6 +127,8 @@ def build_record(args: argparse.Namespace, meta: Provenance) -> ControlRecord:
         return KillSwitch(Switch(args.state), meta)
     if command == "mode":
         return RuleMode(args.rule, RuleModeSetting(args.mode), meta)
+    if command == "breaker":
+        return Breaker(BreakerState(args.state), meta)
     if command == "list":
         expires = parse_until(args.expires_at, now, "--expires-at") if args.expires_at else None
         entity = ListEntityType(args.type)
@@ -198,7 +204,8 @@ def describe_snapshot(snapshot: ControlSnapshot) -> str:
     kinds = Counter(r.kind.value for r in snapshot.records.values())
     parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
     switch = "ON" if snapshot.kill_switch else "off"
-    return f"{snapshot.applied} records folded; kill switch {switch}; " + (
+    breaker = "TRIPPED" if snapshot.breaker_tripped else "armed"
+    return f"{snapshot.applied} records folded; kill switch {switch}; breaker {breaker}; " + (
         ", ".join(parts) or "no live records"
     )
 
