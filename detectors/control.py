@@ -32,6 +32,8 @@ from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 __all__ = [
     "MAX_SNOOZE_MS",
     "SCHEMA_VERSION",
+    "Breaker",
+    "BreakerState",
     "ControlKind",
     "ControlRecord",
     "ControlRecordError",
@@ -63,6 +65,7 @@ class ControlKind(StrEnum):
     LIST_ENTRY = "list-entry"
     SNOOZE = "snooze"
     RELEASE = "release"
+    BREAKER = "breaker"
     RULESET = "ruleset"
 
 
@@ -224,6 +227,29 @@ class Release:
         }
 
 
+class BreakerState(StrEnum):
+    TRIPPED = "tripped"
+    RESET = "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """The global circuit breaker. Tripped (by the workers, actor `breaker`,
+    or by a human): no new fund freeze, the alerts go out marked
+    `suppressed_by: breaker`. Only a human `reset` re-arms it; its
+    `control_id` also starts the breaker's counts afresh."""
+
+    state: BreakerState
+    meta: Provenance
+    kind = ControlKind.BREAKER
+
+    def key(self) -> str:
+        return ControlKind.BREAKER.value
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.meta.to_wire(self.kind), "state": self.state.value}
+
+
 @dataclass(frozen=True, slots=True)
 class Ruleset:
     """The whole rule file every worker runs instead of its configured one.
@@ -250,7 +276,7 @@ class Ruleset:
         }
 
 
-ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release | Ruleset
+ControlRecord = KillSwitch | RuleMode | ListEntry | Snooze | Release | Breaker | Ruleset
 
 
 def snooze_key(entity_type: ListEntityType, entity_id: str, rule_id: str | None) -> str:
@@ -390,6 +416,10 @@ def _release(f: _Fields, meta: Provenance) -> ControlRecord:
     return Release(freeze_id, release_type, code, meta)
 
 
+def _breaker(f: _Fields, meta: Provenance) -> ControlRecord:
+    return Breaker(f.enum("state", BreakerState), meta)
+
+
 def _ruleset(f: _Fields, meta: Provenance) -> ControlRecord:
     text, version = f._get("rules_yaml", False), f._get("ruleset_version", False)
     try:
@@ -404,6 +434,7 @@ _READERS: dict[ControlKind, Callable[[_Fields, Provenance], ControlRecord]] = {
     ControlKind.LIST_ENTRY: _list_entry,
     ControlKind.SNOOZE: _snooze,
     ControlKind.RELEASE: _release,
+    ControlKind.BREAKER: _breaker,
     ControlKind.RULESET: _ruleset,
 }
 

@@ -6,8 +6,9 @@ their own on every event (`block_list_alerts`), never a freeze.
 Order of precedence, most silencing first: a rule set `off` does not alert;
 an allow-listed or snoozed entity gets no alert; a rule forced to `shadow`
 alerts marked shadow and never freezes; the kill switch lets every alert
-through, marked `suppressed_by: kill_switch`, and no freeze. Expiry is
-judged against the event's time, never the wall clock.
+through, marked `suppressed_by: kill_switch`, and no freeze; a tripped
+circuit breaker holds fund freezes (the alert marked `suppressed_by:
+breaker`). Expiry is judged against the event's time, never the wall clock.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from detectors.control import ListEntityType, ListName, RuleModeSetting
 from detectors.control_snapshot import ControlSnapshot
 from detectors.decisions import Alert, AlertCandidate, Freeze, Suppression, deterministic_id
 from detectors.events import Event
-from detectors.rules import Mode, Severity
+from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType, entity_value
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Silence",
     "Steered",
     "block_list_alerts",
+    "breaker_suppression",
     "freeze_suppression",
     "steer",
 ]
@@ -107,6 +109,15 @@ def freeze_suppression(snapshot: ControlSnapshot, freeze: Freeze, at_ms: int) ->
         return Suppression.ALLOW_LIST
     if silence is Silence.SNOOZE:
         return Suppression.SNOOZE
+    return breaker_suppression(snapshot, freeze)
+
+
+def breaker_suppression(snapshot: ControlSnapshot, freeze: Freeze) -> Suppression | None:
+    """A tripped breaker holds fund freezes only: it guards merchants' money
+    against a flood; a benefit freeze (vouchers, subsidies of one user) is
+    narrow, and each rule's freeze budget bounds those."""
+    if snapshot.breaker_tripped and freeze.kind is ActionKind.FUND_FREEZE:
+        return Suppression.BREAKER
     return None
 
 

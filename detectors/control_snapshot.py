@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.control import (
+    Breaker,
+    BreakerState,
     ControlKind,
     ControlRecord,
     KillSwitch,
@@ -46,6 +48,16 @@ class ControlSnapshot:
     def kill_switch(self) -> bool:
         record = self.records.get(ControlKind.KILL_SWITCH.value)
         return isinstance(record, KillSwitch) and record.state is Switch.ON
+
+    @property
+    def breaker(self) -> Breaker | None:
+        record = self.records.get(ControlKind.BREAKER.value)
+        return record if isinstance(record, Breaker) else None
+
+    @property
+    def breaker_tripped(self) -> bool:
+        record = self.breaker
+        return record is not None and record.state is BreakerState.TRIPPED
 
     def rule_mode(self, rule_id: str) -> RuleModeSetting | None:
         record = self.records.get(control_key(ControlKind.RULE_MODE.value, rule_id))

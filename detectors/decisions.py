@@ -76,6 +76,8 @@ class Suppression(StrEnum):
     ALLOW_LIST = "allow_list"
     SNOOZE = "snooze"
     RELEASED = "released"  # its freeze id was released: the incident does not freeze again
+    GUARDRAIL = "guardrail"  # the rule froze more entities than its budget allows
+    BREAKER = "breaker"  # the global circuit breaker is tripped (fund freezes)
 
 
 class AlertTag(StrEnum):

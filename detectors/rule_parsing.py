@@ -23,6 +23,7 @@ from detectors.rules import (
     AgeRequirement,
     Comparison,
     Evaluator,
+    Guardrail,
     Metric,
     Mode,
     Rule,
@@ -50,6 +51,7 @@ RULE_KEYS = {
     "action",
     "mode",
     "cooldown",
+    "guardrail",
 }
 REQUIRED_RULE_KEYS = (
     "id",
@@ -63,6 +65,8 @@ REQUIRED_RULE_KEYS = (
 )
 MAX_VERSION = 1_000_000_000
 REQUIRE_KEYS = {"age_of", "op", "value", "retain"}
+GUARDRAIL_KEYS = {"freeze_budget_10m"}
+MAX_FREEZE_BUDGET = 1_000_000
 
 
 def metric_keywords(kinds: Mapping[str, Evaluator]) -> dict[str, Evaluator]:
@@ -194,6 +198,9 @@ def parse_rule(
         where=where,
         requires=_requires(p, raw["requires"], f"{path}.requires") if "requires" in raw else (),
         lists=lists,
+        guardrail=_guardrail(p, raw["guardrail"], f"{path}.guardrail")
+        if "guardrail" in raw
+        else Guardrail(),
     )
 
 
@@ -228,6 +235,20 @@ def _list_condition(
     if not any(listable(e) for e in entity):
         raise p.fail(f"{path}.list", "the rule's entity cannot be on a list")
     return ListCondition(ListName(name))
+
+
+def _guardrail(p: Parser, raw: Any, path: str) -> Guardrail:
+    """`{freeze_budget_10m: N}`: the distinct entities the rule may freeze per
+    10 minutes before the workers demote it to shadow."""
+    if not isinstance(raw, dict):
+        raise p.fail(path, "expected a mapping, e.g. {freeze_budget_10m: 20}")
+    unknown = {str(k) for k in raw} - GUARDRAIL_KEYS
+    if unknown:
+        raise p.fail(path, f"unknown key(s): {', '.join(sorted(unknown))}")
+    budget = p.get(raw, "freeze_budget_10m", path, int, None)
+    if budget is not None and not 1 <= budget <= MAX_FREEZE_BUDGET:
+        raise p.fail(f"{path}.freeze_budget_10m", f"must be between 1 and {MAX_FREEZE_BUDGET}")
+    return Guardrail(budget)
 
 
 def _limits(

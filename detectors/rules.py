@@ -31,6 +31,7 @@ __all__ = [
     "EntityType",
     "Evaluator",
     "Evidence",
+    "Guardrail",
     "Metric",
     "MetricKind",
     "Mode",
@@ -217,6 +218,15 @@ class AgeRequirement:
 
 
 @dataclass(frozen=True, slots=True)
+class Guardrail:
+    """How much a rule may freeze before it is demoted to shadow.
+    `freeze_budget_10m`: distinct entities frozen per 10 minutes of event
+    time; None: the default, max(5, 3 x the rule's trailing 7-day p99)."""
+
+    freeze_budget_10m: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     rule_id: str
     version: int
@@ -235,6 +245,7 @@ class Rule:
     # Control lists the rule's entity must be on (`where: {list: watch}`):
     # they gate the decision, never what the aggregates count.
     lists: tuple[ListCondition, ...] = ()
+    guardrail: Guardrail = Guardrail()
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
         return self.metric.aggregates() + tuple(r.first_seen for r in self.requires)

@@ -19,7 +19,7 @@ by their TTLs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -70,16 +70,27 @@ class RulesSelector:
     record is the same object (a snapshot changed for anything else keeps
     the record object), so a batch pays one identity check."""
 
-    def __init__(self, rulebook: Rulebook) -> None:
+    def __init__(
+        self, rulebook: Rulebook, on_change: Callable[[ActiveRules], None] | None = None
+    ) -> None:
+        """`on_change`: told of each rule set taking over (not of the first)."""
         self.file = ActiveRules.build(rulebook, RulesSource.FILE)
         self._record: Ruleset | None = None
         self._published = self.file
+        self._last = self.file
+        self._on_change = on_change
 
     def under(self, snapshot: ControlSnapshot) -> ActiveRules:
         record = snapshot.ruleset
         if record is None:
-            return self.file
-        if record is not self._record:
-            self._published = ActiveRules.build(record.rulebook, RulesSource.CONTROL)
-            self._record = record
-        return self._published
+            rules = self.file
+        else:
+            if record is not self._record:
+                self._published = ActiveRules.build(record.rulebook, RulesSource.CONTROL)
+                self._record = record
+            rules = self._published
+        if rules is not self._last:
+            self._last = rules
+            if self._on_change is not None:
+                self._on_change(rules)
+        return rules

@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from detectors.control import (
+    Breaker,
+    BreakerState,
     ControlRecord,
     ControlRecordError,
     KillSwitch,
@@ -101,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     release.add_argument(
         "--code", dest="reason_code", required=True, help="reason code (lowercase id, e.g. kyc_ok)"
     )
+    breaker = changing("breaker", "trip the global circuit breaker, or reset it (re-arm)")
+    breaker.add_argument("state", choices=[s.value for s in BreakerState])
     rules = sub.add_parser("rules", help="the rule set every worker runs")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     publish_rules = rules_sub.add_parser(
@@ -133,6 +137,8 @@ def build_record(args: argparse.Namespace, meta: Provenance) -> ControlRecord:
         return KillSwitch(Switch(args.state), meta)
     if command == "mode":
         return RuleMode(args.rule, RuleModeSetting(args.mode), meta)
+    if command == "breaker":
+        return Breaker(BreakerState(args.state), meta)
     if command == "list":
         expires = parse_until(args.expires_at, now, "--expires-at") if args.expires_at else None
         entity = ListEntityType(args.type)
@@ -209,7 +215,8 @@ def describe_snapshot(snapshot: ControlSnapshot) -> str:
     kinds = Counter(r.kind.value for r in snapshot.records.values())
     parts = [f"{n} {kind}" for kind, n in sorted(kinds.items())]
     switch = "ON" if snapshot.kill_switch else "off"
-    return f"{snapshot.applied} records folded; kill switch {switch}; " + (
+    breaker = "TRIPPED" if snapshot.breaker_tripped else "armed"
+    return f"{snapshot.applied} records folded; kill switch {switch}; breaker {breaker}; " + (
         ", ".join(parts) or "no live records"
     )
 

@@ -94,8 +94,8 @@ class Metrics:
         )
         self.enforcement_suppressed = Counter(
             "fraud_enforcement_suppressed_total",
-            "Freezes a rule asked for that the control plane held back "
-            "(kill_switch, rule_shadow, allow_list, snooze, released)",
+            "Freezes a rule asked for that were held back "
+            "(kill_switch, rule_shadow, allow_list, snooze, released, guardrail, breaker)",
             ["reason"],
             registry=r,
         )
@@ -121,6 +121,22 @@ class Metrics:
         )
         self.control_records = Gauge(
             "fraud_control_records", "Live control records in the snapshot", ["kind"], registry=r
+        )
+        self.guardrail_demotions = Counter(
+            "fraud_guardrail_demotions_total",
+            "Rules this worker demoted to shadow for freezing more than their budget",
+            ["rule"],
+            registry=r,
+        )
+        self.breaker_trips = Counter(
+            "fraud_breaker_trips_total",
+            "Times this worker tripped the global circuit breaker",
+            registry=r,
+        )
+        self.breaker_tripped = Gauge(
+            "fraud_breaker_tripped",
+            "1 while the circuit breaker is tripped (no new fund freeze)",
+            registry=r,
         )
         self.rules_loaded = Gauge(
             "fraud_rules_loaded", "Rules in the loaded rule set", ["ruleset", "version"], registry=r

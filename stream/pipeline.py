@@ -24,7 +24,7 @@ import orjson
 from detectors import engine
 from detectors.control import ListName
 from detectors.control_effects import Silence, block_list_alerts, freeze_suppression, steer
-from detectors.control_snapshot import EMPTY, ControlSnapshot
+from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from detectors.control_watch import Watch
 from detectors.decisions import (
     DEGRADED_TRACK,
@@ -43,6 +43,7 @@ from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
 from stream.codec import DeadLetter, Decoded, Incoming
+from stream.enforcement_guard import Candidate, EnforcementGuard, marked
 from stream.releases import unreleased
 from stream.settings import Settings
 from stream.store.base import (
@@ -135,7 +136,8 @@ class Pipeline:
         # Replaced as a whole by whoever follows the control topic; each
         # batch reads it once, so a batch is judged under one snapshot.
         self.control: ControlSnapshot = EMPTY
-        self._rules = RulesSelector(rulebook)
+        self.guard = EnforcementGuard(settings, store, rulebook.rules)
+        self._rules = RulesSelector(rulebook, on_change=self._rules_changed)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
 
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
@@ -198,7 +200,8 @@ class Pipeline:
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             stalled = prepared.incomplete.get(j)
             pending += self._judge(topic, d, observed, now_ms, result, stalled, under)
-        await self._settle(pending, result, control)
+        await self.guard.note_merchants(d.event for d in prepared.admitted)
+        await self._settle(pending, result, control, now_ms)
         return result
 
     def _block_list(
@@ -286,7 +289,7 @@ class Pipeline:
         return out
 
     async def _settle(
-        self, pending: list[_Pending], result: BatchResult, control: ControlSnapshot
+        self, pending: list[_Pending], result: BatchResult, control: ControlSnapshot, now_ms: int
     ) -> None:
         """Settle incidents. A degraded decision claims an incident of its own
         track (`<rule>~degraded`): it alerts once per incident, for a human,
@@ -294,7 +297,7 @@ class Pipeline:
         complete decision, which can then still freeze."""
         claims = [self._claim(p) for p in pending]
         outcomes = await self._store.claim_incidents(claims)
-        freezes_by_event: dict[str, list[Freeze]] = {}
+        guarded: list[Candidate] = []
         for p, claim, outcome in zip(pending, claims, outcomes, strict=True):
             if outcome.status is IncidentStatus.OPEN:
                 continue
@@ -314,11 +317,29 @@ class Pipeline:
                 _count(result.suppressed, p.suppressed)
                 continue
             freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
-            held = freeze and freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
-            if held:
-                _count(result.suppressed, held)
-            elif freeze is not None:
-                freezes_by_event.setdefault(p.decoded.event.event_id, []).append(freeze)
+            if freeze is not None:
+                held = freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
+                at = len(result.outputs) - 1  # its alert
+                guarded.append(Candidate(p.rule, freeze, alert, p.decoded.event, at, held))
+        await self._guard(guarded, result, control, now_ms)
+
+    async def _guard(
+        self, guarded: list[Candidate], result: BatchResult, control: ControlSnapshot, now_ms: int
+    ) -> None:
+        """Freeze budgets and the breaker (stream.enforcement_guard): what they
+        refuse is held, its alert marked; their records steer this worker at once."""
+        verdicts = await self.guard.judge(guarded, control, now_ms)
+        if verdicts.records:
+            self.control = fold([(r.key(), r) for r in verdicts.records], self.control)
+        freezes_by_event: dict[str, list[Freeze]] = {}
+        for c, held in zip(guarded, verdicts.held, strict=True):
+            if held is None:
+                freezes_by_event.setdefault(c.event.event_id, []).append(c.freeze)
+                continue
+            _count(result.suppressed, held)
+            if (payload := marked(c.alert, held)) is not None:
+                old = result.outputs[c.at]
+                result.outputs[c.at] = OutputRecord(old.topic, old.key, payload)
         freezes_by_event = await self._unreleased(freezes_by_event, result)
         for freezes in freezes_by_event.values():
             for f in combine_freezes(freezes):
@@ -373,6 +394,9 @@ class Pipeline:
     def rules(self) -> ActiveRules:
         """The rules the next batch is judged by (under the current snapshot)."""
         return self._rules.under(self.control)
+
+    def _rules_changed(self, rules: ActiveRules) -> None:
+        self.guard.follow(rules.rulebook.rules)
 
 
 def _freezes(rule: Rule) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from detectors.errors import ConfigError
 from detectors.events import Topic
+from detectors.money import CURRENCY_CODE, PerCurrency
 
 __all__ = [
     "ENV_NAMES",
@@ -140,6 +141,12 @@ class Settings:
     # Who publishes control records (`fraudstream control --actor` overrides);
     # from_env defaults it to the OS user (USER, LOGNAME).
     actor: str = "unknown"
+    # The global circuit breaker (detectors.guardrails): fund freezes per hour
+    # allowed per active merchant, the count below which it never trips, and
+    # per currency the payout value (minor units) fund freezes may hold per hour.
+    breaker_freeze_share: float = 0.01
+    breaker_min_freezes: int = 20
+    breaker_value_caps: PerCurrency = field(default_factory=lambda: PerCurrency(()))
 
     def kafka_host_port(self) -> tuple[str, int]:
         first = self.kafka_bootstrap.split(",")[0]
@@ -228,6 +235,26 @@ def _secret(raw: str) -> str:
         # Never echo the value: the error message reaches logs.
         raise ValueError(f"too short: use at least {MIN_SECRET_LENGTH} random characters")
     return raw
+
+
+def _share(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:  # also rejects nan
+        raise ValueError("expected a share between 0 (excluded) and 1")
+    return value
+
+
+def _money_caps(raw: str) -> PerCurrency:
+    """`EUR:5000000,JPY:800000`: integer minor units per ISO 4217 currency."""
+    caps: dict[str, float] = {}
+    for item in raw.split(","):
+        code, sep, amount = item.strip().partition(":")
+        if not sep or CURRENCY_CODE.fullmatch(code) is None or not amount.isdigit():
+            raise ValueError(f"{item.strip()!r}: expected CUR:amount_minor, e.g. EUR:5000000")
+        if code in caps:
+            raise ValueError(f"{code} given twice")
+        caps[code] = int(amount)
+    return PerCurrency.of(caps)
 
 
 def _boolean(raw: str) -> bool:
@@ -319,6 +346,9 @@ def from_env(env: Mapping[str, str]) -> Settings:
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
         actor=_parse(env, "ACTOR", str, _os_user(env) or d.actor),
+        breaker_freeze_share=_parse(env, "BREAKER_FREEZE_SHARE", _share, d.breaker_freeze_share),
+        breaker_min_freezes=_parse(env, "BREAKER_MIN_FREEZES", pos_int, d.breaker_min_freezes),
+        breaker_value_caps=_parse(env, "BREAKER_VALUE_CAPS", _money_caps, d.breaker_value_caps),
     )
 
 

@@ -36,6 +36,7 @@ from stream.codec import Incoming, SourceRecord
 from stream.control_follower import ControlFollower, Rejected
 from stream.faust_wiring import faust_app
 from stream.frontier_exchange import FrontierExchange
+from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
 from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
@@ -74,6 +75,7 @@ class Worker:
         self.freeze_book = RedisFreezeBook(self.store.client, self.store.namespace)
         self.freeze_book.observer = self.metrics.observe_redis
         self.pipeline = Pipeline(settings, self.store, rulebook, self.freeze_book)
+        self.pipeline.guard.on_control = ControlPublisher(self.app, settings, self.metrics)
         self.ruleset_status = RulesetStatus(self.metrics)
         self.control = ControlFollower(
             settings.kafka_bootstrap,
@@ -165,6 +167,7 @@ class Worker:
         self.pipeline.control = snapshot
         self.ruleset_status.in_effect(self.pipeline.rules())
         self.metrics.control_kill_switch.set(1 if snapshot.kill_switch else 0)
+        self.metrics.breaker_tripped.set(1 if snapshot.breaker_tripped else 0)
         kinds = Counter(record.kind.value for record in snapshot.records.values())
         for kind in ControlKind:
             self.metrics.control_records.labels(kind.value).set(kinds.get(kind.value, 0))

@@ -112,6 +112,21 @@ RISK: list[Panel] = [
     ("Freeze releases / min by type", "short",
      [("sum by (release_type) (rate(fraud_releases_total[5m])) * 60 or vector(0)",
        "{{release_type}}")], "timeseries"),
+    ("Freezes held back / min by reason", "short",
+     [("sum by (reason) (rate(fraud_enforcement_suppressed_total[5m])) * 60 or vector(0)",
+       "{{reason}}")], "timeseries"),
+    ("Kill switch and circuit breaker (1 = on / tripped)", "short", [
+        ("max(fraud_control_kill_switch)", "kill switch"),
+        ("max(fraud_breaker_tripped)", "breaker tripped"),
+    ], "stat"),
+    ("Guardrail demotions and breaker trips (last 24 h)", "short", [
+        ("sum by (rule) (increase(fraud_guardrail_demotions_total[24h])) or vector(0)",
+         "demoted: {{rule}}"),
+        ("sum(increase(fraud_breaker_trips_total[24h]))", "breaker trips"),
+    ], "stat"),
+    ("Control records refused (last hour)", "short",
+     [("sum by (kind) (increase(fraud_control_records_rejected_total[1h])) or vector(0)",
+       "{{kind}}")], "stat"),
 ]
 # fmt: on
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
+from stream.store.guard_counters import GuardCounters
 
 __all__ = [
     "EventObservations",
@@ -119,3 +120,7 @@ class EventStore(Protocol):
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""
+
+    def guard_counters(self) -> GuardCounters:
+        """The guardrails' counts, shared by every worker of the store."""
+        ...

@@ -20,6 +20,8 @@ with one SCAN pattern.
     <ns>:key-layout                 STRING layout version and secret fingerprint of the state
     <ns>:frontiers:<group>          HASH  how far each input partition of a group is complete
     <ns>:{freezes}:<part>           published freezes until released (see freeze_book)
+    <ns>:{gr:<rule_id>}:...         the rule's freeze budget counts (freeze_budget.lua)
+    <ns>:{brk}:...                  the circuit breaker's counts (breaker.lua)
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -67,13 +69,16 @@ __all__ = [
     "KeyHasher",
     "aggregate",
     "aggregate_suffix",
+    "breaker",
     "entity_prefix",
     "epoch",
     "first_seen",
     "first_seen_suffix",
     "freeze_book",
+    "freeze_budget",
     "frontiers",
     "guard",
+    "guard_generation",
     "incident",
     "key_layout",
     "namespace_pattern",
@@ -242,3 +247,21 @@ def freeze_book(ns: str) -> list[str]:
                         refused (so one worker, once, counts and logs it)
     """
     return [f"{ns}:{{freezes}}:{part}" for part in FREEZE_BOOK_PARTS]
+
+
+def freeze_budget(ns: str, rule_id: str) -> str:
+    """The prefix of one rule's freeze budget keys (a hash tag of their own,
+    one slot per rule). Rule ids are letters, digits, '_' and '-'; the
+    subjects counted under it are keyed hashes (KeyHasher.member)."""
+    return f"{ns}:{{gr:{rule_id}}}"
+
+
+def breaker(ns: str) -> str:
+    """The prefix of the circuit breaker's keys (one slot): freeze ids (digests),
+    hashed merchants and per-currency totals, no raw id."""
+    return f"{ns}:{{brk}}"
+
+
+def guard_generation(control_id: str) -> str:
+    """A control record id as a short key part (ids may be 128 characters)."""
+    return hashlib.blake2b(control_id.encode(), digest_size=8).hexdigest()

@@ -36,6 +36,7 @@ from stream.store.base import (
     IncidentStatus,
     StoreConfig,
 )
+from stream.store.guard_counters import GuardCounters, MemoryGuardCounters
 from stream.store.memory_state import (
     BucketedWindow,
     Bucketing,
@@ -86,6 +87,7 @@ class MemoryStore:
         self._first: dict[tuple[Entity, str], int] = {}
         self._incidents: dict[tuple[Entity, str], _Incidents] = {}
         self._shapes: dict[str, Bucketing] = {}
+        self._guard_counters = MemoryGuardCounters()
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -237,6 +239,10 @@ class MemoryStore:
         trigger = (c.trigger_event_id, c.trigger_position)
         book.by_alert[aid] = _Incident(c.start_ms, c.end_ms + c.cooldown_ms, trigger, payload)
         return IncidentOutcome(IncidentStatus.NEW, aid, payload)
+
+    def guard_counters(self) -> GuardCounters:
+        """The guardrails' counts, living as long as the store."""
+        return self._guard_counters
 
 
 def _alert_id(base: str, epoch: int, seq: int) -> str:

@@ -54,6 +54,8 @@ from stream.store.base import (
     IncidentStatus,
     StoreConfig,
 )
+from stream.store.guard_counters import GuardCounters
+from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
 
 __all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
 
@@ -169,6 +171,7 @@ class RedisStore:
         self._sources = {
             "aggregates": _load_lua("aggregates.lua"),
             "claim": _load_lua("claim_incidents.lua"),
+            **GUARD_SCRIPTS,
         }
         self._sha: dict[str, str] = {}
         # Aggregate calls reach Redis one batch at a time, in the order apply
@@ -415,6 +418,10 @@ class RedisStore:
             by_slot.setdefault(key_slot(key), []).append(key)
         counts = await _bounded_gather([self._client.unlink(*ks) for ks in by_slot.values()])
         return sum(int(c) for c in counts)
+
+    def guard_counters(self) -> GuardCounters:
+        """The guardrails' shared counts (stream.store.guard_counters)."""
+        return RedisGuardCounters(self._ns, self._hasher, self._eval)
 
 
 T = TypeVar("T")

@@ -25,6 +25,7 @@ from stream.store.base import (
     IncidentClaim,
     IncidentOutcome,
 )
+from stream.store.guard_counters import GuardCounters
 
 Traffic = list[tuple[Topic, SourceRecord]]
 
@@ -81,6 +82,9 @@ class Recording:
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         return await self._inner.claim_incidents(claims)
+
+    def guard_counters(self) -> GuardCounters:
+        return self._inner.guard_counters()
 
 
 @dataclass

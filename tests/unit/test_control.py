@@ -39,6 +39,7 @@ FREEZE_ID = "fz_" + "0123456789abcdef" * 2
 FREEZE_KEY = f"release:{FREEZE_ID}"
 VALID: dict[str, dict[str, Any]] = {
     "kill-switch": {**COMMON, "kind": "kill-switch", "state": "on"},
+    "breaker": {**COMMON, "kind": "breaker", "state": "tripped"},
     "rule-mode:r1": {**COMMON, "kind": "rule-mode", "rule_id": "r1", "mode": "shadow"},
     "list:allow:merchant:m-1": {
         **COMMON,
@@ -78,7 +79,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "actor": [None, "", 7],
     "reason": [None, "", "x" * 513],
     "issued_at": [None, "2026-11-02 12:00:00", "yesterday", 0],
-    "state": [None, "ON", True],
+    "state": [None, "ON", True, "open"],
     "rule_id": ["*", "", 3],
     "mode": [None, "enforced", "OFF"],
     "list": [None, "deny"],

@@ -12,11 +12,13 @@ from detectors.events import Topic
 from detectors.rulebook import parse_rulebook
 from stream.active_rules import RulesSource
 from stream.codec import Incoming, SourceRecord
+from stream.enforcement_guard import EnforcementGuard
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import Settings
 from stream.store.memory_store import MemoryStore
 from stream.store_wiring import store_config
 from tests.integration.services import TEST_KEY_HASH_SECRET, order_json
+from tests.unit.test_enforcement_guard import CountingStore, at, order
 from tests.unit.test_ruleset_record import META, RULES, record, rule_block
 
 SETTINGS = Settings(key_hash_secret=TEST_KEY_HASH_SECRET)
@@ -106,3 +108,28 @@ async def test_block_list_alerts_carry_the_version_too() -> None:
     p.control = fold([(entry.key(), entry), ("ruleset", record(PUBLISHED))])
     result = await p.process_mixed(orders.batch("mule", 1, device="d-9"), NOW)
     assert fired(result) == [("control:block-list", record(PUBLISHED).ruleset_version)]
+
+
+async def test_the_guard_follows_the_rule_set_in_effect() -> None:
+    """Active merchants (the breaker's denominator) are counted only while a
+    rule can freeze funds: a published rule that can must start the count."""
+    p, seen = pipeline(), []
+    p.guard.follow = lambda rules: seen.append([r.rule_id for r in rules])  # type: ignore[method-assign]
+    p.control = fold([("ruleset", record(PUBLISHED))])
+    assert p.rules() is p.rules() and seen == [["burst", "device_pair"]]
+    p.control = EMPTY
+    p.rules()
+    assert seen == [["burst", "device_pair"], ["burst"]]
+
+    store, clock = CountingStore(), [0.0]
+    guard = EnforcementGuard(SETTINGS, store, parse_rulebook(RULES).rules, clock=lambda: clock[0])
+    funds = RULES.replace(
+        "action: alert", "action: {type: fund_freeze, scope: payouts, duration: 1d}"
+    )
+    for rules, expected in ((RULES, []), (funds, [["m1"], ["m2"]])):
+        guard.follow(parse_rulebook(rules).rules)
+        clock[0] += 10.0
+        await guard.note_merchants([order("a", "m1", at(1))])
+        clock[0] += 10.0
+        await guard.note_merchants([order("b", "m2", at(1))])
+        assert [merchants for _, merchants in store.counting.noted] == expected
