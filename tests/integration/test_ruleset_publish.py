@@ -45,6 +45,9 @@ PUBLISHED = CONTROL_TEST_RULES.replace("threshold: 2", "threshold: 50") + (
     CONTROL_TEST_RULES.split("rules:\n")[1]
     .replace("id: burst", f"id: {NEW_RULE}")
     .replace("entity: user", "entity: device")
+    # The test freezes 8 devices within 10 minutes: above the default freeze
+    # budget (5), which would demote the rule to shadow (stream.enforcement_guard).
+    + "    guardrail: {freeze_budget_10m: 50}\n"
 )
 # What a newer tool might publish: a metric kind these workers do not know.
 # Its version is the honest digest, so only the rules check can refuse it.
