@@ -29,9 +29,9 @@ from detectors.control import (
     Snooze,
     Switch,
     control_key,
-    parse_control,
     snooze_key,
 )
+from detectors.control_parsing import parse_control
 
 __all__ = ["EMPTY", "ControlSnapshot", "fold"]
 

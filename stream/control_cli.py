@@ -39,8 +39,8 @@ from detectors.control import (
     RuleModeSetting,
     Snooze,
     Switch,
-    parse_control,
 )
+from detectors.control_parsing import parse_control
 from detectors.control_snapshot import ControlSnapshot
 from detectors.durations import parse_duration_ms
 from detectors.errors import ConfigError, InputFileError

@@ -23,7 +23,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from detectors.control import ControlRecord, ControlRecordError, parse_control
+from detectors.control import ControlRecord, ControlRecordError
+from detectors.control_parsing import parse_control
 from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from stream.kafka_io import partitions
 

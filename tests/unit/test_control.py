@@ -20,8 +20,8 @@ from detectors.control import (
     Snooze,
     Switch,
     control_key,
-    parse_control,
 )
+from detectors.control_parsing import parse_control
 from detectors.release_types import ReleaseType
 from detectors.rulebook import parse_rulebook
 from detectors.timestamps import parse_rfc3339_ms

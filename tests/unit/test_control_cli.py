@@ -18,8 +18,8 @@ from detectors.control import (
     RuleMode,
     RuleModeSetting,
     Snooze,
-    parse_control,
 )
+from detectors.control_parsing import parse_control
 from detectors.errors import ConfigError
 from detectors.release_types import ReleaseType
 from stream import control_cli

@@ -14,9 +14,9 @@ from detectors.control import (
     RuleMode,
     RuleModeSetting,
     Switch,
-    parse_control,
 )
 from detectors.control_effects import breaker_suppression, freeze_suppression
+from detectors.control_parsing import parse_control
 from detectors.control_snapshot import EMPTY, fold
 from detectors.decisions import Freeze, Suppression
 from detectors.errors import ConfigError

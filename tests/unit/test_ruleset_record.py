@@ -17,8 +17,8 @@ from detectors.control import (
     ControlRecordError,
     Provenance,
     Ruleset,
-    parse_control,
 )
+from detectors.control_parsing import parse_control
 from detectors.control_snapshot import EMPTY, ControlSnapshot
 from detectors.rulebook import RulebookError, parse_rulebook
 from detectors.ruleset_check import MAX_RULESET_BYTES
