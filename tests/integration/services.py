@@ -364,3 +364,10 @@ def start_cluster(directory: Path) -> LocalCluster:
     except Exception:
         cluster.stop()
         raise
+
+
+def decisions_only(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The freezes of a freeze topic without its `action: release` records:
+    a live worker also publishes releases (a freeze of old traffic has
+    already expired by the wall clock), the backtest never does."""
+    return [v for v in values if v.get("action") != "release"]

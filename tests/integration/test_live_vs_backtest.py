@@ -19,6 +19,7 @@ from tests.integration.services import (
     Services,
     WorkerProcess,
     create_topics,
+    decisions_only,
     wait_caught_up,
     wait_ready,
     write_test_rules,
@@ -122,7 +123,9 @@ async def backtest_decisions(
 async def live_decisions(settings: Settings) -> Decisions:
     bootstrap = settings.kafka_bootstrap
     return {
-        kind: [orjson.loads(r.value) for r in await kafka_io.read_from(bootstrap, topic)]
+        kind: decisions_only(
+            [orjson.loads(r.value) for r in await kafka_io.read_from(bootstrap, topic)]
+        )
         for kind, topic in (
             ("alerts", settings.topics.alerts),
             ("freezes", settings.topics.benefit_freezes),

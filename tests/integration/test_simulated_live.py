@@ -29,6 +29,7 @@ from tests.integration.services import (
     Services,
     WorkerProcess,
     create_topics,
+    decisions_only,
     settings_env,
     wait_caught_up,
     wait_ready,
@@ -76,10 +77,10 @@ async def read_decisions(settings: Settings) -> list[tuple[str, dict[str, Any]]]
         settings.topics.benefit_freezes,
         settings.topics.fund_freezes,
     ):
-        out += [
-            (name, orjson.loads(r.value))
-            for r in await kafka_io.read_from(settings.kafka_bootstrap, name)
+        values = [
+            orjson.loads(r.value) for r in await kafka_io.read_from(settings.kafka_bootstrap, name)
         ]
+        out += [(name, value) for value in decisions_only(values)]
     return out
 
 

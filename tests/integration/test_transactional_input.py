@@ -19,7 +19,13 @@ from aiokafka import AIOKafkaProducer
 from stream import kafka_io
 from stream.lag import LAG_INTERVAL_S
 from stream.settings import Settings
-from tests.integration.services import Services, WorkerProcess, create_topics, wait_ready
+from tests.integration.services import (
+    Services,
+    WorkerProcess,
+    create_topics,
+    decisions_only,
+    wait_ready,
+)
 from tests.integration.test_arrival_order import metric
 from tests.store_cases.degraded import RULES, payout
 
@@ -48,9 +54,9 @@ async def wait_for(what: str, check: Any, timeout_s: float = 60) -> None:
 
 
 async def decisions(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    return [
-        orjson.loads(r.value) for r in await kafka_io.read_from(settings.kafka_bootstrap, topic)
-    ]
+    return decisions_only(
+        [orjson.loads(r.value) for r in await kafka_io.read_from(settings.kafka_bootstrap, topic)]
+    )
 
 
 async def test_a_partition_ending_in_a_commit_marker_is_caught_up(
