@@ -31,7 +31,7 @@ from tests.store_cases.store import BUCKET, CONFIG, DST, FIRST, SUM, T0, ev
 @pytest.mark.parametrize(
     ("config", "shuffle"),
     [
-        pytest.param(SimulationConfig(seed=1, scale=1.0), False, id="seed1-scale1"),
+        pytest.param(SimulationConfig(seed=1, scale=0.5), False, id="seed1-half"),
         # Late events, events beyond the lateness, duplicates and redeliveries.
         pytest.param(
             SimulationConfig(seed=7, scale=1.0), True, id="seed7-disordered", marks=pytest.mark.soak
