@@ -42,6 +42,7 @@ from detectors.events import Event, Payout, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.codec import DeadLetter, Decoded, Incoming
+from stream.delivery import SettledRecords, unsettled
 from stream.enforcement_guard import Candidate, EnforcementGuard, marked
 from stream.releases import unreleased
 from stream.settings import Settings
@@ -92,6 +93,8 @@ class BatchResult:
     silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
     block_list_alerts: int = 0
     suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
+    # topic → redelivered records not judged again: their outputs were delivered
+    settled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -131,6 +134,10 @@ class Pipeline:
         # batch reads it once, so a batch is judged under one snapshot.
         self.control: ControlSnapshot = EMPTY
         self.guard = EnforcementGuard(settings, store, rulebook.rules)
+        # Set by the live worker (stream.delivery): records whose decisions
+        # were delivered before a redelivery are not judged again. The
+        # backtest and replay read each record once and leave it None.
+        self.settled: SettledRecords | None = None
         self._plan = engine.Plan(rulebook)
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
         # The topics whose events feed what each rule reads.
@@ -179,7 +186,10 @@ class Pipeline:
         """Judge the batch on what the store observed and settle incidents."""
         result, planned = prepared.result, prepared.planned
         control = self.control
-        self._block_list(prepared.admitted, control, now_ms, result)
+        settled = await self.settled.settled(prepared.admitted) if self.settled else frozenset()
+        for position in settled:
+            _count(result.settled, position.topic)
+        self._block_list(unsettled(prepared.admitted, settled), control, now_ms, result)
         watch = Watch.of(control)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
@@ -187,6 +197,8 @@ class Pipeline:
             result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
                 continue
+            if settled and d.record.position in settled:
+                continue  # judged and delivered before this redelivery
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
             observed = obs.values
