@@ -171,7 +171,7 @@ class DeliveryTracker:
                 await asyncio.sleep(self.retry_s)
 
     def due(self) -> dict[Part, int]:
-        """Advanced but not yet written (for tests and the health page)."""
+        """Advanced but not yet written."""
         return dict(self._due)
 
 
@@ -184,8 +184,8 @@ class SettledRecords:
     committed offset: so each partition's watermark is read once, when its
     first batch arrives after an assignment, and followed only while the
     partition's records are still at or below it. The usual batch pays no
-    round trip and no per-record test. A watermark read too low (another
-    worker still delivering) only means judging again, as before."""
+    round trip, only a set of its partitions. A watermark read too low
+    (another worker still delivering) only means judging again, as before."""
 
     def __init__(self, read: ReadWatermarks) -> None:
         self._read = read
@@ -210,16 +210,19 @@ class SettledRecords:
         if not self._ahead.keys() & parts:
             return frozenset()
         out = set()
-        highest: dict[Part, int] = {}
+        lowest: dict[Part, int] = {}
         for d in decoded:
             r = d.record
             part = (r.topic, r.partition)
-            highest[part] = max(highest.get(part, r.offset), r.offset)
+            lowest[part] = min(lowest.get(part, r.offset), r.offset)
             if r.offset <= self._ahead.get(part, -1):
                 out.add(r.position)
-        for part, offset in highest.items():
+        for part, offset in lowest.items():
+            # A batch wholly past the watermark: so is every later one (a
+            # batch retried in place is the same batch, so one that straddles
+            # the watermark keeps it).
             if offset > self._ahead.get(part, offset):
-                del self._ahead[part]  # past it: later records are new to the watermark
+                del self._ahead[part]
         return frozenset(out)
 
 

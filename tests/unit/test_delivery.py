@@ -1,17 +1,22 @@
 """The delivered watermark's bookkeeping (stream.delivery): a partition's
 watermark advances only in batch order, once every send of a batch and of
-every earlier batch is delivered; a lost batch fences its partitions."""
+every earlier batch is delivered; a lost batch fences its partitions. And
+its reading: once per partition and assignment, records at or below it
+settled, a batch retried in place settled alike."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from stream.delivery import DeliveryTracker
+from detectors.events import SourcePosition
+from stream.codec import Decoded, SourceRecord
+from stream.delivery import DeliveryTracker, SettledRecords
+from tests.unit.catalogue_events import T0, order
 
 Part = tuple[str, int]
 
@@ -146,3 +151,56 @@ async def test_writes_are_coalesced_and_retried_until_the_store_answers() -> Non
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+def decoded(topic: str, partition: int, first: int, last: int) -> list[Decoded]:
+    _, event = order(T0)
+    return [
+        Decoded(SourceRecord(topic, partition, o, None, b"{}", T0), event)
+        for o in range(first, last + 1)
+    ]
+
+
+class Marks:
+    """The store's watermarks, and the reads made of them."""
+
+    def __init__(self, marks: dict[Part, int]) -> None:
+        self.marks = marks
+        self.reads: list[list[Part]] = []
+
+    async def read(self, parts: Sequence[Part]) -> dict[Part, int]:
+        self.reads.append(list(parts))
+        return {p: self.marks[p] for p in parts if p in self.marks}
+
+
+def offsets(settled: frozenset[SourcePosition]) -> list[tuple[str, int]]:
+    return sorted((p.topic, p.offset) for p in settled)
+
+
+async def test_records_up_to_the_watermark_are_settled_and_read_once_per_assignment() -> None:
+    marks = Marks({("orders", 0): 12, ("refunds", 0): 3})
+    settled = SettledRecords(marks.read)
+    batch = decoded("orders", 0, 10, 14) + decoded("refunds", 0, 0, 1) + decoded("payouts", 0, 7, 7)
+    first = await settled.settled(batch)
+    assert offsets(first) == [
+        ("orders", 10),
+        ("orders", 11),
+        ("orders", 12),
+        ("refunds", 0),
+        ("refunds", 1),
+    ]
+    # Retried in place (a store call failed later in the batch): the same answer.
+    assert await settled.settled(batch) == first
+    assert offsets(await settled.settled(decoded("refunds", 0, 2, 5))) == [
+        ("refunds", 2),
+        ("refunds", 3),
+    ]
+    marks.marks[("orders", 0)] = 100  # written meanwhile by this worker's own deliveries
+    assert await settled.settled(decoded("orders", 0, 15, 20)) == frozenset()
+    assert marks.reads == [[("orders", 0), ("payouts", 0), ("refunds", 0)]]
+    settled.forget()  # a rebalance: consumption restarts from the commit
+    assert offsets(await settled.settled(decoded("orders", 0, 99, 101))) == [
+        ("orders", 99),
+        ("orders", 100),
+    ]
+    assert marks.reads[1:] == [[("orders", 0)]]
