@@ -46,7 +46,7 @@ from functools import partial
 from typing import Any
 
 from detectors.events import SourcePosition
-from stream.codec import Decoded
+from stream.codec import Decoded, SourceRecord
 
 __all__ = ["DeliveryTracker", "ReadWatermarks", "SettledRecords", "WriteWatermarks", "unsettled"]
 
@@ -87,15 +87,17 @@ class DeliveryTracker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @contextlib.contextmanager
-    def batch(self, offsets: Iterable[tuple[str, int, int]]) -> Iterator[None]:
-        """Around the processing of one batch ((topic, partition, offset) of
-        its records): sends made inside count toward its delivery. Batches
-        must be opened in the order their records are processed."""
+    def batch(self, records: Iterable[SourceRecord]) -> Iterator[None]:
+        """Around the processing of one batch of records: sends made inside
+        count toward its delivery. Batches must be opened in the order their
+        records are processed; within a batch, a partition's records come in
+        offset order (were one out of order, its last offset would only
+        claim less)."""
         highest: dict[Part, int] = {}
-        for topic, partition, offset in offsets:
-            part = (topic, partition)
-            if part not in self._fenced:
-                highest[part] = max(highest.get(part, offset), offset)
+        for r in records:
+            highest[(r.topic, r.partition)] = r.offset
+        for part in self._fenced & highest.keys():
+            del highest[part]
         current = _Batch(highest)
         for part in highest:
             self._queues.setdefault(part, deque()).append(current)

@@ -46,7 +46,7 @@ class Metrics:
         )
         self.events_settled = Counter(
             "fraud_events_settled_total",
-            "Redelivered duplicates not judged again: their decisions were delivered already",
+            "Redelivered records not judged again: their decisions were delivered already",
             ["topic"],
             registry=r,
         )

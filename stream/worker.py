@@ -245,7 +245,7 @@ class Worker:
                 self.metrics.degraded_records.labels(h.record.topic).inc()
         started = time.monotonic()
         try:
-            with self.delivery.batch(_positions(h.record for h in ready)):
+            with self.delivery.batch(h.record for h in ready):
                 await self.runner.handle([self._judged_as(h) for h in ready])
         except (asyncio.CancelledError, BatchAbandoned):
             _abandon(h.event.message for h in ready)  # redelivered, never committed
@@ -340,7 +340,7 @@ class Worker:
                 items = [Incoming.read(topic, _record(ev.message), max_bytes) for ev in events]
                 try:
                     await self._wait_started()
-                    with self.delivery.batch(_positions(i.record for i in items)):
+                    with self.delivery.batch(i.record for i in items):
                         await self.runner.handle(items)
                 except (asyncio.CancelledError, BatchAbandoned) as exc:
                     # Stopping mid-batch: take_events acks the batch in its
@@ -396,10 +396,6 @@ def _record(message: Any) -> SourceRecord:
         value=message.value,
         timestamp_ms=int((message.timestamp or 0) * 1000),
     )
-
-
-def _positions(records: Iterable[SourceRecord]) -> list[tuple[str, int, int]]:
-    return [(r.topic, r.partition, r.offset) for r in records]
 
 
 def _tps(parts: Iterable[Part]) -> list[TP]:

@@ -21,8 +21,8 @@ from tests.unit.catalogue_events import T0, order
 Part = tuple[str, int]
 
 
-def records(topic: str, partition: int, first: int, last: int) -> list[tuple[str, int, int]]:
-    return [(topic, partition, o) for o in range(first, last + 1)]
+def records(topic: str, partition: int, first: int, last: int) -> list[SourceRecord]:
+    return [SourceRecord(topic, partition, o, None, b"{}", T0) for o in range(first, last + 1)]
 
 
 class Sink:
