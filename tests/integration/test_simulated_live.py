@@ -51,7 +51,10 @@ def decisions_of(
     out: dict[str, set[str]] = {kind: set() for kind in ID_FIELD}
     for topic, value in lines:
         kind = names.get(topic)
-        if kind is not None:
+        # Releases share the freeze topics; the live worker publishes them
+        # on the wall clock (a freeze of simulated history has expired), the
+        # backtest never: they are no decision of the rules.
+        if kind is not None and value.get("action") != "release":
             out[kind].add(value[ID_FIELD[kind]])
             RULE_OF[value[ID_FIELD[kind]]] = value["rule_id"]
             VALUE_OF[value[ID_FIELD[kind]]] = value
