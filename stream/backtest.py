@@ -5,6 +5,11 @@ Redis in a scratch namespace that is removed afterwards.
 Input lines: {"topic": "<input topic>", "value": {event}}. Output lines:
 {"topic": "<output topic>", "value": {...}}, invalid inputs included as
 `fraud-dlq` records.
+
+Each line is judged exactly once, in file order, and nothing is redelivered,
+so the backtest needs no delivered watermark (stream.delivery): the live
+worker keeps one only so that a redelivered record is not judged twice,
+which is what makes its decisions equal these.
 """
 
 from __future__ import annotations

@@ -44,6 +44,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self.events_settled = Counter(
+            "fraud_events_settled_total",
+            "Redelivered records not judged again: their decisions were delivered already",
+            ["topic"],
+            registry=r,
+        )
         self.late_values = Counter(
             "fraud_late_events_total",
             "Aggregate updates refused because the event was older than window + allowed lateness",

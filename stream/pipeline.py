@@ -43,6 +43,7 @@ from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
 from stream.codec import DeadLetter, Decoded, Incoming
+from stream.delivery import SettledRecords, unsettled
 from stream.enforcement_guard import Candidate, EnforcementGuard, marked
 from stream.releases import unreleased
 from stream.settings import Settings
@@ -95,6 +96,8 @@ class BatchResult:
     silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
     block_list_alerts: int = 0
     suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
+    # topic → redelivered records not judged again: their outputs were delivered
+    settled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -138,6 +141,10 @@ class Pipeline:
         self.control: ControlSnapshot = EMPTY
         self.guard = EnforcementGuard(settings, store, rulebook.rules)
         self._rules = RulesSelector(rulebook, on_change=self._rules_changed)
+        # Set by the live worker (stream.delivery): records whose decisions
+        # were delivered before a redelivery are not judged again. The
+        # backtest and replay read each record once and leave it None.
+        self.settled: SettledRecords | None = None
         self._incident_retention_ms = settings.dedup_horizon_s * 1000
 
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
@@ -183,13 +190,18 @@ class Pipeline:
         result, planned = prepared.result, prepared.planned
         control, rules = prepared.control, prepared.rules or self.rules()
         under = (control, Watch.of(control), rules)
-        self._block_list(prepared.admitted, under, now_ms, result)
+        settled = await self.settled.settled(prepared.admitted) if self.settled else frozenset()
+        for position in settled:
+            _count(result.settled, position.topic)
+        self._block_list(unsettled(prepared.admitted, settled), under, now_ms, result)
         pending: list[_Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
             result.statuses[key] = result.statuses.get(key, 0) + 1
             if obs.status is EventStatus.TOO_OLD:
                 continue
+            if settled and d.record.position in settled:
+                continue  # judged and delivered before this redelivery
             # Duplicates are judged too: if a crash hit between the two store
             # calls, this is the only chance to settle the incident.
             observed = obs.values

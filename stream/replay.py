@@ -8,7 +8,9 @@ same pipeline as the worker with the outputs discarded: windows, duplicate
 guards, first-seen facts and incidents are rebuilt, nothing is published
 twice. Workers then continue from their committed offsets on rebuilt state.
 Run it while the workers are stopped (it is idempotent, so running it twice,
-or with workers running, counts nothing twice).
+or with workers running, counts nothing twice). It reads each record once and
+publishes nothing, so it neither reads nor writes the workers' delivered
+watermarks (stream.delivery): there is no redelivery to settle.
 """
 
 from __future__ import annotations

@@ -213,6 +213,8 @@ class BatchRunner:
             m.dead_letters.labels(letter.record.topic, letter.kind).inc()
         for name, n in result.late_by_topic.items():
             m.late_values.labels(name).inc(n)
+        for name, n in result.settled.items():
+            m.events_settled.labels(name).inc(n)
 
     def _record_decisions(self, result: BatchResult) -> None:
         m = self._metrics
@@ -257,3 +259,5 @@ def _merge(into: BatchResult, result: BatchResult) -> None:
     for silence, n in result.silenced.items():
         into.silenced[silence] = into.silenced.get(silence, 0) + n
     into.block_list_alerts += result.block_list_alerts
+    for name, n in result.settled.items():
+        into.settled[name] = into.settled.get(name, 0) + n

@@ -23,6 +23,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from faust.types import TP
@@ -34,6 +35,7 @@ from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming, SourceRecord
 from stream.control_follower import ControlFollower, Rejected
+from stream.delivery import DeliveryTracker, SettledRecords
 from stream.faust_wiring import faust_app
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
@@ -77,6 +79,9 @@ class Worker:
         self.pipeline = Pipeline(settings, self.store, rulebook, self.freeze_book)
         self.pipeline.guard.on_control = ControlPublisher(self.app, settings, self.metrics)
         self.ruleset_status = RulesetStatus(self.metrics)
+        self.delivery = DeliveryTracker(partial(self.store.advance_delivered, settings.app_id))
+        self.settled = SettledRecords(partial(self.store.delivered, settings.app_id))
+        self.pipeline.settled = self.settled
         self.control = ControlFollower(
             settings.kafka_bootstrap,
             settings.topics.control,
@@ -153,6 +158,8 @@ class Worker:
         )
         self.app.task(self.watchdog.start)
         self.app.task(self.control.run)
+        self.app.task(self.delivery.run)
+        self.app.on_partitions_revoked.connect(self.settled.on_rebalance)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)
         self.app.timer(EPOCH_INTERVAL_S)(self.watchdog.check_epoch)
         self.app.timer(RELEASE_INTERVAL_S)(self.releases.tick)
@@ -243,7 +250,8 @@ class Worker:
                 self.metrics.degraded_records.labels(h.record.topic).inc()
         started = time.monotonic()
         try:
-            await self.runner.handle([self._judged_as(h) for h in ready])
+            with self.delivery.batch(h.record for h in ready):
+                await self.runner.handle([self._judged_as(h) for h in ready])
         except (asyncio.CancelledError, BatchAbandoned):
             _abandon(h.event.message for h in ready)  # redelivered, never committed
             raise
@@ -311,8 +319,10 @@ class Worker:
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
         # send() only enqueues into the producer's batch; faust flushes the
         # producer before it commits input offsets, so outputs land first.
+        # The future it returns resolves on delivery (stream.delivery).
         for out in outputs:
-            await self._outputs[out.topic].send(key=out.key, value=out.value)
+            sent = await self._outputs[out.topic].send(key=out.key, value=out.value)
+            self.delivery.sent(sent)
 
     def _build_agents(self) -> None:
         for topic, name in self.settings.topics.inputs().items():
@@ -335,7 +345,8 @@ class Worker:
                 items = [Incoming.read(topic, _record(ev.message), max_bytes) for ev in events]
                 try:
                     await self._wait_started()
-                    await self.runner.handle(items)
+                    with self.delivery.batch(i.record for i in items):
+                        await self.runner.handle(items)
                 except (asyncio.CancelledError, BatchAbandoned) as exc:
                     # Stopping mid-batch: take_events acks the batch in its
                     # `finally`. Marking the messages acked first turns that

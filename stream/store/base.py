@@ -8,7 +8,7 @@ retried whole after a crash or a transient error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -124,3 +124,14 @@ class EventStore(Protocol):
     def guard_counters(self) -> GuardCounters:
         """The guardrails' counts, shared by every worker of the store."""
         ...
+
+    async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Raise the delivered watermarks of `group`'s input partitions
+        ((topic, partition) → offset) to at least the given offsets; a
+        watermark never goes down, so a late or zombie writer cannot undo
+        what another wrote. Raises StoreUnavailable."""
+
+    async def delivered(
+        self, group: str, parts: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """The delivered watermarks of `parts`; a partition without one is absent."""

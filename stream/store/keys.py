@@ -22,6 +22,8 @@ with one SCAN pattern.
     <ns>:{freezes}:<part>           published freezes until released (see freeze_book)
     <ns>:{gr:<rule_id>}:...         the rule's freeze budget counts (freeze_budget.lua)
     <ns>:{brk}:...                  the circuit breaker's counts (breaker.lua)
+    <ns>:delivered:<group>          ZSET  member=<topic>:<partition>, score=the offset up to
+                                          which its records' outputs are delivered
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -70,6 +72,7 @@ __all__ = [
     "aggregate",
     "aggregate_suffix",
     "breaker",
+    "delivered",
     "entity_prefix",
     "epoch",
     "first_seen",
@@ -82,6 +85,7 @@ __all__ = [
     "incident",
     "key_layout",
     "namespace_pattern",
+    "partition_member",
 ]
 
 HASH_BYTES = 16
@@ -265,3 +269,15 @@ def breaker(ns: str) -> str:
 def guard_generation(control_id: str) -> str:
     """A control record id as a short key part (ids may be 128 characters)."""
     return hashlib.blake2b(control_id.encode(), digest_size=8).hexdigest()
+
+
+def delivered(ns: str, group: str) -> str:
+    """The delivered watermarks of a consumer group's input partitions
+    (stream.delivery): one key, so reading or advancing any number of them
+    is one call on a cluster too. Topic names and offsets only."""
+    return f"{ns}:delivered:{group}"
+
+
+def partition_member(topic: str, partition: int) -> str:
+    """An input partition's member in `delivered`."""
+    return f"{topic}:{partition}"

@@ -20,7 +20,7 @@ while Redis takes whichever its hash lists first.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from detectors.aggregates import AggregateKind, AggregateSpec
@@ -88,6 +88,7 @@ class MemoryStore:
         self._incidents: dict[tuple[Entity, str], _Incidents] = {}
         self._shapes: dict[str, Bucketing] = {}
         self._guard_counters = MemoryGuardCounters()
+        self._delivered: dict[tuple[str, str, int], int] = {}  # (group, topic, partition)
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -243,6 +244,18 @@ class MemoryStore:
     def guard_counters(self) -> GuardCounters:
         """The guardrails' counts, living as long as the store."""
         return self._guard_counters
+
+    async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """A monotonic max per partition, as ZADD GT in Redis."""
+        for (topic, partition), offset in offsets.items():
+            key = (group, topic, partition)
+            self._delivered[key] = max(self._delivered.get(key, offset), offset)
+
+    async def delivered(
+        self, group: str, parts: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        found = ((part, self._delivered.get((group, *part))) for part in parts)
+        return {part: offset for part, offset in found if offset is not None}
 
 
 def _alert_id(base: str, epoch: int, seq: int) -> str:

@@ -16,7 +16,7 @@ import hashlib
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -422,6 +422,41 @@ class RedisStore:
     def guard_counters(self) -> GuardCounters:
         """The guardrails' shared counts (stream.store.guard_counters)."""
         return RedisGuardCounters(self._ns, self._hasher, self._eval)
+
+    async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """ZADD GT: a member's score (the offset) only ever rises; offsets are
+        exact as scores up to 2^53."""
+        if not offsets:
+            return
+        mapping = {keys.partition_member(t, p): offset for (t, p), offset in offsets.items()}
+        await self._plain(
+            "delivered_advance",
+            self._client.zadd(keys.delivered(self._ns, group), mapping, gt=True),
+        )
+
+    async def delivered(
+        self, group: str, parts: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        if not parts:
+            return {}
+        members = [keys.partition_member(t, p) for t, p in parts]
+        scores = await self._plain(
+            "delivered_read", self._client.zmscore(keys.delivered(self._ns, group), members)
+        )
+        return {part: int(s) for part, s in zip(parts, scores, strict=True) if s is not None}
+
+    async def _plain(self, op: str, call: Awaitable[T]) -> T:
+        """A plain command (no script), observed and classified like `_eval`."""
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            return await call
+        except (*_TRANSIENT, *_NOT_NOW, ResponseError) as exc:
+            error = type(exc).__name__
+            raise StoreUnavailable(op, exc) from exc
+        finally:
+            if self.observer is not None:
+                self.observer(op, time.perf_counter() - started, error)
 
 
 T = TypeVar("T")

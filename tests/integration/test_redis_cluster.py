@@ -118,3 +118,7 @@ async def test_pipeline_end_to_end_on_a_cluster(
     finally:
         await store.drop_namespace()
         await store.close()
+
+
+async def test_delivered_watermarks_on_a_cluster(cluster_store: RedisStore) -> None:
+    await cases.check_delivered_watermarks(cluster_store)

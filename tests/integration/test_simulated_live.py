@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +160,9 @@ async def test_kill_minus_nine_while_records_are_held_loses_nothing(
     """The whole simulated file waits in Kafka before the worker starts, so the
     merge holds records of the topics that run ahead; the worker is killed
     twice mid-way. A held record must not be committed before it is applied:
-    afterwards the decisions still equal the backtest's."""
+    afterwards the decisions still equal the backtest's. Records redelivered
+    after the last kill whose outputs were delivered before it are not
+    judged again (stream.delivery)."""
     result, _, backtest = await simulated_backtest(services, tmp_path, seed=5)
 
     settings = services.settings()
@@ -179,12 +183,24 @@ async def test_kill_minus_nine_while_records_are_held_loses_nothing(
         worker.start()
         wait_ready(worker)
         await wait_caught_up(worker, list(settings.topics.inputs().values()), timeout_s=240)
+        settled = settled_records(worker)
     finally:
         worker.stop()
     live = decisions_of(settings, await read_decisions(settings))
     differing = sum(len(backtest[k] ^ live[k]) for k in ID_FIELD)
-    print(f"\nkilled twice; {total} events; differing ids: {differing}")
+    print(f"\nkilled twice; {total} events; differing ids: {differing}; settled: {settled:.0f}")
     explain(backtest, live)
     assert live["benefit_freezes"] == backtest["benefit_freezes"]
     assert live["fund_freezes"] == backtest["fund_freezes"]
     assert live["alerts"] == backtest["alerts"]
+    assert settled > 0  # the last kill hit records delivered since the last commit
+
+
+def settled_records(worker: WorkerProcess) -> float:
+    """Redelivered records the worker did not judge again (fraud_events_settled_total)."""
+    url = f"http://127.0.0.1:{worker.settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(v) for v in re.findall(r"^fraud_events_settled_total\{.*\} (\S+)$", text, re.M)
+    )

@@ -5,7 +5,8 @@ event-time windows, freezes combined across rules, dead letters."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,11 +17,12 @@ from detectors.engine import AggregateRequest
 from detectors.events import Topic
 from detectors.rulebook import Rulebook
 from detectors.timestamps import parse_rfc3339_ms
-from stream.codec import SourceRecord
-from stream.pipeline import OutputRecord, Pipeline
+from stream.codec import Incoming, SourceRecord
+from stream.delivery import SettledRecords
+from stream.pipeline import BatchResult, OutputRecord, Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
-from stream.store.base import EventStore
+from stream.store.base import EventStatus, EventStore
 from tests.integration.services import order_json, write_test_rules
 from tests.store_cases.backends import Stores
 from tests.store_cases.requests import event_requests, process
@@ -202,3 +204,126 @@ class PipelineCases:
         )
         assert old.late_values == 1  # two hours late: beyond the 10 min window + 1 h lateness
         assert await order_count(env, "u", at(0, hour=14)) == 1
+
+    @pytest.mark.parametrize(
+        ("counted", "threshold"), [("[orders]", 3), ("[orders, refunds]", 4)], ids=["reads", "adds"]
+    )
+    async def test_a_delivered_record_is_not_judged_again_on_a_fuller_bucket(
+        self, env: Env, tmp_path: Path, counted: str, threshold: int
+    ) -> None:
+        """A refund judged on the orders so far; one more order lands in the
+        same bucket after it. Redelivered (new after a crash if it only reads,
+        a duplicate if it adds), the refund's window now holds that order:
+        judged again it would alert where the first judgement (and the
+        backtest) did not. At or below its partition's delivered watermark it
+        is not judged again; above it, it still is."""
+        rules = _refund_rulebook(env.settings, tmp_path, counted, threshold)
+        before_crash = _pipeline(env, rules, "group")
+        first = await process_mixed(before_crash, *_two_orders_and_a_refund())
+        assert on(first.outputs, env.settings.topics.alerts) == []
+        await process_mixed(before_crash, _order_record("o3", "12:00:20.400", offset=2))
+        await env.store.advance_delivered("group", {("orders", 0): 2, ("refunds", 0): 0})
+
+        again = await process_mixed(_pipeline(env, rules, "group"), *_two_orders_and_a_refund())
+        assert on(again.outputs, env.settings.topics.alerts) == []
+        assert again.settled == {"orders": 2, "refunds": 1}
+
+        # The same redelivery where the refund's outputs may be lost (no
+        # watermark reaches it): judged again on the window as it is now.
+        lost = _pipeline(env, rules, "a group that delivered nothing")
+        rejudged = await process_mixed(lost, *_two_orders_and_a_refund())
+        (alert,) = on(rejudged.outputs, env.settings.topics.alerts)
+        assert alert["observed"] == threshold and rejudged.settled == {}
+
+    async def test_only_records_up_to_the_watermark_are_spared(
+        self, env: Env, tmp_path: Path
+    ) -> None:
+        """An upstream copy of the refund at a new offset is judged (as the
+        backtest judges it), and so is a redelivered record past the watermark;
+        once a partition's records pass its watermark it is not consulted again."""
+        rules = _refund_rulebook(env.settings, tmp_path, "[orders, refunds]", 4)
+        await process_mixed(_pipeline(env, rules, "group"), *_two_orders_and_a_refund())
+        await env.store.advance_delivered("group", {("orders", 0): 0, ("refunds", 0): 0})
+        reads: list[Sequence[tuple[str, int]]] = []
+        settled = SettledRecords(partial(_counting, env.store.delivered, "group", reads))
+        pipeline = Pipeline(env.settings, env.store, rules)
+        pipeline.settled = settled
+        redelivered = await process_mixed(pipeline, *_two_orders_and_a_refund())
+        assert redelivered.settled == {"orders": 1, "refunds": 1}
+        order = ("orders", EventStatus.DUPLICATE)
+        assert redelivered.statuses == {order: 2, ("refunds", EventStatus.DUPLICATE): 1}
+        await process_mixed(pipeline, _order_record("o3", "12:00:20.400", offset=2))
+        copy = await process_mixed(pipeline, _refund_record("r1", "12:00:20", offset=1))
+        assert copy.statuses == {("refunds", EventStatus.DUPLICATE): 1} and copy.settled == {}
+        assert len(on(copy.outputs, env.settings.topics.alerts)) == 1
+        assert reads == [[("orders", 0), ("refunds", 0)]]  # once per partition and assignment
+        settled.forget()
+        await process_mixed(pipeline, _order_record("o4", "12:00:21", offset=3))
+        assert reads[1:] == [[("orders", 0)]]
+
+
+REFUND_RULES = """\
+ruleset: settled
+ruleset_version: "1"
+rules:
+  - id: merchant_orders_at_refund
+    version: 1
+    triggers: [refunds]
+    entity: merchant
+    metric: {{kind: count, topics: {counted}, window: 10m}}
+    compare: ">="
+    threshold: {threshold}
+    severity: high
+"""
+
+
+def _refund_rulebook(settings: Settings, directory: Path, counted: str, threshold: int) -> Rulebook:
+    path = directory / "refund_rules.yaml"
+    path.write_text(REFUND_RULES.format(counted=counted, threshold=threshold))
+    return load_rulebook(settings.replace(rules_file=path))
+
+
+def _pipeline(env: Env, rules: Rulebook, group: str) -> Pipeline:
+    """A worker's pipeline, just started: no watermark read yet."""
+    pipeline = Pipeline(env.settings, env.store, rules)
+    pipeline.settled = SettledRecords(partial(env.store.delivered, group))
+    return pipeline
+
+
+async def _counting(
+    read: Callable[[str, Sequence[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]],
+    group: str,
+    reads: list[Sequence[tuple[str, int]]],
+    parts: Sequence[tuple[str, int]],
+) -> dict[tuple[str, int], int]:
+    reads.append(parts)
+    return await read(group, parts)
+
+
+def _order_record(event_id: str, clock: str, offset: int) -> Incoming:
+    value = order_json(event_id, "u", f"2026-11-02T{clock}Z")
+    return Incoming.read(Topic.ORDERS, SourceRecord("orders", 0, offset, b"m-1", value, NOW), 4096)
+
+
+def _refund_record(event_id: str, clock: str, offset: int) -> Incoming:
+    value = orjson.dumps(
+        {
+            **orjson.loads(order_json(event_id, "u", f"2026-11-02T{clock}Z")),
+            "refund_id": f"rf-{event_id}",
+            "initiated_by": "user",
+        }
+    )
+    record = SourceRecord("refunds", 0, offset, b"m-1", value, NOW)
+    return Incoming.read(Topic.REFUNDS, record, 4096)
+
+
+def _two_orders_and_a_refund() -> list[Incoming]:
+    return [
+        _order_record("o1", "12:00:00", offset=0),
+        _order_record("o2", "12:00:10", offset=1),
+        _refund_record("r1", "12:00:20", offset=0),
+    ]
+
+
+async def process_mixed(pipeline: Pipeline, *items: Incoming) -> BatchResult:
+    return await pipeline.process_mixed(items, NOW)

@@ -317,3 +317,24 @@ class StoreCases:
     async def test_a_sum_without_a_currency_is_refused(self, store: EventStore) -> None:
         with pytest.raises(ValueError, match="currency"):
             await store.apply([event_requests("x", T0, [AggregateRequest(SUM, ("u",), 1)])])
+
+    async def test_delivered_watermarks_only_rise_per_group_and_partition(
+        self, store: EventStore
+    ) -> None:
+        await check_delivered_watermarks(store)
+
+
+async def check_delivered_watermarks(store: EventStore) -> None:
+    """A late or zombie writer cannot lower a watermark; groups and
+    partitions are apart; offsets far above 2^31 come back exact."""
+    parts = [("orders", 0), ("orders", 1), ("refunds", 0)]
+    assert await store.delivered("g", parts) == {}
+    await store.advance_delivered("g", {("orders", 0): 41, ("refunds", 0): 7})
+    await store.advance_delivered("g", {("orders", 0): 40, ("refunds", 0): 9})
+    await store.advance_delivered("other", {("orders", 1): 5})
+    await store.advance_delivered("g", {})
+    assert await store.delivered("g", parts) == {("orders", 0): 41, ("refunds", 0): 9}
+    assert await store.delivered("other", parts) == {("orders", 1): 5}
+    await store.advance_delivered("g", {("orders", 1): 2**52 + 1})
+    assert await store.delivered("g", [("orders", 1)]) == {("orders", 1): 2**52 + 1}
+    assert await store.delivered("g", []) == {}
