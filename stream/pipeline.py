@@ -17,87 +17,40 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import orjson
 
 from detectors import engine
 from detectors.control import ListName
-from detectors.control_effects import Silence, block_list_alerts, freeze_suppression, steer
+from detectors.control_effects import block_list_alerts, steer
 from detectors.control_snapshot import EMPTY, ControlSnapshot, fold
 from detectors.control_watch import Watch
 from detectors.decisions import (
-    DEGRADED_TRACK,
-    INCIDENT_EPOCH_MS,
-    AlertCandidate,
-    Freeze,
-    Suppression,
-    combine_freezes,
     degrade,
-    freeze_for,
-    incident_base,
-    incident_epoch,
 )
-from detectors.events import Event, Payout, Topic
+from detectors.events import Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
+from stream.batch_outputs import BatchResult, OutputRecord, count, dead_letter_output
 from stream.codec import DeadLetter, Decoded, Incoming
 from stream.delivery import SettledRecords, unsettled
-from stream.enforcement_guard import Candidate, EnforcementGuard, marked
-from stream.releases import unreleased
+from stream.enforcement_guard import EnforcementGuard
 from stream.settings import Settings
+from stream.settlement import Pending, Settlement
 from stream.store.base import (
     EventObservations,
     EventRequests,
     EventStatus,
     EventStore,
-    IncidentClaim,
-    IncidentStatus,
 )
 from stream.store.freezes import FreezeBook
 
 __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
 # What a batch is judged under: the control snapshot, its watch list, the rules.
 _Under = tuple[ControlSnapshot, Watch, ActiveRules]
-
-
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
-    topic: str
-    key: bytes | None
-    value: bytes
-
-
-def dead_letter_output(letter: DeadLetter, settings: Settings, now_ms: int) -> OutputRecord:
-    """The `fraud-dlq` record for `letter`, keyed like its source record."""
-    wire = letter.to_wire(now_ms, settings.dlq_value_max_bytes)
-    return OutputRecord(settings.topics.dlq, letter.record.key, orjson.dumps(wire))
-
-
-@dataclass(slots=True)
-class BatchResult:
-    outputs: list[OutputRecord] = field(default_factory=list)
-    valid: int = 0
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    # (source topic name, status) → events; per topic because a batch may mix topics
-    statuses: dict[tuple[str, EventStatus], int] = field(default_factory=dict)
-    valid_by_topic: dict[str, int] = field(default_factory=dict)
-    alerts_new: list[Rule] = field(default_factory=list)
-    alerts_reemitted: list[Rule] = field(default_factory=list)
-    freezes: list[Freeze] = field(default_factory=list)
-    rule_failures: dict[str, int] = field(default_factory=dict)
-    late_values: int = 0  # aggregate updates refused: older than window + allowed lateness
-    late_by_topic: dict[str, int] = field(default_factory=dict)
-    degraded: list[Rule] = field(default_factory=list)  # decisions on incomplete inputs
-    silenced: dict[Silence, int] = field(default_factory=dict)  # alerts the control plane held
-    block_list_alerts: int = 0
-    suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
-    # topic → redelivered records not judged again: their outputs were delivered
-    settled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -110,15 +63,6 @@ class Prepared:
     # What the batch is judged under, taken once at prepare (see stream.active_rules).
     control: ControlSnapshot = EMPTY
     rules: ActiveRules | None = None
-
-
-@dataclass(slots=True)
-class _Pending:
-    decoded: Decoded
-    rule: Rule
-    candidate: AlertCandidate
-    degraded: bool = False
-    suppressed: Suppression | None = None  # the control plane holds its freeze
 
 
 class Pipeline:
@@ -145,7 +89,7 @@ class Pipeline:
         # were delivered before a redelivery are not judged again. The
         # backtest and replay read each record once and leave it None.
         self.settled: SettledRecords | None = None
-        self._incident_retention_ms = settings.dedup_horizon_s * 1000
+        self._settlement = Settlement(settings, store, self.guard, freeze_book)
 
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
         """A batch whose records may come from several input topics, in order
@@ -192,9 +136,9 @@ class Pipeline:
         under = (control, Watch.of(control), rules)
         settled = await self.settled.settled(prepared.admitted) if self.settled else frozenset()
         for position in settled:
-            _count(result.settled, position.topic)
+            count(result.settled, position.topic)
         self._block_list(unsettled(prepared.admitted, settled), under, now_ms, result)
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         for j, ((topic, d, reqs), obs) in enumerate(zip(planned, observations, strict=True)):
             key = (d.record.topic, obs.status)
             result.statuses[key] = result.statuses.get(key, 0) + 1
@@ -213,7 +157,11 @@ class Pipeline:
             stalled = prepared.incomplete.get(j)
             pending += self._judge(topic, d, observed, now_ms, result, stalled, under)
         await self.guard.note_merchants(d.event for d in prepared.admitted)
-        await self._settle(pending, result, control, now_ms)
+        await self._settlement.settle(pending, result, control, now_ms)
+        if issued := self._settlement.issued:
+            # The guard's records (a demotion, a trip) steer this worker at once.
+            self.control = fold([(r.key(), r) for r in issued], self.control)
+            issued.clear()
         return result
 
     def _block_list(
@@ -266,7 +214,7 @@ class Pipeline:
         result: BatchResult,
         stalled: frozenset[Topic] | None,
         under: _Under,
-    ) -> list[_Pending]:
+    ) -> list[Pending]:
         """A failing rule is recorded (metric, log), never allowed to stop the batch.
         A rule reading a `stalled` topic decides in degraded form (no freeze).
         The control snapshot then steers the decision (detectors.control_effects)
@@ -291,117 +239,14 @@ class Pipeline:
             at_ms = d.event.occurred_at_ms
             steered = steer(control, candidate, at_ms, not missing and _freezes(rule))
             if steered.candidate is None:
-                _count(result.silenced, steered.silence)
+                count(result.silenced, steered.silence)
                 continue
             judged_by = rule
             if steered.candidate.alert.mode is not rule.mode:  # forced by a rule-mode record
                 judged_by = dataclasses.replace(rule, mode=steered.candidate.alert.mode)
             tagged = watch.tag_candidate(steered.candidate, d.event)
-            out.append(_Pending(d, judged_by, tagged, bool(missing), steered.suppressed))
+            out.append(Pending(d, judged_by, tagged, bool(missing), steered.suppressed))
         return out
-
-    async def _settle(
-        self, pending: list[_Pending], result: BatchResult, control: ControlSnapshot, now_ms: int
-    ) -> None:
-        """Settle incidents. A degraded decision claims an incident of its own
-        track (`<rule>~degraded`): it alerts once per incident, for a human,
-        never freezes, and leaves the rule's own incident to the first
-        complete decision, which can then still freeze."""
-        claims = [self._claim(p) for p in pending]
-        outcomes = await self._store.claim_incidents(claims)
-        guarded: list[Candidate] = []
-        for p, claim, outcome in zip(pending, claims, outcomes, strict=True):
-            if outcome.status is IncidentStatus.OPEN:
-                continue
-            if outcome.status is IncidentStatus.NEW:
-                result.alerts_new.append(p.rule)
-            else:
-                result.alerts_reemitted.append(p.rule)
-            payload = outcome.payload or claim.payload
-            alert = dataclasses.replace(p.candidate.alert, alert_id=outcome.alert_id)
-            result.outputs.append(
-                OutputRecord(self._settings.topics.alerts, alert.entity_id.encode(), payload)
-            )
-            if p.degraded:
-                result.degraded.append(p.rule)
-                continue  # may alert on incomplete facts, never freeze on them
-            if p.suppressed is not None:
-                _count(result.suppressed, p.suppressed)
-                continue
-            freeze = freeze_for(p.rule, alert, _merchant(p.decoded.event), _payout(p.decoded.event))
-            if freeze is not None:
-                held = freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
-                at = len(result.outputs) - 1  # its alert
-                guarded.append(Candidate(p.rule, freeze, alert, p.decoded.event, at, held))
-        await self._guard(guarded, result, control, now_ms)
-
-    async def _guard(
-        self, guarded: list[Candidate], result: BatchResult, control: ControlSnapshot, now_ms: int
-    ) -> None:
-        """Freeze budgets and the breaker (stream.enforcement_guard): what they
-        refuse is held, its alert marked; their records steer this worker at once."""
-        verdicts = await self.guard.judge(guarded, control, now_ms)
-        if verdicts.records:
-            self.control = fold([(r.key(), r) for r in verdicts.records], self.control)
-        freezes_by_event: dict[str, list[Freeze]] = {}
-        for c, held in zip(guarded, verdicts.held, strict=True):
-            if held is None:
-                freezes_by_event.setdefault(c.event.event_id, []).append(c.freeze)
-                continue
-            _count(result.suppressed, held)
-            if (payload := marked(c.alert, held)) is not None:
-                old = result.outputs[c.at]
-                result.outputs[c.at] = OutputRecord(old.topic, old.key, payload)
-        freezes_by_event = await self._unreleased(freezes_by_event, result)
-        for freezes in freezes_by_event.values():
-            for f in combine_freezes(freezes):
-                result.freezes.append(f)
-                topic = (
-                    self._settings.topics.fund_freezes
-                    if f.kind is ActionKind.FUND_FREEZE
-                    else self._settings.topics.benefit_freezes
-                )
-                result.outputs.append(
-                    OutputRecord(topic, f.subject_id.encode(), orjson.dumps(f.to_wire()))
-                )
-
-    async def _unreleased(
-        self, by_event: dict[str, list[Freeze]], result: BatchResult
-    ) -> dict[str, list[Freeze]]:
-        """Registered as published; a released one is dropped (stream.releases)."""
-        if self.freeze_book is None or not by_event:
-            return by_event
-        kept, held_back = await unreleased(self.freeze_book, by_event)
-        _count(result.suppressed, Suppression.RELEASED, held_back)
-        return kept
-
-    def _claim(self, p: _Pending) -> IncidentClaim:
-        alert = p.candidate.alert
-        track = f"{alert.rule_id}{DEGRADED_TRACK}" if p.degraded else alert.rule_id
-        return IncidentClaim(
-            entity_type=p.rule.entity,
-            entity_ids=p.candidate.entity_ids,
-            rule_id=track,
-            base=incident_base(track, alert.rule_version, p.candidate.entity_ids),
-            start_ms=p.candidate.incident_start_ms,
-            end_ms=p.candidate.incident_end_ms,
-            cooldown_ms=p.candidate.cooldown_ms,
-            trigger_event_id=p.decoded.event.event_id,
-            trigger_position=p.decoded.record.position.token(),
-            payload=orjson.dumps(alert.to_wire()),
-            # Long enough to keep numbering incidents through an epoch.
-            ttl_ms=max(self._incident_retention_ms, INCIDENT_EPOCH_MS)
-            + p.candidate.cooldown_ms
-            + p.rule.window_ms,
-            # Keep incidents as long as a crossing could still belong to them.
-            retention_ms=max(
-                self._incident_retention_ms,
-                p.rule.window_ms
-                + p.candidate.cooldown_ms
-                + self._settings.allowed_lateness_s * 1000,
-            ),
-            epoch=incident_epoch(p.candidate.incident_end_ms),
-        )
 
     def rules(self) -> ActiveRules:
         """The rules the next batch is judged by (under the current snapshot)."""
@@ -421,11 +266,6 @@ def _freezes(rule: Rule) -> bool:
     )
 
 
-def _count(counts: dict[K, int], key: K | None, n: int = 1) -> None:
-    if key is not None and n:
-        counts[key] = counts.get(key, 0) + n
-
-
 def _late_updates(
     requests: Sequence[engine.GroupRequest], observed: dict[str, engine.Observation]
 ) -> int:
@@ -440,13 +280,3 @@ def _late_updates(
         for spec, c in zip(req.group.specs, req.contributions, strict=True)
         if c is not None and observed[spec.agg_id].value is None
     )
-
-
-def _merchant(event: Event) -> str | None:
-    return getattr(event, "merchant_id", None)
-
-
-def _payout(event: Event) -> tuple[str, int, str] | None:
-    if isinstance(event, Payout):
-        return (event.payout_id, event.amount_minor, event.currency)
-    return None
