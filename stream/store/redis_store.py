@@ -13,34 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import hiredis
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import (
-    AskError,
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    MovedError,
     NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
     RedisError,
     ResponseError,
-    TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.errors import StoreUnavailable
@@ -55,37 +42,15 @@ from stream.store.base import (
     StoreConfig,
 )
 from stream.store.guard_counters import GuardCounters
+from stream.store.redis_connection import (
+    BUSY_PREFIXES,
+    NOT_NOW,
+    TRANSIENT,
+    HiredisPackingConnection,
+)
 from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
 
 __all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
-
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
-# Server replies that mean "not now" rather than "this op is wrong". redis-py
-# maps most to their own classes (and strips the code from the message); the
-# others are recognised by their prefix.
-_NOT_NOW = (
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-    ClusterDownError,
-    MasterDownError,
-    MovedError,
-    AskError,
-    BusyLoadingError,
-    RedisClusterException,
-)
-_BUSY_PREFIXES = (
-    "OOM",
-    "READONLY",
-    "BUSY",
-    "MISCONF",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "LOADING",
-    "MASTERDOWN",
-    "MOVED",
-    "ASK",
-)
 
 
 def _load_lua(name: str) -> str:
@@ -96,48 +61,6 @@ def event_hash(event_id: str) -> str:
     """64-bit digest of an event id: the duplicate guard stores this, not the id
     (16 bytes instead of up to 128; collisions at 2^-64 per pair per entity)."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
-
-
-# A batch's script call is ~100 KB: with the kernel's default send buffer
-# (16 KB to start) most of it would wait in asyncio's buffer for the event
-# loop, which is busy preparing the next batch, and Redis would idle.
-_SEND_BUFFER = 4 * 1024 * 1024
-
-
-class _HiredisPackingConnection(aioredis.Connection):
-    """Packs the batch's EVALSHA (hundreds of keys and one large argument) with
-    hiredis' C packer instead of redis-py's per-argument Python encoding, and
-    hands it to the socket at once (see send_packed_command)."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        if args and args[0] == "EVALSHA":
-            return [hiredis.pack_command(args)]
-        return super().pack_command(*args)
-
-    async def _connect(self) -> None:
-        await super()._connect()  # type: ignore[no-untyped-call]
-        sock = self._writer.transport.get_extra_info("socket") if self._writer else None
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-
-    async def send_packed_command(
-        self, command: str | bytes | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        """With a socket timeout, redis-py writes inside asyncio.wait_for, which
-        (Python 3.11) runs the write in a new task: the command would only
-        leave on a later turn of the event loop, after whatever CPU work the
-        caller does next. Write it now; only the flow-control wait (and its
-        error handling) stays with redis-py."""
-        if not self.is_connected or self._writer is None or isinstance(command, str | bytes):
-            return await super().send_packed_command(command, check_health)
-        if check_health:
-            await self.check_health()  # type: ignore[no-untyped-call]  # a due PING goes first
-        try:
-            self._writer.writelines(command)
-        except OSError as exc:
-            await self.disconnect(nowait=True)
-            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
-        await super().send_packed_command([], check_health=False)
 
 
 class _Claims:
@@ -211,7 +134,7 @@ class RedisStore:
                 url,
                 max_connections=8,
                 health_check_interval=30,
-                connection_class=_HiredisPackingConnection,
+                connection_class=HiredisPackingConnection,
                 **options,
             )
         return cls(client, namespace, config, hasher=hasher)
@@ -249,7 +172,7 @@ class RedisStore:
         try:
             await self._client.set(key, value, nx=True)
             held = await self._client.get(key)
-        except (*_TRANSIENT, ResponseError) as exc:
+        except (*TRANSIENT, ResponseError) as exc:
             raise StoreUnavailable(operation, exc) from exc
         return held.decode() if isinstance(held, bytes) else str(held)
 
@@ -259,7 +182,7 @@ class RedisStore:
         (counters restart from zero; see `fraudstream replay`)."""
         try:
             value = await self._client.get(keys.epoch(self._ns))
-        except (*_TRANSIENT, ResponseError) as exc:
+        except (*TRANSIENT, ResponseError) as exc:
             raise StoreUnavailable("epoch", exc) from exc
         current = value.decode() if isinstance(value, bytes) else value
         if current is not None and current == self._epoch:
@@ -281,7 +204,7 @@ class RedisStore:
             for name, src in self._sources.items():
                 # On a cluster, SCRIPT LOAD goes to every primary.
                 self._sha[name] = await self._client.script_load(src)
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise StoreUnavailable("script load", exc) from exc
         except ResponseError as exc:
             raise StoreUnavailable("script load", exc) from exc
@@ -314,12 +237,12 @@ class RedisStore:
                 self._sha.clear()
                 if attempt == 3:
                     raise StoreUnavailable(name, exc) from exc
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 raise StoreUnavailable(name, exc) from exc
-            except _NOT_NOW as exc:
+            except NOT_NOW as exc:
                 raise StoreUnavailable(name, exc) from exc
             except ResponseError as exc:
-                if str(exc).startswith(_BUSY_PREFIXES):
+                if str(exc).startswith(BUSY_PREFIXES):
                     raise StoreUnavailable(name, exc) from exc
                 raise
         raise AssertionError("unreachable")
@@ -451,7 +374,7 @@ class RedisStore:
         error: str | None = None
         try:
             return await call
-        except (*_TRANSIENT, *_NOT_NOW, ResponseError) as exc:
+        except (*TRANSIENT, *NOT_NOW, ResponseError) as exc:
             error = type(exc).__name__
             raise StoreUnavailable(op, exc) from exc
         finally:
