@@ -60,6 +60,8 @@ MERGE_INTERVAL_S = 0.2  # how often held records are re-checked when no batch ar
 # How often frontiers are exchanged with the group's other workers while this
 # one holds records: each round lets a backlog advance by about the slack.
 FRONTIER_INTERVAL_S = 0.005
+# How often a stopping worker gives back what agents still hand to the merger.
+STOP_DRAIN_INTERVAL_S = 0.1
 
 
 class Worker:
@@ -165,6 +167,7 @@ class Worker:
         self.app.timer(RELEASE_INTERVAL_S)(self.releases.tick)
         if self.settings.align_enabled:
             self.app.timer(MERGE_INTERVAL_S)(self._release_held_on_timer)
+            self.app.task(self._leave_held_when_stopping)
             self.app.timer(FRONTIER_INTERVAL_S)(self._exchange_frontiers)
             self.app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -205,6 +208,20 @@ class Worker:
             return  # agents wait for the store: no partition can be behind yet
         with contextlib.suppress(BatchAbandoned):
             await self._release_held()
+
+    async def _leave_held_when_stopping(self) -> None:
+        """A stopping worker gives its held records back at once, uncommitted.
+        faust waits for every unacked record before it stops, but once it
+        stops fetching (and its timers) nothing releases held records any
+        more: the wait would last until the process is killed. Records an
+        agent still hands to the merger meanwhile are given back too."""
+        await self.app.wait_until_stopped()
+        while True:
+            left = self.merger.drain()
+            if left:
+                log.warning("stopping: %d held records left uncommitted", len(left))
+                _abandon(h.event.message for h in left)
+            await asyncio.sleep(STOP_DRAIN_INTERVAL_S)
 
     async def _exchange_frontiers(self) -> None:
         """Share frontiers with the group's other workers (stream.frontier_exchange):
