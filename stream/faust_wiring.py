@@ -3,16 +3,27 @@ worker. Only the wiring: what the agents do is stream.worker's job."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import faust
+from faust.types import TP
 
+from stream.alignment import Part
 from stream.blocked import BlockedPartitions
+from stream.codec import SourceRecord
 from stream.kafka_security import is_sasl, ssl_context
 from stream.kafka_transport import install as install_transport
 from stream.settings import KafkaProtocol, KafkaSecurity, Settings
 
-__all__ = ["faust_app", "faust_worker", "kafka_credentials"]
+__all__ = [
+    "abandon",
+    "faust_app",
+    "faust_worker",
+    "kafka_credentials",
+    "source_record",
+    "topic_partitions",
+]
 
 
 def kafka_credentials(security: KafkaSecurity) -> Any:
@@ -71,3 +82,27 @@ def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
     worker = faust.Worker(app, loglevel=log_level.lower())
     worker.spinner = None
     return worker
+
+
+def source_record(message: Any) -> SourceRecord:
+    """From a faust message (its timestamp is in seconds, aiokafka's in ms)."""
+    return SourceRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=int((message.timestamp or 0) * 1000),
+    )
+
+
+def topic_partitions(parts: Iterable[Part]) -> list[TP]:
+    return [TP(topic, partition) for topic, partition in parts]
+
+
+def abandon(messages: Any) -> None:
+    """Leave messages uncommitted on purpose: flagging them acked keeps faust
+    from registering an ack (so the offset is never committed and the record
+    is redelivered) and releases faust's wait for unacked messages on stop."""
+    for message in messages:
+        message.acked = True

@@ -22,21 +22,19 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
-
-from faust.types import TP
 
 from detectors.control import ControlKind
 from detectors.control_snapshot import ControlSnapshot
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held, Part, merge_time
 from stream.blocked import BlockedPartitions
-from stream.codec import Incoming, SourceRecord
+from stream.codec import Incoming
 from stream.control_follower import ControlFollower, Rejected
 from stream.delivery import DeliveryTracker, SettledRecords
-from stream.faust_wiring import faust_app
+from stream.faust_wiring import abandon, faust_app, source_record, topic_partitions
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
@@ -220,7 +218,7 @@ class Worker:
             left = self.merger.drain()
             if left:
                 log.warning("stopping: %d held records left uncommitted", len(left))
-                _abandon(h.event.message for h in left)
+                abandon(h.event.message for h in left)
             await asyncio.sleep(STOP_DRAIN_INTERVAL_S)
 
     async def _exchange_frontiers(self) -> None:
@@ -253,7 +251,7 @@ class Worker:
                 # wait for may be moving); give them back instead: uncommitted,
                 # they are redelivered to whoever owns their partition next.
                 left = self.merger.drain()
-                _abandon(h.event.message for h in left)
+                abandon(h.event.message for h in left)
                 return
             try:
                 while ready := self.merger.take_ready(self.settings.batch_max):
@@ -270,7 +268,7 @@ class Worker:
             with self.delivery.batch(h.record for h in ready):
                 await self.runner.handle([self._judged_as(h) for h in ready])
         except (asyncio.CancelledError, BatchAbandoned):
-            _abandon(h.event.message for h in ready)  # redelivered, never committed
+            abandon(h.event.message for h in ready)  # redelivered, never committed
             raise
         finally:
             self.merger.excuse(time.monotonic() - started)
@@ -297,9 +295,9 @@ class Worker:
             # fetched, yet records already fetched for it are still delivered
             # (`pause_partitions` would drop those mid-batch and faust would
             # then commit past them as a gap).
-            for tp in _tps(flow.pause):
+            for tp in topic_partitions(flow.pause):
                 consumer.on_buffer_full(tp)
-            for tp in _tps(flow.resume):
+            for tp in topic_partitions(flow.resume):
                 consumer.on_buffer_drop(tp)
         oldest = self.merger.oldest_since()
         self.metrics.held_records.set(len(self.merger))
@@ -330,7 +328,7 @@ class Worker:
         revoked = args[0] if args else kw.get("revoked", ())
         parts = [(tp.topic, tp.partition) for tp in revoked]
         released = self.merger.drop(parts)
-        _abandon(h.event.message for h in released)
+        abandon(h.event.message for h in released)
         self.lag.forget(parts)
 
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
@@ -359,7 +357,9 @@ class Worker:
                 return
             async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
                 max_bytes = settings.max_event_bytes
-                items = [Incoming.read(topic, _record(ev.message), max_bytes) for ev in events]
+                items = [
+                    Incoming.read(topic, source_record(ev.message), max_bytes) for ev in events
+                ]
                 try:
                     await self._wait_started()
                     with self.delivery.batch(i.record for i in items):
@@ -370,7 +370,7 @@ class Worker:
                     # into a no-op, so these offsets are never committed and
                     # the batch is redelivered (faust's own stop waits for
                     # unacked messages, which this also releases).
-                    _abandon(ev.message for ev in events)
+                    abandon(ev.message for ev in events)
                     log.warning("stopping: %d unapplied records left uncommitted", len(items))
                     if isinstance(exc, asyncio.CancelledError):
                         raise
@@ -396,37 +396,13 @@ class Worker:
                     # asked for, noack() or not: one more reference makes that
                     # ack a non-final one, and ours (once applied) the final.
                     ev.message.incref()
-                    item = Incoming.read(topic, _record(ev.message), settings.max_event_bytes)
+                    item = Incoming.read(topic, source_record(ev.message), settings.max_event_bytes)
                     held.append(Held(merge_time(item.decoded, wall_ms, skew_ms), item, ev, now))
                 self.merger.add(held)
                 await self._release_held()
         except (asyncio.CancelledError, BatchAbandoned) as exc:
             left = self.merger.drain()
-            _abandon(h.event.message for h in left)
+            abandon(h.event.message for h in left)
             log.warning("stopping: %d unapplied records left uncommitted", len(left))
             if isinstance(exc, asyncio.CancelledError):
                 raise
-
-
-def _record(message: Any) -> SourceRecord:
-    """From a faust message (its timestamp is in seconds, aiokafka's in ms)."""
-    return SourceRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_ms=int((message.timestamp or 0) * 1000),
-    )
-
-
-def _tps(parts: Iterable[Part]) -> list[TP]:
-    return [TP(topic, partition) for topic, partition in parts]
-
-
-def _abandon(messages: Any) -> None:
-    """Leave messages uncommitted on purpose: flagging them acked keeps faust
-    from registering an ack (so the offset is never committed and the record
-    is redelivered) and releases faust's wait for unacked messages on stop."""
-    for message in messages:
-        message.acked = True

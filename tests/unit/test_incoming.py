@@ -13,9 +13,9 @@ import pytest
 from detectors.events import Topic
 from detectors.rulebook import Rulebook
 from stream.codec import DeadLetter, Decoded, Incoming, SourceRecord, decode
+from stream.faust_wiring import source_record as faust_record
 from stream.pipeline import Pipeline, dead_letter_output
 from stream.settings import Settings
-from stream.worker import _record as faust_record
 from tests.unit.test_contract import ORDER
 
 NOW = 1_800_000_000_000  # after ORDER's occurred_at
