@@ -23,6 +23,7 @@ from detectors.decisions import Alert, AlertCandidate, Freeze, Suppression, dete
 from detectors.events import Event
 from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType, entity_value
+from detectors.rules_lists import listable
 
 __all__ = [
     "BLOCK_LIST_RULE",
@@ -53,22 +54,15 @@ class Steered:
     suppressed: Suppression | None = None
 
 
-_LISTABLE = {t.value: t for t in ListEntityType}
-
-
-def _listable(entity_type: EntityType) -> ListEntityType | None:
-    return _LISTABLE.get(entity_type.value)
-
-
 def _exempt(
     snapshot: ControlSnapshot, entity_type: EntityType, entity_id: str, rule_id: str, at_ms: int
 ) -> Silence | None:
-    listable = _listable(entity_type)
-    if listable is None:
+    kind = listable(entity_type)
+    if kind is None:
         return None
-    if snapshot.listed(ListName.ALLOW, listable, entity_id, at_ms) is not None:
+    if snapshot.listed(ListName.ALLOW, kind, entity_id, at_ms) is not None:
         return Silence.ALLOW_LIST
-    if snapshot.snoozed(listable, entity_id, rule_id, at_ms) is not None:
+    if snapshot.snoozed(kind, entity_id, rule_id, at_ms) is not None:
         return Silence.SNOOZE
     return None
 
@@ -134,16 +128,16 @@ def block_list_alerts(
     redelivered event republishes the same alert."""
     at_ms = event.occurred_at_ms
     out = []
-    for listable in ListEntityType:
-        entity_type = EntityType(listable.value)
+    for kind in ListEntityType:
+        entity_type = EntityType(kind.value)
         entity_id = entity_value(event, entity_type)
-        entry = entity_id and snapshot.listed(ListName.BLOCK, listable, entity_id, at_ms)
+        entry = entity_id and snapshot.listed(ListName.BLOCK, kind, entity_id, at_ms)
         if not entry or entity_id is None:
             continue
         out.append(
             Alert(
                 alert_id=deterministic_id(
-                    "al", BLOCK_LIST_RULE, event.event_id, listable.value, entity_id
+                    "al", BLOCK_LIST_RULE, event.event_id, kind.value, entity_id
                 ),
                 rule_id=BLOCK_LIST_RULE,
                 rule_version=1,
