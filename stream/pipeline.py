@@ -157,11 +157,9 @@ class Pipeline:
             stalled = prepared.incomplete.get(j)
             pending += self._judge(topic, d, observed, now_ms, result, stalled, under)
         await self.guard.note_merchants(d.event for d in prepared.admitted)
-        await self._settlement.settle(pending, result, control, now_ms)
-        if issued := self._settlement.issued:
+        if issued := await self._settlement.settle(pending, result, control, now_ms):
             # The guard's records (a demotion, a trip) steer this worker at once.
             self.control = fold([(r.key(), r) for r in issued], self.control)
-            issued.clear()
         return result
 
     def _block_list(

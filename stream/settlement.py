@@ -7,7 +7,7 @@ module stays one job."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 
@@ -50,22 +50,22 @@ class Pending:
 @dataclass(slots=True)
 class Settlement:
     """`freeze_book` None: freezes are published unregistered (a backtest's
-    scratch run). `issued`: control records the guard issued while settling
-    (a demotion, a trip), for the pipeline to steer by at once."""
+    scratch run)."""
 
     settings: Settings
     store: EventStore
     guard: EnforcementGuard
     freeze_book: FreezeBook | None = None
-    issued: list[ControlRecord] = field(default_factory=list)
 
     async def settle(
         self, pending: list[Pending], result: BatchResult, control: ControlSnapshot, now_ms: int
-    ) -> None:
-        """Settle incidents. A degraded decision claims an incident of its own
-        track (`<rule>~degraded`): it alerts once per incident, for a human,
-        never freezes, and leaves the rule's own incident to the first
-        complete decision, which can then still freeze."""
+    ) -> list[ControlRecord]:
+        """Settle incidents; returns the control records the guard issued (a
+        demotion, a trip), for the caller to steer by at once. A degraded
+        decision claims an incident of its own track (`<rule>~degraded`): it
+        alerts once per incident, for a human, never freezes, and leaves the
+        rule's own incident to the first complete decision, which can then
+        still freeze."""
         claims = [self._claim(p) for p in pending]
         outcomes = await self.store.claim_incidents(claims)
         guarded: list[Candidate] = []
@@ -92,15 +92,14 @@ class Settlement:
                 held = freeze_suppression(control, freeze, p.decoded.event.occurred_at_ms)
                 at = len(result.outputs) - 1  # its alert
                 guarded.append(Candidate(p.rule, freeze, alert, p.decoded.event, at, held))
-        await self._guard(guarded, result, control, now_ms)
+        return await self._guard(guarded, result, control, now_ms)
 
     async def _guard(
         self, guarded: list[Candidate], result: BatchResult, control: ControlSnapshot, now_ms: int
-    ) -> None:
+    ) -> list[ControlRecord]:
         """Freeze budgets and the breaker (stream.enforcement_guard): what they
         refuse is held, its alert marked; their records steer this worker at once."""
         verdicts = await self.guard.judge(guarded, control, now_ms)
-        self.issued.extend(verdicts.records)
         freezes_by_event: dict[str, list[Freeze]] = {}
         for c, held in zip(guarded, verdicts.held, strict=True):
             if held is None:
@@ -122,6 +121,7 @@ class Settlement:
                 result.outputs.append(
                     OutputRecord(topic, f.subject_id.encode(), orjson.dumps(f.to_wire()))
                 )
+        return list(verdicts.records)
 
     async def _unreleased(
         self, by_event: dict[str, list[Freeze]], result: BatchResult
