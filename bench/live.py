@@ -50,7 +50,8 @@ class BenchResult:
     direct_eps: float
     direct_cpu_s_per_1k_events: float
     throughput_eps: float
-    ratio: float
+    ratio: float  # worker / plain pass-through
+    worker_to_direct: float  # worker / the same pipeline on a plain consumer: faust's cost
     offered_eps: float
     p50_ms: float
     p95_ms: float
@@ -63,6 +64,8 @@ class BenchResult:
     rss_end_mb: float
     latency_seconds: float
     interpreter: str  # version and build (PGO/LTO or plain): it moves CPU figures
+    machine: str  # CPUs and model: figures compare only within one run or one machine
+    date: str  # UTC, when the run ended
 
 
 def interpreter_build() -> str:
@@ -71,6 +74,18 @@ def interpreter_build() -> str:
     script = Path(__file__).resolve().parents[1] / "scripts" / "python_build.py"
     name, why = runpy.run_path(str(script))["verdict"]()
     return f"{sys.version.split()[0]} {name} ({why})"
+
+
+def machine() -> str:
+    """CPU count and model name, from /proc/cpuinfo where there is one."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} x {model}"
 
 
 def _proc_cpu_rss(pid: int) -> tuple[float, float]:
@@ -315,6 +330,7 @@ async def run_bench(
         direct_cpu_s_per_1k_events=round(direct["cpu_s_per_1k_events"], 3),
         throughput_eps=round(throughput),
         ratio=round(throughput / baseline, 3),
+        worker_to_direct=round(throughput / max(direct["eps"], 1e-9), 3),
         offered_eps=round(len(extra) / took),
         p50_ms=round(quantile(0.5, before, after) * 1000, 1),
         p95_ms=round(quantile(0.95, before, after) * 1000, 1),
@@ -327,6 +343,8 @@ async def run_bench(
         rss_end_mb=round(rss_end, 1),
         latency_seconds=round(took, 1),
         interpreter=interpreter_build(),
+        machine=machine(),
+        date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
     )
 
 
