@@ -69,10 +69,19 @@ class BatchRunner:
         queued. The batch may mix input topics (applied in the order given)."""
         if not items:
             return
-        started = time.perf_counter()
-        name = items[0].record.topic  # labels the batch-level metrics
+        started = self.begin(items)
+        await self.retried(items, started)
+
+    def begin(self, items: Sequence[Incoming]) -> float:
+        """Count a batch in; returns its start time for `finish`."""
         for record_topic, n in Counter(i.record.topic for i in items).items():
             self._metrics.events_consumed.labels(record_topic).inc(n)
+        return time.perf_counter()
+
+    async def retried(self, items: Sequence[Incoming], started: float) -> None:
+        """Apply and publish a counted-in batch with every retry: in place
+        while the store is down, split when it keeps failing otherwise."""
+        name = items[0].record.topic  # labels the batch-level metrics
         try:
             result = await retry(
                 partial(self._apply, name, items),
@@ -82,6 +91,10 @@ class BatchRunner:
             )
         except _Isolate:
             result = await self._one_by_one(items)
+        self.finish(items, result, started)
+
+    def finish(self, items: Sequence[Incoming], result: BatchResult, started: float) -> None:
+        """A batch is applied and its outputs queued: record it."""
         self._store_up()
         self._record(result)
         now = self._clock()
@@ -91,13 +104,14 @@ class BatchRunner:
                 latency = max(now - record.timestamp_ms / 1000, 0.0)
                 self._metrics.event_to_decision.labels(record.topic).observe(latency)
             self.positions[(record.topic, record.partition)] = (record.offset, record.timestamp_ms)
+        name = items[0].record.topic
         self._metrics.batch_seconds.labels(name).observe(time.perf_counter() - started)
         for record_topic in {i.record.topic for i in items}:
             self._metrics.last_processed.labels(record_topic).set(now)
 
     async def _apply(self, name: str, items: Sequence[Incoming]) -> BatchResult:
-        result = await self._pipeline.process_mixed(items, self._now_ms())
-        await self._publish_until_done(name, result.outputs)
+        result = await self._pipeline.process_mixed(items, self.now_ms())
+        await self.publish_until_done(name, result.outputs)
         return result
 
     def _on_batch_failure(self, name: str, size: int) -> OnFailure:
@@ -120,7 +134,7 @@ class BatchRunner:
 
         return on_failure
 
-    async def _publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
+    async def publish_until_done(self, name: str, outputs: Sequence[OutputRecord]) -> None:
         """A publish failure (broker down, timeout) is never the records' fault:
         retry in place, never dead-letter because of it, never drop it."""
 
@@ -139,7 +153,7 @@ class BatchRunner:
         if self._should_stop():
             raise BatchAbandoned
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def _store_down(self, name: str, exc: StoreUnavailable, backoff: float) -> None:
@@ -192,8 +206,8 @@ class BatchRunner:
 
     async def _dead_letter(self, record: SourceRecord, exc: Exception) -> BatchResult:
         letter = DeadLetter(record, "processing_error", f"{type(exc).__name__}: {exc}")
-        output = dead_letter_output(letter, self._settings, self._now_ms())
-        await self._publish_until_done(record.topic, [output])
+        output = dead_letter_output(letter, self._settings, self.now_ms())
+        await self.publish_until_done(record.topic, [output])
         return BatchResult(dead_letters=[letter], outputs=[output])
 
     def _record(self, result: BatchResult) -> None:
