@@ -13,6 +13,7 @@ transient failure without changing a count or an id.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -120,9 +121,12 @@ class Pipeline:
         admitted = [d for _, _, d in valid]
         return Prepared(result, planned, events, stalled, admitted, control, rules)
 
-    async def observe(self, prepared: Prepared) -> list[EventObservations]:
-        """Apply the prepared batch in the store: its one I/O-bound step."""
-        return await self._store.apply(prepared.events)
+    async def observe(
+        self, prepared: Prepared, after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
+        """Apply the prepared batch in the store: its one I/O-bound step
+        (`after`: see EventStore.apply)."""
+        return await self._store.apply(prepared.events, after)
 
     async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:
         return await self.conclude(prepared, await self.observe(prepared), now_ms)

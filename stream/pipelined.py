@@ -104,7 +104,7 @@ class PipelinedRunner:
             log.exception("preparing a batch of %d failed; retrying it alone", len(items))
         else:
             after = previous.applied if previous is not None else None
-            batch.applying = asyncio.create_task(self._observe(after, batch.prepared))
+            batch.applying = asyncio.create_task(self._pipeline.observe(batch.prepared, after))
         if previous is not None:
             await self._hand_on(previous)
         await asyncio.sleep(0)  # let the store call start before the caller goes on
@@ -133,13 +133,6 @@ class PipelinedRunner:
             applying.done(False)
         for task in self._concluding:
             task.cancel()
-
-    async def _observe(
-        self, after: asyncio.Event | None, prepared: Prepared
-    ) -> list[EventObservations]:
-        if after is not None:
-            await after.wait()
-        return await self._pipeline.observe(prepared)
 
     async def _hand_on(self, batch: _Batch) -> None:
         """Queue `batch` to be judged after the ones before it, waiting while

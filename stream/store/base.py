@@ -8,6 +8,7 @@ retried whole after a crash or a transient error.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -111,12 +112,18 @@ class EventStore(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
         """Applied in order, atomically per entity; results align with `events`.
         Calls that overlap are applied one after the other in the order they
         were made, and a backend builds its call (CPU only) before its first
         await: a caller may start the next batch's `apply` while this one is
-        in flight, and that batch's call is built meanwhile."""
+        in flight, and that batch's call is built meanwhile. With `after`, the
+        call, once built, waits for that event before it takes its turn: a
+        caller that may have to redo the batch before this one (the live
+        worker, stream.pipelined) applies batches strictly one after the
+        other without losing the overlap of building them."""
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
         """Applied in order, atomically per entity; results align with `claims`."""

@@ -19,6 +19,7 @@ while Redis takes whichever its hash lists first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,11 @@ class MemoryStore:
     async def ping(self) -> bool:
         return True
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
+        if after is not None:
+            await after.wait()
         return [self._apply_event(ev) for ev in events]
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:

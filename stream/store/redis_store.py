@@ -250,8 +250,12 @@ class RedisStore:
     def _slot(self, tag: str) -> int:
         return key_slot(tag.encode()) if self._cluster else 0
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
         calls = self._encode(events)  # before the first await (see EventStore.apply)
+        if after is not None:
+            await after.wait()
         async with self._in_order:
             replies = await self._each_slot(
                 "aggregates", {slot: (list(c.keys), c.argv) for slot, c in calls.items()}

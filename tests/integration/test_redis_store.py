@@ -215,6 +215,23 @@ async def test_overlapping_applies_are_applied_in_the_order_made(store: RedisSto
     assert sums == list(range(1, 41))
 
 
+async def test_a_call_after_an_event_waits_for_it_and_lets_others_pass(
+    store: RedisStore,
+) -> None:
+    """The live worker's pipelined batches (stream.pipelined): a call made with
+    `after` takes its turn only once that event is set, so the redo of the
+    batch before it, made later, is applied first."""
+    gate = asyncio.Event()
+    waiting = asyncio.create_task(store.apply([ev("second", T0 + 1)], after=gate))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    (first,) = await store.apply([ev("first", T0)])
+    gate.set()
+    (second,) = await waiting
+    assert first.values[SUM.agg_id].value == 1
+    assert second.values[SUM.agg_id].value == 2
+
+
 async def test_state_keyed_under_another_secret_is_refused(services: Services) -> None:
     """Another secret (or key layout) would miss every key and start all
     windows from zero while orphaning the old state: the store refuses."""

@@ -4,6 +4,7 @@ and what the store observed for every event."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -75,8 +76,10 @@ class Recording:
     async def ping(self) -> bool:
         return await self._inner.ping()
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
-        observed = await self._inner.apply(events)
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
+        observed = await self._inner.apply(events, after)
         self.observed += [(e.event_id, o) for e, o in zip(events, observed, strict=True)]
         return observed
 

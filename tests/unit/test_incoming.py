@@ -28,7 +28,7 @@ def record(value: bytes | None, offset: int = 7, key: bytes | None = b"m-1") -> 
 class NoStore:
     """A store for a rule book without rules: no event asks it anything."""
 
-    async def apply(self, events: Any) -> list[Any]:
+    async def apply(self, events: Any, after: Any = None) -> list[Any]:
         assert not events
         return []
 

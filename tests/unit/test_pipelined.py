@@ -38,7 +38,11 @@ class FlakyStore(MemoryStore):
         self.down = down
         self.calls = 0
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
+        if after is not None:
+            await after.wait()
         call, self.calls = self.calls, self.calls + 1
         await asyncio.sleep(0.001)  # answer on a later turn, as Redis does
         if call in self.down:
