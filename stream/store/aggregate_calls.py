@@ -214,7 +214,8 @@ def encode(
             known = call.keys
             guard = _guard(call, contributions, tpl.guarded, guarded_in) if tpl.guarded else 0
             flat = call.flat
-            flat += (guard, ehash, ev.event_ms, len(contributions))
+            # The digest only where the guard reads it: it is the longest field.
+            flat += (guard, ehash if guard > 0 else 0, ev.event_ms, len(contributions))
             suffixes = tpl.suffixes_in(ev.currency) if tpl.money else tpl.suffixes
             for index, suffix, c in zip(tpl.indices, suffixes, contributions, strict=True):
                 key = prefix + suffix

@@ -12,7 +12,8 @@ with one SCAN pattern.
                                           ISO 4217 currency: amounts in different
                                           currencies are never added
                                     ZSET  distinct: member=<h> of the value, score=last event ms
-    <ns>:{u:<h>}:first              HASH  <agg_id> = first event ms seen
+    <ns>:{u:<h>}:first              HASH  <agg_id> = first event ms seen; `~` = the TTL's
+                                          last refresh (event ms // refresh slice)
     <ns>:{o:<h>}:first:<ms>         HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<h>}:inc:<rule_id>      HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
