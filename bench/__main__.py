@@ -1,4 +1,4 @@
-"""`python -m bench live | floor | direct | backtest`: the benchmarks.
+"""`python -m bench live | floor | direct | backtest | redis`: the benchmarks.
 Settings are built here, once, from the environment (the same `FRAUD_*`
 variables as the product's); `live` starts the local services it needs."""
 
@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import backtest_throughput
+from bench import backtest_throughput, redis_script
 from devenv import services
 from stream.cli import Command, run_command
 from stream.settings import Settings
@@ -60,6 +60,7 @@ COMMANDS: dict[str, Command] = {
     "floor": cmd_floor,
     "direct": cmd_direct,
     "backtest": backtest_throughput.run,
+    "redis": redis_script.run,
 }
 
 
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     direct.add_argument("events", type=int)
     backtest = sub.add_parser("backtest", help="backtest throughput on generated events")
     backtest_throughput.add_arguments(backtest)
+    redis = sub.add_parser(
+        "redis", help="Redis script time and commands per event (private redis-server, no Kafka)"
+    )
+    redis_script.add_arguments(redis)
     return parser
 
 

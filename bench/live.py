@@ -7,7 +7,7 @@ next to what a plain Python consumer can do on the same machine, in one run.
    events/s from its first to its last processed event.
 3. Latency: events offered at half the measured throughput; event-to-decision
    percentiles from the worker's own histogram.
-Also Redis calls and commands per event, worker CPU seconds per 1k events,
+Also Redis calls, commands and script µs per event, worker CPU seconds per 1k events,
 and worker RSS at start and end.
 """
 
@@ -64,6 +64,8 @@ class BenchResult:
     rss_end_mb: float
     latency_seconds: float
     interpreter: str  # version and build (PGO/LTO or plain): it moves CPU figures
+    # Redis' script time (EVALSHA usec from INFO commandstats) per event in the throughput phase
+    redis_us_per_event: float
     machine: str  # CPUs and model: figures compare only within one run or one machine
     date: str  # UTC, when the run ended
 
@@ -131,23 +133,22 @@ def quantile(q: float, before: dict[float, float], after: dict[float, float]) ->
     return prev_bound
 
 
-async def _redis_calls(url: str) -> tuple[float, float]:
+async def _redis_calls(url: str) -> tuple[float, float, float]:
+    """Script calls, other commands and script µs so far, from Redis' commandstats."""
     client = aioredis.Redis.from_url(url)
     try:
         stats = await client.info("commandstats")
     finally:
         await client.aclose()
-    calls = sum(
-        float(v.get("calls", 0))
-        for k, v in stats.items()
-        if k in ("cmdstat_evalsha", "cmdstat_eval")
-    )
+    scripts = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_fcall")
+    calls = sum(float(v.get("calls", 0)) for k, v in stats.items() if k in scripts)
+    usec = sum(float(v.get("usec", 0)) for k, v in stats.items() if k in scripts)
     commands = sum(
         float(v.get("calls", 0))
         for k, v in stats.items()
-        if k not in ("cmdstat_info", "cmdstat_evalsha", "cmdstat_eval")
+        if k not in ("cmdstat_info", *scripts)
     )
-    return calls, commands
+    return calls, commands, usec
 
 
 async def passthrough(settings: Settings, inputs: list[str], out: str, n: int) -> float:
@@ -301,11 +302,11 @@ async def run_bench(
         stdin=subprocess.DEVNULL,
     )
     try:
-        calls0, commands0 = await _redis_calls(run.redis_url)
+        calls0, commands0, usec0 = await _redis_calls(run.redis_url)
         span = await _wait_decided(run.web_port, events, 600, worker.pid)
         # Records decided after the first poll that saw one, over the time they took.
         throughput = (events - span.decided_at_first) / max(span.last - span.first, 1e-9)
-        calls1, commands1 = await _redis_calls(run.redis_url)
+        calls1, commands1, usec1 = await _redis_calls(run.redis_url)
         cpu, rss_start = _proc_cpu_rss(worker.pid)
         cpu_per_event = (cpu - span.cpu_at_first) / max(events - span.decided_at_first, 1.0)
         print(f"  fraudstream: {throughput:,.0f} events/s", flush=True)
@@ -343,6 +344,7 @@ async def run_bench(
         rss_end_mb=round(rss_end, 1),
         latency_seconds=round(took, 1),
         interpreter=interpreter_build(),
+        redis_us_per_event=round((usec1 - usec0) / events, 2),
         machine=machine(),
         date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
     )

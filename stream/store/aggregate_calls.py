@@ -23,6 +23,7 @@ from detectors.engine import EntityGroup, Observation
 from detectors.rules_entities import EntityType
 from stream.store import keys
 from stream.store.base import EventObservations, EventRequests, EventStatus
+from stream.store.slot_tags import slot_tag
 
 __all__ = ["AggregateCall", "GroupTemplate", "Limits", "Template", "Templates", "decode", "encode"]
 
@@ -152,11 +153,13 @@ class Templates:
 
 
 class AggregateCall:
-    """The keys, flat units and reply layout of one script call (one slot on a cluster)."""
+    """The keys, flat units and reply layout of one script call (one slot on a
+    cluster), and the key of that slot's duplicate guard."""
 
-    __slots__ = ("argv", "flat", "keys", "where")
+    __slots__ = ("argv", "flat", "guard", "keys", "where")
 
-    def __init__(self) -> None:
+    def __init__(self, guard: str) -> None:
+        self.guard = guard
         self.keys: dict[str, int] = {}
         self.flat: list[Any] = []
         self.argv: list[Any] = []  # the script's ARGV, once encoded
@@ -184,7 +187,9 @@ def encode(
     """One AggregateCall per slot; per event one unit per entity it touches.
     An op is (spec, key, contribution): a contribution is what the script
     adds (an int for count/sum, a distinct member's keyed hash), None (JSON
-    null) when the event only reads."""
+    null) when the event only reads. An event's first unit in a call that
+    adds to a count or sum names the call's guard; its later ones there
+    say -1 (the same verdict), since one event is recorded once per guard."""
     calls: dict[int, AggregateCall] = {}
     entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
     group_of = templates.group
@@ -192,6 +197,7 @@ def encode(
         if not ev.requests:
             continue
         ehash = event_hash(ev.event_id)
+        guarded_in: list[AggregateCall] = []  # the calls whose guard this event went through
         for req in ev.requests:
             tpl = group_of(req.group)
             entity = entities.get((tpl.entity, req.entity_ids))
@@ -199,20 +205,17 @@ def encode(
                 tag = hasher.tag(tpl.entity, req.entity_ids)
                 entity = entities[(tpl.entity, req.entity_ids)] = (
                     keys.entity_prefix(namespace, tag),
-                    _call_for(calls, slot_of(tag)),
+                    _call_for(calls, slot_of(tag), namespace),
                 )
             prefix, call = entity
             contributions = req.contributions
             if tpl.distinct:
                 contributions = _hash_members(contributions, tpl.distinct, hasher.member)
             known = call.keys
-            guard = 0
-            for i in tpl.guarded:  # a plain loop: any() over a generator costs more
-                if contributions[i] is not None:
-                    guard = call.kidx(prefix + keys.GUARD_SUFFIX)
-                    break
+            guard = _guard(call, contributions, tpl.guarded, guarded_in) if tpl.guarded else 0
             flat = call.flat
-            flat += (guard, ehash, ev.event_ms, len(contributions))
+            # The digest only where the guard reads it: it is the longest field.
+            flat += (guard, ehash if guard > 0 else 0, ev.event_ms, len(contributions))
             suffixes = tpl.suffixes_in(ev.currency) if tpl.money else tpl.suffixes
             for index, suffix, c in zip(tpl.indices, suffixes, contributions, strict=True):
                 key = prefix + suffix
@@ -224,12 +227,29 @@ def encode(
     return calls
 
 
-def _call_for(calls: dict[int, AggregateCall], slot: int) -> AggregateCall:
+def _call_for(calls: dict[int, AggregateCall], slot: int, namespace: str) -> AggregateCall:
     """The call of a slot, made on its first entity."""
     call = calls.get(slot)
     if call is None:
-        call = calls[slot] = AggregateCall()
+        call = calls[slot] = AggregateCall(keys.event_guard(namespace, slot_tag(slot)))
     return call
+
+
+def _guard(
+    call: AggregateCall,
+    contributions: tuple[int | str | None, ...],
+    guarded: tuple[int, ...],
+    guarded_in: list[AggregateCall],
+) -> int:
+    """A unit's guard field: 0 when it adds to no count or sum, the guard's
+    key index at the event's first such unit in the call, -1 at its later ones."""
+    for i in guarded:  # a plain loop: any() over a generator costs more
+        if contributions[i] is not None:
+            if call in guarded_in:
+                return -1
+            guarded_in.append(call)
+            return call.kidx(call.guard)
+    return 0
 
 
 def _hash_members(

@@ -6,14 +6,14 @@ script per entity works on Redis Cluster (no CROSSSLOT). Compound entities
 tag: a backtest's scratch namespace uses the same slots and can be removed
 with one SCAN pattern.
 
-    <ns>:{u:<h>}:seen               ZSET  duplicate guard: member=event hash, score=event ms
     <ns>:{u:<h>}:a:<agg_id>         HASH  bucketed count: n = newest bucket,
                                           t = window total, <bucket> = value
     <ns>:{u:<h>}:a:<agg_id>:<CUR>   HASH  the same for a sum (money), one key per
                                           ISO 4217 currency: amounts in different
                                           currencies are never added
                                     ZSET  distinct: member=<h> of the value, score=last event ms
-    <ns>:{u:<h>}:first              HASH  <agg_id> = first event ms seen
+    <ns>:{u:<h>}:first              HASH  <agg_id> = first event ms seen; `~` = the TTL's
+                                          last refresh (event ms // refresh slice)
     <ns>:{o:<h>}:first:<ms>         HASH  the same, for sightings kept only <ms> (`retain`)
     <ns>:{u:<h>}:inc:<rule_id>      HASH  recent incidents of a rule (see claim_incidents.lua)
     <ns>:store-epoch                STRING random id set once; its loss means Redis lost state
@@ -24,6 +24,8 @@ with one SCAN pattern.
     <ns>:{brk}:...                  the circuit breaker's counts (breaker.lua)
     <ns>:delivered:<group>          ZSET  member=<topic>:<partition>, score=the offset up to
                                           which its records' outputs are delivered
+    <ns>:{g<i>}:events              ZSET  duplicate guard of one slot (standalone: one):
+                                          member=event digest, score=event ms
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -64,7 +66,6 @@ __all__ = [
     "ENTITY_CODE",
     "FIRST_SEEN_SUFFIX",
     "FREEZE_BOOK_PARTS",
-    "GUARD_SUFFIX",
     "HASH_BYTES",
     "KEY_LAYOUT",
     "MIN_SECRET_BYTES",
@@ -75,12 +76,12 @@ __all__ = [
     "delivered",
     "entity_prefix",
     "epoch",
+    "event_guard",
     "first_seen",
     "first_seen_suffix",
     "freeze_book",
     "freeze_budget",
     "frontiers",
-    "guard",
     "guard_generation",
     "incident",
     "key_layout",
@@ -176,7 +177,6 @@ def entity_prefix(ns: str, tag: str) -> str:
     return f"{ns}:{tag}"
 
 
-GUARD_SUFFIX = ":seen"
 FIRST_SEEN_SUFFIX = ":first"
 
 
@@ -190,10 +190,6 @@ def aggregate_suffix(agg_id: str, currency: str | None = None) -> str:
     """A sum's state is one key per currency (`currency`, validated as
     [A-Z]{3} by the contract); other aggregates pass None."""
     return f":a:{agg_id}" if currency is None else f":a:{agg_id}:{currency}"
-
-
-def guard(ns: str, tag: str) -> str:
-    return entity_prefix(ns, tag) + GUARD_SUFFIX
 
 
 def aggregate(ns: str, tag: str, agg_id: str, currency: str | None = None) -> str:
@@ -281,3 +277,11 @@ def delivered(ns: str, group: str) -> str:
 def partition_member(topic: str, partition: int) -> str:
     """An input partition's member in `delivered`."""
     return f"{topic}:{partition}"
+
+
+def event_guard(ns: str, slot_tag: str) -> str:
+    """ZSET member=event digest, score=event ms: the duplicate guard of every
+    event applied to the keys of one slot (stream.store.slot_tags), so one
+    check per event and script call instead of one per entity. Digests of
+    event ids only."""
+    return f"{ns}:{slot_tag}:events"

@@ -30,7 +30,8 @@ GUARD_SLICES = 64
 
 @dataclass(slots=True)
 class Guard:
-    """An entity's duplicate guard: event id → event ms."""
+    """The duplicate guard: event id → event ms. One for the whole store, as
+    aggregates.lua keeps one per slot (one on a standalone Redis)."""
 
     seen: dict[str, int] = field(default_factory=dict)
     newest: int | None = None

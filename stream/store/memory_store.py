@@ -1,6 +1,6 @@
 """The in-memory backend of the EventStore Protocol.
 
-A real store, not a mock: per-entity duplicate guards, event-time windows
+A real store, not a mock: a duplicate guard, event-time windows
 (bucketed counts and sums, one per currency; exact distinct counts; first
 sightings) and incident claims with the semantics of the Redis scripts
 (aggregates.lua, claim_incidents.lua), so the values it returns are the
@@ -82,7 +82,7 @@ class _Incidents:
 class MemoryStore:
     def __init__(self, config: StoreConfig | None = None) -> None:
         self._config = config or StoreConfig()
-        self._guards: dict[Entity, Guard] = {}
+        self._guard = Guard()  # one, as the script's on a standalone Redis
         self._windows: dict[tuple[Entity, str, str | None], BucketedWindow] = {}
         self._distinct: dict[tuple[Entity, str], DistinctWindow] = {}
         self._first: dict[tuple[Entity, str], int] = {}
@@ -111,30 +111,26 @@ class MemoryStore:
         return [self._claim(c) for c in claims]
 
     def _apply_event(self, ev: EventRequests) -> EventObservations:
-        """Per entity: admit the event through its guard, then every op; the
-        event's status is the least favourable across its entities."""
+        """Per entity: admit the event through the guard (once, at its first
+        entity that needs it), then every op; the event's status is the
+        least favourable across its entities."""
         status = EventStatus.NEW
+        verdict: EventStatus | None = None
         values: dict[str, Observation] = {}
         for req in ev.requests:
-            unit = self._admit(ev, req)
+            unit = EventStatus.NEW
+            if _guarded(req):
+                if verdict is None:
+                    verdict = self._guard.admit(
+                        ev.event_id, ev.event_ms, self._config.dedup_horizon_ms
+                    )
+                unit = verdict
             if _RANK[unit] < _RANK[status]:
                 status = unit
             entity = (req.group.entity, req.entity_ids)
             for spec, c in zip(req.group.specs, req.contributions, strict=True):
                 values[spec.agg_id] = self._op(entity, spec, c, unit is EventStatus.NEW, ev)
         return EventObservations(status, values)
-
-    def _admit(self, ev: EventRequests, req: GroupRequest) -> EventStatus:
-        """A unit that adds to a count or sum goes through the entity's guard;
-        one that only reads, or feeds idempotent aggregates, is always new."""
-        guarded = any(
-            c is not None and spec.kind in _GUARDED
-            for spec, c in zip(req.group.specs, req.contributions, strict=True)
-        )
-        if not guarded:
-            return EventStatus.NEW
-        guard = self._guards.setdefault((req.group.entity, req.entity_ids), Guard())
-        return guard.admit(ev.event_id, ev.event_ms, self._config.dedup_horizon_ms)
 
     def _op(
         self,
@@ -261,6 +257,15 @@ class MemoryStore:
     ) -> dict[tuple[str, int], int]:
         found = ((part, self._delivered.get((group, *part))) for part in parts)
         return {part: offset for part, offset in found if offset is not None}
+
+
+def _guarded(req: GroupRequest) -> bool:
+    """Whether a unit adds to a count or sum, and so goes through the guard;
+    one that only reads, or feeds idempotent aggregates, is always new."""
+    return any(
+        c is not None and spec.kind in _GUARDED
+        for spec, c in zip(req.group.specs, req.contributions, strict=True)
+    )
 
 
 def _alert_id(base: str, epoch: int, seq: int) -> str:

@@ -10,12 +10,9 @@ from pathlib import Path
 import orjson
 import redis.asyncio as aioredis
 
-from detectors.rules_entities import EntityType
 from devenv import services as devservices
 from stream import kafka_io
-from stream.store import keys
-from stream.store.redis_store import event_hash
-from stream.store_wiring import key_hasher
+from tests.integration.applied_events import applied
 from tests.integration.services import (
     Services,
     WorkerProcess,
@@ -60,22 +57,17 @@ async def test_broker_restart_mid_stream(services: Services, tmp_path: Path) -> 
             worker.stop()
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            applied = set()
-            for user in {u for _, u, _ in events}:
-                tag = key_hasher(settings).tag((EntityType.USER,), (user,))
-                applied |= {
-                    m.decode()
-                    for m in await client.zrange(keys.guard(settings.redis_namespace, tag), 0, -1)
-                }
+            ids = {e for e, _, _ in events}
+            done = await applied(client, settings.redis_namespace, ids)
         finally:
             await client.aclose()
-        assert applied == {event_hash(e) for e, _, _ in events}
+        assert done == ids
         alerts = [
             orjson.loads(r.value)
             for r in await kafka_io.read_from(settings.kafka_bootstrap, settings.topics.alerts)
         ]
         print(
-            f"\n{len(events)} events across a broker restart: {len(applied)} applied once, "
+            f"\n{len(events)} events across a broker restart: {len(done)} applied once, "
             f"{len(alerts)} alerts published ({len({a['alert_id'] for a in alerts})} distinct)"
         )
         assert {a["entity_id"] for a in alerts} == {u for _, u, _ in events}

@@ -16,12 +16,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from detectors.rules_entities import EntityType
 from devenv import services as devservices
 from stream import kafka_io
-from stream.store import keys
-from stream.store.redis_store import event_hash
-from stream.store_wiring import key_hasher
+from tests.integration.applied_events import applied
 from tests.integration.services import (
     Services,
     WorkerProcess,
@@ -132,14 +129,8 @@ async def test_redis_outage_loses_nothing(
     redis_proc = start_persistent_redis(redis_dir, port)
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
     try:
-        applied = set()
-        for user in users:
-            tag = key_hasher(settings).tag((EntityType.USER,), (user,))
-            applied |= {
-                m.decode()
-                for m in await client.zrange(keys.guard(settings.redis_namespace, tag), 0, -1)
-            }
-        assert applied == {event_hash(e) for e, _, _ in events}
+        ids = {e for e, _, _ in events}
+        assert await applied(client, settings.redis_namespace, ids) == ids
     finally:
         await client.aclose()
         redis_proc.terminate()

@@ -20,9 +20,10 @@ from stream.errors import StoreLayoutMismatch
 from stream.store import keys
 from stream.store.base import EventStatus, StoreConfig
 from stream.store.redis_store import RedisStore
+from stream.store.slot_tags import slot_tag
 from tests.integration.services import TEST_KEY_HASH_SECRET, Services, free_port
 from tests.store_cases.requests import event_requests
-from tests.store_cases.store import BUCKET, CONFIG, SUM, T0, N, StoreCases, ev
+from tests.store_cases.store import BUCKET, CONFIG, DST, SUM, T0, N, StoreCases, ev
 
 HASHER = keys.KeyHasher(TEST_KEY_HASH_SECRET.encode())
 U = HASHER.tag((EntityType.USER,), ("u",))  # the hash tag of user "u"
@@ -197,14 +198,40 @@ async def test_a_longer_window_added_by_a_rule_change_gets_its_ttl_at_once(
 async def test_the_guard_lives_for_the_dedup_horizon_not_the_longest_window(
     store: RedisStore, redis_client: aioredis.Redis
 ) -> None:
-    """An idle entity's guard (one entry per event) is reclaimed after the
-    duplicate horizon, even when its windows are kept for 30 days."""
+    """The guard (one entry per event) is reclaimed after the duplicate
+    horizon once nothing is applied, even when windows are kept for 30 days."""
     await store.apply([event_requests("e1", T0, [AggregateRequest(COUNT_30D, ("u",), 1)])])
-    guard = keys.guard(store.namespace, U)
+    guard = keys.event_guard(store.namespace, slot_tag(0))
     state = keys.aggregate(store.namespace, U, COUNT_30D.agg_id)
     limit = CONFIG.dedup_horizon_ms + CONFIG.ttl_slack_ms
     assert 0 < await redis_client.pttl(guard) <= limit
     assert await redis_client.pttl(state) > 30 * DAY
+
+
+async def test_ttls_are_refreshed_when_event_time_enters_a_new_half_of_the_slack(
+    store: RedisStore, redis_client: aioredis.Redis
+) -> None:
+    """A key's TTL is set when it is made, then refreshed only when its newest
+    event time enters a new slice of half the TTL slack: the slack absorbs
+    the delay, and a busy key costs one PEXPIRE per slice, not per event."""
+    slice_ms = CONFIG.ttl_slack_ms // 2
+    start = (T0 // slice_ms + 1) * slice_ms  # the first ms of a slice
+    names = [
+        keys.aggregate(store.namespace, U, SUM.agg_id, "EUR"),
+        keys.aggregate(store.namespace, U, DST.agg_id),
+        keys.first_seen(store.namespace, U),
+    ]
+
+    async def ttls_after(event_id: str, ms: int) -> list[int]:
+        await store.apply([ev(event_id, ms)])
+        return [await redis_client.pttl(n) for n in names]
+
+    assert min(await ttls_after("e1", start)) > 1_000
+    for name in names:
+        await redis_client.pexpire(name, 1_000_000)
+    # Within the slice, the sum's window moves (5 buckets on) and nothing is refreshed.
+    assert max(await ttls_after("e2", start + 5 * BUCKET)) <= 1_000_000
+    assert min(await ttls_after("e3", start + slice_ms)) > 1_000_000
 
 
 async def test_overlapping_applies_are_applied_in_the_order_made(store: RedisStore) -> None:

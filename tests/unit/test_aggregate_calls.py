@@ -11,8 +11,10 @@ from detectors.engine import AggregateRequest, Observation
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from stream.store import aggregate_calls
+from stream.store import keys as keys_
 from stream.store.base import EventRequests, EventStatus
 from stream.store.keys import KeyHasher
+from stream.store.slot_tags import slot_tag
 from tests.store_cases.requests import event_requests
 
 U = (EntityType.USER,)
@@ -26,6 +28,7 @@ FIRST = AggregateSpec(AggregateKind.FIRST_SEEN, ORDERS, U)
 LIMITS = aggregate_calls.Limits(7_200_000, 3_600_000, 400 * 86_400_000, 3_600_000, 3_600_000)
 HASHER = KeyHasher(b"unit-test-key-hash-secret-0123456789")
 ALICE = "ns:" + HASHER.tag(U, ("alice",))
+GUARD = keys_.event_guard("ns", slot_tag(0))
 
 
 def _encode(events: list[EventRequests]) -> dict[int, aggregate_calls.AggregateCall]:
@@ -49,7 +52,7 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
     )
     (call,) = _encode([ev]).values()
     keys = list(call.keys)
-    guard = keys.index(ALICE + ":seen") + 1
+    guard = keys.index(GUARD) + 1
     ops = call.flat[4:]
     assert call.flat[:4] == [guard, "h-e1", 1_000, 4]
     # A distinct member travels as its keyed hash, never as the raw value.
@@ -70,7 +73,41 @@ def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -
     distinct_only = event_requests("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
     (call,) = _encode([reads, distinct_only]).values()
     assert call.flat[0] == 0 and call.flat[7] == 0
-    assert "ns:" + HASHER.tag(U, ("bob",)) + ":seen" not in call.keys
+    assert GUARD not in call.keys
+
+
+def test_an_event_goes_through_the_calls_guard_once_and_a_repeat_goes_again() -> None:
+    """The first unit of an event that adds to a count names the guard; its
+    other counting units in the same call reuse that verdict (-1). The same
+    event id again in the batch (a producer duplicate) is checked again."""
+
+    def event(event_id: str) -> EventRequests:
+        reqs = [
+            AggregateRequest(DEVICES, ("carol",), "d-1"),  # no guard needed
+            AggregateRequest(COUNT, ("alice",), 1),
+            AggregateRequest(COUNT, ("bob",), 1),
+        ]
+        return event_requests(event_id, 1_000, reqs, "EUR")
+
+    (call,) = _encode([event("e1"), event("e1")]).values()
+    guard = list(call.keys).index(GUARD) + 1
+    units = [call.flat[i] for i in range(0, len(call.flat), 7)]
+    assert sorted(units[:3]) == sorted(units[3:]) == [-1, 0, guard]
+    assert units.index(guard) < units.index(-1) and units.index(guard, 3) < units.index(-1, 3)
+
+
+def test_each_slot_has_its_own_guard() -> None:
+    ev = event_requests(
+        "e1", 1_000, [AggregateRequest(COUNT, ("alice",), 1), AggregateRequest(COUNT, ("bob",), 1)]
+    )
+    slots = {HASHER.tag(U, ("alice",)): 5, HASHER.tag(U, ("bob",)): 9}
+    calls = aggregate_calls.encode(
+        [ev], aggregate_calls.Templates(LIMITS), "ns", slots.__getitem__, str, HASHER
+    )
+    assert {s: c.guard for s, c in calls.items()} == {
+        s: keys_.event_guard("ns", slot_tag(s)) for s in (5, 9)
+    }
+    assert all(c.flat[0] == c.keys[c.guard] for c in calls.values())
 
 
 def test_reply_decoding_per_kind() -> None:

@@ -14,6 +14,7 @@ from detectors.rules_entities import EntityType
 from stream.settings import Settings
 from stream.store import keys
 from stream.store.keys import KeyHasher
+from stream.store.slot_tags import slot_tag
 from stream.store_wiring import key_hasher, open_store
 
 SECRET = b"unit-test-key-hash-secret-0123456789"
@@ -57,12 +58,16 @@ def test_members_are_hashed_apart_from_tags() -> None:
 def test_every_key_of_an_entity_is_in_one_cluster_slot() -> None:
     tag = KeyHasher(SECRET).tag(U, ("alice",))
     names = [
-        keys.guard("fs", tag),
         keys.aggregate("fs", tag, "abc"),
         keys.first_seen("fs", tag),
         keys.incident("fs", tag, "rule"),
     ]
     assert len({key_slot(n.encode()) for n in names}) == 1
+
+
+@pytest.mark.parametrize("slot", [0, 1, 777, 16383])
+def test_a_slots_guard_lies_in_that_slot(slot: int) -> None:
+    assert key_slot(keys.event_guard("fs", slot_tag(slot)).encode()) == slot
 
 
 def test_the_secret_is_required_long_and_never_shown() -> None:

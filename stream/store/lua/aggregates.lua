@@ -1,16 +1,21 @@
 -- Apply a batch of events to per-entity aggregates and read the values the
 -- rules need, in one atomic call. Every op of one unit shares one entity's
--- hash tag (Redis Cluster: one call per slot).
+-- hash tag, and the call's duplicate guard lies in the same slot (Redis
+-- Cluster: one call per slot).
 --
--- Idempotent: each unit that applies anything first records the event in the
--- entity's duplicate guard (ZSET member = event hash, score = event ms);
--- a duplicate or redelivered event only reads. Time is *event* time
+-- Idempotent: the first unit of an event in this call that applies a count or
+-- sum records the event in the call's duplicate guard (one ZSET per slot:
+-- member = event digest, score = event ms); the event's later units in the
+-- call reuse that verdict, and a duplicate or redelivered event only reads.
+-- An event more than the horizon older than the newest event in the guard is
+-- too old: the guard may have forgotten it. Time is *event* time
 -- throughout: windows and trimming follow the newest event seen for the key,
 -- never the wall clock, so a backtest over old data keeps its state.
 -- PEXPIRE only reclaims keys nobody writes to any more; it is issued once per
--- key per call, after the units (time stands still inside a script, and no
--- key written here is ever emptied, so the TTLs are the same as if each op
--- had set its own).
+-- key per call, after the units, and only when a key is created or its
+-- newest event time enters a new refresh slice (ARGV[5], half the TTLs'
+-- slack, which absorbs the delay). Trimming old members of a distinct set
+-- follows the same slices: members it removes are never counted anyway.
 --
 -- The arguments are flat: nested JSON costs the script a Lua table per op.
 -- KEYS    : every key used by the units
@@ -19,18 +24,24 @@
 --           {2, window_ms, lateness_ms, ttl_ms}              distinct
 --           {3, field, ttl_ms, backdate_ms}                  first sighting
 -- ARGV[2] : JSON array of units, one after another:
---           guard_kidx, event_hash, event_ms, op count, then per op
+--           guard, event_digest, event_ms, op count, then per op
 --           spec, kidx, arg (sum: delta; distinct: member; first: 1;
 --           null: the event only reads this aggregate)
---           guard_kidx = 0: the unit applies nothing that needs the guard
+--           guard: the guard's kidx for the event's first guarded unit in
+--           this call, -1 for its later ones, 0: the unit applies nothing
+--           that needs the guard
 -- ARGV[3] : duplicate horizon ms;  ARGV[4] : the guard's TTL ms
+-- ARGV[5] : refresh slice ms
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
---           Redis command goes through I(), never Lua's %.14g formatting)
+--           Redis command goes through I() or S, never Lua's %.14g formatting)
 -- returns : one flat array of integers: per unit its status (1 new,
 --           0 duplicate, -1 too old), then value and end per op (value -1 =
 --           too late for this aggregate). Flat, because nested replies cost
 --           the client far more to parse.
 local function I(x) return string.format('%d', x) end
+-- Bucket indices, event times and deltas recur across a batch's ops: each is
+-- formatted once per call (a number handed to redis.call costs as much).
+local S = setmetatable({}, {__index = function(s, x) local v = I(x); s[x] = v; return v end})
 
 -- Values of buckets lo..hi (in order), fetched in chunks: Lua's unpack() stops
 -- at a few thousand arguments.
@@ -39,7 +50,7 @@ local function buckets(key, lo, hi)
   local i = lo
   while i <= hi do
     local fields = {}
-    for j = i, math.min(i + 999, hi) do fields[#fields + 1] = I(j) end
+    for j = i, math.min(i + 999, hi) do fields[#fields + 1] = S[j] end
     for _, v in ipairs(redis.call('HMGET', key, unpack(fields))) do vals[#vals + 1] = v end
     i = i + 1000
   end
@@ -74,7 +85,7 @@ local function drop_buckets(key, lo, hi)
   if hi < lo then return end
   local doomed = {}
   if hi - lo < 8 then
-    for i = lo, hi do doomed[#doomed + 1] = I(i) end
+    for i = lo, hi do doomed[#doomed + 1] = S[i] end
   else
     for _, f in ipairs(redis.call('HKEYS', key)) do
       local i = tonumber(f)
@@ -88,16 +99,24 @@ end
 
 -- Keys to PEXPIRE once the units are done: key -> TTL ms (a string).
 local expire = {}
+local refresh = tonumber(ARGV[5])
+
+-- Whether event time moved from `old` ms into a later refresh slice at `new` ms.
+local function moved(old, new)
+  return math.floor(new / refresh) > math.floor(old / refresh)
+end
 
 -- apply: 1 to add d; 0 for a duplicate (judged on the same window as the
 -- original, nothing added). reader: 1 when the event does not feed this
 -- aggregate and only reads it (e.g. a ratio's denominator).
 -- Returns the value and the window's end bucket.
-local function sum_op(key, apply, reader, b, d, n, lb, ttl)
-  local st = redis.call('HMGET', key, 'n', 't')
+local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms)
+  local st
+  if apply == 1 then st = redis.call('HMGET', key, 'n', 't', S[b])
+  else st = redis.call('HMGET', key, 'n', 't') end
   if not st[1] then
     if apply == 0 or d == 0 then return 0, b end
-    redis.call('HSET', key, 'n', I(b), 't', I(d), I(b), I(d))
+    redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d])
     expire[key] = ttl
     return d, b
   end
@@ -115,9 +134,9 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl)
       t = (apply == 1) and d or 0
       redis.call('DEL', key)
       if t ~= 0 then
-        redis.call('HSET', key, 'n', I(b), 't', I(t), I(b), I(t))
+        redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t])
       else
-        redis.call('HSET', key, 'n', I(b), 't', '0')
+        redis.call('HSET', key, 'n', S[b], 't', '0')
       end
       expire[key] = ttl
       return t, b
@@ -132,48 +151,72 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl)
     -- in the same HSET as the head.
     if apply == 1 and d ~= 0 then
       t = t + d
-      redis.call('HSET', key, 'n', I(b), 't', I(t), I(b), I(d))
+      redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d])
     else
-      redis.call('HSET', key, 'n', I(b), 't', I(t))
+      redis.call('HSET', key, 'n', S[b], 't', I(t))
     end
-    -- The TTL is refreshed when the window moves (at least once per bucket of
-    -- event time); it is longer than window + lateness + one bucket.
-    expire[key] = ttl
+    -- The TTL (longer than window + lateness + one bucket) is refreshed when
+    -- the window's newest bucket enters a new refresh slice.
+    if moved(nb * bms, b * bms) then expire[key] = ttl end
     return t, b
   end
   if apply == 1 and d ~= 0 then
-    redis.call('HINCRBY', key, I(b), I(d))
-    if b > nb - n then t = redis.call('HINCRBY', key, 't', I(d)) end
+    -- Bucket and total in one write: the script is atomic, so this is what
+    -- two increments would leave.
+    local v = (tonumber(st[3]) or 0) + d
+    if b > nb - n then
+      t = t + d
+      redis.call('HSET', key, S[b], I(v), 't', I(t))
+    else
+      redis.call('HSET', key, S[b], I(v))
+    end
   end
   if b == nb then return t, b end
   return sum_late(key, b, n, nb)
 end
 
+-- Distinct values: ZADD GT keeps each member's newest time. Trimming what
+-- lies beyond the window and lateness only saves memory (those members are
+-- never counted), so it runs with the TTL refresh.
 local function dst_op(key, apply, member, t, w, lateness, ttl)
-  if apply == 1 then redis.call('ZADD', key, 'GT', I(t), member) end
   local top = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
-  if not top[2] then return 0, t end
-  local newest = math.max(tonumber(top[2]), t)
+  local old = top[2] and tonumber(top[2])
   if apply == 1 then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. I(newest - w - lateness))
-    expire[key] = ttl
+    redis.call('ZADD', key, 'GT', S[t], member)
+    if not old or moved(old, t) then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. I(math.max(old or t, t) - w - lateness))
+      expire[key] = ttl
+    end
+  elseif not old then
+    return 0, t
   end
-  return redis.call('ZCOUNT', key, '(' .. I(newest - w), I(newest)), newest
+  local newest = old and math.max(old, t) or t
+  return redis.call('ZCOUNT', key, '(' .. I(newest - w), S[newest]), newest
 end
 
 -- First sighting. An event may move it back by at most the allowed lateness,
 -- so one back-dated event cannot make a new merchant look years old; the TTL
--- is refreshed on every sighting, so an active entity never "becomes new".
+-- is refreshed when a sighting's time enters a new refresh slice (field '~'
+-- holds the slice of the last refresh), so an active entity never "becomes new".
 local function first_op(key, field, apply, t, ttl, lateness)
-  local cur = redis.call('HGET', key, field)
-  if apply == 1 then
-    if not cur or (t < tonumber(cur) and t >= tonumber(cur) - lateness) then
-      redis.call('HSET', key, field, I(t))
-      cur = t
-    end
-    expire[key] = ttl
+  if apply == 0 then
+    local cur = redis.call('HGET', key, field)
+    return cur and tonumber(cur) or -1, 0
   end
-  return cur and tonumber(cur) or -1, 0
+  local st = redis.call('HMGET', key, field, '~')
+  local cur = st[1] and tonumber(st[1])
+  local slice = math.floor(t / refresh)
+  local mark = st[2] and tonumber(st[2])
+  local stale = not mark or slice > mark
+  if not cur or (t < cur and t >= cur - lateness) then
+    cur = t
+    if stale then redis.call('HSET', key, field, S[t], '~', I(slice))
+    else redis.call('HSET', key, field, S[t]) end
+  elseif stale then
+    redis.call('HSET', key, '~', I(slice))
+  end
+  if stale then expire[key] = ttl end
+  return cur, 0
 end
 
 local specs = cjson.decode(ARGV[1])
@@ -185,26 +228,30 @@ end
 local a = cjson.decode(ARGV[2])
 local null = cjson.null
 local horizon, guard_ttl = tonumber(ARGV[3]), ARGV[4]
-local slice = horizon / 64
+local guard, newest  -- the call's guard key and its newest event ms (false: empty)
+local verdict = 1  -- the guard's verdict on the event of the last guarded unit
 local out, o = {}, 0  -- flat: per unit its status, then value and end per op
 local i, len = 1, #a
 while i <= len do
   local gk, t, nops = a[i], a[i + 2], a[i + 3]
   local status = 1
   if gk > 0 then
-    local guard = KEYS[gk]
-    local top = redis.call('ZREVRANGE', guard, 0, 0, 'WITHSCORES')
-    local newest = top[2] and tonumber(top[2])
-    if newest and t < newest - horizon then
-      status = -1
-    elseif redis.call('ZADD', guard, 'NX', I(t), a[i + 1]) == 0 then
-      status = 0
-    elseif not newest or math.floor(t / slice) > math.floor(newest / slice) then
-      -- Trim and refresh the TTL only when event time enters a new 1/64 of
-      -- the horizon: bounded staleness, far fewer commands per event.
-      redis.call('ZREMRANGEBYSCORE', guard, '-inf', '(' .. I(t - horizon))
-      expire[guard] = guard_ttl
+    if not guard then
+      guard = KEYS[gk]
+      local top = redis.call('ZREVRANGE', guard, 0, 0, 'WITHSCORES')
+      newest = top[2] and tonumber(top[2]) or false
     end
+    if newest and t < newest - horizon then
+      verdict = -1
+    elseif redis.call('ZADD', guard, 'NX', S[t], a[i + 1]) == 0 then
+      verdict = 0
+    else
+      verdict = 1
+      if not newest or t > newest then newest = t end
+    end
+    status = verdict
+  elseif gk < 0 then
+    status = verdict
   end
   o = o + 1
   out[o] = status
@@ -218,8 +265,9 @@ while i <= len do
     local kind, v, e = spec[1], 0, 0
     if kind == 1 then
       -- Exact: event ms and bucket sizes are integers far below 2^53.
-      local b = math.floor(t / spec[2])
-      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5])
+      local bms = spec[2]
+      local b = math.floor(t / bms)
+      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5], bms)
     elseif kind == 2 then
       v, e = dst_op(key, apply, arg, t, spec[2], spec[3], spec[4])
     else
@@ -228,6 +276,11 @@ while i <= len do
     out[o + 1], out[o + 2] = v, e
     o = o + 2
   end
+end
+if guard and newest then
+  -- Forget what is now too old to be judged anyway, once per call.
+  redis.call('ZREMRANGEBYSCORE', guard, '-inf', '(' .. I(newest - horizon))
+  expire[guard] = guard_ttl
 end
 for key, ttl in pairs(expire) do redis.call('PEXPIRE', key, ttl) end
 return out

@@ -1,0 +1,247 @@
+"""`python -m bench redis`: what the Redis scripts cost per event, on Redis' side.
+
+The worker's pipeline with the default catalogue (or FRAUD_RULES_FILE) on the
+real RedisStore, fed the synthetic mix (bench/mix.py) directly, without
+Kafka: warm-up events first (so windows hold state, as in a running
+worker), then `CONFIG RESETSTAT`, then the measured events. The figures come
+from Redis' own `INFO commandstats`: EVALSHA (or FCALL) µs per event and the
+commands per event, split per script (a snapshot around every aggregate
+call; the rest are the incident and guardrail scripts) and per command
+inside them. Store calls are made one batch after another (no overlap), so
+every snapshot covers one call.
+
+By default a private redis-server on a free port, without persistence, is
+started and stopped: nothing else's keys or commands land in the figures.
+`--redis-url` measures an existing Redis instead (its commandstats are reset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bench.live import interpreter_build
+from bench.mix import synthetic_mix
+from stream.codec import Incoming, SourceRecord
+from stream.gc_tuning import tune_for_streaming
+from stream.pipeline import Pipeline
+from stream.rules_loading import load_rulebook
+from stream.settings import Settings
+from stream.store.base import EventObservations, EventRequests
+from stream.store_wiring import open_store
+
+SCRIPT_CALLS = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_fcall", "cmdstat_fcall_ro")
+NOT_SCRIPT = ("cmdstat_info", "cmdstat_config", "cmdstat_ping", *SCRIPT_CALLS)
+START_MS = 1_790_000_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=20_000, help="measured events")
+    parser.add_argument("--warmup", type=int, default=10_000, help="events before the reset")
+    parser.add_argument("--redis-url", help="an existing Redis (default: a private one)")
+
+
+Stats = dict[str, dict[str, float]]
+
+
+def _delta(after: Stats, before: Stats) -> Stats:
+    out: Stats = {}
+    for name, row in after.items():
+        prev = before.get(name, {})
+        calls = row.get("calls", 0.0) - prev.get("calls", 0.0)
+        if calls > 0:
+            out[name] = {
+                "calls": calls,
+                "usec": row.get("usec", 0.0) - prev.get("usec", 0.0),
+            }
+    return out
+
+
+def _add(total: Stats, part: Stats) -> None:
+    for name, row in part.items():
+        acc = total.setdefault(name, {"calls": 0.0, "usec": 0.0})
+        acc["calls"] += row["calls"]
+        acc["usec"] += row["usec"]
+
+
+@dataclass
+class _Recorder:
+    """Commandstats deltas around every aggregate call."""
+
+    client: Any
+    aggregates: Stats = field(default_factory=dict)
+
+    async def snapshot(self) -> Stats:
+        stats = await self.client.info("commandstats")
+        return {k: {"calls": float(v["calls"]), "usec": float(v["usec"])} for k, v in stats.items()}
+
+
+class _MeasuredStore:
+    """The RedisStore with its aggregate calls measured; everything else passes through."""
+
+    def __init__(self, store: Any, recorder: _Recorder) -> None:
+        self._store = store
+        self._recorder = recorder
+        self.measuring = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+        if not self.measuring:
+            return list(await self._store.apply(events))
+        before = await self._recorder.snapshot()
+        out = await self._store.apply(events)
+        _add(self._recorder.aggregates, _delta(await self._recorder.snapshot(), before))
+        return list(out)
+
+
+def _records(settings: Settings, n: int, start_ms: int, ids: str) -> list[Incoming]:
+    """The mix as Kafka would deliver it: keyed by merchant onto the dev
+    partitions, offsets counting per partition."""
+    parts = settings.dev_partitions
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for r in synthetic_mix(n, start_ms, ids=ids):
+        name = settings.topics.input_name(r.topic)
+        partition = zlib.crc32(r.key or b"") % parts
+        offset = offsets[(name, partition)] = offsets.get((name, partition), -1) + 1
+        record = SourceRecord(name, partition, offset, r.key, r.value, 0)
+        out.append(Incoming.read(r.topic, record, settings.max_event_bytes))
+    return out
+
+
+def _batches(items: list[Incoming], size: int) -> Iterator[list[Incoming]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> tuple[Stats, Stats, float]:
+    namespace = f"bench-redis-{secrets.token_hex(4)}"
+    store = open_store(settings, namespace=namespace)
+    await store.start()
+    client = aioredis.Redis.from_url(settings.redis_url)
+    recorder = _Recorder(client)
+    measured = _MeasuredStore(store, recorder)
+    pipeline = Pipeline(settings, measured, load_rulebook(settings))
+    records = _records(settings, args.warmup + args.events, START_MS, "")
+    now_ms = START_MS + 10 * len(records)
+    try:
+        for batch in _batches(records[: args.warmup], settings.batch_max):
+            await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
+        await client.config_resetstat()
+        measured.measuring = True
+        started = time.perf_counter()
+        for batch in _batches(records[args.warmup :], settings.batch_max):
+            await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
+        seconds = time.perf_counter() - started
+        total = _delta(await recorder.snapshot(), {})
+    finally:
+        await store.drop_namespace()
+        await store.close()
+        await client.aclose()
+    return total, recorder.aggregates, seconds
+
+
+def _script_usec(stats: Stats) -> tuple[float, float]:
+    calls = sum(stats.get(k, {}).get("calls", 0.0) for k in SCRIPT_CALLS)
+    usec = sum(stats.get(k, {}).get("usec", 0.0) for k in SCRIPT_CALLS)
+    return calls, usec
+
+
+def _commands(stats: Stats) -> float:
+    return sum(row["calls"] for k, row in stats.items() if k not in NOT_SCRIPT)
+
+
+def report(total: Stats, aggregates: Stats, events: int, seconds: float) -> str:
+    calls, usec = _script_usec(total)
+    agg_calls, agg_usec = _script_usec(aggregates)
+    lines = [
+        f"interpreter: {interpreter_build()}",
+        f"events measured: {events} in {seconds:.2f}s ({events / seconds:,.0f} events/s, "
+        "store calls one at a time)",
+        f"script µs per event (EVALSHA/FCALL): {usec / events:.2f}",
+        f"Redis commands per event (inside scripts and plain): {_commands(total) / events:.2f}",
+        f"script calls per event: {calls / events:.4f}",
+        "per script:",
+        f"  aggregates: {agg_usec / events:.2f} µs per event, {agg_calls:.0f} calls, "
+        f"{_commands(aggregates) / events:.2f} commands per event",
+        f"  others (incidents, guardrails): {(usec - agg_usec) / events:.2f} µs per event, "
+        f"{calls - agg_calls:.0f} calls, "
+        f"{(_commands(total) - _commands(aggregates)) / events:.2f} commands per event",
+        "aggregates script, per command (calls and µs per event):",
+    ]
+    inner = 0.0
+    for name, row in sorted(aggregates.items(), key=lambda kv: -kv[1]["usec"]):
+        if name in NOT_SCRIPT:
+            continue
+        inner += row["usec"]
+        lines.append(
+            f"  {name.removeprefix('cmdstat_'):<18} {row['calls'] / events:7.2f} "
+            f"{row['usec'] / events:8.2f}"
+        )
+    lines.append(
+        f"  {'(script itself)':<18} {'':7} {(agg_usec - inner) / events:8.2f}"
+        "  Lua, argument decoding, call overhead"
+    )
+    return "\n".join(lines)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _private_redis() -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("redis-server not found (or pass --redis-url)")
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    tune_for_streaming()
+    if settings.key_hash_secret is None:
+        settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
+    with _private_redis() if args.redis_url is None else _given(args.redis_url) as url:
+        total, aggregates, seconds = asyncio.run(_run(settings.replace(redis_url=url), args))
+    print(report(total, aggregates, args.events, seconds))
+    return 0
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
