@@ -100,11 +100,13 @@ class _MeasuredStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def apply(self, events: Sequence[EventRequests]) -> list[EventObservations]:
+    async def apply(
+        self, events: Sequence[EventRequests], after: asyncio.Event | None = None
+    ) -> list[EventObservations]:
         if not self.measuring:
-            return list(await self._store.apply(events))
+            return list(await self._store.apply(events, after))
         before = await self._recorder.snapshot()
-        out = await self._store.apply(events)
+        out = await self._store.apply(events, after)
         _add(self._recorder.aggregates, _delta(await self._recorder.snapshot(), before))
         return list(out)
 
