@@ -63,6 +63,11 @@ class BenchResult:
     rss_end_mb: float
     latency_seconds: float
     interpreter: str  # version and build (PGO/LTO or plain): it moves CPU figures
+    # The floor again with batch delivery (stream.batch_delivery), and whether
+    # the worker measured above ran with it (FRAUD_BATCH_DELIVERY).
+    faust_batch_floor_eps: float = 0.0
+    faust_batch_floor_cpu_s_per_1k_events: float = 0.0
+    batch_delivery: bool = False
 
 
 def interpreter_build() -> str:
@@ -274,6 +279,9 @@ async def run_bench(
     env = {**base_env, **_env(run)}
     floor = await reporting_run("floor", events, env, log_dir / f"bench-floor-{tag}.log")
     print(f"  faust floor (no-op agents): {floor['eps']:,.0f} events/s", flush=True)
+    batch_log = log_dir / f"bench-floor-batch-{tag}.log"
+    batch_floor = await reporting_run("floor-batch", events, env, batch_log)
+    print(f"  faust floor, batch delivery: {batch_floor['eps']:,.0f} events/s", flush=True)
     direct = await reporting_run("direct", events, env, log_dir / f"bench-direct-{tag}.log")
     print(f"  pipeline on plain aiokafka: {direct['eps']:,.0f} events/s", flush=True)
 
@@ -327,6 +335,9 @@ async def run_bench(
         rss_end_mb=round(rss_end, 1),
         latency_seconds=round(took, 1),
         interpreter=interpreter_build(),
+        faust_batch_floor_eps=round(batch_floor["eps"]),
+        faust_batch_floor_cpu_s_per_1k_events=round(batch_floor["cpu_s_per_1k_events"], 3),
+        batch_delivery=run.batch_delivery,
     )
 
 
