@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -102,12 +102,25 @@ class BatchAgents:
         consume.__name__ = f"consume_{topic.name.lower()}"
         return consume
 
+    async def batches(self, stream: Any) -> AsyncIterator[list[Any]]:
+        """The agent's batches, tracked: one from the stream, plus whatever
+        other partitions' batches are already queued, up to batch_max. A
+        batch fetched before a rebalance is skipped (faust reads it again)."""
+        consumer, limit = self.consumer(), self.settings.batch_max
+        queue = getattr(getattr(stream, "channel", None), "queue", None)
+        async for messages in stream:
+            taken = list(messages) if consumer.track(messages) else []
+            while queue is not None and len(taken) < limit and not queue.empty():
+                more = queue.get_nowait()
+                if consumer.track(more):
+                    taken.extend(more)
+            if taken:
+                yield taken
+
     async def consume_direct(self, topic: Topic, stream: Any) -> None:
         """Apply each batch as it comes (in slices of batch_max), then ack it."""
-        consumer, size = self.consumer(), self.settings.batch_max
-        async for messages in stream:
-            if not consumer.track(messages):
-                continue  # fetched before a rebalance: faust reads it again
+        size = self.settings.batch_max
+        async for messages in self.batches(stream):
             for start in range(0, len(messages), size):
                 if not await self._apply(topic, messages, start, start + size):
                     return
@@ -135,10 +148,12 @@ class BatchAgents:
         is acked only once released and applied (stream.worker's merge)."""
         consumer = self.consumer()
         try:
-            async for messages in stream:
-                await self.wait_started()
-                if not consumer.track(messages):
-                    continue
+            async for messages in self.batches(stream):
+                try:
+                    await self.wait_started()
+                except asyncio.CancelledError:
+                    consumer.give_up(messages)
+                    raise
                 self.merger.add(self._held(topic, messages))
                 await self.release_held()
         except (asyncio.CancelledError, BatchAbandoned) as exc:

@@ -270,10 +270,14 @@ class BatchConsumer(IsolatingConsumer):
             self.book.reseek(tp, in_flight.get(tp, ()))
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        for tp in revoked:
-            self.book.forget(tp)
-            self._pressured.discard(tp)
-        await super().on_partitions_revoked(revoked)
+        """faust waits for the agents and commits (the revoked partitions'
+        progress included) before the book forgets them."""
+        try:
+            await super().on_partitions_revoked(revoked)
+        finally:
+            for tp in revoked:
+                self.book.forget(tp)
+                self._pressured.discard(tp)
 
 
 class BatchTransport(IsolatingTransport):
