@@ -85,6 +85,9 @@ class BatchConsumer(IsolatingConsumer):
             if not self.transport.app.should_stop:
                 raise
             log.info("consumer shutting down on cancel")
+        except Exception as exc:
+            log.exception("drain loop failed: %r", exc)
+            raise
         finally:
             self.diag.unset_flag(FETCHING)
 
