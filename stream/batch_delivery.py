@@ -181,15 +181,21 @@ class BatchConsumer(IsolatingConsumer):
 
     # -- queue pressure (stream.batch_conductor) ------------------------------
 
-    def _get_active_partitions(self) -> set[TP]:
-        active = super()._get_active_partitions()
-        return active - self._pressured if self._pressured else active
-
     def on_batch_pressure(self, tp: TP) -> None:
+        """The channel's queue is nearly full: stop fetching the partition
+        (what faust's conductor does through on_buffer_full, kept apart from
+        it: the event-time merge pauses partitions through that one)."""
         self._pressured.add(tp)
+        self._get_active_partitions().discard(tp)
 
     def on_batch_relief(self, tp: TP) -> None:
+        """The agent took a batch: fetch the partition again, unless it is
+        paused for another reason (a rebalance, the merge)."""
         self._pressured.discard(tp)
+        if tp in self._paused_partitions or tp in self._buffered_partitions:
+            return
+        if tp in self.assignment():
+            self._get_active_partitions().add(tp)
 
     # -- agents' side -------------------------------------------------------
 

@@ -280,3 +280,14 @@ async def test_queue_pressure_stops_fetching_the_partition_until_a_batch_is_take
     while not channel.queue.empty():
         channel.queue.get_nowait()  # the agent takes batches
     assert consumer._get_active_partitions() == {ORDERS, PAYOUTS}
+
+
+async def test_queue_relief_leaves_a_partition_the_merge_paused(harness: Harness) -> None:
+    consumer = harness.consumer
+    consumer._active_partitions = {ORDERS, PAYOUTS}
+    consumer.on_batch_pressure(ORDERS)
+    consumer.on_buffer_full(ORDERS)  # the event-time merge pauses it too
+    consumer.on_batch_relief(ORDERS)
+    assert consumer._get_active_partitions() == {PAYOUTS}
+    consumer.on_buffer_drop(ORDERS)  # the merge resumes it
+    assert consumer._get_active_partitions() == {ORDERS, PAYOUTS}
