@@ -291,3 +291,22 @@ async def test_queue_relief_leaves_a_partition_the_merge_paused(harness: Harness
     assert consumer._get_active_partitions() == {PAYOUTS}
     consumer.on_buffer_drop(ORDERS)  # the merge resumes it
     assert consumer._get_active_partitions() == {ORDERS, PAYOUTS}
+
+
+async def test_records_of_a_partition_paused_mid_fetch_stay_uncommitted(harness: Harness) -> None:
+    consumer = harness.consumer
+    records = {ORDERS: [record(ORDERS, 5)], PAYOUTS: [record(PAYOUTS, 0)]}
+    consumer_: Any = consumer
+    consumer_._wait_next_records = _returning(records, {PAYOUTS})  # orders paused meanwhile
+    fetched = await consumer._fetch_batches(timeout=0)
+    assert fetched is not None and [tp for tp, _ in fetched[1]] == [PAYOUTS]
+    consumer.book.delivered(ORDERS, [6])
+    consumer.book.acked(ORDERS, 6)
+    assert consumer._new_offset(ORDERS) == 5  # never past the record not handed out
+
+
+def _returning(records: Any, active: set[TP]) -> Callable[[float], Any]:
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        return records, active
+
+    return wait_next_records
