@@ -1,6 +1,7 @@
 """Batch delivery (stream.batch_delivery) across a consumer group that
 changes under load: a second worker joins mid-stream, the first leaves
-(SIGTERM), a third joins and the second is killed (kill -9).
+(SIGTERM), a third joins and the second is killed (kill -9), with the
+agents applying records through the event-time merge and directly.
 
 Every user places exactly five orders and the test rule alerts on a user's
 fifth order in ten minutes, so a user without an alert lost an order. While
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -27,10 +29,10 @@ from stream.settings import Settings
 from tests.integration import services as it
 from tests.integration.services import Services, WorkerProcess
 
-USERS = 5_000
+USERS = 4_000
 ORDERS_EACH = 5  # the test rule's threshold
 CHUNKS = 50
-CHUNK_PAUSE_S = 0.3
+CHUNK_PAUSE_S = 0.2
 
 Samples = list[tuple[float, dict[tuple[str, int], int]]]
 
@@ -100,10 +102,13 @@ async def in_thread(action: Callable[[], object]) -> None:
     await asyncio.to_thread(action)
 
 
+@pytest.mark.parametrize("merged", [True, False], ids=["merged", "direct"])
 async def test_join_leave_and_kill_lose_nothing_and_never_commit_ahead(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, merged: bool
 ) -> None:
-    settings = services.settings(rules_file=it.write_test_rules(tmp_path), batch_delivery=True)
+    """Both agent paths: through the event-time merge, and applied directly."""
+    rules = it.write_test_rules(tmp_path)
+    settings = services.settings(rules_file=rules, batch_delivery=True, align_enabled=merged)
     await it.create_topics(settings)
 
     def worker(name: str) -> WorkerProcess:
