@@ -48,6 +48,13 @@ def cmd_floor(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_floor_batch(settings: Settings, args: argparse.Namespace) -> int:
+    from bench.floor import run
+
+    run(settings, args.events, batches=True)
+    return 0
+
+
 def cmd_direct(settings: Settings, args: argparse.Namespace) -> int:
     from bench.direct import run
 
@@ -58,6 +65,7 @@ def cmd_direct(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "live": cmd_live,
     "floor": cmd_floor,
+    "floor-batch": cmd_floor_batch,
     "direct": cmd_direct,
     "backtest": backtest_throughput.run,
     "redis": redis_script.run,
@@ -74,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--json", help="write the result as JSON to this file")
     floor = sub.add_parser("floor", help="(run by live) faust with no-op agents")
     floor.add_argument("events", type=int)
+    floor_batch = sub.add_parser("floor-batch", help="(run by live) the floor, batch delivery")
+    floor_batch.add_argument("events", type=int)
     direct = sub.add_parser(
         "direct", help="(run by live) the pipeline on a plain aiokafka consumer"
     )

@@ -1,7 +1,9 @@
 """The faust floor of `python -m bench live`: a faust worker configured like
 fraudstream's (same app settings, one raw-bytes agent per input topic,
 `take_events` with the same batch limits, concurrency 1) whose agents do
-nothing but let their batches be acknowledged.
+nothing but let their batches be acknowledged. `floor-batch` is the same
+with batch delivery (stream.batch_delivery): partition batches of raw
+messages, acked in bulk.
 
 It answers a question the aiokafka pass-through cannot: how much of a
 worker's time per event is faust's own dispatch (fetcher thread, conductor,
@@ -15,11 +17,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 
+from stream.batch_delivery import BatchConsumer
 from stream.faust_wiring import faust_app, faust_worker
 from stream.gc_tuning import tune_for_streaming
 from stream.settings import Settings
@@ -60,28 +63,48 @@ class ThroughputSpan:
             sys.stdout.flush()
 
 
-def floor_app(settings: Settings, target: int) -> faust.App:
+def floor_app(settings: Settings, target: int, batches: bool = False) -> faust.App:
+    """`batches`: the agents receive partition batches of raw messages and ack
+    them in bulk (stream.batch_delivery); else faust's `take_events`."""
     # No web server: the worker that runs next binds the same port.
-    app = faust_app(settings.replace(app_id=settings.app_id + "-floor"), web_enabled=False)
+    suffix = "-floor-batch" if batches else "-floor"
+    run = settings.replace(app_id=settings.app_id + suffix, batch_delivery=batches)
+    app = faust_app(run, web_enabled=False)
+    if batches:
+        # Fetches of at most batch_max records, the size of take_events'
+        # batches: both floors then pay their per-batch costs as often (else
+        # the first fetch carries most of the pre-loaded records, and the
+        # span, which leaves the first batch out, measures next to nothing).
+        app.conf.broker_max_poll_records = settings.batch_max
     span = ThroughputSpan(target)
+
+    def count(n: int) -> None:
+        done = span.report is not None
+        span.add(n)
+        if not done and span.report is not None:
+            span.print_report()  # then idle until the bench stops this process
+
+    async def take_events(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+            count(len(events))
+
+    async def take_batches(stream: Any) -> None:
+        consumer = cast(BatchConsumer, app.consumer)
+        async for messages in stream:
+            if consumer.track(messages):
+                consumer.ack_batch(messages)
+                count(len(messages))
+
     for topic, name in settings.topics.inputs().items():
         channel = app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
-
-        async def consume(stream: Any) -> None:
-            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-                done = span.report is not None
-                span.add(len(events))
-                if not done and span.report is not None:
-                    span.print_report()  # then idle until the bench stops this process
-
-        consume.__name__ = f"floor_{topic.name.lower()}"
+        consume = take_batches if batches else take_events
         app.agent(channel, name=f"floor-{topic.value}", concurrency=1)(consume)
     return app
 
 
-def run(settings: Settings, target: int) -> None:
-    app = floor_app(settings, target)
+def run(settings: Settings, target: int, batches: bool = False) -> None:
+    app = floor_app(settings, target, batches)
     tune_for_streaming()  # as the worker does: the floor is faust in the worker's runtime
     faust_worker(app, settings.log_level).execute_from_commandline()

@@ -68,6 +68,11 @@ class BenchResult:
     redis_us_per_event: float
     machine: str  # CPUs and model: figures compare only within one run or one machine
     date: str  # UTC, when the run ended
+    # The floor again with batch delivery (stream.batch_delivery), and whether
+    # the worker measured above ran with it (FRAUD_BATCH_DELIVERY).
+    faust_batch_floor_eps: float = 0.0
+    faust_batch_floor_cpu_s_per_1k_events: float = 0.0
+    batch_delivery: bool = False
 
 
 def interpreter_build() -> str:
@@ -290,6 +295,9 @@ async def run_bench(
     env = {**base_env, **_env(run)}
     floor = await reporting_run("floor", events, env, log_dir / f"bench-floor-{tag}.log")
     print(f"  faust floor (no-op agents): {floor['eps']:,.0f} events/s", flush=True)
+    batch_log = log_dir / f"bench-floor-batch-{tag}.log"
+    batch_floor = await reporting_run("floor-batch", events, env, batch_log)
+    print(f"  faust floor, batch delivery: {batch_floor['eps']:,.0f} events/s", flush=True)
     direct = await reporting_run("direct", events, env, log_dir / f"bench-direct-{tag}.log")
     print(f"  pipeline on plain aiokafka: {direct['eps']:,.0f} events/s", flush=True)
 
@@ -347,6 +355,9 @@ async def run_bench(
         redis_us_per_event=round((usec1 - usec0) / events, 2),
         machine=machine(),
         date=time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
+        faust_batch_floor_eps=round(batch_floor["eps"]),
+        faust_batch_floor_cpu_s_per_1k_events=round(batch_floor["cpu_s_per_1k_events"], 3),
+        batch_delivery=run.batch_delivery,
     )
 
 

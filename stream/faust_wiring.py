@@ -4,12 +4,14 @@ worker. Only the wiring: what the agents do is stream.worker's job."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP
 
 from stream.alignment import Part
+from stream.batch_delivery import BATCH_QUEUE_MAX
+from stream.batch_delivery import install as install_batch_transport
 from stream.blocked import BlockedPartitions
 from stream.codec import SourceRecord
 from stream.kafka_security import is_sasl, ssl_context
@@ -67,10 +69,15 @@ def faust_app(
         producer_max_request_size=4 * 1024 * 1024,
         worker_redirect_stdouts=False,
         web_enabled=web_enabled,
+        # With batch delivery a channel's queue holds partition batches, not records.
+        **cast(Any, {"stream_buffer_maxsize": BATCH_QUEUE_MAX} if settings.batch_delivery else {}),
     )
     if blocked is None:
         blocked = BlockedPartitions(settings.blocked_retry_s)
-    install_transport(app, blocked)
+    if settings.batch_delivery:
+        install_batch_transport(app, blocked)
+    else:
+        install_transport(app, blocked)
     return app
 
 

@@ -147,6 +147,9 @@ class Settings:
     breaker_freeze_share: float = 0.01
     breaker_min_freezes: int = 20
     breaker_value_caps: PerCurrency = field(default_factory=lambda: PerCurrency(()))
+    # Input records reach agents one partition batch at a time, acked in bulk
+    # (stream.batch_delivery); false: faust's per-record path (take_events).
+    batch_delivery: bool = True
 
     def kafka_host_port(self) -> tuple[str, int]:
         first = self.kafka_bootstrap.split(",")[0]
@@ -349,6 +352,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         breaker_freeze_share=_parse(env, "BREAKER_FREEZE_SHARE", _share, d.breaker_freeze_share),
         breaker_min_freezes=_parse(env, "BREAKER_MIN_FREEZES", pos_int, d.breaker_min_freezes),
         breaker_value_caps=_parse(env, "BREAKER_VALUE_CAPS", _money_caps, d.breaker_value_caps),
+        batch_delivery=_parse(env, "BATCH_DELIVERY", _boolean, d.batch_delivery),
     )
 
 

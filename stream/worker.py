@@ -8,10 +8,11 @@ with concurrency=1: faust can commit past an unfinished offset with more
 (faust issue #606); scale out with partitions and worker processes instead.
 
 A record's offset is committed only after the record is applied: on the
-merged path agents hold an extra reference to each message and ack it once
-the merge has released and applied it; records given up (a stop, a
-rebalance, a revoked partition) are flagged acked without an ack, so they
-are never committed and are redelivered to the partition's next owner.
+merged path a record is acked once the merge has released and applied it;
+records given up (a stop, a rebalance, a revoked partition) are never
+committed and are redelivered to the partition's next owner. With batch
+delivery (the default) agents receive partition batches of raw messages
+(stream.batch_agents); otherwise faust events from `take_events`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from detectors.control import ControlKind
 from detectors.control_snapshot import ControlSnapshot
 from detectors.events import Topic
 from stream.alignment import EventTimeMerger, Held, Part, merge_time
+from stream.batch_agents import BatchAgents, acks_for
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming
 from stream.control_follower import ControlFollower, Rejected
 from stream.delivery import DeliveryTracker, SettledRecords
-from stream.faust_wiring import abandon, faust_app, source_record, topic_partitions
+from stream.faust_wiring import faust_app, source_record, topic_partitions
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
@@ -102,6 +104,7 @@ class Worker:
             lambda: self.control.snapshot,
             self.metrics,
         )
+        self.acks = acks_for(settings, self.app)  # held records: acked or given up
         self.runner = BatchRunner(
             settings,
             self.pipeline,
@@ -218,7 +221,7 @@ class Worker:
             left = self.merger.drain()
             if left:
                 log.warning("stopping: %d held records left uncommitted", len(left))
-                abandon(h.event.message for h in left)
+                self.acks.give_up(h.event for h in left)
             await asyncio.sleep(STOP_DRAIN_INTERVAL_S)
 
     async def _exchange_frontiers(self) -> None:
@@ -250,8 +253,7 @@ class Worker:
                 # would apply them out of event-time order (the partitions they
                 # wait for may be moving); give them back instead: uncommitted,
                 # they are redelivered to whoever owns their partition next.
-                left = self.merger.drain()
-                abandon(h.event.message for h in left)
+                self.acks.give_up(h.event for h in self.merger.drain())
                 return
             try:
                 while ready := self.merger.take_ready(self.settings.batch_max):
@@ -268,12 +270,11 @@ class Worker:
             with self.delivery.batch(h.record for h in ready):
                 await self.runner.handle([self._judged_as(h) for h in ready])
         except (asyncio.CancelledError, BatchAbandoned):
-            abandon(h.event.message for h in ready)  # redelivered, never committed
+            self.acks.give_up(h.event for h in ready)  # redelivered, never committed
             raise
         finally:
             self.merger.excuse(time.monotonic() - started)
-        for h in ready:
-            h.event.ack()
+        self.acks.ack(h.event for h in ready)
 
     def _judged_as(self, h: Held) -> Incoming:
         """The held record, marked with the input topics it is judged without."""
@@ -327,8 +328,7 @@ class Worker:
         new owner starts from the committed offset."""
         revoked = args[0] if args else kw.get("revoked", ())
         parts = [(tp.topic, tp.partition) for tp in revoked]
-        released = self.merger.drop(parts)
-        abandon(h.event.message for h in released)
+        self.acks.give_up(h.event for h in self.merger.drop(parts))
         self.lag.forget(parts)
 
     async def _publish(self, outputs: Sequence[OutputRecord]) -> None:
@@ -340,12 +340,22 @@ class Worker:
             self.delivery.sent(sent)
 
     def _build_agents(self) -> None:
+        batches = BatchAgents(
+            self.settings,
+            self.app,
+            self.runner,
+            self.delivery,
+            self.merger,
+            self._wait_started,
+            self._release_held,
+        )
         for topic, name in self.settings.topics.inputs().items():
             channel = self.app.topic(
                 name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
             )
+            agent = batches.agent_for(topic) if self.settings.batch_delivery else None
             self.app.agent(channel, name=f"consume-{topic.value}", concurrency=1)(
-                self._agent_for(topic)
+                agent or self._agent_for(topic)
             )
 
     def _agent_for(self, topic: Topic) -> Any:
@@ -370,7 +380,7 @@ class Worker:
                     # into a no-op, so these offsets are never committed and
                     # the batch is redelivered (faust's own stop waits for
                     # unacked messages, which this also releases).
-                    abandon(ev.message for ev in events)
+                    self.acks.give_up(events)
                     log.warning("stopping: %d unapplied records left uncommitted", len(items))
                     if isinstance(exc, asyncio.CancelledError):
                         raise
@@ -402,7 +412,7 @@ class Worker:
                 await self._release_held()
         except (asyncio.CancelledError, BatchAbandoned) as exc:
             left = self.merger.drain()
-            abandon(h.event.message for h in left)
+            self.acks.give_up(h.event for h in left)
             log.warning("stopping: %d unapplied records left uncommitted", len(left))
             if isinstance(exc, asyncio.CancelledError):
                 raise

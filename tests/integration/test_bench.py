@@ -61,6 +61,7 @@ def test_bench_reports_throughput_latency_and_resources(services: Services, tmp_
     assert result["throughput_eps"] > 0 and result["baseline_eps"] > 0
     assert result["ratio"] > 0
     assert result["faust_floor_eps"] > 0 and result["faust_floor_cpu_s_per_1k_events"] > 0
+    assert result["faust_batch_floor_eps"] > 0  # the floor with batch delivery
     assert result["direct_eps"] > 0 and result["direct_cpu_s_per_1k_events"] > 0
     assert abs(result["ratio"] - result["throughput_eps"] / result["baseline_eps"]) < 0.002
     assert result["p50_ms"] <= result["p99_ms"]
