@@ -64,31 +64,33 @@ def _untracked(records: Iterable[SourceRecord]) -> AbstractContextManager[None]:
 
 
 class PipelinedRunner:
-    """At most one batch in the store while earlier ones are judged; the
-    caller's next `submit` waits while more are in flight (backpressure)."""
+    """Batches are handed on to be judged as soon as they are submitted (a
+    judgement first waits for the batch's store call), so the last batch of
+    a burst concludes without waiting for another; `submit` waits while
+    `in_flight_max` batches are in flight (backpressure)."""
 
     def __init__(
         self,
         runner: BatchRunner,
         pipeline: Pipeline,
         track: Track = _untracked,
-        concluding_max: int = 2,
+        in_flight_max: int = 3,
     ) -> None:
         self._runner = runner
         self._pipeline = pipeline
         self._track = track
-        self._concluding_max = concluding_max
-        self._applying: _Batch | None = None
+        self._in_flight_max = in_flight_max
+        self._last: _Batch | None = None
         self._concluding: list[asyncio.Task[None]] = []
         self._given_up = False
 
     def __len__(self) -> int:
         """Batches submitted and not yet reported done."""
-        return len(self._concluding) + (self._applying is not None)
+        return len(self._concluding)
 
     async def submit(self, items: Sequence[Incoming], done: Done) -> None:
-        """Start `items` in the store behind the batch already there, and hand
-        that one on to be judged. Returns once `items` is in the store."""
+        """Start `items` in the store behind the batches before it; returns
+        once it is on its way and fewer than `in_flight_max` are in flight."""
         if not items:
             done(True)
             return
@@ -97,7 +99,7 @@ class PipelinedRunner:
             raise BatchAbandoned
         started, now_ms = self._runner.begin(items), self._runner.now_ms()
         batch = _Batch(items, done, started, now_ms, None, None, asyncio.Event())
-        previous, self._applying = self._applying, batch
+        previous, self._last = self._last, batch
         try:
             batch.prepared = self._pipeline.prepare(items, now_ms)
         except Exception:
@@ -105,16 +107,17 @@ class PipelinedRunner:
         else:
             after = previous.applied if previous is not None else None
             batch.applying = asyncio.create_task(self._pipeline.observe(batch.prepared, after))
-        if previous is not None:
-            await self._hand_on(previous)
+        chained = self._concluding[-1] if self._concluding else None
+        task = asyncio.create_task(self._conclude(chained, batch))
+        self._concluding.append(task)
+        task.add_done_callback(self._concluding.remove)
         await asyncio.sleep(0)  # let the store call start before the caller goes on
+        while len(self._concluding) >= self._in_flight_max:
+            await asyncio.wait([self._concluding[0]])
 
     async def drain(self) -> None:
         """Wait until every submitted batch is reported done. Raises
         BatchAbandoned when one was given up."""
-        applying, self._applying = self._applying, None
-        if applying is not None:
-            await self._hand_on(applying)
         while self._concluding:
             # Done tasks leave the list from their done callbacks: a turn of
             # the loop after they finish.
@@ -126,23 +129,8 @@ class PipelinedRunner:
     def cancel(self) -> None:
         """The caller is going away (cancelled): give up what is in flight."""
         self._given_up = True
-        applying, self._applying = self._applying, None
-        if applying is not None:
-            if applying.applying is not None:
-                applying.applying.cancel()
-            applying.done(False)
         for task in self._concluding:
             task.cancel()
-
-    async def _hand_on(self, batch: _Batch) -> None:
-        """Queue `batch` to be judged after the ones before it, waiting while
-        too many are queued already."""
-        while len(self._concluding) >= self._concluding_max:
-            await asyncio.wait([self._concluding[0]])
-        previous = self._concluding[-1] if self._concluding else None
-        task = asyncio.create_task(self._conclude(previous, batch))
-        self._concluding.append(task)
-        task.add_done_callback(self._concluding.remove)
 
     async def _conclude(self, previous: asyncio.Task[None] | None, batch: _Batch) -> None:
         if previous is not None:

@@ -44,6 +44,7 @@ from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
 from stream.pipeline import OutputRecord, Pipeline
+from stream.pipelined import PipelinedRunner
 from stream.releases import RELEASE_INTERVAL_S, ReleaseDesk, ReleaseTimer, acked_publisher
 from stream.rules_loading import load_rulebook
 from stream.ruleset_status import RulesetStatus
@@ -112,6 +113,8 @@ class Worker:
             self.metrics,
             should_stop=lambda: bool(self.app.should_stop),
         )
+        # Released records: prepared and judged while the store applies the batch before.
+        self.pipelined = PipelinedRunner(self.runner, self.pipeline, self.delivery.batch)
         self.watchdog = StoreWatchdog(self.store, self.metrics, settings.retry_max_backoff_s)
         self._merge_lock = asyncio.Lock()
         self.lag = LagMonitor(
@@ -262,19 +265,22 @@ class Worker:
                 self._apply_flow()
 
     async def _apply_released(self, ready: list[Held]) -> None:
+        """Hand released records on to be applied behind the batch in the
+        store (stream.pipelined); they are acked once applied and published,
+        or given up, uncommitted, if the worker stops first."""
         for h in ready:
             if h.incomplete:
                 self.metrics.degraded_records.labels(h.record.topic).inc()
         started = time.monotonic()
+        events = [h.event for h in ready]
+
+        def done(applied: bool) -> None:
+            (self.acks.ack if applied else self.acks.give_up)(events)
+
         try:
-            with self.delivery.batch(h.record for h in ready):
-                await self.runner.handle([self._judged_as(h) for h in ready])
-        except (asyncio.CancelledError, BatchAbandoned):
-            self.acks.give_up(h.event for h in ready)  # redelivered, never committed
-            raise
+            await self.pipelined.submit([self._judged_as(h) for h in ready], done)
         finally:
             self.merger.excuse(time.monotonic() - started)
-        self.acks.ack(h.event for h in ready)
 
     def _judged_as(self, h: Held) -> Incoming:
         """The held record, marked with the input topics it is judged without."""

@@ -155,3 +155,17 @@ async def test_cancel_gives_up_what_is_in_flight() -> None:
     # Done in order: no batch acked after one given up.
     flags = [done[n] for n in range(len(parts))]
     assert flags == sorted(flags, reverse=True) and not flags[-1]
+
+
+async def test_the_last_batch_of_a_burst_concludes_without_another_one() -> None:
+    parts = batches()[:2]
+    pipelined, _, _ = rig(FlakyStore(set()))
+    reported: list[tuple[int, bool]] = []
+    for n, b in enumerate(parts):
+        await pipelined.submit(b, lambda ok, n=n: reported.append((n, ok)))
+    for _ in range(200):
+        if len(reported) == len(parts):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # done tasks leave the in-flight list a turn later
+    assert reported == [(0, True), (1, True)] and len(pipelined) == 0
