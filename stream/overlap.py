@@ -1,7 +1,7 @@
 """Overlapping the store's work with Python's across batches, for callers
 that own the whole input and want throughput (the backtest, the bench's
-direct run). The live worker does not overlap: it acks a batch only once
-its outputs are queued, one batch at a time per agent."""
+direct run). The live worker, which must tell faust batch by batch what may
+be committed, overlaps through stream.pipelined instead."""
 
 from __future__ import annotations
 

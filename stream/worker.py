@@ -29,14 +29,14 @@ from typing import Any
 
 from detectors.control import ControlKind
 from detectors.control_snapshot import ControlSnapshot
-from detectors.events import Topic
-from stream.alignment import EventTimeMerger, Held, Part, merge_time
+from stream.alignment import EventTimeMerger, Held, Part
 from stream.batch_agents import BatchAgents, acks_for
 from stream.blocked import BlockedPartitions
 from stream.codec import Incoming
 from stream.control_follower import ControlFollower, Rejected
 from stream.delivery import DeliveryTracker, SettledRecords
-from stream.faust_wiring import faust_app, source_record, topic_partitions
+from stream.event_agents import EventAgents
+from stream.faust_wiring import faust_app, topic_partitions
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
@@ -355,70 +355,20 @@ class Worker:
             self._wait_started,
             self._release_held,
         )
+        events = EventAgents(
+            self.settings,
+            self.runner,
+            self.delivery,
+            self.merger,
+            self.acks,
+            self._wait_started,
+            self._release_held,
+        )
         for topic, name in self.settings.topics.inputs().items():
             channel = self.app.topic(
                 name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
             )
-            agent = batches.agent_for(topic) if self.settings.batch_delivery else None
+            agents = batches if self.settings.batch_delivery else events
             self.app.agent(channel, name=f"consume-{topic.value}", concurrency=1)(
-                agent or self._agent_for(topic)
+                agents.agent_for(topic)
             )
-
-    def _agent_for(self, topic: Topic) -> Any:
-        settings = self.settings
-
-        async def consume(stream: Any) -> None:
-            if settings.align_enabled:
-                await self._consume_merged(topic, stream)
-                return
-            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-                max_bytes = settings.max_event_bytes
-                items = [
-                    Incoming.read(topic, source_record(ev.message), max_bytes) for ev in events
-                ]
-                try:
-                    await self._wait_started()
-                    with self.delivery.batch(i.record for i in items):
-                        await self.runner.handle(items)
-                except (asyncio.CancelledError, BatchAbandoned) as exc:
-                    # Stopping mid-batch: take_events acks the batch in its
-                    # `finally`. Marking the messages acked first turns that
-                    # into a no-op, so these offsets are never committed and
-                    # the batch is redelivered (faust's own stop waits for
-                    # unacked messages, which this also releases).
-                    self.acks.give_up(events)
-                    log.warning("stopping: %d unapplied records left uncommitted", len(items))
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    return
-
-        consume.__name__ = f"consume_{topic.name.lower()}"
-        return consume
-
-    async def _consume_merged(self, topic: Topic, stream: Any) -> None:
-        """Hand records to the merger (acked only once applied), then apply what
-        it releases. Never waits for other topics: see stream.alignment. A
-        record is committed only after its own ack: held ones are redelivered
-        after a crash."""
-        settings = self.settings
-        try:
-            async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-                await self._wait_started()
-                now, wall_ms = time.monotonic(), int(time.time() * 1000)
-                skew_ms = settings.max_future_skew_s * 1000
-                held = []
-                for ev in events:
-                    # take_events acks every event of a batch when the next is
-                    # asked for, noack() or not: one more reference makes that
-                    # ack a non-final one, and ours (once applied) the final.
-                    ev.message.incref()
-                    item = Incoming.read(topic, source_record(ev.message), settings.max_event_bytes)
-                    held.append(Held(merge_time(item.decoded, wall_ms, skew_ms), item, ev, now))
-                self.merger.add(held)
-                await self._release_held()
-        except (asyncio.CancelledError, BatchAbandoned) as exc:
-            left = self.merger.drain()
-            self.acks.give_up(h.event for h in left)
-            log.warning("stopping: %d unapplied records left uncommitted", len(left))
-            if isinstance(exc, asyncio.CancelledError):
-                raise

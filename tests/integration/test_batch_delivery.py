@@ -102,13 +102,18 @@ async def in_thread(action: Callable[[], object]) -> None:
     await asyncio.to_thread(action)
 
 
-@pytest.mark.parametrize("merged", [True, False], ids=["merged", "direct"])
+@pytest.mark.parametrize(
+    ("batch", "merged"),
+    [(True, True), (True, False), (False, True)],
+    ids=["merged", "direct", "take-events-merged"],
+)
 async def test_join_leave_and_kill_lose_nothing_and_never_commit_ahead(
-    services: Services, tmp_path: Path, merged: bool
+    services: Services, tmp_path: Path, batch: bool, merged: bool
 ) -> None:
-    """Both agent paths: through the event-time merge, and applied directly."""
+    """Both agent paths: through the event-time merge, and applied directly;
+    and faust's per-record path (the fallback) through the merge."""
     rules = it.write_test_rules(tmp_path)
-    settings = services.settings(rules_file=rules, batch_delivery=True, align_enabled=merged)
+    settings = services.settings(rules_file=rules, batch_delivery=batch, align_enabled=merged)
     await it.create_topics(settings)
 
     def worker(name: str) -> WorkerProcess:
