@@ -160,8 +160,9 @@ class PipelinedRunner:
                 result = await self._pipeline.conclude(batch.prepared, observations, batch.now_ms)
             except (asyncio.CancelledError, BatchAbandoned):
                 raise
-            except Exception:
-                pass  # retried below, with the runner's backoff and isolation
+            except Exception as exc:
+                # Redone below through the runner's retry path (backoff, isolation).
+                log.warning("batch of %d failed (%s); retrying it", len(batch.items), exc)
             else:
                 await runner.publish_until_done(batch.items[0].record.topic, result.outputs)
                 runner.finish(batch.items, result, batch.started)
