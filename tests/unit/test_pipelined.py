@@ -91,6 +91,14 @@ async def one_by_one(parts: list[list[Incoming]]) -> list[OutputRecord]:
     return outputs
 
 
+async def submit_each(
+    pipelined: PipelinedRunner, parts: list[list[Incoming]], reported: list[tuple[int, bool]]
+) -> None:
+    """Submit every batch; each reports (its number, applied) when done."""
+    for n, b in enumerate(parts):
+        await pipelined.submit(b, lambda ok, n=n: reported.append((n, ok)))
+
+
 async def run_all(
     pipelined: PipelinedRunner, parts: list[list[Incoming]]
 ) -> list[tuple[int, bool]]:
@@ -128,8 +136,7 @@ async def test_a_stopping_worker_gives_up_the_failing_batch_and_every_later_one(
     pipelined, _, _ = rig(store, stop=True)
     reported: list[tuple[int, bool]] = []
     with pytest.raises(BatchAbandoned):
-        for n, b in enumerate(parts):
-            await pipelined.submit(b, lambda ok, n=n: reported.append((n, ok)))
+        await submit_each(pipelined, parts, reported)
         await pipelined.drain()
     assert reported[0] == (0, True)
     assert all(not ok for _, ok in reported[1:])
@@ -145,8 +152,7 @@ async def test_cancel_gives_up_what_is_in_flight() -> None:
     parts = batches()[:4]
     pipelined, _, _ = rig(FlakyStore(set()))
     reported: list[tuple[int, bool]] = []
-    for n, b in enumerate(parts):
-        await pipelined.submit(b, lambda ok, n=n: reported.append((n, ok)))
+    await submit_each(pipelined, parts, reported)
     pipelined.cancel()
     await asyncio.sleep(0.05)
     assert len(pipelined) == 0
@@ -161,8 +167,7 @@ async def test_the_last_batch_of_a_burst_concludes_without_another_one() -> None
     parts = batches()[:2]
     pipelined, _, _ = rig(FlakyStore(set()))
     reported: list[tuple[int, bool]] = []
-    for n, b in enumerate(parts):
-        await pipelined.submit(b, lambda ok, n=n: reported.append((n, ok)))
+    await submit_each(pipelined, parts, reported)
     for _ in range(200):
         if len(reported) == len(parts):
             break
