@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import runpy
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,9 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.latency_floor import LatencyFloor
 from bench.mix import synthetic_mix
+from bench.scrape import decided, histogram, last_decided, metrics_text, quantile
 from stream import kafka_io
 from stream.errors import ServiceError
 from stream.settings import Settings, TopicNames, to_env
@@ -73,6 +73,10 @@ class BenchResult:
     faust_batch_floor_eps: float = 0.0
     faust_batch_floor_cpu_s_per_1k_events: float = 0.0
     batch_delivery: bool = False
+    # A plain consumer's record age over the latency phase (bench.latency_floor):
+    # Kafka, the producer and the machine's load without a worker.
+    floor_p50_ms: float = 0.0
+    floor_p99_ms: float = 0.0
 
 
 def interpreter_build() -> str:
@@ -100,42 +104,6 @@ def _proc_cpu_rss(pid: int) -> tuple[float, float]:
     cpu = (int(stat[11]) + int(stat[12])) / TICKS
     rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     return cpu, rss_pages * PAGE / 1e6
-
-
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-        return str(resp.read().decode())
-
-
-def _sum(text: str, name: str) -> float:
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-
-
-def _histogram(text: str, name: str) -> dict[float, float]:
-    out: dict[float, float] = {}
-    for le, value in re.findall(rf'^{name}_bucket{{[^}}]*le="([^"]+)"[^}}]*}} (\S+)$', text, re.M):
-        bound = float("inf") if le == "+Inf" else float(le)
-        out[bound] = out.get(bound, 0.0) + float(value)
-    return out
-
-
-def quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
-    """Quantile of the observations between two histogram snapshots, linearly
-    interpolated inside a bucket (as Prometheus' histogram_quantile does)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1] if counts else 0.0
-    if total <= 0:
-        return float("nan")
-    rank, prev_bound, prev_count = q * total, 0.0, 0.0
-    for bound, count in zip(bounds, counts, strict=True):
-        if count >= rank:
-            if bound == float("inf"):
-                return prev_bound
-            width = count - prev_count
-            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / width if width else 1)
-        prev_bound, prev_count = bound, count
-    return prev_bound
 
 
 async def _redis_calls(url: str) -> tuple[float, float, float]:
@@ -222,24 +190,6 @@ def _events(
     ]
 
 
-def decided(metrics_text: str) -> float:
-    """Records the worker has finished (decisions published), from its
-    event-to-decision histogram. Not `fraud_events_consumed_total`: that
-    counts a batch when it starts, so waiting on it left the load phase's
-    last batch in flight, and its records, produced tens of seconds
-    earlier, landed in the latency phase's histogram as multi-second
-    outliers (p99 of 5.9 s, 7.0 s and 18.9 s in some runs)."""
-    return _sum(metrics_text, "fraud_event_to_decision_seconds_count")
-
-
-def _last_decided(metrics_text: str) -> float:
-    """Wall time of the worker's last finished batch (its own gauge)."""
-    times = re.findall(
-        r"^fraud_last_processed_timestamp_seconds(?:{[^}]*})? (\S+)$", metrics_text, re.M
-    )
-    return max((float(t) for t in times), default=0.0)
-
-
 @dataclass(frozen=True, slots=True)
 class _Span:
     first: float  # wall time the first decision was seen
@@ -257,7 +207,7 @@ async def _wait_decided(port: int, target: float, timeout_s: float, pid: int = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            text = _metrics(port)
+            text = metrics_text(port)
         except OSError:  # the worker's web server is not up yet
             await asyncio.sleep(0.2)
             continue
@@ -266,7 +216,7 @@ async def _wait_decided(port: int, target: float, timeout_s: float, pid: int = 0
             first, done_first = time.time(), done
             cpu_first = _proc_cpu_rss(pid)[0] if pid else 0.0
         if done >= target:
-            return _Span(first, _last_decided(text), done_first, cpu_first)
+            return _Span(first, last_decided(text), done_first, cpu_first)
         await asyncio.sleep(0.25 if first else 0.02)
     raise ServiceError("bench", f"worker did not decide {target:.0f} events in {timeout_s}s")
 
@@ -318,14 +268,18 @@ async def run_bench(
         cpu, rss_start = _proc_cpu_rss(worker.pid)
         cpu_per_event = (cpu - span.cpu_at_first) / max(events - span.decided_at_first, 1.0)
         print(f"  fraudstream: {throughput:,.0f} events/s", flush=True)
-        before = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
+        before = histogram(metrics_text(run.web_port), "fraud_event_to_decision_seconds")
         offered = max(throughput * 0.5, 1.0)
         # Fresh ids: the same ids as the load phase would be judged as
         # redeliveries (duplicates), which is not what a latency test measures.
         extra = _events(run, int(offered * latency_s), int(time.time() * 1000) - 60_000, ids="lat-")
+        floor_watch = LatencyFloor(run.kafka_bootstrap, inputs)
+        await floor_watch.start()
         took = await _offer(run, extra, offered)
+        floor_p50, _, floor_p99 = await floor_watch.stop(len(extra))
+        print(f"  latency floor (plain consumer): p50 {floor_p50} ms, p99 {floor_p99} ms")
         await _wait_decided(run.web_port, events + len(extra), 120)
-        after = _histogram(_metrics(run.web_port), "fraud_event_to_decision_seconds")
+        after = histogram(metrics_text(run.web_port), "fraud_event_to_decision_seconds")
         _, rss_end = _proc_cpu_rss(worker.pid)
     finally:
         worker.terminate()
@@ -358,6 +312,8 @@ async def run_bench(
         faust_batch_floor_eps=round(batch_floor["eps"]),
         faust_batch_floor_cpu_s_per_1k_events=round(batch_floor["cpu_s_per_1k_events"], 3),
         batch_delivery=run.batch_delivery,
+        floor_p50_ms=floor_p50,
+        floor_p99_ms=floor_p99,
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bench.live import _last_decided, decided, quantile
+from bench.latency_floor import percentile
+from bench.scrape import decided, last_decided, quantile
 
 METRICS = """\
 # TYPE fraud_events_consumed_total counter
@@ -39,7 +40,7 @@ def test_quantile_counts_only_observations_between_the_snapshots() -> None:
 
 
 def test_the_last_decision_time_is_the_workers_latest_batch() -> None:
-    assert _last_decided(METRICS) == 1790000012.5
+    assert last_decided(METRICS) == 1790000012.5
 
 
 def test_faust_floor_span_reports_once_and_leaves_out_the_first_batch(
@@ -62,3 +63,11 @@ def test_faust_floor_span_reports_once_and_leaves_out_the_first_batch(
     assert report["eps"] == 500.0
     assert report["cpu_s_per_1k_events"] == pytest.approx(0.4)
     assert span.seen == 1250 and span.first_batch == 200
+
+
+def test_the_latency_floor_takes_nearest_rank_percentiles() -> None:
+    ages = [float(i) for i in range(1, 101)]  # 1..100
+    assert percentile(0.5, ages) == 50.0
+    assert percentile(0.99, ages) == 99.0
+    assert percentile(1.0, ages) == 100.0
+    assert percentile(0.99, [7.0]) == 7.0
