@@ -182,11 +182,11 @@ async def _offer(
 
 
 def _events(
-    settings: Settings, n: int, start_ms: int, ids: str = ""
+    settings: Settings, n: int, start_ms: int, ids: str = "", step_ms: float = 10.0
 ) -> list[tuple[str, bytes | None, bytes]]:
     return [
         (settings.topics.input_name(r.topic), r.key, r.value or b"")
-        for r in synthetic_mix(n, start_ms, ids=ids)
+        for r in synthetic_mix(n, start_ms, ids=ids, step_ms=step_ms)
     ]
 
 
@@ -272,9 +272,14 @@ async def run_bench(
         offered = max(throughput * 0.5, 1.0)
         # Fresh ids: the same ids as the load phase would be judged as
         # redeliveries (duplicates), which is not what a latency test measures.
-        extra = _events(run, int(offered * latency_s), int(time.time() * 1000) - 60_000, ids="lat-")
+        # Event time follows the offer's own pace, as live traffic's follows
+        # the wall clock: compressed 10-30x like the backlog's, one wall second
+        # of lag would be minutes of event time and the merge would hold
+        # records for the slack (stream.alignment) as it does in a backlog.
         floor_watch = LatencyFloor(run.kafka_bootstrap, inputs)
         await floor_watch.start()
+        n_latency = int(offered * latency_s)
+        extra = _events(run, n_latency, int(time.time() * 1000), ids="lat-", step_ms=1000 / offered)
         took = await _offer(run, extra, offered)
         floor_p50, _, floor_p99 = await floor_watch.stop(len(extra))
         print(f"  latency floor (plain consumer): p50 {floor_p50} ms, p99 {floor_p99} ms")

@@ -12,16 +12,18 @@ from detectors.timestamps import format_rfc3339_ms
 from devenv.samples import SampleRecord
 
 
-def synthetic_mix(n: int, start_ms: int, seed: int = 1, ids: str = "") -> list[SampleRecord]:
+def synthetic_mix(
+    n: int, start_ms: int, seed: int = 1, ids: str = "", step_ms: float = 10.0
+) -> list[SampleRecord]:
     """`n` valid events for benchmarks: 75% orders, 15% voucher redemptions, 7%
     refunds, 3% payouts over 3,000 users, 2,500 devices and 300 merchants,
-    one event every 10 ms of event time. `ids` prefixes every id: two calls
+    one event every `step_ms` of event time. `ids` prefixes every id: two calls
     with the same seed but different prefixes are different events, not
     redeliveries of the same ones."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        t = format_rfc3339_ms(start_ms + i * 10)
+        t = format_rfc3339_ms(start_ms + int(i * step_ms))
         user, merchant = f"u{rng.randrange(3000)}", f"m{rng.randrange(300)}"
         kind = rng.random()
         value: dict[str, object]
