@@ -14,7 +14,7 @@ from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.events import Topic
 from detectors.list_names import ListName
 from detectors.money import PerCurrency
-from detectors.rule_syntax import Parser
+from detectors.rule_syntax import Parser, windowed_aggregate
 from detectors.rules import (
     BENEFIT_SCOPES,
     FUND_SCOPES,
@@ -22,10 +22,12 @@ from detectors.rules import (
     ActionKind,
     AgeRequirement,
     Comparison,
+    CountRequirement,
     Evaluator,
     Guardrail,
     Metric,
     Mode,
+    Requirement,
     Rule,
     Severity,
 )
@@ -65,6 +67,7 @@ REQUIRED_RULE_KEYS = (
 )
 MAX_VERSION = 1_000_000_000
 REQUIRE_KEYS = {"age_of", "op", "value", "retain"}
+COUNT_REQUIRE_METRIC_KEYS = {"kind", "field", "topics", "window", "resolution", "where"}
 GUARDRAIL_KEYS = {"freeze_budget_10m"}
 MAX_FREEZE_BUDGET = 1_000_000
 
@@ -123,31 +126,61 @@ def _action(p: Parser, raw: Any, path: str) -> Action:
     return Action(kind, scope, duration)
 
 
-def _requires(p: Parser, raw: Any, path: str) -> tuple[AgeRequirement, ...]:
+def _requires(
+    p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str
+) -> tuple[Requirement, ...]:
     if not isinstance(raw, list):
-        raise p.fail(path, "expected a list of {age_of, op, value}")
-    out = []
+        raise p.fail(path, "expected a list of {age_of, op, value} or {metric, op, value}")
+    out: list[Requirement] = []
     for i, item in enumerate(raw):
         q = f"{path}[{i}]"
-        if not isinstance(item, dict) or not {"age_of", "op", "value"} <= set(item) <= REQUIRE_KEYS:
-            raise p.fail(
-                q,
-                "expected {age_of, op, value} and optionally `retain`, e.g. "
-                "{age_of: merchant, op: '<', value: 30d}",
-            )
-        entity = p.entity(item["age_of"], f"{q}.age_of")
-        comparison = p.enum(Comparison, item["op"], f"{q}.op", [c.value for c in Comparison])
-        age = p.duration(item["value"], f"{q}.value")
-        retain = p.duration(item["retain"], f"{q}.retain") if "retain" in item else None
-        if retain is not None and (comparison in (Comparison.LT, Comparison.LE) or retain <= age):
-            # Once a sighting is forgotten the entity looks new again: fine for
-            # "older than" (it just stops firing), wrong for "younger than".
-            raise p.fail(f"{q}.retain", "only for op >= or >, and longer than the age")
-        first_seen = AggregateSpec(
-            AggregateKind.FIRST_SEEN, frozenset(Topic), entity, window_ms=retain
-        )
-        out.append(AgeRequirement(first_seen, comparison, age))
+        if isinstance(item, dict) and "metric" in item:
+            out.append(_count_requirement(p, item, entity, q))
+        else:
+            out.append(_age_requirement(p, item, q))
     return tuple(out)
+
+
+def _age_requirement(p: Parser, item: Any, q: str) -> AgeRequirement:
+    if not isinstance(item, dict) or not {"age_of", "op", "value"} <= set(item) <= REQUIRE_KEYS:
+        raise p.fail(
+            q,
+            "expected {age_of, op, value} and optionally `retain`, e.g. "
+            "{age_of: merchant, op: '<', value: 30d}",
+        )
+    entity = p.entity(item["age_of"], f"{q}.age_of")
+    comparison = p.enum(Comparison, item["op"], f"{q}.op", [c.value for c in Comparison])
+    age = p.duration(item["value"], f"{q}.value")
+    retain = p.duration(item["retain"], f"{q}.retain") if "retain" in item else None
+    if retain is not None and (comparison in (Comparison.LT, Comparison.LE) or retain <= age):
+        # Once a sighting is forgotten the entity looks new again: fine for
+        # "older than" (it just stops firing), wrong for "younger than".
+        raise p.fail(f"{q}.retain", "only for op >= or >, and longer than the age")
+    first_seen = AggregateSpec(AggregateKind.FIRST_SEEN, frozenset(Topic), entity, window_ms=retain)
+    return AgeRequirement(first_seen, comparison, age)
+
+
+def _count_requirement(
+    p: Parser, item: dict[str, Any], entity: tuple[EntityType, ...], q: str
+) -> CountRequirement:
+    """`{metric: {kind: distinct, field: user_id, topics: [...], window: 24h},
+    op: ">=", value: 2}`: a count or distinct count of the rule's entity.
+    Not a sum: money limits are per currency, and a requirement is evidence
+    about who and how many, not how much."""
+    if set(item) != {"metric", "op", "value"}:
+        raise p.fail(q, "expected {metric, op, value}, e.g. {metric: {kind: distinct, ...}, ...}")
+    raw = p.get(item, "metric", q, dict)
+    unknown = {str(k) for k in raw} - COUNT_REQUIRE_METRIC_KEYS
+    if unknown:
+        raise p.fail(f"{q}.metric", f"unknown key(s): {', '.join(sorted(unknown))}")
+    if raw.get("kind") not in (AggregateKind.COUNT.value, AggregateKind.DISTINCT.value):
+        raise p.fail(f"{q}.metric.kind", "a requirement is a count or a distinct count")
+    spec = windowed_aggregate(p, raw, entity, f"{q}.metric")
+    comparison = p.enum(Comparison, item["op"], f"{q}.op", [c.value for c in Comparison])
+    value = item["value"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise p.fail(f"{q}.value", "expected a whole number, 0 or more")
+    return CountRequirement(spec, comparison, value)
 
 
 def parse_rule(
@@ -196,7 +229,9 @@ def parse_rule(
         action=_action(p, raw.get("action"), f"{path}.action"),
         cooldown_ms=p.duration(p.get(raw, "cooldown", path, str, "1h"), f"{path}.cooldown"),
         where=where,
-        requires=_requires(p, raw["requires"], f"{path}.requires") if "requires" in raw else (),
+        requires=_requires(p, raw["requires"], entity, f"{path}.requires")
+        if "requires" in raw
+        else (),
         lists=lists,
         guardrail=_guardrail(p, raw["guardrail"], f"{path}.guardrail")
         if "guardrail" in raw

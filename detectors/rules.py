@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detectors.aggregates import AggregateSpec, Observation
+from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.money import PerCurrency
 from detectors.rules_conditions import Condition
@@ -28,6 +29,7 @@ __all__ = [
     "ActionKind",
     "AgeRequirement",
     "Comparison",
+    "CountRequirement",
     "EntityType",
     "Evaluator",
     "Evidence",
@@ -36,6 +38,7 @@ __all__ = [
     "MetricKind",
     "Mode",
     "Observed",
+    "Requirement",
     "Rule",
     "Severity",
 ]
@@ -216,6 +219,34 @@ class AgeRequirement:
     comparison: Comparison
     age_ms: int
 
+    @property
+    def aggregate(self) -> AggregateSpec:
+        return self.first_seen
+
+
+@dataclass(frozen=True, slots=True)
+class CountRequirement:
+    """Only fire while a count or distinct count of the rule's entity holds,
+    e.g. at least 2 accounts redeeming on the device: evidence the metric
+    alone does not carry. Many merchants from one device is a deal hunter
+    touring a city; from several new accounts on that device, a device
+    harvesting vouchers for them. A freeze should rest on the second."""
+
+    aggregate: AggregateSpec
+    comparison: Comparison
+    value: int
+
+    @property
+    def label(self) -> str:
+        """The name its value has in an alert's evidence, e.g. `distinct_user_id_24h`."""
+        spec = self.aggregate
+        what = spec.field or "events"
+        return f"{spec.kind.value}_{what}_{format_duration_ms(spec.window_ms or 0)}"
+
+
+# A rule's extra conditions on other aggregates of the event's entities.
+Requirement = AgeRequirement | CountRequirement
+
 
 @dataclass(frozen=True, slots=True)
 class Guardrail:
@@ -241,14 +272,14 @@ class Rule:
     action: Action
     cooldown_ms: int
     where: tuple[Condition, ...] = ()
-    requires: tuple[AgeRequirement, ...] = ()
+    requires: tuple[Requirement, ...] = ()
     # Control lists the rule's entity must be on (`where: {list: watch}`):
     # they gate the decision, never what the aggregates count.
     lists: tuple[ListCondition, ...] = ()
     guardrail: Guardrail = Guardrail()
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
-        return self.metric.aggregates() + tuple(r.first_seen for r in self.requires)
+        return self.metric.aggregates() + tuple(r.aggregate for r in self.requires)
 
     @property
     def window_ms(self) -> int:

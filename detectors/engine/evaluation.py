@@ -14,7 +14,7 @@ from detectors.aggregates import Observation
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
-from detectors.rules import Rule
+from detectors.rules import CountRequirement, Rule
 from detectors.rules_lists import ListMembership, no_lists
 
 __all__ = ["evaluate"]
@@ -65,10 +65,18 @@ def evaluate(
 def _requirements_hold(
     rule: Rule, event: Event, observed: Mapping[str, Observation], evidence: dict[str, object]
 ) -> bool:
+    """Every requirement holds; each one's value joins the evidence. An
+    unanswered or late requirement does not hold: a rule never fires on
+    evidence it could not read."""
     for req in rule.requires:
-        seen = observed.get(req.first_seen.agg_id)
+        seen = observed.get(req.aggregate.agg_id)
         if seen is None or seen.value is None or seen.value < 0:
             return False
+        if isinstance(req, CountRequirement):
+            if not req.comparison.holds(seen.value, req.value):
+                return False
+            evidence[req.label] = seen.value
+            continue
         age = event.occurred_at_ms - seen.value
         if not req.comparison.holds(age, req.age_ms):
             return False

@@ -12,7 +12,15 @@ from detectors.events import Event
 from detectors.metric_kinds.base import WindowedKind, answer
 from detectors.money import PerCurrency
 from detectors.rule_syntax import Parser, aggregate, part, window
-from detectors.rules import Comparison, Evidence, Metric, MetricKind, Observed, Rule
+from detectors.rules import (
+    AgeRequirement,
+    Comparison,
+    Evidence,
+    Metric,
+    MetricKind,
+    Observed,
+    Rule,
+)
 from detectors.rules_entities import EntityType
 from detectors.windows import default_bucket_ms
 
@@ -116,7 +124,10 @@ def _history_ms(rule: Rule, event: Event, observed: Mapping[str, Observation]) -
     """How long the metric's entity has existed, when the rule requires an age
     of that same entity (so its first sighting was read), else None."""
     for req in rule.requires:
-        if req.first_seen.entity == rule.metric.aggregate.entity:
+        if (
+            isinstance(req, AgeRequirement)
+            and req.first_seen.entity == rule.metric.aggregate.entity
+        ):
             seen = observed.get(req.first_seen.agg_id)
             if seen is not None and seen.value is not None and seen.value >= 0:
                 return event.occurred_at_ms - seen.value

@@ -68,6 +68,7 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
         _N.BANK_ACCOUNT_CHANGE, LOOKALIKE, NONE, legit.bank_account_change, _N.ACCOUNT_TAKEOVER
     ),
     ScenarioSpec(_N.CHAIN_STORES, LOOKALIKE, NONE, legit.chain_stores, _N.SELF_DEALING),
+    ScenarioSpec(_N.DEAL_HUNTER, LOOKALIKE, NONE, legit.deal_hunter, _N.DEVICE_HOPPING),
 )
 
 

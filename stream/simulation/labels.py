@@ -80,6 +80,7 @@ class ScenarioName(StrEnum):
     REGULAR_CUSTOMER = "regular_customer"
     BANK_ACCOUNT_CHANGE = "bank_account_change"
     CHAIN_STORES = "chain_stores"
+    DEAL_HUNTER = "deal_hunter"
 
 
 class LabelsError(ValueError):

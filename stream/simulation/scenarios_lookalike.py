@@ -22,6 +22,7 @@ from stream.simulation.world import World, late_day
 __all__ = [
     "bank_account_change",
     "chain_stores",
+    "deal_hunter",
     "family_tablet",
     "holiday_rush",
     "office_lunch",
@@ -168,4 +169,32 @@ def chain_stores(world: World, rng: random.Random, instance: int) -> Footprint:
         [],
         "Eight stores of one chain (~30 orders a day each) are paid daily, each exactly "
         "what it earned, to the same bank account.",
+    )
+
+
+def deal_hunter(world: World, rng: random.Random, instance: int) -> Footprint:
+    """One customer with a few weeks of history, on their own phone, redeems
+    8-10 vouchers at 8-10 different merchants in one day: a city's offers
+    collected by the customer they are for (one account, one device)."""
+    cfg = world.cfg
+    user = world.account(rng, 0)
+    day = late_day(cfg, rng, first=max(1, cfg.days - 4))
+    _history(world, rng, user, rng.randint(3, 6), day)
+    count = rng.randint(8, 10)
+    merchants = world.population.merchants_sample(rng, count)
+    campaigns = list(world.population.campaigns)
+    times = sorted(cfg.at(day, rng.uniform(9.0, 22.0)) for _ in merchants)
+    orders = [
+        world.voucher_order(
+            rng, user.at_home(), merchant, at, world.voucher(rng, campaigns[i % len(campaigns)])
+        )
+        for i, (merchant, at) in enumerate(zip(merchants, times, strict=True))
+    ]
+    trace = Trace()
+    trace.account(user)
+    trace.cover(orders)
+    return trace.footprint(
+        [],
+        f"One customer with order history redeems {count} vouchers at {count} different "
+        f"merchants on day {day + 1}, on their own phone.",
     )

@@ -166,11 +166,13 @@ def self_dealing(world: World, rng: random.Random, instance: int) -> Footprint:
 
 
 def device_hopping(world: World, rng: random.Random, instance: int) -> Footprint:
-    """One device redeems vouchers at 8-9 different merchants within 6 hours."""
+    """2-3 new accounts on one device redeem vouchers at 8-9 different
+    merchants within 6 hours: the device tours merchants for its accounts
+    (one account alone doing this is a deal hunter, a look-alike)."""
     cfg = world.cfg
     day = late_day(cfg, rng)
     device, ip = world.ids.new(IdKind.DEVICE), world.ids.ip()
-    accounts = [world.account(rng, day, device=device, ip=ip) for _ in range(rng.randint(1, 2))]
+    accounts = [world.account(rng, day, device=device, ip=ip) for _ in range(rng.randint(2, 3))]
     merchants = world.population.merchants_sample(rng, rng.randint(8, 9))
     campaigns = list(world.population.campaigns)
     rng.shuffle(campaigns)
@@ -193,6 +195,6 @@ def device_hopping(world: World, rng: random.Random, instance: int) -> Footprint
     trace.cover(orders)
     return trace.footprint(
         [device_ref],
-        f"One device ({len(accounts)} account(s)) redeems vouchers at {len(merchants)} "
+        f"{len(accounts)} new accounts on one device redeem vouchers at {len(merchants)} "
         "different merchants within 6 hours.",
     )

@@ -129,8 +129,16 @@ def payout_to_buyer_account(dest: str) -> Case:
     return history, [payout(T0, merchant="m7", dest=dest)]
 
 
-def device_tour(merchants: int) -> Case:
-    return [], [redemption(T0 + i * HOUR, merchant=f"m{i}", device="tab") for i in range(merchants)]
+def device_tour(merchants: int, accounts: int = 2, account_age_ms: int = 0) -> Case:
+    """Redemptions at `merchants` merchants from one device, by `accounts`
+    accounts taking turns, each first seen `account_age_ms` before the tour."""
+    users = [f"u{k}" for k in range(accounts)]
+    history = [order(T0 - account_age_ms, user=u) for u in users if account_age_ms]
+    judged = [
+        redemption(T0 + i * HOUR, user=users[i % accounts], merchant=f"m{i}", device="tab")
+        for i in range(merchants)
+    ]
+    return history, judged
 
 
 def refunds_of_orders(orders: int, refunded: int, gap_ms: int = DAY) -> Case:
@@ -250,7 +258,10 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: payout_to_buyer_account("iban-7"),
         lambda: payout_to_buyer_account("iban-own"),
     ),
-    "device_merchants_voucher_24h": (lambda: device_tour(6), lambda: device_tour(3)),
+    "device_merchants_voucher_24h": (
+        lambda: device_tour(6),
+        lambda: device_tour(10, accounts=1),  # a deal hunter on their own phone
+    ),
     "user_refund_ratio_30d": (
         lambda: refunds_of_orders(6, 3),
         lambda: refunds_of_orders(6, 2),
@@ -324,6 +335,19 @@ def test_rule_fires_on_its_minimal_positive_case(rule_id: str) -> None:
 def test_rule_stays_silent_on_the_nearest_legitimate_case(rule_id: str) -> None:
     history, judged = CASES[rule_id][1]()
     assert judge(RULES[rule_id], history, judged) == []
+
+
+def test_device_tours_freeze_only_on_new_accounts_sharing_the_device() -> None:
+    """Many merchants alone is enthusiasm; the freeze needs several accounts
+    on the device, and new ones: an established couple's tablet stays free."""
+    rule = RULES["device_merchants_voucher_24h"]
+    assert judge(rule, *device_tour(3)) == []  # new accounts, few merchants
+    assert judge(rule, *device_tour(10, accounts=2, account_age_ms=30 * DAY)) == []
+    fired = judge(rule, *device_tour(6, accounts=3, account_age_ms=2 * DAY))
+    assert fired
+    evidence = fired[-1].alert.evidence
+    assert evidence["distinct_user_id_1d"] == 3
+    assert evidence["user_age"] == "53h"  # 2 days before the tour, judged 5 hours in
 
 
 def weekly_caterer(age_days: int) -> Case:

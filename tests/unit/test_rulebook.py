@@ -8,7 +8,7 @@ import pytest
 from detectors.aggregates import AggregateKind
 from detectors.money import PerCurrency
 from detectors.rulebook import RulebookError, parse_rulebook
-from detectors.rules import ActionKind, Comparison, Mode
+from detectors.rules import ActionKind, Comparison, CountRequirement, Mode
 from tests.unit.test_money_rules import MONEY_MISTAKES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,6 +184,31 @@ MISTAKES = {
         ),
         "rules[0].metric.numerator: unknown key(s): window",
     ),
+    "a money sum as a requirement": (
+        GOOD_RULE + "    requires: [{metric: {kind: sum, field: amount_minor, topics: [orders], "
+        "window: 1d}, op: '>=', value: 2}]\n",
+        "rules[0].requires[0].metric.kind: a requirement is a count or a distinct count",
+    ),
+    "a fractional requirement": (
+        GOOD_RULE + "    requires: [{metric: {kind: count, topics: [orders], window: 1d}, "
+        "op: '>=', value: 1.5}]\n",
+        "rules[0].requires[0].value: expected a whole number",
+    ),
+    "an unknown key in a requirement's metric": (
+        GOOD_RULE + "    requires: [{metric: {kind: count, topics: [orders], window: 1d, "
+        "recent: 1h}, op: '>=', value: 2}]\n",
+        "rules[0].requires[0].metric: unknown key(s): recent",
+    ),
+    "a requirement without its comparison": (
+        GOOD_RULE
+        + "    requires: [{metric: {kind: count, topics: [orders], window: 1d}, value: 2}]\n",
+        "rules[0].requires[0]: expected {metric, op, value}",
+    ),
+    "a requirement's window too long": (
+        GOOD_RULE + "    requires: [{metric: {kind: count, topics: [orders], window: 60d}, "
+        "op: '>=', value: 2}]\n",
+        "rules[0].requires[0].metric.window: must be at most 31d",
+    ),
     "retention on a younger-than age": (
         GOOD_RULE + "    requires: [{age_of: user, op: '<', value: 1d, retain: 30d}]\n",
         "rules[0].requires[0].retain: only for op >= or >",
@@ -229,6 +254,27 @@ def test_actions_requirements_and_compound_keys() -> None:
     assert rule.action.kind is ActionKind.FUND_FREEZE and rule.action.duration_ms == 259_200_000
     (req,) = rule.requires
     assert req.age_ms == 30 * 86_400_000 and req.first_seen.kind is AggregateKind.FIRST_SEEN
+
+
+def test_a_count_requirement_reads_an_aggregate_of_the_rules_entity() -> None:
+    text = (
+        "rules:\n"
+        + GOOD_RULE.replace("entity: user", "entity: device")
+        + (
+            "    requires:\n"
+            "      - metric: {kind: distinct, field: user_id, topics: [orders], window: 1d}\n"
+            "        op: '>='\n"
+            "        value: 2\n"
+        )
+    )
+    (rule,) = parse_rulebook(text).rules
+    (req,) = rule.requires
+    assert isinstance(req, CountRequirement) and req.value == 2
+    spec = req.aggregate
+    assert spec.kind is AggregateKind.DISTINCT and spec.field == "user_id"
+    assert [e.value for e in spec.entity] == ["device"] and spec.window_ms == 86_400_000
+    assert spec in rule.aggregates()  # the store is asked for it with the rule's own
+    assert req.label == "distinct_user_id_1d"
 
 
 def test_rules_sharing_an_aggregate_share_state() -> None:

@@ -178,7 +178,7 @@ def test_cli_writes_events_and_labels(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["simulate", "--out", str(out), "--labels", str(labels), "--scale", "0.1"]
     assert main([*argv, "--days", "2", "--seed", "5", "--start", "2026-10-01"]) == 0
     summary = capsys.readouterr().out
-    assert "orders" in summary and "22 scenarios" in summary
+    assert "orders" in summary and "23 scenarios" in summary
     loaded = load_labels(labels)
     assert loaded.events == len(out.read_bytes().splitlines()) and loaded.seed == 5
     assert out.read_bytes().startswith(b'{"topic":') and b"2026-10-01T" in out.read_bytes()
@@ -262,8 +262,21 @@ def test_device_farm_and_hopping_cross(run: SimulationResult) -> None:
     redeemed_at = {r.merchant_id for r in redemptions(run) if r.device_id in farm}
     assert not redeemed_at & ids(farm_label, EntityType.MERCHANT)  # victims, not fraud
     hop = ids(scenario(run, ScenarioName.DEVICE_HOPPING), EntityType.DEVICE)
-    merchants = [(r.occurred_at_ms, r.merchant_id) for r in redemptions(run) if r.device_id in hop]
-    assert max_distinct(merchants, 6 * HOUR) >= 8
+    toured = [r for r in redemptions(run) if r.device_id in hop]
+    assert max_distinct([(r.occurred_at_ms, r.merchant_id) for r in toured], 6 * HOUR) >= 8
+    assert max_distinct([(r.occurred_at_ms, r.user_id) for r in toured], DAY) >= 2
+
+
+def test_a_deal_hunter_tours_merchants_alone_on_their_own_phone(run: SimulationResult) -> None:
+    """As many merchants as device hopping, but one established account on
+    one device: what device_merchants_voucher_24h must leave alone."""
+    label = scenario(run, ScenarioName.DEAL_HUNTER)
+    user, device = ids(label, EntityType.USER).pop(), ids(label, EntityType.DEVICE).pop()
+    used = [r for r in redemptions(run) if r.device_id == device]
+    assert {r.user_id for r in used} == {user}
+    assert max_distinct([(r.occurred_at_ms, r.merchant_id) for r in used], DAY) >= 8
+    first_order = min(o.occurred_at_ms for o in orders(run) if o.user_id == user)
+    assert first_order < min(r.occurred_at_ms for r in used)  # has history before the tour
 
 
 def test_campaign_scenarios_cross(run: SimulationResult) -> None:
