@@ -91,9 +91,12 @@ class Surge(WindowedKind):
         its own baseline, and it covers only the time the entity has existed
         (when the rule reads its age): a 2-day-old campaign's history is 2
         days, not a week of zeros that would inflate every peak 3.5-fold.
-        Without any earlier activity there is no baseline to compare with:
-        the metric is undefined (a rule on young entities covers that case),
-        not infinite."""
+        That life must hold at least one recent window before the recent
+        one, as the baseline window itself must: a merchant a day and two
+        hours old would otherwise be judged against the two quiet hours of
+        its opening night. Without enough earlier activity there is no
+        baseline to compare with: the metric is undefined (a rule on young
+        entities covers that case), not infinite."""
         recent = main.value
         metric = rule.metric
         baseline = answer(metric.other, observed)
@@ -106,7 +109,7 @@ class Surge(WindowedKind):
         if history_ms is not None:
             baseline_ms = min(baseline_ms, history_ms)
         earlier = baseline - recent
-        if recent < min_volume or earlier <= 0 or baseline_ms <= recent_ms:
+        if recent < min_volume or earlier <= 0 or baseline_ms < 2 * recent_ms:
             return None
         earlier_rate = earlier / (baseline_ms - recent_ms)
         evidence.update(

@@ -59,6 +59,7 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
     ScenarioSpec(_N.ACCOUNT_TAKEOVER, _F.PAYOUT_RISK, _A.FUND_FREEZE, money.account_takeover),
     ScenarioSpec(_N.PAYOUT_DRAIN, _F.PAYOUT_RISK, _A.FUND_FREEZE, money.payout_drain),
     ScenarioSpec(_N.BUST_OUT, _F.BUST_OUT, _A.FUND_FREEZE, money.bust_out),
+    ScenarioSpec(_N.YOUNG_BUST_OUT, _F.BUST_OUT, _A.FUND_FREEZE, money.young_bust_out),
     ScenarioSpec(_N.BRUSHING, _F.BRUSHING, _A.ALERT, velocity.brushing),
     ScenarioSpec(_N.HOLIDAY_RUSH, LOOKALIKE, NONE, legit.holiday_rush, _N.BUST_OUT),
     ScenarioSpec(_N.FAMILY_TABLET, LOOKALIKE, NONE, legit.family_tablet, _N.DEVICE_FARM),
@@ -69,6 +70,8 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
     ),
     ScenarioSpec(_N.CHAIN_STORES, LOOKALIKE, NONE, legit.chain_stores, _N.SELF_DEALING),
     ScenarioSpec(_N.DEAL_HUNTER, LOOKALIKE, NONE, legit.deal_hunter, _N.DEVICE_HOPPING),
+    ScenarioSpec(_N.GRAND_OPENING, LOOKALIKE, NONE, legit.grand_opening, _N.YOUNG_BUST_OUT),
+    ScenarioSpec(_N.CATERING_BURST, LOOKALIKE, NONE, legit.catering_burst, _N.BUST_OUT),
 )
 
 

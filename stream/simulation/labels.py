@@ -46,6 +46,7 @@ class Family(StrEnum):
     REFUND_ABUSE = "refund_abuse"
     PAYOUT_RISK = "payout_risk"
     BUST_OUT = "bust_out"
+    YOUNG_BUST_OUT = "young_bust_out"
     BRUSHING = "brushing"
     LOOKALIKE = "lookalike"
 
@@ -73,6 +74,7 @@ class ScenarioName(StrEnum):
     ACCOUNT_TAKEOVER = "account_takeover"
     PAYOUT_DRAIN = "payout_drain"
     BUST_OUT = "bust_out"
+    YOUNG_BUST_OUT = "young_bust_out"
     BRUSHING = "brushing"
     HOLIDAY_RUSH = "holiday_rush"
     FAMILY_TABLET = "family_tablet"
@@ -81,6 +83,8 @@ class ScenarioName(StrEnum):
     BANK_ACCOUNT_CHANGE = "bank_account_change"
     CHAIN_STORES = "chain_stores"
     DEAL_HUNTER = "deal_hunter"
+    GRAND_OPENING = "grand_opening"
+    CATERING_BURST = "catering_burst"
 
 
 class LabelsError(ValueError):

@@ -21,9 +21,11 @@ from stream.simulation.world import World, late_day
 
 __all__ = [
     "bank_account_change",
+    "catering_burst",
     "chain_stores",
     "deal_hunter",
     "family_tablet",
+    "grand_opening",
     "holiday_rush",
     "office_lunch",
     "regular_customer",
@@ -197,4 +199,57 @@ def deal_hunter(world: World, rng: random.Random, instance: int) -> Footprint:
         [],
         f"One customer with order history redeems {count} vouchers at {count} different "
         f"merchants on day {day + 1}, on their own phone.",
+    )
+
+
+def grand_opening(world: World, rng: random.Random, instance: int) -> Footprint:
+    """A new merchant's first days: 60 orders on the opening day, half as many
+    again every day after (to ~300 a day), paid out daily as usual."""
+    cfg = world.cfg
+    opened = max(0, cfg.days - rng.randint(4, 5))
+    shop = open_storefront(world, rng, 320, price_minor=rng.randrange(2300, 2700, 10))
+    growth = rng.uniform(1.4, 1.6)
+    busy = {day: 60 * growth ** (day - opened) for day in range(opened, cfg.days)}
+    orders = run_storefront(world, rng, shop, 60, busy_days=busy, from_day=opened)
+    trace = Trace()
+    trace.merchant(shop.merchant)
+    trace.add(EntityType.PAYMENT, world.ledger.destination(shop.merchant.merchant_id, opened))
+    trace.cover(orders)
+    return trace.footprint(
+        [],
+        f"A merchant opens on day {opened + 1} with about 60 orders and grows {growth:.1f}x "
+        "a day, paid out daily exactly what it earned.",
+    )
+
+
+def catering_burst(world: World, rng: random.Random, instance: int) -> Footprint:
+    """A small restaurant (~12 orders a day) caters a company's event: one
+    long-standing customer places 3 orders of 1,200.00-1,600.00 within two
+    hours; the next payout is that day's earnings, as usual."""
+    cfg = world.cfg
+    shop = open_storefront(world, rng, 12, price_minor=rng.randrange(2300, 2700, 10))
+    orders = run_storefront(world, rng, shop, 12)
+    day = late_day(cfg, rng, first=max(1, cfg.days - 4), last=cfg.days - 2)
+    client = shop.customers[0]
+    start = cfg.at(day, rng.uniform(9.0, 11.0))
+    catering = [
+        world.ledger.order(
+            rng,
+            client.at_home(),
+            shop.merchant,
+            start + rng.randrange(120 * MINUTE_MS),
+            rng.randrange(120_000, 160_001, 100),
+        )
+        for _ in range(3)
+    ]
+    trace = Trace()
+    trace.merchant(shop.merchant)
+    trace.account(client)
+    trace.add(EntityType.PAYMENT, world.ledger.destination(shop.merchant.merchant_id, day + 1))
+    trace.cover([*catering, *(o for o in orders if cfg.day_of(o.occurred_at_ms) == day)])
+    return trace.footprint(
+        [],
+        f"A restaurant with about 12 orders a day takes 3 catering orders worth "
+        f"{sum(o.amount_minor for o in catering) / 100:.2f} from one regular on day {day + 1}, "
+        "paid out the next night as usual.",
     )

@@ -17,7 +17,7 @@ from stream.simulation.background import USER_REASONS
 from stream.simulation.model import DAY_MS, HOUR_MS, MINUTE_MS, IdKind
 from stream.simulation.rhythm import awake
 from stream.simulation.trace import Footprint, Trace
-from stream.simulation.traffic import open_storefront, run_storefront, serve
+from stream.simulation.traffic import Storefront, open_storefront, run_storefront, serve
 from stream.simulation.world import World, late_day
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "payout_drain",
     "refund_after_settlement",
     "serial_refunder",
+    "young_bust_out",
 ]
 
 MIN_TAKEOVER_PAYOUT_MINOR = 500_000
@@ -180,6 +181,33 @@ def bust_out(world: World, rng: random.Random, instance: int) -> Footprint:
     run_storefront(world, rng, shop, 10)
     day = cfg.days - 1
     target = rng.randrange(1_700_000, 1_850_000, 100)
+    return _crowd_then_cash_out(
+        world, rng, shop, (day, target), f"About 250.00 a day for {day} days"
+    )
+
+
+def young_bust_out(world: World, rng: random.Random, instance: int) -> Footprint:
+    """A merchant opened 2-4 days before the last day sells ~200.00 a day,
+    then takes 40x that from a crowd of new buyers and cashes it out that
+    night: a bust-out too young for a week's baseline."""
+    cfg = world.cfg
+    day = cfg.days - 1
+    opened = max(0, day - rng.randint(2, 4))
+    shop = open_storefront(world, rng, 8, price_minor=rng.randrange(2300, 2700, 10))
+    run_storefront(world, rng, shop, 8, from_day=opened, until_day=day - 1)
+    target = rng.randrange(800_000, 950_000, 100)
+    history = f"Opened on day {opened + 1} with about 200.00 a day"
+    return _crowd_then_cash_out(world, rng, shop, (day, target), history)
+
+
+def _crowd_then_cash_out(
+    world: World, rng: random.Random, shop: Storefront, burst: tuple[int, int], history: str
+) -> Footprint:
+    """Orders worth `target` from new accounts on `day` (`burst`), then a
+    payout of the day's net earnings that night. The merchant is expected
+    to be held; its destination and the buyers are part of the scenario."""
+    cfg = world.cfg
+    day, target = burst
     buyers = [world.account(rng, day) for _ in range(target // 15_000)]
     orders: list[Order] = []
     taken = 0
@@ -204,6 +232,6 @@ def bust_out(world: World, rng: random.Random, instance: int) -> Footprint:
     trace.cover([*orders, payout])
     return trace.footprint(
         [merchant],
-        f"About 250.00 a day for {day} days, then {taken / 100:.2f} from "
-        f"{len(buyers)} new buyers on the last day, paid out the same night.",
+        f"{history}, then {taken / 100:.2f} from new buyers on the last day, "
+        "paid out the same night.",
     )

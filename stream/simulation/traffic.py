@@ -84,20 +84,22 @@ def run_storefront(
     busy_days: Mapping[int, float] | None = None,
     voucher_rate: float = VOUCHER_RATE,
     until_day: int | None = None,
+    from_day: int = 0,
 ) -> list[Order]:
-    """Steady traffic (± 5 % a day) from day 0 to `until_day` (default: the
-    last day), `busy_days` overriding the mean of some days, with the usual
-    refunds. The first order comes just after midnight on day 0, so the
-    merchant's age at any later time is known to the minute."""
+    """Steady traffic (± 5 % a day) from `from_day` (the day the merchant
+    opens) to `until_day` (default: the last day), `busy_days` overriding the
+    mean of some days, with the usual refunds. The first order comes just
+    after midnight on the opening day, so the merchant's age at any later
+    time is known to the minute."""
     last = world.cfg.days - 1 if until_day is None else until_day
     first = world.order(
         rng,
         rng.choice(shop.customers).at_home(),
         shop.merchant,
-        world.cfg.day_start(0) + rng.randrange(5 * MINUTE_MS, 45 * MINUTE_MS),
+        world.cfg.day_start(from_day) + rng.randrange(5 * MINUTE_MS, 45 * MINUTE_MS),
     )
     orders = [first]
-    for day in range(last + 1):
+    for day in range(from_day, last + 1):
         mean = (busy_days or {}).get(day, orders_per_day)
         orders += serve(world, rng, shop, day, around(rng, mean, STEADY_SPREAD), voucher_rate)
     organic_refunds(world, rng, orders)

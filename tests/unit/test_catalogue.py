@@ -191,15 +191,26 @@ def payouts_every(gap_ms: int, count: int) -> Case:
     return [], [payout(T0 + i * gap_ms, merchant="m7") for i in range(count)]
 
 
-def gmv_then_payout(daily: int, last_day: int, age_days: int = 8) -> Case:
+def gmv_then_payout(daily: int, last_day: int, age_days: int = 8, last_orders: int = 25) -> Case:
     """A merchant first seen `age_days` ago; six days of `daily` GMV, then
-    `last_day` GMV, then the payout."""
+    `last_day` GMV in `last_orders` orders, then the payout."""
+    return gmv_days([daily] * 6, last_day, age_days, last_orders)
+
+
+def gmv_days(days: list[int], last_day: int, age_days: int = 0, last_orders: int = 25) -> Case:
+    """A merchant first seen `age_days` ago (at least as long as `days`
+    lasts), with the GMV of `days` on the days before the last, then
+    `last_day` GMV in `last_orders` orders, then the payout."""
+    age_days = max(age_days, len(days))
     history = [order(T0 - age_days * DAY, merchant="m7", amount=100)]
-    for d in range(6, 0, -1):
+    for d, gmv in zip(range(len(days), 0, -1), days, strict=True):
         history += [
-            order(T0 - d * DAY + h * HOUR, merchant="m7", amount=daily // 10) for h in range(10)
+            order(T0 - d * DAY + h * HOUR, merchant="m7", amount=gmv // 10) for h in range(10)
         ]
-    history += [order(T0 + h * HOUR, merchant="m7", amount=last_day // 10) for h in range(10)]
+    history += [
+        order(T0 + i * 20 * MIN, user=f"b{i}", merchant="m7", amount=last_day // last_orders)
+        for i in range(last_orders)
+    ]
     return history, [payout(T0 + 15 * HOUR, merchant="m7", amount=last_day)]
 
 
@@ -294,6 +305,10 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: gmv_then_payout(daily=50_000, last_day=400_000),
         lambda: gmv_then_payout(daily=200_000, last_day=600_000),  # a holiday rush
     ),
+    "young_merchant_surge_before_payout": (
+        lambda: gmv_days([20_000, 20_000], 400_000),  # opened 2 days ago, then 20x
+        lambda: gmv_days([150_000, 225_000, 338_000], 506_000),  # a grand opening, 1.5x a day
+    ),
     "established_merchant_gmv_surge": (
         lambda: gmv_then_payout(daily=50_000, last_day=400_000, age_days=120),
         lambda: gmv_then_payout(daily=200_000, last_day=600_000, age_days=120),
@@ -361,6 +376,45 @@ def weekly_caterer(age_days: int) -> Case:
         ]
     history += [order(T0 + h * HOUR, merchant="m7", amount=100_000) for h in range(4)]
     return history, [payout(T0 + 15 * HOUR, merchant="m7", amount=400_000)]
+
+
+@pytest.mark.parametrize(
+    "rule_id", ["merchant_gmv_surge_before_payout", "young_merchant_surge_before_payout"]
+)
+def test_a_catering_day_is_not_a_bust_out(rule_id: str) -> None:
+    """The same money in 4 large orders from regulars (a company's event)
+    instead of 25 from a crowd: not held, at either age."""
+    age = 8 if rule_id == "merchant_gmv_surge_before_payout" else 3
+    days = [20_000] * min(age - 1, 6)
+    assert judge(RULES[rule_id], *gmv_days(days, 400_000, age, last_orders=25))
+    assert judge(RULES[rule_id], *gmv_days(days, 400_000, age, last_orders=4)) == []
+
+
+def test_a_merchant_is_not_judged_against_its_opening_night() -> None:
+    """26 hours old at its first payout: the 2 hours before its first full
+    day are no baseline (that would be a 10x+ surge for any merchant)."""
+    history = [order(T0 - 2 * HOUR + i * 30 * MIN, merchant="m7", amount=500) for i in range(3)]
+    history += [
+        order(T0 + 2 * HOUR + i * 30 * MIN, user=f"b{i}", merchant="m7", amount=15_000)
+        for i in range(40)
+    ]
+    judged = [payout(T0 + 24 * HOUR, merchant="m7", amount=600_000)]
+    assert judge(RULES["young_merchant_surge_before_payout"], history, judged) == []
+
+
+def test_the_two_surge_holds_split_merchants_by_age() -> None:
+    """A merchant is judged by exactly one of them, whatever its age."""
+    for age in (3, 6, 8, 30):
+        case = gmv_days([20_000] * min(age - 1, 6), 600_000, age)
+        fired = [
+            rule_id
+            for rule_id in (
+                "merchant_gmv_surge_before_payout",
+                "young_merchant_surge_before_payout",
+            )
+            if judge(RULES[rule_id], *case)
+        ]
+        assert len(fired) == 1, (age, fired)
 
 
 def test_an_established_weekly_caterer_is_never_held_only_alerted() -> None:

@@ -215,6 +215,7 @@ def test_the_default_money_rules_are_the_ones_with_money_limits() -> None:
         "merchant_subsidy_share_7d",
         "payout_exceeds_earnings_30d",
         "young_merchant_gmv_24h",
+        "young_merchant_surge_before_payout",
     ]
     assert all(CATALOGUE[r].currencies == ("EUR",) for r in MONEY_RULES)
 

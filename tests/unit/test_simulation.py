@@ -178,7 +178,7 @@ def test_cli_writes_events_and_labels(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["simulate", "--out", str(out), "--labels", str(labels), "--scale", "0.1"]
     assert main([*argv, "--days", "2", "--seed", "5", "--start", "2026-10-01"]) == 0
     summary = capsys.readouterr().out
-    assert "orders" in summary and "23 scenarios" in summary
+    assert "orders" in summary and "26 scenarios" in summary
     loaded = load_labels(labels)
     assert loaded.events == len(out.read_bytes().splitlines()) and loaded.seed == 5
     assert out.read_bytes().startswith(b'{"topic":') and b"2026-10-01T" in out.read_bytes()
@@ -397,6 +397,59 @@ def test_bust_out_crosses_and_holiday_rush_does_not(run: SimulationResult) -> No
     assert max(theirs, key=lambda p: p.amount_minor) in judged  # the holiday's payout
     assert max(_gmv_ratio(run, merchant, p.occurred_at_ms) for p in judged) < 3.5
     assert max(p.amount_minor for p in theirs) >= 2 * min(p.amount_minor for p in theirs)
+
+
+def _life_ratio(run: SimulationResult, merchant: str, at_ms: int) -> tuple[float, int, int]:
+    """GMV of the 24 h before `at_ms` over the merchant's daily average before
+    them (its own life: the young merchants' baseline), the orders in those
+    24 h and their GMV."""
+    times = [(o.occurred_at_ms, o.amount_minor) for o in orders(run) if o.merchant_id == merchant]
+    opened = min(t for t, _ in times)
+    day = [a for t, a in times if at_ms - DAY < t <= at_ms]
+    earlier = sum(a for t, a in times if t <= at_ms - DAY)
+    return sum(day) / (earlier / ((at_ms - DAY - opened) / DAY)), len(day), sum(day)
+
+
+def test_young_bust_out_crosses_and_grand_opening_does_not(run: SimulationResult) -> None:
+    merchant = ids(scenario(run, ScenarioName.YOUNG_BUST_OUT), EntityType.MERCHANT).pop()
+    theirs = [p for p in payouts(run) if p.merchant_id == merchant]
+    opened = min(o.occurred_at_ms for o in orders(run) if o.merchant_id == merchant)
+    cash_out = max(theirs, key=lambda p: p.amount_minor)
+    assert DAY < cash_out.occurred_at_ms - opened < 7 * DAY
+    ratio, count, _ = _life_ratio(run, merchant, cash_out.occurred_at_ms)
+    assert ratio >= 20 and count >= 20 and cash_out.amount_minor >= 800_000
+    merchant = ids(scenario(run, ScenarioName.GRAND_OPENING), EntityType.MERCHANT).pop()
+    opened = min(o.occurred_at_ms for o in orders(run) if o.merchant_id == merchant)
+    judged = [
+        p
+        for p in payouts(run)
+        if p.merchant_id == merchant and p.occurred_at_ms - opened > 1.5 * DAY
+    ]
+    seen = [_life_ratio(run, merchant, p.occurred_at_ms) for p in judged]
+    assert max(gmv for _, _, gmv in seen) >= 300_000  # past the rules' volume: judged
+    assert max(ratio for ratio, _, _ in seen) < 4
+
+
+def test_catering_is_a_few_large_orders_from_a_regular(run: SimulationResult) -> None:
+    label = scenario(run, ScenarioName.CATERING_BURST)
+    merchant, client = ids(label, EntityType.MERCHANT).pop(), ids(label, EntityType.USER).pop()
+    big = [o for o in orders(run) if o.merchant_id == merchant and o.amount_minor >= 100_000]
+    assert len(big) == 3 and {o.user_id for o in big} == {client}
+    first = min(o.occurred_at_ms for o in orders(run) if o.user_id == client)
+    assert first < min(o.occurred_at_ms for o in big)  # a regular, not a new account
+    after = [
+        p
+        for p in payouts(run)
+        if p.merchant_id == merchant and p.occurred_at_ms > big[0].occurred_at_ms
+    ]
+    ratio, _, _ = _life_ratio(run, merchant, after[0].occurred_at_ms)
+    day = [
+        o
+        for o in orders(run)
+        if o.merchant_id == merchant
+        and after[0].occurred_at_ms - DAY < o.occurred_at_ms <= after[0].occurred_at_ms
+    ]
+    assert ratio >= 6 and len(day) < 20  # the surge rules' line, and the orders that keep it clear
 
 
 def test_brushing_crosses_and_office_lunch_does_not(run: SimulationResult) -> None:
