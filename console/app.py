@@ -108,7 +108,7 @@ class Console:
 async def serve(settings: Settings, console: ConsoleSettings) -> None:
     """Run until SIGTERM or SIGINT; a task that fails stops the process."""
     app = Console(settings, console)
-    runner = web.AppRunner(app.web_app())
+    runner = web.AppRunner(app.web_app(), access_log=None)  # probes every few seconds
     await runner.setup()
     await web.TCPSite(runner, console.web_host, console.web_port).start()
     log.info("console: serving on %s:%d with %r", console.web_host, console.web_port, console)

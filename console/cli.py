@@ -33,6 +33,7 @@ def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fraudstream console: configuration error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger("yoyo").setLevel(logging.WARNING)  # a line per SQL statement at INFO
     try:
         applied = migrate(console.database_url)
     except psycopg.OperationalError as exc:
