@@ -26,7 +26,8 @@ from console.metrics import ConsoleMetrics
 from console.migrations import applied_migrations, migrate
 from console.settings import ConsoleSettings, console_to_env
 from detectors.rules import ActionKind
-from devenv.postgres import create_database, database_url
+from devenv.postgres import create_database, database_url, start_postgres, stop_postgres
+from devenv.services import JAR_CACHE, DevLayout
 from stream import kafka_io
 from stream.settings import Settings, to_env
 from stream.topics import create_all_topics
@@ -72,6 +73,10 @@ def indexed_topics(settings: Settings) -> list[str]:
     return [t.alerts, t.benefit_freezes, t.fund_freezes, t.control]
 
 
+def too_big_alert() -> bytes:
+    return dumps({**alert(300).to_wire(), "rule_version": 2**40})
+
+
 async def publish(settings: Settings) -> int:
     """Every kind of record, a malformed one among them; the offset of the
     malformed alert on partition 0 (a good alert follows it there)."""
@@ -82,9 +87,15 @@ async def publish(settings: Settings) -> int:
     )
     before = await kafka_io.end_offsets(boot, [t.alerts])
     bad_offset = next(end for tp, end in before.items() if tp.partition == 0)
-    after_bad = alert(200)
+    # Valid JSON the mapping takes but the database refuses (rule_version is
+    # a Postgres integer): its batch is written record by record.
+    too_big = too_big_alert()
+    after_bad = dumps(alert(200).to_wire())
     await kafka_io.produce(
-        boot, t.alerts, [(b"u-x", b"{not json"), (b"u-x", dumps(after_bad.to_wire()))], partition=0
+        boot,
+        t.alerts,
+        [(b"u-x", b"{not json"), (b"u-x", after_bad), (b"u-y", too_big)],
+        partition=0,
     )
     fund = [freeze(n, ActionKind.FUND_FREEZE, amount=1000 * n if n % 2 else None) for n in range(5)]
     benefit = [freeze(10 + n, ActionKind.BENEFIT_FREEZE) for n in range(5)]
@@ -153,7 +164,7 @@ EXPECTED = {
     "freeze_releases": 2,
     "control_records": 3,
     "audit_log": 3,
-    "rejected_records": 2,
+    "rejected_records": 3,
 }
 
 
@@ -184,14 +195,18 @@ def test_a_malformed_record_is_kept_and_the_next_one_indexed(world: World) -> No
     with psycopg.connect(world.url) as conn:
         rejected = conn.execute(
             "SELECT kafka_partition, kafka_offset, value, error_kind FROM rejected_records"
-            " WHERE topic = %s",
+            " WHERE topic = %s ORDER BY kafka_offset",
             (topic,),
         ).fetchall()
-        assert rejected == [(0, world.bad_offset, b"{not json", "invalid_json")]
+        assert rejected == [
+            (0, world.bad_offset, b"{not json", "invalid_json"),
+            (0, world.bad_offset + 2, too_big_alert(), "storage_error"),
+        ]
         after = conn.execute("SELECT 1 FROM alerts WHERE alert_id = %s", (f"al_{200:032x}",))
         assert after.fetchone() is not None
     metrics = world.metrics
     assert metrics.rejected.labels(topic, "invalid_json")._value.get() == 1
+    assert metrics.rejected.labels(topic, "storage_error")._value.get() == 1
     assert metrics.indexed.labels(topic)._value.get() == 34
 
 
@@ -221,6 +236,36 @@ async def test_the_retention_purge_keeps_the_newest_record_of_each_control_key(
     assert oldest is not None and oldest[0].timestamp() * 1000 >= T0 - 90 * DAY
     assert [c for (c,) in controls] == ["c-1", "c-3"]
     assert await console.purge_once(now_ms=T0 + DAY) == 0
+
+
+async def test_while_the_database_is_down_nothing_is_committed_then_everything_is_indexed(
+    world: World, tmp_path: Any
+) -> None:
+    layout = DevLayout(home=tmp_path, jar_cache=JAR_CACHE)
+    port = free_port()
+    start_postgres(layout, port, "outage")
+    url = database_url(port, "outage")
+    migrate(url)
+    stop_postgres(layout)
+    group, metrics = f"outage-{uuid.uuid4().hex[:6]}", ConsoleMetrics()
+    indexer = Indexer(world.settings, group, connector(url), metrics)
+    task = asyncio.create_task(indexer.run())
+    try:
+        deadline = time.monotonic() + 20
+        while metrics.database_errors._value.get() < 2:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.1)
+        committed = await kafka_io.committed_offsets(world.settings.kafka_bootstrap, group)
+        assert committed == {} or all(o <= 0 for o in committed.values())
+        start_postgres(layout, port, "outage")
+        await kafka_io.wait_committed(
+            world.settings.kafka_bootstrap, group, indexed_topics(world.settings), 40
+        )
+        assert counts(url) == EXPECTED
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        stop_postgres(layout)
 
 
 def test_the_console_process_migrates_indexes_and_reports_ready(
