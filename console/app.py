@@ -124,8 +124,7 @@ async def serve(settings: Settings, console: ConsoleSettings) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task.get_name() != "stop" and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            task.result()  # what stopped a task other than `stop` is raised here
     finally:
         for task in tasks:
             task.cancel()
