@@ -73,6 +73,7 @@ class Indexer:
         self.sources = source_topics(settings)
         self.consumer: AIOKafkaConsumer | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._next: dict[TopicPartition, int] = {}  # per partition, the next offset to write
 
     def assigned(self) -> int:
         return len(self.consumer.assignment()) if self.consumer is not None else 0
@@ -96,7 +97,7 @@ class Indexer:
                 )
                 if batches:
                     await self._index(consumer, batches)
-                await self._report_lag(consumer)
+                self._report_lag(consumer)
         finally:
             await consumer.stop()
             if self._conn is not None:
@@ -106,8 +107,10 @@ class Indexer:
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
     ) -> None:
         items = await self.store([self._map(m) for msgs in batches.values() for m in msgs])
+        written = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+        self._next.update(written)
         try:
-            await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+            await consumer.commit(written)
         except KafkaError as exc:  # a rebalance: the records come again, and change nothing
             log.warning("indexer: offsets not committed (%s); the batch will be redelivered", exc)
         self._count(items)
@@ -185,11 +188,14 @@ class Indexer:
                 self.metrics.indexed.labels(topic).inc()
             self.metrics.delay.observe(max(0.0, (now_ms - item.timestamp_ms) / 1000))
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """From the broker's high watermark (learnt with each fetch) and the
+        next offset this indexer has written, per assigned partition: no
+        request, nothing to wait for during a rebalance."""
         lag: dict[str, int] = dict.fromkeys(self.sources, 0)
         for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag[tp.topic] += max(0, high - await consumer.position(tp))
+            high, written = consumer.highwater(tp), self._next.get(tp)
+            if high is not None and written is not None:
+                lag[tp.topic] += max(0, high - written)
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)

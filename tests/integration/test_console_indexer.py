@@ -208,6 +208,7 @@ def test_a_malformed_record_is_kept_and_the_next_one_indexed(world: World) -> No
     assert metrics.rejected.labels(topic, "invalid_json")._value.get() == 1
     assert metrics.rejected.labels(topic, "storage_error")._value.get() == 1
     assert metrics.indexed.labels(topic)._value.get() == 34
+    assert metrics.lag.labels(topic)._value.get() == 0  # caught up
 
 
 async def test_replaying_every_topic_changes_nothing(world: World) -> None:
