@@ -108,7 +108,7 @@ def _decode(value: bytes) -> tuple[str, dict[str, Any]]:
     except UnicodeDecodeError as exc:
         raise RecordError(RejectReason.INVALID_UTF8, f"value is not UTF-8: {exc}") from None
     try:
-        wire = json.loads(text)
+        wire = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise RecordError(RejectReason.INVALID_JSON, f"value is not valid JSON: {exc}") from None
     if not isinstance(wire, dict):
@@ -116,6 +116,11 @@ def _decode(value: bytes) -> tuple[str, dict[str, Any]]:
     if any("\x00" in s for s in _strings(wire)):
         raise RecordError(RejectReason.NUL_CHARACTER, "a string holds U+0000")
     return text, wire
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity: Python reads them, JSON (and Postgres) does not."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -109,6 +109,10 @@ def _rejection(source: Source, value: bytes | None, key: bytes | None = b"k") ->
     return row
 
 
+def _alert_with_raw(member: bytes) -> bytes:
+    return dumps(alert(1).to_wire())[:-1] + b"," + member + b"}"
+
+
 def _alert_with(**changes: object) -> bytes:
     return dumps({**alert(1).to_wire(), **changes})
 
@@ -121,6 +125,7 @@ def _alert_with(**changes: object) -> bytes:
         (Source.ALERTS, b"\xff{}", RejectReason.INVALID_UTF8, "UTF-8"),
         (Source.ALERTS, b"{not json", RejectReason.INVALID_JSON, "JSON"),
         (Source.ALERTS, b"[1, 2]", RejectReason.NOT_AN_OBJECT, "object"),
+        (Source.ALERTS, _alert_with_raw(b'"observed":NaN'), RejectReason.INVALID_JSON, "NaN"),
         (Source.ALERTS, _alert_with(alert_id=None), RejectReason.MISSING_FIELD, "alert_id"),
         (Source.ALERTS, _alert_with(rule_version="1"), RejectReason.WRONG_TYPE, "rule_version"),
         (Source.ALERTS, _alert_with(rule_version=True), RejectReason.WRONG_TYPE, "rule_version"),
