@@ -5,6 +5,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY detectors ./detectors
 COPY stream ./stream
+COPY console ./console
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraudstream \
     && install -d -o fraudstream /var/lib/fraudstream
 # faust's data directory: the image's /app is root's, the worker is not.

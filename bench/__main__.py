@@ -1,4 +1,4 @@
-"""`python -m bench live | floor | direct | backtest | redis`: the benchmarks.
+"""`python -m bench live | floor | direct | backtest | redis | console-lag`: the benchmarks.
 Settings are built here, once, from the environment (the same `FRAUD_*`
 variables as the product's); `live` starts the local services it needs."""
 
@@ -62,6 +62,31 @@ def cmd_direct(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_lag(settings: Settings, args: argparse.Namespace) -> int:
+    """The console indexer's lag at a steady alert rate, on the local
+    services (started when absent, like `live`) and a database of its own."""
+    from bench.console_lag import dumps, report, run_lag_bench
+    from console.settings import console_from_env
+    from devenv import postgres
+
+    layout = services.layout_of(settings)
+    _, kafka_port = settings.kafka_host_port()
+    pg_port = console_from_env(os.environ).database_port()
+    if not services.port_open("127.0.0.1", kafka_port):
+        services.start_kafka(layout, kafka_port)
+    postgres.start_postgres(layout, pg_port, "postgres")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    result = asyncio.run(
+        run_lag_bench(
+            settings, pg_port, args.rate, args.seconds, layout.home, base_env, args.preload
+        )
+    )
+    print(report(result))
+    if args.json:
+        Path(args.json).write_bytes(dumps(result))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "live": cmd_live,
     "floor": cmd_floor,
@@ -69,6 +94,7 @@ COMMANDS: dict[str, Command] = {
     "direct": cmd_direct,
     "backtest": backtest_throughput.run,
     "redis": redis_script.run,
+    "console-lag": cmd_console_lag,
 }
 
 
@@ -94,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         "redis", help="Redis script time and commands per event (private redis-server, no Kafka)"
     )
     redis_script.add_arguments(redis)
+    lag = sub.add_parser("console-lag", help="the console indexer's lag behind risk-alerts")
+    lag.add_argument("--rate", type=int, default=500, help="alerts per second")
+    lag.add_argument("--seconds", type=float, default=30.0)
+    lag.add_argument("--preload", type=int, default=0, help="older alerts in the table first")
+    lag.add_argument("--json", help="write the numbers as JSON to this file")
     return parser
 
 

@@ -104,13 +104,13 @@ def read_pid(pidfile: Path) -> int | None:
     return None if stat.rsplit(")", 1)[-1].split()[0] == "Z" else pid
 
 
-def stop_pid(pidfile: Path, timeout_s: float = 30.0) -> bool:
-    """SIGTERM (controlled shutdown), then SIGKILL after `timeout_s`."""
+def stop_pid(pidfile: Path, timeout_s: float = 30.0, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """`sig` (SIGTERM: a controlled shutdown), then SIGKILL after `timeout_s`."""
     pid = read_pid(pidfile)
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and read_pid(pidfile) is not None:
         time.sleep(0.2)

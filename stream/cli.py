@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from detectors.errors import ConfigError, FraudstreamError, InputFileError
@@ -21,6 +22,7 @@ from stream.simulation import command as simulation_command
 __all__ = [
     "COMMANDS",
     "Command",
+    "Subcommand",
     "build_parser",
     "cmd_backtest",
     "cmd_contract",
@@ -169,7 +171,17 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.acceptable() else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """A subcommand of a package `stream` does not import (the console),
+    added by that package's own entry point."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Command
+
+
+def build_parser(extra: Mapping[str, Subcommand] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run the stream worker (Faust) against Kafka and Redis")
@@ -199,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_control_arguments(control)
     contract = sub.add_parser("contract", help="write the input JSON Schemas")
     contract.add_argument("dir", nargs="?", default="contract/schemas")
+    for name, spec in (extra or {}).items():
+        spec.add_arguments(sub.add_parser(name, help=spec.help))
     return parser
 
 
@@ -245,9 +259,10 @@ def run_command(
         return 130
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command("fraudstream", COMMANDS, args, quiet=args.command != "worker")
+def main(argv: list[str] | None = None, extra: Mapping[str, Subcommand] | None = None) -> int:
+    args = build_parser(extra).parse_args(argv)
+    commands = {**COMMANDS, **{name: spec.run for name, spec in (extra or {}).items()}}
+    return run_command("fraudstream", commands, args, quiet=args.command != "worker")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from devenv import postgres as devpostgres
 from devenv import services as devservices
-from tests.integration.services import LocalCluster, Services, start_cluster, start_services
+from tests.integration.services import (
+    LocalCluster,
+    Services,
+    free_port,
+    start_cluster,
+    start_services,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,3 +44,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     cluster = start_cluster(Path(tmp_path_factory.mktemp("cluster")))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real PostgreSQL (the local services' code, on a free port, data in a
+    temporary directory), started by the first test that asks for it; each
+    test module makes its own database on it."""
+    layout = devservices.DevLayout(
+        home=Path(tmp_path_factory.mktemp("postgres")), jar_cache=devservices.JAR_CACHE
+    )
+    port = free_port()
+    devpostgres.start_postgres(layout, port, "postgres")
+    yield port
+    devpostgres.stop_postgres(layout)

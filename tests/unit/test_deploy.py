@@ -15,6 +15,7 @@ import yaml
 from aiokafka import codec
 from packaging.requirements import Requirement
 
+from console.settings import CONSOLE_ENV_NAMES, console_from_env
 from stream.settings import ENV_NAMES, from_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,12 +27,22 @@ def compose() -> dict[str, Any]:
 
 def test_compose_has_the_whole_stack() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka", "redis", "topic-init", "worker", "prometheus", "grafana"}
+    assert set(services) == {
+        "kafka",
+        "redis",
+        "topic-init",
+        "worker",
+        "postgres",
+        "console",
+        "prometheus",
+        "grafana",
+    }
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["topic-init"]["command"] == ["topics"]
     assert services["worker"]["command"] == ["worker"]
+    assert services["console"]["command"] == ["console"]
 
 
 def test_compose_env_names_are_settings_and_values_parse() -> None:
@@ -40,6 +51,23 @@ def test_compose_env_names_are_settings_and_values_parse() -> None:
         env = services[name]["environment"]
         assert set(env) <= ENV_NAMES, set(env) - ENV_NAMES
         from_env({k: str(v) for k, v in env.items()})
+
+
+def test_compose_console_reaches_its_postgres_and_parses() -> None:
+    services = compose()["services"]
+    env = {k: str(v) for k, v in services["console"]["environment"].items()}
+    assert set(env) <= ENV_NAMES | CONSOLE_ENV_NAMES, set(env) - ENV_NAMES - CONSOLE_ENV_NAMES
+    from_env(env)
+    console = console_from_env(env)
+    database = urlsplit(console.database_url)
+    pg_env = services["postgres"]["environment"]
+    assert database.hostname == "postgres" and database.port == 5432
+    assert (database.username, database.password) == (
+        pg_env["POSTGRES_USER"],
+        pg_env["POSTGRES_PASSWORD"],
+    )
+    assert database.path == "/" + pg_env["POSTGRES_DB"]
+    assert f"{console.web_port}:{console.web_port}" in services["console"]["ports"]
 
 
 def test_compose_ports_and_hosts_agree_with_settings() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("detectors", "stream")
+PRODUCT = ("console", "detectors", "stream")
 LAB = ("bench", "devenv")
 PURE_CORE_MUST_NOT_IMPORT = ("faust", "mode", "redis", "aiokafka", "hiredis", "prometheus_client")
 
@@ -168,6 +168,11 @@ def test_the_product_never_imports_the_lab() -> None:
     assert forbidden_imports(_graph(), PRODUCT, LAB) == []
 
 
+def test_the_worker_and_the_core_never_import_the_console() -> None:
+    """The console is a process of its own on top of them."""
+    assert forbidden_imports(_graph(), ["detectors", "stream"], ["console"]) == []
+
+
 def test_the_core_imports_no_io_library_and_not_the_shell() -> None:
     offenders = forbidden_imports(_graph(), ["detectors"], [*PURE_CORE_MUST_NOT_IMPORT, "stream"])
     assert offenders == []
@@ -180,6 +185,7 @@ def test_the_graph_covers_every_package() -> None:
         modules = [m for m in graph if _within(m, [package])]
         assert len(modules) == len(list((REPO / package).rglob("*.py"))), package
     assert "stream.settings" in graph["stream.cli"]
+    assert "stream.cli" in graph["console.cli"]
     assert "stream.topics" in graph["devenv.__main__"]
 
 

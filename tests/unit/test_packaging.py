@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = {"detectors", "stream"}
+PRODUCT = {"console", "detectors", "stream"}
 NOT_SHIPPED = {"bench", "devenv", "tests"}
 BUILD_INPUTS = ["pyproject.toml", "README.md", *sorted(PRODUCT | NOT_SHIPPED)]
 

@@ -9,13 +9,14 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import console
 import detectors
 import stream
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = sorted(
     m.name
-    for package in (detectors, stream)
+    for package in (console, detectors, stream)
     for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
 )
 

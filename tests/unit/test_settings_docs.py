@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stream.settings import ENV_NAMES
+from console.settings import CONSOLE_ENV_NAMES
+from stream.settings import ENV_NAMES as WORKER_ENV_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
+ENV_NAMES = WORKER_ENV_NAMES | CONSOLE_ENV_NAMES
 CODE = re.compile(r"`([^`]+)`")
 
 
