@@ -13,7 +13,9 @@ What is measured, and why:
   tablet...) counted separately because they are the cases a good rule set
   must leave alone;
 - freeze precision: freezes on fraud entities over all freezes;
-- alerts per 10k events: the load risk ops will see.
+- alerts per 10k events: the load risk ops will see;
+- legitimate entities frozen and alerted on, as shares of the active
+  entities the labels count, and the same per rule (stream.rule_scoring).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from typing import Any
 import orjson
 
 from detectors.errors import InputFileError
+from stream.rule_scoring import RuleScore, format_rule_scores, rule_scores, rule_scores_json
 from stream.simulation.labels import EntityRef, ExpectedAction, Labels, ScenarioLabel, load_labels
 
 __all__ = [
+    "MAX_ALERTED_SHARE",
+    "MAX_FROZEN_SHARE",
     "Decision",
     "Entity",
     "FamilyScore",
@@ -42,6 +47,11 @@ __all__ = [
 ]
 
 Entity = tuple[str, str]  # (entity type, id)
+# Legitimate entities a rule set may freeze, and alert on, as a share of the
+# active entities: a freeze costs an honest customer or merchant, an alert
+# costs an analyst's look.
+MAX_FROZEN_SHARE = 0.001
+MAX_ALERTED_SHARE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,19 @@ class Score:
     shadow_alerts: int
     alerts_on_fraud: int = 0  # enforce-mode alerts whose entity (or key part) is fraud
     alerts_on_lookalikes: int = 0
+    rules: tuple[RuleScore, ...] = ()
+    active_entities: int = 0  # distinct rated entities in the events (0: not counted)
+    alerted_not_fraud: int = 0  # distinct subjects of enforce-mode alerts outside the fraud
+
+    @property
+    def frozen_share(self) -> float:
+        """Legitimate entities frozen, over the active entities."""
+        return len(self.legit_frozen) / self.active_entities if self.active_entities else 0.0
+
+    @property
+    def alerted_share(self) -> float:
+        """Legitimate entities alerted on, over the active entities."""
+        return self.alerted_not_fraud / self.active_entities if self.active_entities else 0.0
 
     @property
     def freeze_precision(self) -> float:
@@ -86,8 +109,10 @@ class Score:
 
     def acceptable(self) -> bool:
         """The catalogue's acceptance bar: every family detected, every expected
-        action taken, no look-alike frozen, freeze precision >= 0.95. A labels
-        file without fraud scenarios proves nothing and does not pass."""
+        action taken, no look-alike frozen, freeze precision >= 0.95, and
+        (when the labels count active entities) at most 0.1 % of them frozen
+        and 1 % alerted on without being fraud. A labels file without fraud
+        scenarios proves nothing and does not pass."""
         return (
             bool(self.families)
             and all(
@@ -96,6 +121,8 @@ class Score:
             )
             and not self.lookalikes_frozen
             and self.freeze_precision >= 0.95
+            and self.frozen_share <= MAX_FROZEN_SHARE
+            and self.alerted_share <= MAX_ALERTED_SHARE
         )
 
 
@@ -160,6 +187,7 @@ def score(labels: Labels, decisions: Sequence[Decision]) -> Score:
     lookalikes = [s.scenario_id for s in labels.lookalikes() if frozen & _keys(s.entities)]
     alerts = [d for d in decisions if d.kind == "alert" and d.mode != "shadow"]
     lookalike_entities = {e for s in labels.lookalikes() for e in _keys(s.entities)}
+    active = {t.value: n for t, n in labels.active_entities.items()}
     return Score(
         events=labels.events,
         families=dict(sorted(families.items())),
@@ -171,6 +199,9 @@ def score(labels: Labels, decisions: Sequence[Decision]) -> Score:
         shadow_alerts=sum(1 for d in decisions if d.kind == "alert" and d.mode == "shadow"),
         alerts_on_fraud=sum(1 for d in alerts if _touches(d, fraud_entities)),
         alerts_on_lookalikes=sum(1 for d in alerts if _touches(d, lookalike_entities)),
+        rules=rule_scores(decisions, fraud_entities, active),
+        active_entities=sum(active.values()),
+        alerted_not_fraud=len({d.subject for d in alerts} - fraud_entities),
     )
 
 
@@ -213,6 +244,15 @@ def format_score(result: Score) -> str:
         f"alerts: {result.alerts} ({result.alerts_per_10k:.1f} per 10k events), "
         f"{result.alerts_on_fraud} on fraud entities, {result.alerts_on_lookalikes} on "
         f"look-alikes; shadow alerts: {result.shadow_alerts}",
+    ]
+    if result.active_entities:
+        lines.append(
+            f"of {result.active_entities} active entities: {result.frozen_share:.3%} frozen "
+            f"and {result.alerted_share:.3%} alerted on without being fraud "
+            f"(at most {MAX_FROZEN_SHARE:.1%} and {MAX_ALERTED_SHARE:.0%})"
+        )
+    lines += [
+        format_rule_scores(result.rules),
         "acceptance: " + ("PASS" if result.acceptable() else "FAIL"),
     ]
     return "\n".join(lines)
@@ -243,5 +283,9 @@ def as_json(result: Score) -> dict[str, Any]:
         "alerts_on_fraud": result.alerts_on_fraud,
         "alerts_on_lookalikes": result.alerts_on_lookalikes,
         "shadow_alerts": result.shadow_alerts,
+        "active_entities": result.active_entities,
+        "frozen_share": result.frozen_share,
+        "alerted_share": result.alerted_share,
+        "rules": rule_scores_json(result.rules),
         "acceptable": result.acceptable(),
     }

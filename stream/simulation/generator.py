@@ -17,6 +17,7 @@ import orjson
 
 from detectors.contract import FIELDS, FieldKind
 from detectors.events import Event, Topic
+from detectors.rules_entities import EntityType, entity_value
 from detectors.timestamps import format_rfc3339_ms
 from stream.simulation.background import background_orders, organic_refunds
 from stream.simulation.catalogue import run_catalogue
@@ -26,7 +27,14 @@ from stream.simulation.model import IdMint, SimulationConfig
 from stream.simulation.population import build_population
 from stream.simulation.world import World
 
-__all__ = ["SimulationResult", "TimedEvent", "contract_value", "simulate"]
+__all__ = [
+    "RATED_ENTITIES",
+    "SimulationResult",
+    "TimedEvent",
+    "active_entities",
+    "contract_value",
+    "simulate",
+]
 
 TimedEvent = tuple[Topic, Event]
 
@@ -87,8 +95,32 @@ def simulate(cfg: SimulationConfig) -> SimulationResult:
         events=len(timeline),
         events_by_topic=ledger.count_by_topic(),
         scenarios=tuple(scenarios),
+        active_entities=active_entities(timeline),
     )
     return SimulationResult(timeline, labels)
+
+
+# The entity types rules key on and scores are rated by (vouchers and orders
+# are one-off ids, not accounts anyone freezes).
+RATED_ENTITIES = (
+    EntityType.USER,
+    EntityType.MERCHANT,
+    EntityType.DEVICE,
+    EntityType.PAYMENT,
+    EntityType.IP,
+    EntityType.CAMPAIGN,
+)
+
+
+def active_entities(timeline: Sequence[TimedEvent]) -> dict[EntityType, int]:
+    """Distinct ids of each rated entity type over the run's events."""
+    seen: dict[EntityType, set[str]] = {t: set() for t in RATED_ENTITIES}
+    for _, event in timeline:
+        for kind, ids in seen.items():
+            value = entity_value(event, kind)
+            if value is not None:
+                ids.add(value)
+    return {kind: len(ids) for kind, ids in seen.items()}
 
 
 def _in_time_order(events: Sequence[TimedEvent]) -> tuple[TimedEvent, ...]:

@@ -3,6 +3,7 @@ precision from a labels file and decision lines."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,49 @@ def test_republished_decisions_count_once(tmp_path: Path) -> None:
 def test_labels_without_fraud_scenarios_do_not_pass() -> None:
     empty = Labels(1, 1.0, 0, 1, 10, {Topic.ORDERS: 10}, ())
     assert not score(empty, []).acceptable()
+
+
+def test_each_rule_is_scored_on_its_own(tmp_path: Path) -> None:
+    """Two rules: one precise, one that froze a look-alike and alerted on
+    two honest users; rates are per 1,000 active entities of the type."""
+    values = [
+        {**alert("device", "d-farm"), "rule_id": "farm"},
+        {**benefit("device", "d-farm"), "rule_id": "farm"},
+        {**benefit("device", "d-family"), "rule_id": "noisy"},
+        {**alert("user", "ann"), "rule_id": "noisy"},
+        {**alert("user", "ben"), "alert_id": "al_ben", "rule_id": "noisy"},
+        {**alert("user", "bot"), "alert_id": "al_bot2", "rule_id": "noisy"},
+    ]
+    labels = dataclasses.replace(
+        LABELS, active_entities={EntityType.USER: 500, EntityType.DEVICE: 1_500}
+    )
+    result = score(labels, read_decisions(write(tmp_path, values)))
+    rows = {r.rule_id: r for r in result.rules}
+    farm, noisy = rows["farm"], rows["noisy"]
+    assert (farm.alerts, farm.freezes, farm.precision, farm.frozen_not_fraud) == (1, 1, 1.0, 0)
+    assert farm.alerted_per_1k == pytest.approx(1000 / 1500)
+    assert (noisy.alerts, noisy.freezes, noisy.frozen_not_fraud) == (3, 1, 1)
+    assert noisy.precision == pytest.approx(1 / 4)  # only the alert on "bot" is fraud
+    assert noisy.alerted_per_1k == pytest.approx(1000 * 3 / 500)
+    assert result.active_entities == 2_000
+    assert result.frozen_share == pytest.approx(1 / 2_000)  # d-family
+    assert result.alerted_share == pytest.approx(2 / 2_000)  # ann, ben
+    text = format_score(result)
+    assert "noisy" in text and "0.050% frozen" in text
+    assert as_json(result)["rules"]["noisy"]["frozen_not_fraud"] == 1
+
+
+def test_too_many_honest_entities_frozen_or_alerted_fail_the_bar(tmp_path: Path) -> None:
+    values = [
+        alert("device", "d-farm"),
+        benefit("device", "d-farm"),
+        alert("user", "bot"),
+        {"freeze_id": "fz_m", "rule_id": "r", "merchant_id": "m-ato", "scope": "payout"},
+    ]
+    decisions = read_decisions(write(tmp_path, values))
+    few = dataclasses.replace(LABELS, active_entities={EntityType.USER: 100})
+    assert score(few, decisions).acceptable()
+    honest = [alert("user", f"u{i}") | {"alert_id": f"al_u{i}"} for i in range(2)]
+    decisions = read_decisions(write(tmp_path, [*values, *honest]))
+    assert not score(few, decisions).acceptable()  # 2 of 100 alerted: over 1 %
+    assert score(LABELS, decisions).acceptable()  # entities not counted: no share to judge

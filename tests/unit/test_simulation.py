@@ -149,6 +149,9 @@ def test_labels_round_trip_through_the_file(run: SimulationResult, tmp_path: Pat
     doc = orjson.loads(path.read_bytes())
     assert doc["start"] == "2026-11-01T00:00:00.000Z" and doc["scale"] == 0.1
     assert sum(doc["events_by_topic"].values()) == doc["events"]
+    users = {e.user_id for _, e in run.timeline if hasattr(e, "user_id")}
+    assert doc["active_entities"]["user"] == len(users) > 1000
+    assert doc["active_entities"]["merchant"] == len({e.merchant_id for _, e in run.timeline})
 
 
 def test_every_scenario_appears_with_entities(run: SimulationResult) -> None:
