@@ -67,6 +67,15 @@ class Refund:
     currency: str
     reason: str | None = None
     initiated_by: RefundInitiator | None = None
+    # Derived by the pipeline from the merchant's own orders and payouts
+    # (detectors.paid_out), never read from the producer's record: when the
+    # refunded order was placed and how long before the refund (None: an
+    # order the book does not know), and the time of the merchant's latest
+    # payout at or before the refund that came after that order (None: the
+    # order was not paid out yet, or is unknown).
+    order_placed_at_ms: int | None = None
+    order_age_ms: int | None = None
+    paid_out_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

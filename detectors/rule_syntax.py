@@ -164,6 +164,8 @@ class Parser:
         value = item["value"]
         if field.endswith("_minor"):
             return rule_money.condition_value(self, field, op, value, f"{path}.value")
+        if field.endswith("_ms") and isinstance(value, str):
+            return self.duration(value, f"{path}.value")  # {field: order_age_ms, value: 2d}
         if op in (Op.IN, Op.NOT_IN):
             if not isinstance(value, list) or not value:
                 raise self.fail(f"{path}.value", f"op {op.value} needs a non-empty list")

@@ -27,6 +27,7 @@ from detectors import engine
 from detectors.control import Ruleset
 from detectors.control_snapshot import ControlSnapshot
 from detectors.events import Topic
+from detectors.paid_out import needs_paid_out
 from detectors.rulebook import Rulebook
 
 __all__ = ["ActiveRules", "RulesSelector", "RulesSource"]
@@ -48,6 +49,9 @@ class ActiveRules:
     plan: engine.Plan
     # The topics whose events feed what each rule reads.
     reads: Mapping[str, frozenset[Topic]]
+    # Whether a rule reads whether refunds were paid out (detectors.paid_out):
+    # only then does a batch consult the store's payout book.
+    paid_out: bool = False
 
     @property
     def version(self) -> str:
@@ -60,7 +64,7 @@ class ActiveRules:
             r.rule_id: frozenset(t for spec in r.aggregates() for t in spec.topics)
             for r in rulebook.rules
         }
-        return cls(rulebook, source, engine.Plan(rulebook), reads)
+        return cls(rulebook, source, engine.Plan(rulebook), reads, needs_paid_out(rulebook.rules))
 
 
 class RulesSelector:

@@ -37,6 +37,7 @@ from stream.batch_outputs import BatchResult, OutputRecord, count, dead_letter_o
 from stream.codec import DeadLetter, Decoded, Incoming
 from stream.delivery import SettledRecords, unsettled
 from stream.enforcement_guard import EnforcementGuard
+from stream.paid_out_step import mark_paid_out
 from stream.settings import Settings
 from stream.settlement import Pending, Settlement
 from stream.store.base import (
@@ -125,7 +126,13 @@ class Pipeline:
         self, prepared: Prepared, after: asyncio.Event | None = None
     ) -> list[EventObservations]:
         """Apply the prepared batch in the store: its one I/O-bound step
-        (`after`: see EventStore.apply)."""
+        (`after`: see EventStore.apply), after marking refunds of paid-out
+        orders when the rules read that (stream.paid_out_step)."""
+        rules = prepared.rules
+        if rules is not None and rules.paid_out:
+            batch = (prepared.admitted, prepared.planned, prepared.events)
+            await mark_paid_out(batch, self._store.payout_book(), rules.plan, after)
+            after = None  # the book's turn came after it
         return await self._store.apply(prepared.events, after)
 
     async def execute(self, prepared: Prepared, now_ms: int) -> BatchResult:

@@ -56,6 +56,7 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
         _N.REFUND_AFTER_SETTLEMENT, _F.REFUND_ABUSE, _A.ALERT, money.refund_after_settlement
     ),
     ScenarioSpec(_N.MERCHANT_REFUND_SPIKE, _F.REFUND_ABUSE, _A.ALERT, money.merchant_refund_spike),
+    ScenarioSpec(_N.REFUND_RING, _F.REFUND_ABUSE, _A.ALERT, money.refund_ring),
     ScenarioSpec(_N.ACCOUNT_TAKEOVER, _F.PAYOUT_RISK, _A.FUND_FREEZE, money.account_takeover),
     ScenarioSpec(_N.PAYOUT_DRAIN, _F.PAYOUT_RISK, _A.FUND_FREEZE, money.payout_drain),
     ScenarioSpec(_N.BUST_OUT, _F.BUST_OUT, _A.FUND_FREEZE, money.bust_out),
@@ -72,6 +73,7 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
     ScenarioSpec(_N.DEAL_HUNTER, LOOKALIKE, NONE, legit.deal_hunter, _N.DEVICE_HOPPING),
     ScenarioSpec(_N.GRAND_OPENING, LOOKALIKE, NONE, legit.grand_opening, _N.YOUNG_BUST_OUT),
     ScenarioSpec(_N.CATERING_BURST, LOOKALIKE, NONE, legit.catering_burst, _N.BUST_OUT),
+    ScenarioSpec(_N.HOUSEHOLD_REFUND, LOOKALIKE, NONE, legit.household_refund, _N.REFUND_RING),
 )
 
 

@@ -70,6 +70,7 @@ class ScenarioName(StrEnum):
     DEVICE_HOPPING = "device_hopping"
     SERIAL_REFUNDER = "serial_refunder"
     REFUND_AFTER_SETTLEMENT = "refund_after_settlement"
+    REFUND_RING = "refund_ring"
     MERCHANT_REFUND_SPIKE = "merchant_refund_spike"
     ACCOUNT_TAKEOVER = "account_takeover"
     PAYOUT_DRAIN = "payout_drain"
@@ -85,6 +86,7 @@ class ScenarioName(StrEnum):
     DEAL_HUNTER = "deal_hunter"
     GRAND_OPENING = "grand_opening"
     CATERING_BURST = "catering_burst"
+    HOUSEHOLD_REFUND = "household_refund"
 
 
 class LabelsError(ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from detectors.events import Order
+from detectors.events import Event, Order, RefundInitiator
 from detectors.rules_entities import EntityType
 from stream.simulation.background import organic_order
 from stream.simulation.model import MINUTE_MS, Buyer, IdKind, User
@@ -27,6 +27,7 @@ __all__ = [
     "family_tablet",
     "grand_opening",
     "holiday_rush",
+    "household_refund",
     "office_lunch",
     "regular_customer",
 ]
@@ -252,4 +253,34 @@ def catering_burst(world: World, rng: random.Random, instance: int) -> Footprint
         f"A restaurant with about 12 orders a day takes 3 catering orders worth "
         f"{sum(o.amount_minor for o in catering) / 100:.2f} from one regular on day {day + 1}, "
         "paid out the next night as usual.",
+    )
+
+
+def household_refund(world: World, rng: random.Random, instance: int) -> Footprint:
+    """A household of three accounts orders four dinners at one merchant one
+    evening; the delivery goes wrong and all four are refunded the next
+    morning, after the night's payout paid the merchant for them."""
+    cfg = world.cfg
+    shop = open_storefront(world, rng, 20)
+    run_storefront(world, rng, shop, 20)
+    day = late_day(cfg, rng, first=max(1, cfg.days - 4), last=cfg.days - 2)
+    device, ip = world.ids.new(IdKind.DEVICE), world.ids.ip()
+    household = [world.account(rng, 0, device=device, ip=ip) for _ in range(3)]
+    for member in household:
+        _history(world, rng, member, rng.randint(2, 4), max(day, 1))
+    trace = Trace()
+    events: list[Event] = []
+    for k in range(4):
+        member = household[k % 3]
+        trace.account(member)
+        at = cfg.at(day, rng.uniform(19.5, 20.5))
+        placed = world.order(rng, member.at_home(), shop.merchant, at)
+        when = cfg.at(day + 1, rng.uniform(8.5, 11.0))
+        events += [placed, world.ledger.refund(placed, when, RefundInitiator.USER, reason="late")]
+    trace.merchant(shop.merchant)
+    trace.cover(events)
+    return trace.footprint(
+        [],
+        f"A household of three orders four dinners at one merchant on day {day + 1}; "
+        "all four are refunded the next morning, after the night's payout.",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from detectors.events import Order, RefundInitiator
+from detectors.events import Order, Refund, RefundInitiator
 from detectors.rules_entities import EntityType
 from stream.simulation.background import USER_REASONS
 from stream.simulation.model import DAY_MS, HOUR_MS, MINUTE_MS, IdKind
@@ -27,6 +27,7 @@ __all__ = [
     "merchant_refund_spike",
     "payout_drain",
     "refund_after_settlement",
+    "refund_ring",
     "serial_refunder",
     "young_bust_out",
 ]
@@ -94,6 +95,38 @@ def refund_after_settlement(world: World, rng: random.Random, instance: int) -> 
         [merchant],
         f"A merchant issues {len(refunds)} merchant-initiated refunds in one day on its "
         "own orders that are 2-5 days old and already paid out.",
+    )
+
+
+def refund_ring(world: World, rng: random.Random, instance: int) -> Footprint:
+    """Four buyers in league with a merchant (~20 orders a day) each order
+    twice one day, and ask for both refunds 3-4 days later, long after the
+    payout paid the merchant for them: the platform refunds from its pocket."""
+    cfg = world.cfg
+    shop = open_storefront(world, rng, 20)
+    run_storefront(world, rng, shop, 20)
+    day = max(0, cfg.days - 5)
+    ring = [world.account(rng, 0) for _ in range(4)]
+    trace = Trace()
+    events: list[Order | Refund] = []
+    for k, buyer in enumerate(ring):
+        trace.account(buyer)
+        for _ in range(2):
+            at = cfg.at(day, rng.uniform(11.5, 20.5))
+            placed = world.ledger.order(
+                rng, buyer.at_home(), shop.merchant, at, rng.randrange(4000, 7001, 10)
+            )
+            when = cfg.at(min(day + 3 + k % 2, cfg.days - 1), rng.uniform(9.0, 18.0))
+            refund = world.ledger.refund(
+                placed, when, RefundInitiator.USER, reason=rng.choice(USER_REASONS)
+            )
+            events += [placed, refund]
+    merchant = trace.merchant(shop.merchant)
+    trace.cover(events)
+    return trace.footprint(
+        [merchant],
+        f"Four buyers order twice at one merchant on day {day + 1} and have all 8 orders "
+        "refunded 3-4 days later, after the merchant was paid for them.",
     )
 
 

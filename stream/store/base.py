@@ -17,6 +17,7 @@ from typing import Protocol
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 from stream.store.guard_counters import GuardCounters
+from stream.store.payouts import PayoutBook
 
 __all__ = [
     "EventObservations",
@@ -130,6 +131,11 @@ class EventStore(Protocol):
 
     def guard_counters(self) -> GuardCounters:
         """The guardrails' counts, shared by every worker of the store."""
+        ...
+
+    def payout_book(self) -> PayoutBook:
+        """The merchants' order and payout times (detectors.paid_out); one
+        per store, so its calls keep their order."""
         ...
 
     async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:

@@ -26,6 +26,10 @@ with one SCAN pattern.
                                           which its records' outputs are delivered
     <ns>:{g<i>}:events              ZSET  duplicate guard of one slot (standalone: one):
                                           member=event digest, score=event ms
+    <ns>:{m:<h>}:paid:orders        ZSET  a merchant's orders: member=<h> of the order id,
+                                          score=order ms (see payout_book.lua)
+    <ns>:{m:<h>}:paid:payouts       ZSET  a merchant's payouts: member=<h> of the payout id,
+                                          score=payout ms
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -85,6 +89,8 @@ __all__ = [
     "guard_generation",
     "incident",
     "key_layout",
+    "merchant_orders",
+    "merchant_payouts",
     "namespace_pattern",
     "partition_member",
 ]
@@ -285,3 +291,12 @@ def event_guard(ns: str, slot_tag: str) -> str:
     check per event and script call instead of one per entity. Digests of
     event ids only."""
     return f"{ns}:{slot_tag}:events"
+
+
+def merchant_orders(ns: str, tag: str) -> str:
+    """The merchant's order times (detectors.paid_out); `tag` is its `{m:<h>}`."""
+    return f"{ns}:{tag}:paid:orders"
+
+
+def merchant_payouts(ns: str, tag: str) -> str:
+    return f"{ns}:{tag}:paid:payouts"

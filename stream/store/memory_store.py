@@ -46,6 +46,7 @@ from stream.store.memory_state import (
     bucketed_op,
     first_seen_op,
 )
+from stream.store.payouts import MemoryPayoutBook, PayoutBook
 
 __all__ = ["MemoryStore"]
 
@@ -89,6 +90,7 @@ class MemoryStore:
         self._incidents: dict[tuple[Entity, str], _Incidents] = {}
         self._shapes: dict[str, Bucketing] = {}
         self._guard_counters = MemoryGuardCounters()
+        self._payout_book = MemoryPayoutBook()
         self._delivered: dict[tuple[str, str, int], int] = {}  # (group, topic, partition)
 
     async def start(self) -> None:
@@ -245,6 +247,9 @@ class MemoryStore:
     def guard_counters(self) -> GuardCounters:
         """The guardrails' counts, living as long as the store."""
         return self._guard_counters
+
+    def payout_book(self) -> PayoutBook:
+        return self._payout_book
 
     async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
         """A monotonic max per partition, as ZADD GT in Redis."""

@@ -42,6 +42,7 @@ from stream.store.base import (
     StoreConfig,
 )
 from stream.store.guard_counters import GuardCounters
+from stream.store.payouts import PayoutBook
 from stream.store.redis_connection import (
     BUSY_PREFIXES,
     NOT_NOW,
@@ -49,6 +50,7 @@ from stream.store.redis_connection import (
     HiredisPackingConnection,
 )
 from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
+from stream.store.redis_payouts import PAYOUT_SCRIPTS, RedisPayoutBook
 
 __all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
 
@@ -98,11 +100,13 @@ class RedisStore:
             "aggregates": _load_lua("aggregates.lua"),
             "claim": _load_lua("claim_incidents.lua"),
             **GUARD_SCRIPTS,
+            **PAYOUT_SCRIPTS,
         }
         self._sha: dict[str, str] = {}
         # Aggregate calls reach Redis one batch at a time, in the order apply
         # was called (see EventStore.apply).
         self._in_order = asyncio.Lock()
+        self._payout_book: RedisPayoutBook | None = None
         self._epoch: str | None = None
         cfg = self._config
         self._templates = aggregate_calls.Templates(
@@ -353,6 +357,11 @@ class RedisStore:
     def guard_counters(self) -> GuardCounters:
         """The guardrails' shared counts (stream.store.guard_counters)."""
         return RedisGuardCounters(self._ns, self._hasher, self._eval)
+
+    def payout_book(self) -> PayoutBook:
+        if self._payout_book is None:
+            self._payout_book = RedisPayoutBook(self._ns, self._hasher, self._each_slot, self._slot)
+        return self._payout_book
 
     async def advance_delivered(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
         """ZADD GT: a member's score (the offset) only ever rises; offsets are

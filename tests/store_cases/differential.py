@@ -27,6 +27,7 @@ from stream.store.base import (
     IncidentOutcome,
 )
 from stream.store.guard_counters import GuardCounters
+from stream.store.payouts import PayoutBook
 
 Traffic = list[tuple[Topic, SourceRecord]]
 
@@ -88,6 +89,9 @@ class Recording:
 
     def guard_counters(self) -> GuardCounters:
         return self._inner.guard_counters()
+
+    def payout_book(self) -> PayoutBook:
+        return self._inner.payout_book()
 
 
 @dataclass

@@ -18,7 +18,8 @@ from detectors import engine
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.decisions import AlertCandidate
 from detectors.engine import Observation
-from detectors.events import Event, Topic
+from detectors.events import Event, Order, Payout, Refund, Topic
+from detectors.paid_out import RETAIN_MS, PaidOutAnswer, with_paid_out
 from detectors.rules import Rule
 
 Fed = tuple[Topic, Event]
@@ -54,14 +55,36 @@ def observe(spec: AggregateSpec, seen: Sequence[Fed], event: Event) -> Observati
     return Observation(total, end)
 
 
+def paid_out(seen: Sequence[Fed], refund: Refund) -> Refund:
+    """The refund as the pipeline marks it (detectors.paid_out), from the
+    merchant's orders and payouts among `seen`, recomputed from scratch."""
+    horizon = refund.occurred_at_ms - RETAIN_MS
+    mine = [e for _, e in seen if getattr(e, "merchant_id", None) == refund.merchant_id]
+    placed = [
+        e.occurred_at_ms for e in mine if isinstance(e, Order) and e.order_id == refund.order_id
+    ]
+    paid = [
+        e.occurred_at_ms
+        for e in mine
+        if isinstance(e, Payout) and horizon <= e.occurred_at_ms <= refund.occurred_at_ms
+    ]
+    order_at = placed[0] if placed and placed[0] >= horizon else None
+    return with_paid_out(refund, PaidOutAnswer(order_at, max(paid, default=None)))
+
+
 def judge(rule: Rule, history: Sequence[Fed], judged: Sequence[Fed] = ()) -> list[AlertCandidate]:
     """Feed `history` (not judged: cheap set-up), then feed and judge each of
-    `judged` in order. Events must be in event-time order."""
+    `judged` in order. Events must be in event-time order; refunds are marked
+    paid out or not as the pipeline marks them."""
     times = [e.occurred_at_ms for _, e in [*history, *judged]]
     assert times == sorted(times), "the reference judges in-order events only"
-    seen = list(history)
+    seen: list[Fed] = []
+    for topic, event in history:
+        seen.append((topic, paid_out(seen, event) if isinstance(event, Refund) else event))
     out = []
     for topic, event in judged:
+        if isinstance(event, Refund):
+            event = paid_out(seen, event)
         seen.append((topic, event))
         observed = {}
         for spec in rule.aggregates():

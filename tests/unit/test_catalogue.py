@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from detectors.decisions import freeze_for
-from detectors.events import Payout, RefundInitiator
+from detectors.events import Payout, Topic
 from detectors.rulebook import parse_rulebook
 from detectors.rules import ActionKind, Mode
 from tests.unit.catalogue_events import (
@@ -160,15 +160,22 @@ def merchant_refund_day(orders: int, refunded: int) -> Case:
     return placed, refunds
 
 
-def merchant_refunds_of(order_age_ms: int) -> Case:
-    placed = [order(T0 - order_age_ms + i * MIN, user=f"u{i}", merchant="m7") for i in range(3)]
+def refunds_after_payout(
+    order_age_ms: int, orders: int = 3, amount: int = 1500, users: int = 3, paid: bool = True
+) -> Case:
+    """`orders` orders at m7 (by `users` buyers taking turns), the night's
+    payout 3 hours later (or none), then each refunded `order_age_ms` after
+    it was placed, by the buyer."""
+    placed = [
+        order(T0 - order_age_ms + i * MIN, user=f"u{i % users}", merchant="m7", amount=amount)
+        for i in range(orders)
+    ]
+    payouts = [payout(T0 - order_age_ms + 3 * HOUR, merchant="m7")] if paid else []
     refunds = [
-        refund(
-            T0 + i * HOUR, order_id_of(o), user=f"u{i}", merchant="m7", by=RefundInitiator.MERCHANT
-        )
+        refund(T0 + i * MIN, order_id_of(o), user=f"u{i % users}", merchant="m7", amount=amount)
         for i, o in enumerate(placed)
     ]
-    return placed, refunds
+    return placed + payouts, refunds
 
 
 def payout_to(dest: str) -> Case:
@@ -285,9 +292,17 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: merchant_refund_day(20, 6),
         lambda: merchant_refund_day(20, 2),  # a bad day in the kitchen
     ),
-    "merchant_refunds_after_settlement_7d": (
-        lambda: merchant_refunds_of(order_age_ms=2 * DAY),
-        lambda: merchant_refunds_of(order_age_ms=2 * HOUR),  # cancelling unfulfilled orders
+    "merchant_refunds_after_payout_7d": (
+        lambda: refunds_after_payout(order_age_ms=3 * DAY),
+        lambda: refunds_after_payout(order_age_ms=30 * HOUR),  # a bad evening, refunded next day
+    ),
+    "merchant_refund_value_after_payout_7d": (
+        lambda: refunds_after_payout(3 * DAY, orders=2, amount=15_000),
+        lambda: refunds_after_payout(3 * DAY, orders=2, amount=15_000, paid=False),  # not paid yet
+    ),
+    "user_refunds_after_payout_30d": (
+        lambda: refunds_after_payout(3 * DAY, orders=2, users=1),
+        lambda: refunds_after_payout(3 * DAY, orders=1, users=1),
     ),
     "new_destination_large_payout": (
         lambda: payout_to("iban-new"),
@@ -376,6 +391,17 @@ def weekly_caterer(age_days: int) -> Case:
         ]
     history += [order(T0 + h * HOUR, merchant="m7", amount=100_000) for h in range(4)]
     return history, [payout(T0 + 15 * HOUR, merchant="m7", amount=400_000)]
+
+
+def test_a_refund_is_after_payout_only_when_a_payout_came_between_order_and_refund() -> None:
+    rule = RULES["merchant_refunds_after_payout_7d"]
+    history, judged = refunds_after_payout(order_age_ms=3 * DAY)
+    fired = judge(rule, history, judged)
+    assert fired and fired[-1].alert.observed == 3
+    # The payout before the orders paid for nothing of theirs.
+    early = [payout(T0 - 4 * DAY, merchant="m7")]
+    orders_only = [h for h in history if h[0] is not Topic.PAYOUTS]
+    assert judge(rule, early + orders_only, judged) == []
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,7 @@ def test_the_default_money_rules_are_the_ones_with_money_limits() -> None:
         "device_subsidy_24h",
         "established_merchant_gmv_surge",
         "merchant_gmv_surge_before_payout",
+        "merchant_refund_value_after_payout_7d",
         "merchant_subsidy_share_7d",
         "payout_exceeds_earnings_30d",
         "young_merchant_gmv_24h",

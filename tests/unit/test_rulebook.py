@@ -8,7 +8,7 @@ import pytest
 from detectors.aggregates import AggregateKind
 from detectors.money import PerCurrency
 from detectors.rulebook import RulebookError, parse_rulebook
-from detectors.rules import ActionKind, Comparison, CountRequirement, Mode
+from detectors.rules import ActionKind, AgeRequirement, Comparison, CountRequirement, Mode
 from tests.unit.test_money_rules import MONEY_MISTAKES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -301,6 +301,11 @@ def test_balance_surge_and_retained_ages_parse() -> None:
     assert balance.aggregate.bucket_ms == balance.other.bucket_ms == 3_600_000
     # credits reach back one settlement period further than debits
     assert (balance.aggregate.window_ms, balance.other.window_ms) == (31 * DAY_MS, 30 * DAY_MS)
-    (req,) = by_id["merchant_refunds_after_settlement_7d"].requires
-    assert req.first_seen.entity[0].value == "order" and req.first_seen.window_ms == 35 * 86_400_000
+    paid = by_id["merchant_refunds_after_payout_7d"].metric.aggregate
+    assert [c.field for c in paid.where] == ["paid_out_at_ms", "order_age_ms"]
+    assert paid.where[1].value == 2 * DAY_MS  # a duration, for a *_ms field
+    retained = GOOD_RULE + "    requires: [{age_of: order, op: '>=', value: 1d, retain: 35d}]\n"
+    (req,) = parse_rulebook("rules:\n" + retained).rules[0].requires
+    assert isinstance(req, AgeRequirement)
+    assert req.first_seen.entity[0].value == "order" and req.first_seen.window_ms == 35 * DAY_MS
     assert by_id["self_dealing_buyer_pays_from_payout_account"].threshold == 0.0

@@ -181,7 +181,7 @@ def test_cli_writes_events_and_labels(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["simulate", "--out", str(out), "--labels", str(labels), "--scale", "0.1"]
     assert main([*argv, "--days", "2", "--seed", "5", "--start", "2026-10-01"]) == 0
     summary = capsys.readouterr().out
-    assert "orders" in summary and "26 scenarios" in summary
+    assert "orders" in summary and "28 scenarios" in summary
     loaded = load_labels(labels)
     assert loaded.events == len(out.read_bytes().splitlines()) and loaded.seed == 5
     assert out.read_bytes().startswith(b'{"topic":') and b"2026-10-01T" in out.read_bytes()
@@ -343,6 +343,33 @@ def test_refund_scenarios_cross(run: SimulationResult) -> None:
     )
     back = sum(1 for f in theirs if last - DAY < f.occurred_at_ms <= last)
     assert len(spike) == 12 and sold >= 25 and back / sold >= 0.35
+
+
+def _paid_out_age(run: SimulationResult, refund: Refund) -> int | None:
+    """The refunded order's age when a payout of its merchant came between
+    the order and the refund (the rules' reading), else None."""
+    placed = next(o.occurred_at_ms for o in orders(run) if o.order_id == refund.order_id)
+    paid = any(
+        placed < p.occurred_at_ms <= refund.occurred_at_ms
+        for p in payouts(run)
+        if p.merchant_id == refund.merchant_id
+    )
+    return refund.occurred_at_ms - placed if paid else None
+
+
+def test_refund_ring_is_paid_out_and_old_and_the_household_refund_is_young(
+    run: SimulationResult,
+) -> None:
+    label = scenario(run, ScenarioName.REFUND_RING)
+    merchant, buyers = ids(label, EntityType.MERCHANT), ids(label, EntityType.USER)
+    ring = [f for f in refunds(run) if f.merchant_id in merchant and f.user_id in buyers]
+    ages = [_paid_out_age(run, f) for f in ring]
+    assert len(ring) == 8 and all(a is not None and a >= 2 * DAY for a in ages)
+    label = scenario(run, ScenarioName.HOUSEHOLD_REFUND)
+    merchant, members = ids(label, EntityType.MERCHANT), ids(label, EntityType.USER)
+    theirs = [f for f in refunds(run) if f.merchant_id in merchant and f.user_id in members]
+    ages = [_paid_out_age(run, f) for f in theirs]
+    assert len(theirs) == 4 and all(a is not None and a < DAY for a in ages)  # paid out, young
 
 
 def _balance_before(run: SimulationResult, merchant: str, payout: Payout) -> int:
