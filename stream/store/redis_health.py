@@ -1,0 +1,130 @@
+"""The merchant-health ledger on Redis (standalone or Cluster): plain
+commands in one pipeline per call, no script. Each violation is written
+with HSETNX (idempotent by id) and its owner recorded for removal by id;
+reads are one HGETALL per merchant. A batch without violations or new
+snapshots writes nothing. Any Redis failure surfaces as StoreUnavailable,
+so the batch is retried."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from detectors.errors import StoreUnavailable
+from detectors.rules_entities import EntityType
+from stream.store import keys
+from stream.store.health_ledger import (
+    LedgerEntry,
+    MerchantHealthState,
+    entry_from_json,
+    entry_to_json,
+)
+
+__all__ = ["LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
+
+VIOLATION_PREFIX = "v:"
+LAST_FIELD = "last"
+_MERCHANT = (EntityType.MERCHANT,)
+
+
+class RedisHealthLedger:
+    def __init__(self, client: Any, namespace: str, hasher: keys.KeyHasher, keep_ms: int) -> None:
+        """`keep_ms`: a merchant's ledger outlives its last write by this
+        much wall time (a TTL that only reclaims merchants nobody sees)."""
+        self._client = client
+        self._ns = namespace
+        self._hasher = hasher
+        self._keep_ms = keep_ms
+        self._owners = keys.health_owners(namespace)
+        # Called with (op, seconds, error kind or None) after every call.
+        self.observer: Callable[[str, float, str | None], None] | None = None
+
+    def _key(self, merchant_id: str) -> str:
+        return keys.merchant_health(self._ns, self._hasher.tag(_MERCHANT, (merchant_id,)))
+
+    async def _run(self, op: str, build: Callable[[Any], None]) -> list[Any]:
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            build(pipe)
+            result: Awaitable[list[Any]] = pipe.execute()
+            return await result
+        except (RedisError, OSError) as exc:
+            error = type(exc).__name__
+            raise StoreUnavailable(f"health.{op}", exc) from exc
+        finally:
+            if self.observer is not None:
+                self.observer(f"health.{op}", time.perf_counter() - started, error)
+
+    async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
+        if not merchants:
+            return {}
+
+        def build(pipe: Any) -> None:
+            for m in merchants:
+                pipe.hgetall(self._key(m))
+
+        replies = await self._run("read", build)
+        return {m: _state(reply) for m, reply in zip(merchants, replies, strict=True)}
+
+    async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
+        if not entries:
+            return []
+
+        def build(pipe: Any) -> None:
+            for e in entries:
+                key, vid = self._key(e.merchant_id), e.violation.violation_id
+                pipe.hsetnx(key, VIOLATION_PREFIX + vid, entry_to_json(e))
+                pipe.hset(self._owners, vid, e.merchant_id)
+                pipe.pexpire(key, self._keep_ms)
+
+        replies = await self._run("record", build)
+        return [bool(r) for r in replies[0::3]]
+
+    async def remove(self, violation_ids: Sequence[str]) -> list[str]:
+        if not violation_ids:
+            return []
+        (owners,) = await self._run("owners", lambda p: p.hmget(self._owners, list(violation_ids)))
+        found = [(vid, _text(m)) for vid, m in zip(violation_ids, owners, strict=True) if m]
+        if not found:
+            return []
+
+        def build(pipe: Any) -> None:
+            for vid, merchant in found:
+                pipe.hdel(self._key(merchant), VIOLATION_PREFIX + vid)
+                pipe.hdel(self._owners, vid)
+
+        replies = await self._run("remove", build)
+        return [m for (_, m), n in zip(found, replies[0::2], strict=True) if n]
+
+    async def save(self, snapshots: Mapping[str, bytes]) -> None:
+        if not snapshots:
+            return
+
+        def build(pipe: Any) -> None:
+            for merchant, snapshot in snapshots.items():
+                key = self._key(merchant)
+                pipe.hset(key, LAST_FIELD, snapshot)
+                pipe.pexpire(key, self._keep_ms)
+
+        await self._run("save", build)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _state(fields: Mapping[Any, Any]) -> MerchantHealthState:
+    last: bytes | None = None
+    entries = []
+    for name, value in sorted(fields.items()):
+        field = _text(name)
+        if field == LAST_FIELD:
+            last = value if isinstance(value, bytes) else str(value).encode()
+        elif field.startswith(VIOLATION_PREFIX):
+            entries.append(entry_from_json(value))
+    return MerchantHealthState(tuple(entries), last)
