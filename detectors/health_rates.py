@@ -3,9 +3,9 @@ store's answers become a scorer's inputs.
 
 The rates are plain per-merchant counts over event-time windows, so they
 are kept by the same aggregates the rules use: the plan asks for them in
-the batch's one store call (an order or a refund feeds its count and reads
-the others), and no second counting path, key layout or round trip exists
-for them. A rule counting the very same thing (same topics, window,
+the batch's one store call (an order or a refund feeds its count, and
+every event of the merchant reads them), and no second counting path,
+key layout or round trip exists for them. A rule counting the very same thing (same topics, window,
 resolution and conditions) shares the state, as two rules do.
 
 Rates the input contract cannot measure yet are not fed, and a rate not
@@ -36,8 +36,9 @@ from detectors.windows import default_bucket_ms
 
 __all__ = ["HEALTH_TOPICS", "HealthAggregates", "RateSpecs", "health_aggregates"]
 
-# The events a snapshot is computed at: the ones that move a rate.
-HEALTH_TOPICS = frozenset({Topic.ORDERS, Topic.REFUNDS})
+# The events a snapshot may be computed at: every event names its merchant,
+# and a freeze is scored at its trigger, which may be a payout or a redemption.
+HEALTH_TOPICS = frozenset(Topic)
 _MERCHANT = (EntityType.MERCHANT,)
 _BY_MERCHANT = (Condition("initiated_by", Op.EQ, RefundInitiator.MERCHANT.value),)
 

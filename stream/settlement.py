@@ -104,6 +104,7 @@ class Settlement:
         for c, held in zip(guarded, verdicts.held, strict=True):
             if held is None:
                 freezes_by_event.setdefault(c.event.event_id, []).append(c.freeze)
+                result.freeze_alerts[c.alert.alert_id] = c.alert
                 continue
             count(result.suppressed, held)
             if (payload := marked(c.alert, held)) is not None:

@@ -98,7 +98,10 @@ class HealthLedger(Protocol):
 
     async def remove(self, violation_ids: Sequence[str]) -> list[str]:
         """Remove violations by id, whichever merchant holds them; returns
-        the merchants that lost one (in the order of `violation_ids`)."""
+        the merchant of each id ever recorded, removed now or before (in the
+        order of `violation_ids`), so a release retried after a crash
+        re-scores the same merchants. The owner of an id is kept: freezes
+        are few, and an id recorded again goes to the same merchant."""
 
     async def save(self, snapshots: Mapping[str, bytes]) -> None:
         """Remember each merchant's last published snapshot."""
@@ -135,9 +138,9 @@ class MemoryHealthLedger:
     async def remove(self, violation_ids: Sequence[str]) -> list[str]:
         out = []
         for vid in violation_ids:
-            merchant = self.owner.pop(vid, None)
-            held = self.entries.get(merchant) if merchant is not None else None
-            if merchant is not None and held is not None and held.pop(vid, None) is not None:
+            merchant = self.owner.get(vid)
+            if merchant is not None:
+                self.entries.get(merchant, {}).pop(vid, None)
                 out.append(merchant)
         return out
 

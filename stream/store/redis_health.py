@@ -96,10 +96,9 @@ class RedisHealthLedger:
         def build(pipe: Any) -> None:
             for vid, merchant in found:
                 pipe.hdel(self._key(merchant), VIOLATION_PREFIX + vid)
-                pipe.hdel(self._owners, vid)
 
-        replies = await self._run("remove", build)
-        return [m for (_, m), n in zip(found, replies[0::2], strict=True) if n]
+        await self._run("remove", build)
+        return [m for _, m in found]
 
     async def save(self, snapshots: Mapping[str, bytes]) -> None:
         if not snapshots:

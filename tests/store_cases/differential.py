@@ -27,6 +27,7 @@ from stream.store.base import (
     IncidentOutcome,
 )
 from stream.store.guard_counters import GuardCounters
+from stream.store.health_ledger import HealthLedger
 
 Traffic = list[tuple[Topic, SourceRecord]]
 
@@ -88,6 +89,9 @@ class Recording:
 
     def guard_counters(self) -> GuardCounters:
         return self._inner.guard_counters()
+
+    def health_ledger(self) -> HealthLedger:
+        return self._inner.health_ledger()
 
 
 @dataclass

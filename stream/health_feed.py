@@ -1,0 +1,367 @@
+"""Merchant health in the live worker and the backtest alike: the last step
+of a batch (stream.pipeline) and of a release (stream.releases).
+
+Per batch, with a `health` section in the rules:
+1. each freeze the batch publishes on a merchant (its subject, or the
+   merchant its alert's evidence names) becomes a violation in the ledger,
+   dated at its trigger event (one pipelined write, only in batches that
+   freeze);
+2. the ledger of the batch's merchants is read (one pipelined read);
+3. at every event of a merchant, in batch order, the merchant is scored
+   on the rates the aggregate call returned for that event
+   (detectors.health_rates), its violations and its block-list entry, and
+   the snapshot is published when detectors.health_score.should_emit says
+   so; a band change also goes to `merchant-health-changes`;
+4. the last published snapshot of each merchant is saved (one pipelined
+   write, only in batches that publish one).
+
+Determinism (the backtest publishes what the worker does): the snapshot at
+an event depends only on the events before it (the ledger holds the
+violations of earlier batches; a violation of this batch is seen from its
+trigger event on), never on where a batch ends. The emit interval is
+event time for the same reason: a wall-clock limit would publish
+different snapshots for a backtest replaying a month in minutes, and for
+each run of it. `computed_at` is the only wall-clock field.
+
+At least once: the saved snapshot names the event that published it; a
+batch redone after a crash republishes it byte for byte at that event
+(an earlier snapshot of the same merchant in that batch, superseded on the
+compacted topic, is not republished).
+
+Verdicts (an analyst's true positive) are not an input yet: their entry
+point is `HealthFeed.record_verdicts`, which nothing calls until the
+console publishes verdicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detectors import engine
+from detectors.control_snapshot import ControlSnapshot
+from detectors.decisions import Alert, Freeze
+from detectors.events import Topic
+from detectors.health_model import Band, HealthModel
+from detectors.health_rates import HealthAggregates, health_aggregates
+from detectors.health_score import (
+    HealthInputs,
+    HealthSnapshot,
+    RateCounts,
+    Violation,
+    ViolationSource,
+    score,
+    should_emit,
+)
+from detectors.health_wire import LastSnapshot, band_change_wire, read_last, snapshot_wire
+from detectors.list_names import ListEntityType, ListName
+from detectors.rules import Severity
+from detectors.rules_entities import EntityType
+from stream.batch_outputs import BatchResult, OutputRecord
+from stream.codec import Decoded
+from stream.settings import Settings
+from stream.store.base import EventObservations, EventStatus, EventStore
+from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealthState
+
+__all__ = [
+    "BLOCK_LIST_SEVERITY",
+    "HealthFeed",
+    "Published",
+    "Touch",
+    "release_hook",
+    "stored_snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+# A merchant on the block list: the severity of the list's own alert.
+BLOCK_LIST_SEVERITY = Severity.HIGH
+
+# (topic, key, value), returning once Kafka acknowledged it (stream.releases.Publish).
+Publish = Callable[[str, bytes, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One event of a merchant, with the rates as of that event."""
+
+    merchant_id: str
+    event_id: str
+    position: str  # the event's source position: what published a snapshot
+    at_ms: int
+    orders: int
+    rates: dict[Any, RateCounts]
+
+
+@dataclass(slots=True)
+class Published:
+    """A merchant's last published snapshot as the ledger keeps it."""
+
+    wire: dict[str, Any]
+    change: dict[str, Any] | None
+    trigger: str  # the position of the event that published it (or `release:<id>`)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"wire": self.wire, "change": self.change, "trigger": self.trigger})
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Published:
+        doc = orjson.loads(raw)
+        return cls(doc["wire"], doc["change"], doc["trigger"])
+
+
+def stored_snapshot(state: MerchantHealthState) -> dict[str, Any] | None:
+    """The published snapshot a merchant's ledger holds (what the CLI prints)."""
+    return Published.from_json(state.last).wire if state.last is not None else None
+
+
+@dataclass(slots=True)
+class _Merchant:
+    """One merchant while a batch is scored."""
+
+    visible: list[Violation]
+    hidden: dict[str, list[Violation]]  # trigger event id → this batch's violations
+    last: Published | None
+    previous: LastSnapshot | None
+    saved: Published | None = None
+
+
+@dataclass(slots=True)
+class HealthFeed:
+    """`store`'s ledger is asked for on first use: a rule set without a
+    `health` section never touches it."""
+
+    settings: Settings
+    store: EventStore
+    _aggs: dict[int, HealthAggregates] = field(default_factory=dict)
+    _ledger: HealthLedger | None = None
+    # Told of each published snapshot's band (merchant, previous band, band): metrics.
+    on_band: Callable[[str, Band | None, Band], None] | None = None
+
+    @property
+    def ledger(self) -> HealthLedger:
+        if self._ledger is None:
+            self._ledger = self.store.health_ledger()
+        return self._ledger
+
+    def aggregates(self, model: HealthModel) -> HealthAggregates:
+        key = id(model)
+        if key not in self._aggs:
+            self._aggs = {key: health_aggregates(model)}
+        return self._aggs[key]
+
+    async def conclude(
+        self,
+        planned: Sequence[tuple[Topic, Decoded, list[engine.GroupRequest]]],
+        observations: Sequence[EventObservations],
+        result: BatchResult,
+        under: tuple[ControlSnapshot, HealthModel | None, str],
+        now_ms: int,
+    ) -> None:
+        """`under`: the control snapshot, health model and ruleset_version
+        the batch was judged under."""
+        control, model, version = under
+        if model is None:
+            return
+        touches = list(_touches(planned, observations, self.aggregates(model)))
+        new = _freeze_violations(result, model)
+        if new:
+            await self.ledger.record([e for _, e in new])
+        if not touches:
+            return
+        merchants = list(dict.fromkeys(t.merchant_id for t in touches))
+        states = await self.ledger.read(merchants)
+        scored = {m: _start(states[m], new) for m in merchants}
+        for t in touches:
+            self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
+        saves = {m: s.saved.to_json() for m, s in scored.items() if s.saved is not None}
+        await self.ledger.save(saves)
+
+    def _score(
+        self,
+        m: _Merchant,
+        t: Touch,
+        under: tuple[ControlSnapshot, HealthModel, str],
+        now_ms: int,
+        result: BatchResult,
+    ) -> None:
+        control, model, version = under
+        m.visible += m.hidden.pop(t.event_id, [])
+        if m.last is not None and m.last.trigger == t.position:
+            self._publish(m.last, result)  # a batch redone: the same records again
+            return
+        if m.previous is not None and t.at_ms - m.previous.as_of_ms < model.emit_interval_ms:
+            return  # should_emit would say no: the scoring is skipped
+        violations = [*m.visible, *_block_listed(control, t.merchant_id, t.at_ms)]
+        inputs = HealthInputs(t.merchant_id, t.orders, violations, t.rates)
+        snap = score(inputs, model, t.at_ms)
+        previous = m.previous.as_snapshot(t.merchant_id) if m.previous else None
+        remodelled = m.previous is not None and (
+            m.previous.score_model_version != model.score_model_version
+        )
+        if not (should_emit(previous, snap, model) or remodelled):
+            return
+        published = self._published(snap, model, (t.orders, version, now_ms), m.previous)
+        published.trigger = t.position
+        self._publish(published, result)
+        m.previous, m.last, m.saved = read_last(published.wire), published, published
+
+    def _published(
+        self,
+        snap: HealthSnapshot,
+        model: HealthModel,
+        facts: tuple[int, str, int],
+        previous: LastSnapshot | None,
+    ) -> Published:
+        orders, version, now_ms = facts
+        wire = snapshot_wire(snap, model, orders, version, now_ms)
+        change = None
+        if previous is None or previous.band is not snap.band:
+            before = previous.band if previous else None
+            change = band_change_wire(wire, before, previous.score if previous else None)
+            if self.on_band is not None:
+                self.on_band(snap.merchant_id, before, snap.band)
+        return Published(wire, change, "")
+
+    def _publish(self, p: Published, result: BatchResult) -> None:
+        key = str(p.wire["merchant_id"]).encode()
+        topics = self.settings.topics
+        result.outputs.append(OutputRecord(topics.merchant_health, key, orjson.dumps(p.wire)))
+        if p.change is not None:
+            value = orjson.dumps(p.change)
+            result.outputs.append(OutputRecord(topics.merchant_health_changes, key, value))
+
+    async def released(
+        self,
+        freeze_ids: Sequence[str],
+        under: tuple[ControlSnapshot, HealthModel | None, str],
+        now_ms: int,
+        publish: Publish,
+    ) -> int:
+        """A freeze released as a false positive or on appeal: its violation
+        goes at once, and each merchant that had it is re-scored from its
+        last snapshot's rates, as of that snapshot, and published whatever
+        the emit interval. Returns how many snapshots were published."""
+        control, model, version = under
+        merchants = list(dict.fromkeys(await self.ledger.remove(freeze_ids)))
+        if model is None or not merchants:
+            return 0
+        states = await self.ledger.read(merchants)
+        saves: dict[str, bytes] = {}
+        for merchant in merchants:
+            if states[merchant].last is None:
+                continue
+            last = Published.from_json(states[merchant].last or b"")
+            previous = read_last(last.wire)
+            violations = [e.violation for e in states[merchant].violations]
+            violations += _block_listed(control, merchant, previous.as_of_ms)
+            inputs = HealthInputs(merchant, previous.orders, violations, previous.rates)
+            snap = score(inputs, model, previous.as_of_ms)
+            p = self._published(snap, model, (previous.orders, version, now_ms), previous)
+            p.trigger = f"release:{','.join(freeze_ids)}"
+            out = BatchResult()
+            self._publish(p, out)
+            for o in out.outputs:
+                await publish(o.topic, o.key or b"", o.value)
+            saves[merchant] = p.to_json()
+        await self.ledger.save(saves)
+        return len(saves)
+
+    async def record_verdicts(self, verdicts: Sequence[LedgerEntry]) -> list[bool]:
+        """The entry point for analysts' true-positive verdicts (source
+        `verdict`), for the console to call once it publishes them: they
+        are recorded like freezes and count from the merchant's next event.
+        Nothing calls it yet."""
+        return await self.ledger.record(verdicts)
+
+
+def release_hook(
+    feed: HealthFeed,
+    under: Callable[[], tuple[ControlSnapshot, HealthModel | None, str]],
+    publish: Publish,
+) -> Callable[[str, int], Awaitable[None]]:
+    """stream.releases' `on_released` for the worker: re-score at once under
+    the worker's current control snapshot and rules."""
+
+    async def on_released(freeze_id: str, now_ms: int) -> None:
+        await feed.released([freeze_id], under(), now_ms, publish)
+
+    return on_released
+
+
+def _touches(
+    planned: Sequence[tuple[Topic, Decoded, list[engine.GroupRequest]]],
+    observations: Sequence[EventObservations],
+    aggs: HealthAggregates,
+) -> Iterable[Touch]:
+    for (_, d, _), obs in zip(planned, observations, strict=True):
+        merchant = getattr(d.event, "merchant_id", None)
+        if not merchant or obs.status is EventStatus.TOO_OLD:
+            continue
+        counts = aggs.counts(obs.values)
+        if counts is None:
+            continue
+        e = d.event
+        yield Touch(merchant, e.event_id, d.record.position.token(), e.occurred_at_ms, *counts)
+
+
+def _merchant_of(freeze: Freeze, alert: Alert | None) -> str | None:
+    """The merchant a freeze is held against: its subject, or the merchant
+    its alert's evidence names (a rule keyed on [user, merchant])."""
+    if freeze.subject_type is EntityType.MERCHANT:
+        return freeze.subject_id
+    key = alert.evidence.get("key") if alert is not None else None
+    if isinstance(key, dict) and isinstance(key.get(EntityType.MERCHANT.value), str):
+        return str(key[EntityType.MERCHANT.value])
+    return None
+
+
+def _freeze_violations(result: BatchResult, model: HealthModel) -> list[tuple[str, LedgerEntry]]:
+    """(trigger event id, violation) of each published freeze on a merchant."""
+    out = []
+    for f in result.freezes:
+        alert = result.freeze_alerts.get(f.reason_alert_id)
+        merchant = _merchant_of(f, alert)
+        if merchant is None or alert is None:
+            continue
+        at = alert.occurred_at_ms
+        evidence = (alert.alert_id,)
+        v = Violation(f.freeze_id, ViolationSource.FREEZE, f.severity, at, evidence, f.rule_id)
+        points = model.points.get(f.severity, 0)
+        entry = LedgerEntry(merchant, v, points, at + model.expiry_of(f.severity))
+        out.append((alert.trigger_event_id, entry))
+    return out
+
+
+def _start(state: MerchantHealthState, new: list[tuple[str, LedgerEntry]]) -> _Merchant:
+    """A merchant's scoring state at the start of a batch: the violations of
+    earlier batches are visible; this batch's from their trigger event on."""
+    mine = {e.violation.violation_id: trigger for trigger, e in new}
+    visible: list[Violation] = []
+    hidden: dict[str, list[Violation]] = {}
+    for e in state.violations:
+        trigger = mine.get(e.violation.violation_id)
+        if trigger is None:
+            visible.append(e.violation)
+        else:
+            hidden.setdefault(trigger, []).append(e.violation)
+    last = Published.from_json(state.last) if state.last is not None else None
+    previous = read_last(last.wire) if last is not None else None
+    return _Merchant(visible, hidden, last, previous)
+
+
+def _block_listed(control: ControlSnapshot, merchant: str, at_ms: int) -> list[Violation]:
+    """The merchant's block-list entry, active at `at_ms`, as a violation:
+    it counts while the entry stands (the control snapshot is the record of
+    it, so nothing is written), dated at the entry's issue or the event,
+    whichever is earlier."""
+    entry = control.listed(ListName.BLOCK, ListEntityType.MERCHANT, merchant, at_ms)
+    if entry is None:
+        return []
+    meta = entry.meta
+    since = min(meta.issued_at_ms, at_ms)
+    return [Violation(meta.control_id, ViolationSource.BLOCK_LIST, BLOCK_LIST_SEVERITY, since)]

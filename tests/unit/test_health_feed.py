@@ -1,0 +1,169 @@
+"""Merchant health fed by the pipeline (stream.health_feed) on the in-memory
+store: snapshots at a merchant's events, a freeze of the merchant as a
+violation, its release as a false positive taking it back at once, the
+emit rule in event time, batch boundaries that change nothing, and a batch
+redone after a crash republishing the same records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors.control import ListEntry, Provenance
+from detectors.control_snapshot import fold
+from detectors.events import Topic
+from detectors.list_names import ListEntityType, ListName
+from detectors.rulebook import Rulebook
+from stream.pipeline import Pipeline
+from stream.rules_loading import load_rulebook
+from stream.settings import Settings
+from stream.store.memory_store import MemoryStore
+from tests.integration.services import order_json
+from tests.store_cases.pipeline import NOW, at, on, records
+from tests.store_cases.requests import process
+
+RULES = """\
+ruleset: health-test
+ruleset_version: "1"
+health:
+  score_model_version: h-test
+  min_orders: 3
+  emit_interval: 1m
+rules:
+  - id: merchant_order_burst
+    version: 1
+    triggers: [orders]
+    entity: merchant
+    metric: {kind: count, topics: [orders], window: 10m}
+    compare: ">="
+    threshold: 5
+    severity: critical
+    action: {type: fund_freeze, scope: payouts, duration: 3d}
+"""
+SETTINGS = Settings()
+HEALTH, CHANGES = SETTINGS.topics.merchant_health, SETTINGS.topics.merchant_health_changes
+
+
+@pytest.fixture
+def rulebook(tmp_path: Path) -> Rulebook:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return load_rulebook(SETTINGS.replace(rules_file=path))
+
+
+def orders(n: int, first: int = 0, merchant: str = "m-1") -> list[bytes]:
+    """One order a minute from 12:00."""
+    return [order_json(f"o{i}", f"u{i}", at(i), merchant) for i in range(first, first + n)]
+
+
+async def run(rulebook: Rulebook, batches: list[list[bytes]]) -> tuple[Pipeline, list[Any]]:
+    pipeline = Pipeline(SETTINGS, MemoryStore(), rulebook)
+    outputs, offset = [], 0
+    for values in batches:
+        result = await process(pipeline, Topic.ORDERS, records(values, first_offset=offset), NOW)
+        outputs += result.outputs
+        offset += len(values)
+    return pipeline, outputs
+
+
+def without_clock(records_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "computed_at"} for r in records_]
+
+
+async def test_a_freeze_costs_its_points_from_its_trigger_and_bands_change(
+    rulebook: Rulebook,
+) -> None:
+    _, outputs = await run(rulebook, [orders(6)])
+    snaps = on(outputs, HEALTH)
+    assert [(s["as_of"][11:16], s["score"], s["band"]) for s in snaps] == [
+        ("12:00", 1000, "insufficient_data"),  # the first snapshot of a merchant
+        ("12:02", 1000, "healthy"),  # its third order passes the volume gate
+        ("12:04", 600, "at_risk"),  # the fifth order froze it: critical, 400 points
+    ]
+    (freeze,) = on(outputs, SETTINGS.topics.fund_freezes)
+    frozen = snaps[-1]
+    assert frozen["reasons"][0]["evidence"] == [freeze["freeze_id"], freeze["reason_alert_id"]]
+    assert frozen["components"][0] == {
+        "name": "violations", "value": None, "numerator": 1, "denominator": 1,
+        "window_ms": 90 * 86_400_000, "points": 400,
+    }  # fmt: skip
+    assert frozen["volume"] == {"orders": 5, "min_orders": 3, "window_ms": 30 * 86_400_000}
+    assert frozen["score_model_version"] == "h-test" and frozen["ruleset_version"] == (
+        rulebook.digest
+    )
+    changes = on(outputs, CHANGES)
+    assert [(c["previous_band"], c["band"]) for c in changes] == [
+        (None, "insufficient_data"),
+        ("insufficient_data", "healthy"),
+        ("healthy", "at_risk"),
+    ]
+    assert all(o.key == b"m-1" for o in outputs if o.topic in (HEALTH, CHANGES))
+
+
+async def test_batch_boundaries_change_no_snapshot(rulebook: Rulebook) -> None:
+    _, whole = await run(rulebook, [orders(8)])
+    _, one_by_one = await run(rulebook, [[v] for v in orders(8)])
+    _, uneven = await run(rulebook, [orders(3), orders(4, 3), orders(1, 7)])
+    expected = without_clock(on(whole, HEALTH))
+    assert len(expected) == 3
+    assert without_clock(on(one_by_one, HEALTH)) == expected == without_clock(on(uneven, HEALTH))
+
+
+async def test_a_false_positive_release_restores_the_score_at_once(rulebook: Rulebook) -> None:
+    pipeline, outputs = await run(rulebook, [orders(6)])
+    (freeze,) = on(outputs, SETTINGS.topics.fund_freezes)
+    published: list[tuple[str, bytes, bytes]] = []
+
+    async def publish(topic: str, key: bytes, value: bytes) -> None:
+        published.append((topic, key, value))
+
+    n = await pipeline.health.released(
+        [freeze["freeze_id"]], pipeline.health_under(), NOW + 5, publish
+    )
+    assert n == 1
+    (snap,) = [orjson.loads(v) for t, _, v in published if t == HEALTH]
+    assert (snap["score"], snap["band"], snap["reasons"]) == (1000, "healthy", [])
+    assert snap["as_of"] == on(outputs, HEALTH)[-1]["as_of"]  # as of its last snapshot
+    (change,) = [orjson.loads(v) for t, _, v in published if t == CHANGES]
+    assert (change["previous_band"], change["band"]) == ("at_risk", "healthy")
+    # The merchant's next events are scored without it.
+    more = records(orders(2, 10), first_offset=6)
+    later = await process(pipeline, Topic.ORDERS, more, NOW)
+    assert [s["score"] for s in on(later.outputs, HEALTH)] == []  # unchanged: nothing to say
+    state = await pipeline.health.ledger.read(["m-1"])
+    assert state["m-1"].violations == ()
+
+
+async def test_a_redone_batch_republishes_the_same_snapshot(rulebook: Rulebook) -> None:
+    pipeline, first = await run(rulebook, [orders(6)])
+    again = await process(pipeline, Topic.ORDERS, records(orders(6)), NOW + 1)
+    assert [o for o in again.outputs if o.topic == HEALTH] == [
+        [o for o in first if o.topic == HEALTH][-1]
+    ]
+
+
+async def test_a_block_listed_merchant_counts_as_a_violation_while_listed(
+    rulebook: Rulebook,
+) -> None:
+    pipeline = Pipeline(SETTINGS, MemoryStore(), rulebook)
+    meta = Provenance("ctl-1", "alice", "chargeback ring", NOW - 10**9)
+    entry = ListEntry(ListName.BLOCK, ListEntityType.MERCHANT, "m-1", None, False, meta)
+    pipeline.control = fold([(entry.key(), entry)], pipeline.control)
+    result = await process(pipeline, Topic.ORDERS, records(orders(1)), NOW)
+    (snap,) = on(result.outputs, HEALTH)
+    assert (snap["score"], snap["band"]) == (800, "healthy")  # high: 200 points
+    assert snap["reasons"][0]["evidence"] == ["ctl-1"]  # the list entry's control id
+
+
+async def test_without_a_health_section_nothing_is_scored(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        RULES.replace(
+            "health:\n  score_model_version: h-test\n  min_orders: 3\n  emit_interval: 1m\n", ""
+        )
+    )
+    _, outputs = await run(load_rulebook(SETTINGS.replace(rules_file=path)), [orders(6)])
+    assert on(outputs, HEALTH) == [] and on(outputs, CHANGES) == []
