@@ -6,6 +6,7 @@ release restores it."""
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,9 @@ import pytest
 
 from detectors.events import Topic
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
-from stream import kafka_io
+from stream import health_cli, kafka_io
 from stream.backtest import run_backtest
+from stream.cli import build_parser
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from tests.integration.services import (
@@ -173,3 +175,9 @@ def test_a_merchant_freeze_lowers_the_score_and_a_false_positive_release_restore
         r for r in snapshots(s, s.topics.merchant_health_changes) if r["merchant_id"] == "m-fp"
     ]
     assert [c["band"] for c in changes][-2:] == ["at_risk", "healthy"]
+    out = io.StringIO()  # the CLI reads the same snapshot through the store
+    assert health_cli.run(s, build_parser().parse_args(["health", "m-fp"]), out) == 0
+    assert out.getvalue().startswith("merchant m-fp: score 1000/1000, band healthy\n")
+    assert "violations on record: none" in out.getvalue()
+    args = build_parser().parse_args(["health", "m-unknown"])
+    assert health_cli.run(s, args, io.StringIO()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 
@@ -17,6 +18,8 @@ from detectors.control_snapshot import fold
 from detectors.events import Topic
 from detectors.list_names import ListEntityType, ListName
 from detectors.rulebook import Rulebook
+from stream.health_cli import format_snapshot
+from stream.health_feed import stored_snapshot
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
@@ -44,7 +47,13 @@ rules:
     action: {type: fund_freeze, scope: payouts, duration: 3d}
 """
 SETTINGS = Settings()
+SCHEMAS = Path(__file__).resolve().parents[2] / "contract" / "schemas"
 HEALTH, CHANGES = SETTINGS.topics.merchant_health, SETTINGS.topics.merchant_health_changes
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads((SCHEMAS / f"{name}.schema.json").read_bytes())
+    return loaded
 
 
 @pytest.fixture
@@ -167,3 +176,33 @@ async def test_without_a_health_section_nothing_is_scored(tmp_path: Path) -> Non
     )
     _, outputs = await run(load_rulebook(SETTINGS.replace(rules_file=path)), [orders(6)])
     assert on(outputs, HEALTH) == [] and on(outputs, CHANGES) == []
+
+
+async def test_the_cli_explains_the_stored_snapshot(rulebook: Rulebook) -> None:
+    pipeline, outputs = await run(rulebook, [orders(6)])
+    (freeze,) = on(outputs, SETTINGS.topics.fund_freezes)
+    state = (await pipeline.health.ledger.read(["m-1"]))["m-1"]
+    snapshot = stored_snapshot(state)
+    assert snapshot == on(outputs, HEALTH)[-1]
+    text = format_snapshot(snapshot, state)
+    assert text.startswith("merchant m-1: score 600/1000, band at_risk\n")
+    assert f"1. -400 critical freeze by rule merchant_order_burst ({freeze['freeze_id']})" in text
+    assert "  refund_rate              not judged: 0 of 5 is below its minimum volume " in text
+    assert "  violations               1 active " in text
+    assert f"{freeze['freeze_id']} freeze critical (400 points) at 2026-11-02T12:04" in text
+
+
+def test_published_records_match_their_schemas() -> None:
+    for name in ("merchant-health", "merchant-health-changes"):
+        jsonschema.Draft202012Validator.check_schema(load_schema(name))
+
+
+async def test_every_published_record_is_valid(rulebook: Rulebook) -> None:
+    _, outputs = await run(rulebook, [orders(8)])
+    for topic, name in ((HEALTH, "merchant-health"), (CHANGES, "merchant-health-changes")):
+        validator = jsonschema.Draft202012Validator(load_schema(name))
+        found = on(outputs, topic)
+        assert found
+        for record in found:
+            validator.validate(record)
+        assert not validator.is_valid({**found[0], "band": "great"})
