@@ -36,7 +36,7 @@ console publishes verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,7 @@ class _Merchant:
     last: Published | None
     previous: LastSnapshot | None
     saved: Published | None = None
+    start_band: Band | None = None  # the band it is counted in before the batch
 
 
 @dataclass(slots=True)
@@ -139,8 +140,8 @@ class HealthFeed:
     store: EventStore
     _aggs: dict[int, HealthAggregates] = field(default_factory=dict)
     _ledger: HealthLedger | None = None
-    # Told of each published snapshot's band (merchant, previous band, band): metrics.
-    on_band: Callable[[str, Band | None, Band], None] | None = None
+    # Told of the merchants per band after each batch and release (the worker's gauge).
+    on_bands: Callable[[Mapping[str, int]], None] | None = None
 
     @property
     def ledger(self) -> HealthLedger:
@@ -179,7 +180,16 @@ class HealthFeed:
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
         saves = {m: s.saved.to_json() for m, s in scored.items() if s.saved is not None}
-        await self.ledger.save(saves)
+        moves: dict[str, int] = {}
+        for s in scored.values():
+            if s.saved is not None:
+                _move(moves, s.start_band, read_last(s.saved.wire).band)
+        await self._save(saves, moves)
+
+    async def _save(self, saves: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
+        await self.ledger.save(saves, moves)
+        if self.on_bands is not None:
+            self.on_bands(self.ledger.band_counts)
 
     def _score(
         self,
@@ -223,8 +233,6 @@ class HealthFeed:
         if previous is None or previous.band is not snap.band:
             before = previous.band if previous else None
             change = band_change_wire(wire, before, previous.score if previous else None)
-            if self.on_band is not None:
-                self.on_band(snap.merchant_id, before, snap.band)
         return Published(wire, change, "")
 
     def _publish(self, p: Published, result: BatchResult) -> None:
@@ -252,6 +260,7 @@ class HealthFeed:
             return 0
         states = await self.ledger.read(merchants)
         saves: dict[str, bytes] = {}
+        moves: dict[str, int] = {}
         for merchant in merchants:
             if states[merchant].last is None:
                 continue
@@ -268,7 +277,8 @@ class HealthFeed:
             for o in out.outputs:
                 await publish(o.topic, o.key or b"", o.value)
             saves[merchant] = p.to_json()
-        await self.ledger.save(saves)
+            _move(moves, previous.band, snap.band)
+        await self._save(saves, moves)
         return len(saves)
 
     async def record_verdicts(self, verdicts: Sequence[LedgerEntry]) -> list[bool]:
@@ -351,7 +361,16 @@ def _start(state: MerchantHealthState, new: list[tuple[str, LedgerEntry]]) -> _M
             hidden.setdefault(trigger, []).append(e.violation)
     last = Published.from_json(state.last) if state.last is not None else None
     previous = read_last(last.wire) if last is not None else None
-    return _Merchant(visible, hidden, last, previous)
+    start = previous.band if previous is not None else None
+    return _Merchant(visible, hidden, last, previous, start_band=start)
+
+
+def _move(moves: dict[str, int], before: Band | None, after: Band) -> None:
+    if before is after:
+        return
+    if before is not None:
+        moves[before.value] = moves.get(before.value, 0) - 1
+    moves[after.value] = moves.get(after.value, 0) + 1
 
 
 def _block_listed(control: ControlSnapshot, merchant: str, at_ms: int) -> list[Violation]:

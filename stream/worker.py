@@ -100,6 +100,7 @@ class Worker:
             )
             for name in settings.topics.outputs()
         }
+        self.pipeline.health.on_bands = self.metrics.observe_health_bands
         publish = acked_publisher(self._outputs)
         rescore = release_hook(self.pipeline.health, self.pipeline.health_under, publish)
         self.releases = ReleaseTimer(

@@ -103,8 +103,15 @@ class HealthLedger(Protocol):
         re-scores the same merchants. The owner of an id is kept: freezes
         are few, and an id recorded again goes to the same merchant."""
 
-    async def save(self, snapshots: Mapping[str, bytes]) -> None:
-        """Remember each merchant's last published snapshot."""
+    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
+        """Remember each merchant's last published snapshot, and add `moves`
+        (band → change in merchants) to the band counts."""
+
+    @property
+    def band_counts(self) -> Mapping[str, int]:
+        """Merchants per band of their last snapshot, across every worker, as
+        of this ledger's last `read` (which fetches them at no extra round
+        trip) plus its own `save`s since."""
 
 
 @dataclass(slots=True)
@@ -144,5 +151,14 @@ class MemoryHealthLedger:
                 out.append(merchant)
         return out
 
-    async def save(self, snapshots: Mapping[str, bytes]) -> None:
+    bands: dict[str, int] = field(default_factory=dict)
+
+    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
         self.last.update(snapshots)
+        for band, n in moves.items():
+            if n:
+                self.bands[band] = self.bands.get(band, 0) + n
+
+    @property
+    def band_counts(self) -> Mapping[str, int]:
+        return dict(self.bands)

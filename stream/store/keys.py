@@ -28,6 +28,7 @@ with one SCAN pattern.
                                           member=event digest, score=event ms
     <ns>:{m:<h>}:health             HASH  a merchant's health ledger and last snapshot
     <ns>:{health}:owners            HASH  violation id → merchant id
+    <ns>:{health}:bands             HASH  band → merchants in it
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -87,6 +88,7 @@ __all__ = [
     "freeze_budget",
     "frontiers",
     "guard_generation",
+    "health_bands",
     "health_owners",
     "incident",
     "key_layout",
@@ -307,3 +309,10 @@ def health_owners(ns: str) -> str:
     ledger a released freeze's violation is in. Violations are few (one per
     standing freeze): one slot holds them."""
     return f"{ns}:{{health}}:owners"
+
+
+def health_bands(ns: str) -> str:
+    """HASH band → merchants whose last health snapshot is in it, moved by
+    each published band change (every worker's): the metric of merchants
+    per band. Band names only."""
+    return f"{ns}:{{health}}:bands"

@@ -39,6 +39,8 @@ class RedisHealthLedger:
         self._hasher = hasher
         self._keep_ms = keep_ms
         self._owners = keys.health_owners(namespace)
+        self._bands = keys.health_bands(namespace)
+        self._counts: dict[str, int] = {}
         # Called with (op, seconds, error kind or None) after every call.
         self.observer: Callable[[str, float, str | None], None] | None = None
 
@@ -67,9 +69,15 @@ class RedisHealthLedger:
         def build(pipe: Any) -> None:
             for m in merchants:
                 pipe.hgetall(self._key(m))
+            pipe.hgetall(self._bands)
 
-        replies = await self._run("read", build)
+        *replies, bands = await self._run("read", build)
+        self._counts = {_text(k): int(v) for k, v in bands.items()}
         return {m: _state(reply) for m, reply in zip(merchants, replies, strict=True)}
+
+    @property
+    def band_counts(self) -> Mapping[str, int]:
+        return dict(self._counts)
 
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         if not entries:
@@ -100,8 +108,9 @@ class RedisHealthLedger:
         await self._run("remove", build)
         return [m for _, m in found]
 
-    async def save(self, snapshots: Mapping[str, bytes]) -> None:
-        if not snapshots:
+    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
+        moved = {band: n for band, n in moves.items() if n}
+        if not snapshots and not moved:
             return
 
         def build(pipe: Any) -> None:
@@ -109,8 +118,12 @@ class RedisHealthLedger:
                 key = self._key(merchant)
                 pipe.hset(key, LAST_FIELD, snapshot)
                 pipe.pexpire(key, self._keep_ms)
+            for band, n in moved.items():
+                pipe.hincrby(self._bands, band, n)
 
         await self._run("save", build)
+        for band, n in moved.items():
+            self._counts[band] = self._counts.get(band, 0) + n
 
 
 def _text(value: bytes | str) -> str:

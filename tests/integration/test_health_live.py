@@ -32,7 +32,7 @@ from tests.integration.services import (
     wait_ready,
 )
 from tests.integration.test_live_vs_backtest import keyed
-from tests.integration.test_releases import control
+from tests.integration.test_releases import control, metric_sum
 from tests.unit.test_health_feed import RULES as FEED_RULES
 
 pytestmark = pytest.mark.integration
@@ -179,5 +179,6 @@ def test_a_merchant_freeze_lowers_the_score_and_a_false_positive_release_restore
     assert health_cli.run(s, build_parser().parse_args(["health", "m-fp"]), out) == 0
     assert out.getvalue().startswith("merchant m-fp: score 1000/1000, band healthy\n")
     assert "violations on record: none" in out.getvalue()
+    assert metric_sum([worker], 'fraud_merchant_health_merchants{band="healthy"}') >= 1
     args = build_parser().parse_args(["health", "m-unknown"])
     assert health_cli.run(s, args, io.StringIO()) == 1

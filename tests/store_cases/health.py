@@ -62,8 +62,18 @@ class HealthLedgerCases:
         self, ledger: HealthLedger
     ) -> None:
         await ledger.record([entry(1)])
-        await ledger.save({"m-1": b'{"score":800}', "m-2": b'{"score":1000}'})
-        await ledger.save({"m-1": b'{"score":600}'})
+        await ledger.save({"m-1": b'{"score":800}', "m-2": b'{"score":1000}'}, {})
+        await ledger.save({"m-1": b'{"score":600}'}, {})
         state = await ledger.read(["m-1", "m-2", "m-3"])
         assert state["m-1"] == MerchantHealthState((entry(1),), b'{"score":600}')
         assert state["m-2"].last == b'{"score":1000}' and state["m-3"].last is None
+
+    async def test_band_counts_move_with_every_save_and_come_with_a_read(
+        self, stores: Stores
+    ) -> None:
+        async with stores.scratch(stores.settings()) as store:
+            one, other = store.health_ledger(), store.health_ledger()  # two workers
+            await one.save({}, {"healthy": 2})
+            await other.save({}, {"healthy": -1, "at_risk": 1, "critical": 0})
+            await one.read(["m-1"])
+            assert one.band_counts == {"healthy": 1, "at_risk": 1}

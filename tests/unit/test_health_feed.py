@@ -206,3 +206,15 @@ async def test_every_published_record_is_valid(rulebook: Rulebook) -> None:
         for record in found:
             validator.validate(record)
         assert not validator.is_valid({**found[0], "band": "great"})
+
+
+async def test_merchants_are_counted_per_band_of_their_last_snapshot(rulebook: Rulebook) -> None:
+    seen: list[dict[str, int]] = []
+    pipeline = Pipeline(SETTINGS, MemoryStore(), rulebook)
+    pipeline.health.on_bands = lambda counts: seen.append(dict(counts))
+    values = orders(6) + orders(3, 10, merchant="m-2")
+    for i, v in enumerate(values):  # one event per batch: every move is counted
+        await process(pipeline, Topic.ORDERS, records([v], first_offset=i), NOW)
+    nonzero = {band: n for band, n in seen[-1].items() if n}
+    assert nonzero == {"at_risk": 1, "healthy": 1}
+    assert seen[0] == {"insufficient_data": 1}
