@@ -89,7 +89,8 @@ def band_change_wire(
 
 @dataclass(frozen=True, slots=True)
 class LastSnapshot:
-    """What the next decision needs of the last published snapshot."""
+    """What re-scoring needs of a published snapshot (a release re-scores a
+    merchant from its last one, without an event)."""
 
     score: int
     band: Band
@@ -97,12 +98,6 @@ class LastSnapshot:
     score_model_version: str
     orders: int
     rates: Mapping[RateKind, RateCounts]
-
-    def as_snapshot(self, merchant_id: str) -> HealthSnapshot:
-        """For detectors.health_score.should_emit, which reads score, band and time."""
-        return HealthSnapshot(
-            merchant_id, self.score, self.band, (), (), self.score_model_version, self.as_of_ms
-        )
 
 
 def read_last(wire: Mapping[str, Any]) -> LastSnapshot:

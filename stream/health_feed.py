@@ -36,13 +36,14 @@ console publishes verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from detectors import engine
+from detectors.aggregates import Observation
 from detectors.control_snapshot import ControlSnapshot
 from detectors.decisions import Alert, Freeze
 from detectors.events import Topic
@@ -51,13 +52,12 @@ from detectors.health_rates import HealthAggregates, health_aggregates
 from detectors.health_score import (
     HealthInputs,
     HealthSnapshot,
-    RateCounts,
     Violation,
     ViolationSource,
     score,
     should_emit,
 )
-from detectors.health_wire import LastSnapshot, band_change_wire, read_last, snapshot_wire
+from detectors.health_wire import band_change_wire, read_last, snapshot_wire
 from detectors.list_names import ListEntityType, ListName
 from detectors.rules import Severity
 from detectors.rules_entities import EntityType
@@ -85,38 +85,53 @@ BLOCK_LIST_SEVERITY = Severity.HIGH
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """One event of a merchant, with the rates as of that event."""
+class Touch(NamedTuple):
+    """One event of a merchant and what the store observed for it (its
+    rates are read from them only if the merchant is due a snapshot)."""
 
     merchant_id: str
-    event_id: str
-    position: str  # the event's source position: what published a snapshot
-    at_ms: int
-    orders: int
-    rates: dict[Any, RateCounts]
+    decoded: Decoded
+    values: dict[str, Observation]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Published:
-    """A merchant's last published snapshot as the ledger keeps it."""
+    """A merchant's last published snapshot as the ledger keeps it: what the
+    next batch decides on (score, band, time, model) in a small header, and
+    the records as published, kept as bytes (read once per batch, parsed
+    only by a release or the CLI; republished byte for byte)."""
 
-    wire: dict[str, Any]
-    change: dict[str, Any] | None
-    trigger: str  # the position of the event that published it (or `release:<id>`)
+    score: int
+    band: Band
+    as_of_ms: int
+    model_version: str
+    trigger: str  # the position of the event that published it (or `release:<ids>`)
+    wire: bytes  # the merchant-health record
+    change: bytes = b""  # the merchant-health-changes record, if the band changed
 
-    def to_json(self) -> bytes:
-        return orjson.dumps({"wire": self.wire, "change": self.change, "trigger": self.trigger})
+    def to_bytes(self) -> bytes:
+        header = [self.score, self.band.value, self.as_of_ms, self.model_version, self.trigger]
+        return orjson.dumps(header) + b"\n" + self.wire + b"\n" + self.change
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Published:
-        doc = orjson.loads(raw)
-        return cls(doc["wire"], doc["change"], doc["trigger"])
+    def from_bytes(cls, raw: bytes) -> Published:
+        header, wire, change = raw.split(b"\n", 2)
+        score_, band, as_of_ms, version, trigger = orjson.loads(header)
+        return cls(score_, Band(band), as_of_ms, version, trigger, wire, change)
+
+    def as_snapshot(self, merchant_id: str) -> HealthSnapshot:
+        """For detectors.health_score.should_emit, which reads score, band and time."""
+        return HealthSnapshot(
+            merchant_id, self.score, self.band, (), (), self.model_version, self.as_of_ms
+        )
 
 
 def stored_snapshot(state: MerchantHealthState) -> dict[str, Any] | None:
     """The published snapshot a merchant's ledger holds (what the CLI prints)."""
-    return Published.from_json(state.last).wire if state.last is not None else None
+    if state.last is None:
+        return None
+    wire: dict[str, Any] = orjson.loads(Published.from_bytes(state.last).wire)
+    return wire
 
 
 @dataclass(slots=True)
@@ -126,7 +141,6 @@ class _Merchant:
     visible: list[Violation]
     hidden: dict[str, list[Violation]]  # trigger event id → this batch's violations
     last: Published | None
-    previous: LastSnapshot | None
     saved: Published | None = None
     start_band: Band | None = None  # the band it is counted in before the batch
 
@@ -168,7 +182,7 @@ class HealthFeed:
         control, model, version = under
         if model is None:
             return
-        touches = list(_touches(planned, observations, self.aggregates(model)))
+        touches = _touches(planned, observations)
         new = _freeze_violations(result, model)
         if new:
             await self.ledger.record([e for _, e in new])
@@ -179,11 +193,11 @@ class HealthFeed:
         scored = {m: _start(states[m], new) for m in merchants}
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
-        saves = {m: s.saved.to_json() for m, s in scored.items() if s.saved is not None}
+        saves = {m: s.saved.to_bytes() for m, s in scored.items() if s.saved is not None}
         moves: dict[str, int] = {}
         for s in scored.values():
             if s.saved is not None:
-                _move(moves, s.start_band, read_last(s.saved.wire).band)
+                _move(moves, s.start_band, s.saved.band)
         await self._save(saves, moves)
 
     async def _save(self, saves: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
@@ -200,48 +214,63 @@ class HealthFeed:
         result: BatchResult,
     ) -> None:
         control, model, version = under
-        m.visible += m.hidden.pop(t.event_id, [])
-        if m.last is not None and m.last.trigger == t.position:
-            self._publish(m.last, result)  # a batch redone: the same records again
+        event, merchant, at_ms = t.decoded.event, t.merchant_id, t.decoded.event.occurred_at_ms
+        if m.hidden:
+            m.visible += m.hidden.pop(event.event_id, [])
+        last = m.last
+        if last is not None and last.trigger == t.decoded.record.position.token():
+            self._publish(last, merchant, result)  # a batch redone: the same records again
             return
-        if m.previous is not None and t.at_ms - m.previous.as_of_ms < model.emit_interval_ms:
+        if last is not None and at_ms - last.as_of_ms < model.emit_interval_ms:
             return  # should_emit would say no: the scoring is skipped
-        violations = [*m.visible, *_block_listed(control, t.merchant_id, t.at_ms)]
-        inputs = HealthInputs(t.merchant_id, t.orders, violations, t.rates)
-        snap = score(inputs, model, t.at_ms)
-        previous = m.previous.as_snapshot(t.merchant_id) if m.previous else None
-        remodelled = m.previous is not None and (
-            m.previous.score_model_version != model.score_model_version
-        )
+        counts = self.aggregates(model).counts(t.values)
+        if counts is None:
+            return  # too late for a window: no rates to score on
+        orders, rates = counts
+        violations = [*m.visible, *_block_listed(control, merchant, at_ms)]
+        snap = score(HealthInputs(merchant, orders, violations, rates), model, at_ms)
+        previous = last.as_snapshot(merchant) if last is not None else None
+        remodelled = last is not None and last.model_version != model.score_model_version
         if not (should_emit(previous, snap, model) or remodelled):
             return
-        published = self._published(snap, model, (t.orders, version, now_ms), m.previous)
-        published.trigger = t.position
-        self._publish(published, result)
-        m.previous, m.last, m.saved = read_last(published.wire), published, published
+        trigger = t.decoded.record.position.token()
+        published = self._published(snap, model, (orders, version, now_ms), (last, trigger))
+        self._publish(published, merchant, result)
+        m.last = m.saved = published
 
     def _published(
         self,
         snap: HealthSnapshot,
         model: HealthModel,
         facts: tuple[int, str, int],
-        previous: LastSnapshot | None,
+        after: tuple[Published | None, str],
     ) -> Published:
+        """The records of `snap`; `after`: the merchant's last published
+        snapshot, and what publishes this one."""
         orders, version, now_ms = facts
+        previous, trigger = after
         wire = snapshot_wire(snap, model, orders, version, now_ms)
-        change = None
+        change = b""
         if previous is None or previous.band is not snap.band:
             before = previous.band if previous else None
-            change = band_change_wire(wire, before, previous.score if previous else None)
-        return Published(wire, change, "")
+            change_wire = band_change_wire(wire, before, previous.score if previous else None)
+            change = orjson.dumps(change_wire)
+        return Published(
+            snap.score,
+            snap.band,
+            snap.as_of_ms,
+            snap.score_model_version,
+            trigger,
+            orjson.dumps(wire),
+            change,
+        )
 
-    def _publish(self, p: Published, result: BatchResult) -> None:
-        key = str(p.wire["merchant_id"]).encode()
+    def _publish(self, p: Published, merchant: str, result: BatchResult) -> None:
+        key = merchant.encode()
         topics = self.settings.topics
-        result.outputs.append(OutputRecord(topics.merchant_health, key, orjson.dumps(p.wire)))
-        if p.change is not None:
-            value = orjson.dumps(p.change)
-            result.outputs.append(OutputRecord(topics.merchant_health_changes, key, value))
+        result.outputs.append(OutputRecord(topics.merchant_health, key, p.wire))
+        if p.change:
+            result.outputs.append(OutputRecord(topics.merchant_health_changes, key, p.change))
 
     async def released(
         self,
@@ -264,20 +293,20 @@ class HealthFeed:
         for merchant in merchants:
             if states[merchant].last is None:
                 continue
-            last = Published.from_json(states[merchant].last or b"")
-            previous = read_last(last.wire)
+            last = Published.from_bytes(states[merchant].last or b"")
+            inputs = read_last(orjson.loads(last.wire))
             violations = [e.violation for e in states[merchant].violations]
-            violations += _block_listed(control, merchant, previous.as_of_ms)
-            inputs = HealthInputs(merchant, previous.orders, violations, previous.rates)
-            snap = score(inputs, model, previous.as_of_ms)
-            p = self._published(snap, model, (previous.orders, version, now_ms), previous)
-            p.trigger = f"release:{','.join(freeze_ids)}"
+            violations += _block_listed(control, merchant, last.as_of_ms)
+            health = HealthInputs(merchant, inputs.orders, violations, inputs.rates)
+            snap = score(health, model, last.as_of_ms)
+            trigger = f"release:{','.join(freeze_ids)}"
+            p = self._published(snap, model, (inputs.orders, version, now_ms), (last, trigger))
             out = BatchResult()
-            self._publish(p, out)
+            self._publish(p, merchant, out)
             for o in out.outputs:
                 await publish(o.topic, o.key or b"", o.value)
-            saves[merchant] = p.to_json()
-            _move(moves, previous.band, snap.band)
+            saves[merchant] = p.to_bytes()
+            _move(moves, last.band, snap.band)
         await self._save(saves, moves)
         return len(saves)
 
@@ -306,17 +335,13 @@ def release_hook(
 def _touches(
     planned: Sequence[tuple[Topic, Decoded, list[engine.GroupRequest]]],
     observations: Sequence[EventObservations],
-    aggs: HealthAggregates,
-) -> Iterable[Touch]:
+) -> list[Touch]:
+    out = []
     for (_, d, _), obs in zip(planned, observations, strict=True):
         merchant = getattr(d.event, "merchant_id", None)
-        if not merchant or obs.status is EventStatus.TOO_OLD:
-            continue
-        counts = aggs.counts(obs.values)
-        if counts is None:
-            continue
-        e = d.event
-        yield Touch(merchant, e.event_id, d.record.position.token(), e.occurred_at_ms, *counts)
+        if merchant and obs.status is not EventStatus.TOO_OLD:
+            out.append(Touch(merchant, d, obs.values))
+    return out
 
 
 def _merchant_of(freeze: Freeze, alert: Alert | None) -> str | None:
@@ -359,10 +384,8 @@ def _start(state: MerchantHealthState, new: list[tuple[str, LedgerEntry]]) -> _M
             visible.append(e.violation)
         else:
             hidden.setdefault(trigger, []).append(e.violation)
-    last = Published.from_json(state.last) if state.last is not None else None
-    previous = read_last(last.wire) if last is not None else None
-    start = previous.band if previous is not None else None
-    return _Merchant(visible, hidden, last, previous, start_band=start)
+    last = Published.from_bytes(state.last) if state.last is not None else None
+    return _Merchant(visible, hidden, last, start_band=last.band if last else None)
 
 
 def _move(moves: dict[str, int], before: Band | None, after: Band) -> None:
