@@ -15,7 +15,7 @@ import orjson
 
 from detectors.durations import format_duration_ms
 from detectors.timestamps import format_rfc3339_ms
-from stream.health_feed import stored_snapshot
+from stream.health_records import stored_snapshot
 from stream.settings import Settings
 from stream.store.health_ledger import MerchantHealthState
 from stream.store_wiring import open_store

@@ -36,9 +36,9 @@ console publishes verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
@@ -46,23 +46,23 @@ from detectors import engine
 from detectors.aggregates import Observation
 from detectors.control_snapshot import ControlSnapshot
 from detectors.decisions import Alert, Freeze
-from detectors.events import Topic
+from detectors.events import SourcePosition, Topic
 from detectors.health_model import Band, HealthModel
 from detectors.health_rates import HealthAggregates, health_aggregates
 from detectors.health_score import (
     HealthInputs,
-    HealthSnapshot,
     Violation,
     ViolationSource,
     score,
     should_emit,
 )
-from detectors.health_wire import band_change_wire, read_last, snapshot_wire
+from detectors.health_wire import read_last
 from detectors.list_names import ListEntityType, ListName
 from detectors.rules import Severity
 from detectors.rules_entities import EntityType
 from stream.batch_outputs import BatchResult, OutputRecord
 from stream.codec import Decoded
+from stream.health_records import Published, published_records
 from stream.settings import Settings
 from stream.store.base import EventObservations, EventStatus, EventStore
 from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealthState
@@ -70,10 +70,8 @@ from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealth
 __all__ = [
     "BLOCK_LIST_SEVERITY",
     "HealthFeed",
-    "Published",
     "Touch",
     "release_hook",
-    "stored_snapshot",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,46 +90,6 @@ class Touch(NamedTuple):
     merchant_id: str
     decoded: Decoded
     values: dict[str, Observation]
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """A merchant's last published snapshot as the ledger keeps it: what the
-    next batch decides on (score, band, time, model) in a small header, and
-    the records as published, kept as bytes (read once per batch, parsed
-    only by a release or the CLI; republished byte for byte)."""
-
-    score: int
-    band: Band
-    as_of_ms: int
-    model_version: str
-    trigger: str  # the position of the event that published it (or `release:<ids>`)
-    wire: bytes  # the merchant-health record
-    change: bytes = b""  # the merchant-health-changes record, if the band changed
-
-    def to_bytes(self) -> bytes:
-        header = [self.score, self.band.value, self.as_of_ms, self.model_version, self.trigger]
-        return orjson.dumps(header) + b"\n" + self.wire + b"\n" + self.change
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Published:
-        header, wire, change = raw.split(b"\n", 2)
-        score_, band, as_of_ms, version, trigger = orjson.loads(header)
-        return cls(score_, Band(band), as_of_ms, version, trigger, wire, change)
-
-    def as_snapshot(self, merchant_id: str) -> HealthSnapshot:
-        """For detectors.health_score.should_emit, which reads score, band and time."""
-        return HealthSnapshot(
-            merchant_id, self.score, self.band, (), (), self.model_version, self.as_of_ms
-        )
-
-
-def stored_snapshot(state: MerchantHealthState) -> dict[str, Any] | None:
-    """The published snapshot a merchant's ledger holds (what the CLI prints)."""
-    if state.last is None:
-        return None
-    wire: dict[str, Any] = orjson.loads(Published.from_bytes(state.last).wire)
-    return wire
 
 
 @dataclass(slots=True)
@@ -176,13 +134,16 @@ class HealthFeed:
         result: BatchResult,
         under: tuple[ControlSnapshot, HealthModel | None, str],
         now_ms: int,
+        settled: Collection[SourcePosition] = frozenset(),
     ) -> None:
         """`under`: the control snapshot, health model and ruleset_version
-        the batch was judged under."""
+        the batch was judged under. `settled`: redelivered records whose
+        outputs were delivered before (stream.delivery): not scored again,
+        as they are not judged again."""
         control, model, version = under
         if model is None:
             return
-        touches = _touches(planned, observations)
+        touches = _touches(planned, observations, settled)
         new = _freeze_violations(result, model)
         if new:
             await self.ledger.record([e for _, e in new])
@@ -234,36 +195,9 @@ class HealthFeed:
         if not (should_emit(previous, snap, model) or remodelled):
             return
         trigger = t.decoded.record.position.token()
-        published = self._published(snap, model, (orders, version, now_ms), (last, trigger))
+        published = published_records(snap, model, (orders, version, now_ms), (last, trigger))
         self._publish(published, merchant, result)
         m.last = m.saved = published
-
-    def _published(
-        self,
-        snap: HealthSnapshot,
-        model: HealthModel,
-        facts: tuple[int, str, int],
-        after: tuple[Published | None, str],
-    ) -> Published:
-        """The records of `snap`; `after`: the merchant's last published
-        snapshot, and what publishes this one."""
-        orders, version, now_ms = facts
-        previous, trigger = after
-        wire = snapshot_wire(snap, model, orders, version, now_ms)
-        change = b""
-        if previous is None or previous.band is not snap.band:
-            before = previous.band if previous else None
-            change_wire = band_change_wire(wire, before, previous.score if previous else None)
-            change = orjson.dumps(change_wire)
-        return Published(
-            snap.score,
-            snap.band,
-            snap.as_of_ms,
-            snap.score_model_version,
-            trigger,
-            orjson.dumps(wire),
-            change,
-        )
 
     def _publish(self, p: Published, merchant: str, result: BatchResult) -> None:
         key = merchant.encode()
@@ -300,7 +234,7 @@ class HealthFeed:
             health = HealthInputs(merchant, inputs.orders, violations, inputs.rates)
             snap = score(health, model, last.as_of_ms)
             trigger = f"release:{','.join(freeze_ids)}"
-            p = self._published(snap, model, (inputs.orders, version, now_ms), (last, trigger))
+            p = published_records(snap, model, (inputs.orders, version, now_ms), (last, trigger))
             out = BatchResult()
             self._publish(p, merchant, out)
             for o in out.outputs:
@@ -335,12 +269,16 @@ def release_hook(
 def _touches(
     planned: Sequence[tuple[Topic, Decoded, list[engine.GroupRequest]]],
     observations: Sequence[EventObservations],
+    settled: Collection[SourcePosition],
 ) -> list[Touch]:
     out = []
     for (_, d, _), obs in zip(planned, observations, strict=True):
         merchant = getattr(d.event, "merchant_id", None)
-        if merchant and obs.status is not EventStatus.TOO_OLD:
-            out.append(Touch(merchant, d, obs.values))
+        if not merchant or obs.status is EventStatus.TOO_OLD:
+            continue
+        if settled and d.record.position in settled:
+            continue
+        out.append(Touch(merchant, d, obs.values))
     return out
 
 

@@ -168,7 +168,7 @@ class Pipeline:
             # The guard's records (a demotion, a trip) steer this worker at once.
             self.control = fold([(r.key(), r) for r in issued], self.control)
         health = (control, rules.rulebook.health, rules.version)
-        await self.health.conclude(planned, observations, result, health, now_ms)
+        await self.health.conclude(planned, observations, result, health, now_ms, settled)
         return result
 
     def _block_list(

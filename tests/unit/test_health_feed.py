@@ -19,7 +19,7 @@ from detectors.events import Topic
 from detectors.list_names import ListEntityType, ListName
 from detectors.rulebook import Rulebook
 from stream.health_cli import format_snapshot
-from stream.health_feed import stored_snapshot
+from stream.health_records import stored_snapshot
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
@@ -218,3 +218,19 @@ async def test_merchants_are_counted_per_band_of_their_last_snapshot(rulebook: R
     nonzero = {band: n for band, n in seen[-1].items() if n}
     assert nonzero == {"at_risk": 1, "healthy": 1}
     assert seen[0] == {"insufficient_data": 1}
+
+
+class AllSettled:
+    """Every record redelivered after its outputs were delivered (stream.delivery)."""
+
+    async def settled(self, admitted: list[Any]) -> frozenset[Any]:
+        return frozenset(d.record.position for d in admitted)
+
+
+async def test_records_delivered_before_a_redelivery_are_not_scored_again(
+    rulebook: Rulebook,
+) -> None:
+    pipeline, _ = await run(rulebook, [orders(6)])
+    pipeline.settled = AllSettled()  # type: ignore[assignment]
+    again = await process(pipeline, Topic.ORDERS, records(orders(6)), NOW + 1)
+    assert on(again.outputs, HEALTH) == []  # a redone batch would republish its last one
