@@ -216,7 +216,10 @@ class HealthFeed:
         """A freeze released as a false positive or on appeal: its violation
         goes at once, and each merchant that had it is re-scored from its
         last snapshot's rates, as of that snapshot, and published whatever
-        the emit interval. Returns how many snapshots were published."""
+        the emit interval. Returns how many snapshots were published.
+        A batch of the same merchant scored concurrently, on the ledger as
+        it was before, may publish the points once more; the merchant's
+        next snapshot after the emit interval corrects it."""
         control, model, version = under
         merchants = list(dict.fromkeys(await self.ledger.remove(freeze_ids)))
         if model is None or not merchants:
