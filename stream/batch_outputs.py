@@ -55,6 +55,8 @@ class BatchResult:
     settled: dict[str, int] = field(default_factory=dict)
     # alert id → the alert of each freeze the guard let through (stream.health_feed)
     freeze_alerts: dict[str, Alert] = field(default_factory=dict)
+    # every alert published by settling incidents, new or republished (stream.health_feed)
+    published_alerts: list[Alert] = field(default_factory=list)
 
 
 def count(counts: dict[K, int], key: K | None, n: int = 1) -> None:

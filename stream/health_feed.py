@@ -4,21 +4,23 @@ of a batch (stream.pipeline) and of a release (stream.releases).
 Per batch, with a `health` section in the rules:
 1. each freeze the batch publishes on a merchant (its subject, or the
    merchant its alert's evidence names) becomes a violation in the ledger,
-   dated at its trigger event (one pipelined write, only in batches that
-   freeze);
+   and each enforced alert naming a merchant is kept for the alert rate,
+   dated at their trigger event (pipelined writes, only in batches that
+   freeze or alert on a merchant; stream.health_sources);
 2. the ledger of the batch's merchants is read (one pipelined read);
 3. at every event of a merchant, in batch order, the merchant is scored
    on the rates the aggregate call returned for that event
-   (detectors.health_rates), its violations and its block-list entry, and
+   (detectors.health_rates), its alerts, violations and block-list entry, and
    the snapshot is published when detectors.health_score.should_emit says
    so; a band change also goes to `merchant-health-changes`;
-4. the last published snapshot of each merchant is saved (one pipelined
-   write, only in batches that publish one).
+4. the last published snapshot of each merchant is saved, and alerts out
+   of every window forgotten (one pipelined write, only in batches that
+   publish a snapshot or age an alert out).
 
 Determinism (the backtest publishes what the worker does): the snapshot at
 an event depends only on the events before it (the ledger holds the
-violations of earlier batches; a violation of this batch is seen from its
-trigger event on), never on where a batch ends. The emit interval is
+violations and alerts of earlier batches; this batch's are seen from
+their trigger event on), never on where a batch ends. The emit interval is
 event time for the same reason: a wall-clock limit would publish
 different snapshots for a backtest replaying a month in minutes, and for
 each run of it. `computed_at` is the only wall-clock field.
@@ -35,40 +37,37 @@ console publishes verdicts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from detectors import engine
 from detectors.aggregates import Observation
 from detectors.control_snapshot import ControlSnapshot
-from detectors.decisions import Alert, Freeze
 from detectors.events import SourcePosition, Topic
-from detectors.health_model import Band, HealthModel
-from detectors.health_rates import HealthAggregates, health_aggregates
+from detectors.health_model import Band, HealthModel, RateKind
+from detectors.health_rates import HealthAggregates, alerts_within, health_aggregates
 from detectors.health_score import (
     HealthInputs,
+    RateCounts,
     Violation,
-    ViolationSource,
     score,
     should_emit,
 )
 from detectors.health_wire import read_last
-from detectors.list_names import ListEntityType, ListName
-from detectors.rules import Severity
-from detectors.rules_entities import EntityType
 from stream.batch_outputs import BatchResult, OutputRecord
 from stream.codec import Decoded
 from stream.health_records import Published, published_records
+from stream.health_sources import block_listed, freeze_violations, merchant_alerts
 from stream.settings import Settings
 from stream.store.base import EventObservations, EventStatus, EventStore
 from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealthState
 
 __all__ = [
-    "BLOCK_LIST_SEVERITY",
     "HealthFeed",
     "Touch",
     "release_hook",
@@ -76,8 +75,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A merchant on the block list: the severity of the list's own alert.
-BLOCK_LIST_SEVERITY = Severity.HIGH
 
 # (topic, key, value), returning once Kafka acknowledged it (stream.releases.Publish).
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
@@ -101,6 +98,9 @@ class _Merchant:
     last: Published | None
     saved: Published | None = None
     start_band: Band | None = None  # the band it is counted in before the batch
+    alerts: list[tuple[str, int]] = field(default_factory=list)  # (id, event ms) visible
+    hidden_alerts: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    newest_ms: int = 0  # of the merchant's events in the batch
 
 
 @dataclass(slots=True)
@@ -144,14 +144,14 @@ class HealthFeed:
         if model is None:
             return
         touches = _touches(planned, observations, settled)
-        new = _freeze_violations(result, model)
-        if new:
-            await self.ledger.record([e for _, e in new])
+        new = freeze_violations(result, model)
+        alerts = merchant_alerts(result) if self.aggregates(model).alert_orders else []
+        await self._record(new, alerts)
         if not touches:
             return
         merchants = list(dict.fromkeys(t.merchant_id for t in touches))
         states = await self.ledger.read(merchants)
-        scored = {m: _start(states[m], new) for m in merchants}
+        scored = {m: _start(states[m], new, alerts) for m in merchants}
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
         saves = {m: s.saved.to_bytes() for m, s in scored.items() if s.saved is not None}
@@ -159,10 +159,41 @@ class HealthFeed:
         for s in scored.values():
             if s.saved is not None:
                 _move(moves, s.start_band, s.saved.band)
-        await self._save(saves, moves)
+        await self._save(saves, moves, self._stale(scored, model))
 
-    async def _save(self, saves: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
-        await self.ledger.save(saves, moves)
+    async def _record(
+        self, new: list[tuple[str, LedgerEntry]], alerts: list[tuple[str, str, str, int]]
+    ) -> None:
+        """This batch's violations and alerts, before the ledger is read."""
+        writes: list[Awaitable[Any]] = []
+        if new:
+            writes.append(self.ledger.record([e for _, e in new]))
+        if alerts:
+            writes.append(self.ledger.record_alerts([(m, a, t) for _, m, a, t in alerts]))
+        await asyncio.gather(*writes)
+
+    def _stale(self, scored: Mapping[str, _Merchant], model: HealthModel) -> dict[str, list[str]]:
+        """Alerts older than any window a later event of the merchant can
+        still be scored on (its newest event here, less the alert window and
+        the allowed lateness: older events are refused by the aggregates)."""
+        windows = self.aggregates(model).alert_orders
+        if windows is None:
+            return {}
+        reach = windows[0] + self.settings.allowed_lateness_s * 1000
+        out = {}
+        for merchant, s in scored.items():
+            old = [a for a, t in s.alerts if t <= s.newest_ms - reach]
+            if old:
+                out[merchant] = old
+        return out
+
+    async def _save(
+        self,
+        saves: Mapping[str, bytes],
+        moves: Mapping[str, int],
+        forget: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        await self.ledger.save(saves, moves, forget)
         if self.on_bands is not None:
             self.on_bands(self.ledger.band_counts)
 
@@ -178,17 +209,20 @@ class HealthFeed:
         event, merchant, at_ms = t.decoded.event, t.merchant_id, t.decoded.event.occurred_at_ms
         if m.hidden:
             m.visible += m.hidden.pop(event.event_id, [])
+        if m.hidden_alerts:
+            m.alerts += m.hidden_alerts.pop(event.event_id, [])
+        m.newest_ms = max(m.newest_ms, at_ms)
         last = m.last
         if last is not None and last.trigger == t.decoded.record.position.token():
             self._publish(last, merchant, result)  # a batch redone: the same records again
             return
         if last is not None and at_ms - last.as_of_ms < model.emit_interval_ms:
             return  # should_emit would say no: the scoring is skipped
-        counts = self.aggregates(model).counts(t.values)
+        counts = self._counts(m, t, model)
         if counts is None:
             return  # too late for a window: no rates to score on
         orders, rates = counts
-        violations = [*m.visible, *_block_listed(control, merchant, at_ms)]
+        violations = [*m.visible, *block_listed(control, merchant, at_ms)]
         snap = score(HealthInputs(merchant, orders, violations, rates), model, at_ms)
         previous = last.as_snapshot(merchant) if last is not None else None
         remodelled = last is not None and last.model_version != model.score_model_version
@@ -198,6 +232,22 @@ class HealthFeed:
         published = published_records(snap, model, (orders, version, now_ms), (last, trigger))
         self._publish(published, merchant, result)
         m.last = m.saved = published
+
+    def _counts(
+        self, m: _Merchant, t: Touch, model: HealthModel
+    ) -> tuple[int, dict[RateKind, RateCounts]] | None:
+        """Orders and every measured rate as of the touch's event."""
+        aggs = self.aggregates(model)
+        counts = aggs.counts(t.values)
+        if counts is None or aggs.alert_orders is None:
+            return counts
+        orders = aggs.alert_denominator(t.values)
+        if orders is None:
+            return None
+        at_ms, window_ms = t.decoded.event.occurred_at_ms, aggs.alert_orders[0]
+        alerts = alerts_within((ms for _, ms in m.alerts), at_ms, window_ms)
+        counts[1][RateKind.ALERT_RATE] = RateCounts(alerts, orders)
+        return counts
 
     def _publish(self, p: Published, merchant: str, result: BatchResult) -> None:
         key = merchant.encode()
@@ -233,7 +283,7 @@ class HealthFeed:
             last = Published.from_bytes(states[merchant].last or b"")
             inputs = read_last(orjson.loads(last.wire))
             violations = [e.violation for e in states[merchant].violations]
-            violations += _block_listed(control, merchant, last.as_of_ms)
+            violations += block_listed(control, merchant, last.as_of_ms)
             health = HealthInputs(merchant, inputs.orders, violations, inputs.rates)
             snap = score(health, model, last.as_of_ms)
             trigger = f"release:{','.join(freeze_ids)}"
@@ -285,37 +335,14 @@ def _touches(
     return out
 
 
-def _merchant_of(freeze: Freeze, alert: Alert | None) -> str | None:
-    """The merchant a freeze is held against: its subject, or the merchant
-    its alert's evidence names (a rule keyed on [user, merchant])."""
-    if freeze.subject_type is EntityType.MERCHANT:
-        return freeze.subject_id
-    key = alert.evidence.get("key") if alert is not None else None
-    if isinstance(key, dict) and isinstance(key.get(EntityType.MERCHANT.value), str):
-        return str(key[EntityType.MERCHANT.value])
-    return None
-
-
-def _freeze_violations(result: BatchResult, model: HealthModel) -> list[tuple[str, LedgerEntry]]:
-    """(trigger event id, violation) of each published freeze on a merchant."""
-    out = []
-    for f in result.freezes:
-        alert = result.freeze_alerts.get(f.reason_alert_id)
-        merchant = _merchant_of(f, alert)
-        if merchant is None or alert is None:
-            continue
-        at = alert.occurred_at_ms
-        evidence = (alert.alert_id,)
-        v = Violation(f.freeze_id, ViolationSource.FREEZE, f.severity, at, evidence, f.rule_id)
-        points = model.points.get(f.severity, 0)
-        entry = LedgerEntry(merchant, v, points, at + model.expiry_of(f.severity))
-        out.append((alert.trigger_event_id, entry))
-    return out
-
-
-def _start(state: MerchantHealthState, new: list[tuple[str, LedgerEntry]]) -> _Merchant:
-    """A merchant's scoring state at the start of a batch: the violations of
-    earlier batches are visible; this batch's from their trigger event on."""
+def _start(
+    state: MerchantHealthState,
+    new: list[tuple[str, LedgerEntry]],
+    alerts: list[tuple[str, str, str, int]],
+) -> _Merchant:
+    """A merchant's scoring state at the start of a batch: the violations
+    and alerts of earlier batches are visible; this batch's from their
+    trigger event on."""
     mine = {e.violation.violation_id: trigger for trigger, e in new}
     visible: list[Violation] = []
     hidden: dict[str, list[Violation]] = {}
@@ -326,7 +353,16 @@ def _start(state: MerchantHealthState, new: list[tuple[str, LedgerEntry]]) -> _M
         else:
             hidden.setdefault(trigger, []).append(e.violation)
     last = Published.from_bytes(state.last) if state.last is not None else None
-    return _Merchant(visible, hidden, last, start_band=last.band if last else None)
+    m = _Merchant(visible, hidden, last, start_band=last.band if last else None)
+    if state.alerts:
+        mine_alerts = {a: trigger for trigger, _, a, _ in alerts}
+        for alert_id, at_ms in state.alerts:
+            trigger = mine_alerts.get(alert_id)
+            if trigger is None:
+                m.alerts.append((alert_id, at_ms))
+            else:
+                m.hidden_alerts.setdefault(trigger, []).append((alert_id, at_ms))
+    return m
 
 
 def _move(moves: dict[str, int], before: Band | None, after: Band) -> None:
@@ -335,16 +371,3 @@ def _move(moves: dict[str, int], before: Band | None, after: Band) -> None:
     if before is not None:
         moves[before.value] = moves.get(before.value, 0) - 1
     moves[after.value] = moves.get(after.value, 0) + 1
-
-
-def _block_listed(control: ControlSnapshot, merchant: str, at_ms: int) -> list[Violation]:
-    """The merchant's block-list entry, active at `at_ms`, as a violation:
-    it counts while the entry stands (the control snapshot is the record of
-    it, so nothing is written), dated at the entry's issue or the event,
-    whichever is earlier."""
-    entry = control.listed(ListName.BLOCK, ListEntityType.MERCHANT, merchant, at_ms)
-    if entry is None:
-        return []
-    meta = entry.meta
-    since = min(meta.issued_at_ms, at_ms)
-    return [Violation(meta.control_id, ViolationSource.BLOCK_LIST, BLOCK_LIST_SEVERITY, since)]

@@ -78,6 +78,7 @@ class Settlement:
                 result.alerts_reemitted.append(p.rule)
             payload = outcome.payload or claim.payload
             alert = dataclasses.replace(p.candidate.alert, alert_id=outcome.alert_id)
+            result.published_alerts.append(alert)
             result.outputs.append(
                 OutputRecord(self.settings.topics.alerts, alert.entity_id.encode(), payload)
             )

@@ -53,6 +53,7 @@ class LedgerEntry:
 class MerchantHealthState:
     violations: tuple[LedgerEntry, ...] = ()  # by violation id
     last: bytes | None = None  # the last published snapshot (its wire JSON)
+    alerts: tuple[tuple[str, int], ...] = ()  # (alert id, event ms) naming the merchant, by id
 
 
 EMPTY_STATE = MerchantHealthState()
@@ -103,9 +104,19 @@ class HealthLedger(Protocol):
         re-scores the same merchants. The owner of an id is kept: freezes
         are few, and an id recorded again goes to the same merchant."""
 
-    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
-        """Remember each merchant's last published snapshot, and add `moves`
-        (band → change in merchants) to the band counts."""
+    async def record_alerts(self, alerts: Sequence[tuple[str, str, int]]) -> None:
+        """Remember alerts naming a merchant: (merchant, alert id, event ms),
+        each once by id (the alert rate's numerator)."""
+
+    async def save(
+        self,
+        snapshots: Mapping[str, bytes],
+        moves: Mapping[str, int],
+        forget: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Remember each merchant's last published snapshot, add `moves`
+        (band → change in merchants) to the band counts, and forget the
+        alerts `forget` names per merchant (out of every window)."""
 
     @property
     def band_counts(self) -> Mapping[str, int]:
@@ -121,13 +132,16 @@ class MemoryHealthLedger:
     entries: dict[str, dict[str, LedgerEntry]] = field(default_factory=dict)
     owner: dict[str, str] = field(default_factory=dict)  # violation id → merchant
     last: dict[str, bytes] = field(default_factory=dict)
+    alerts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
         out = {}
         for m in merchants:
             held = self.entries.get(m, {})
             violations = tuple(held[k] for k in sorted(held))
-            out[m] = MerchantHealthState(violations, self.last.get(m))
+            alerts = self.alerts.get(m, {})
+            seen = tuple((a, alerts[a]) for a in sorted(alerts))
+            out[m] = MerchantHealthState(violations, self.last.get(m), seen)
         return out
 
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
@@ -153,7 +167,19 @@ class MemoryHealthLedger:
 
     bands: dict[str, int] = field(default_factory=dict)
 
-    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
+    async def record_alerts(self, alerts: Sequence[tuple[str, str, int]]) -> None:
+        for merchant, alert_id, at_ms in alerts:
+            self.alerts.setdefault(merchant, {}).setdefault(alert_id, at_ms)
+
+    async def save(
+        self,
+        snapshots: Mapping[str, bytes],
+        moves: Mapping[str, int],
+        forget: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        for merchant, ids in (forget or {}).items():
+            for alert_id in ids:
+                self.alerts.get(merchant, {}).pop(alert_id, None)
         self.last.update(snapshots)
         for band, n in moves.items():
             if n:

@@ -23,9 +23,10 @@ from stream.store.health_ledger import (
     entry_to_json,
 )
 
-__all__ = ["LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
+__all__ = ["ALERT_PREFIX", "LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
 
 VIOLATION_PREFIX = "v:"
+ALERT_PREFIX = "a:"
 LAST_FIELD = "last"
 _MERCHANT = (EntityType.MERCHANT,)
 
@@ -108,12 +109,32 @@ class RedisHealthLedger:
         await self._run("remove", build)
         return [m for _, m in found]
 
-    async def save(self, snapshots: Mapping[str, bytes], moves: Mapping[str, int]) -> None:
-        moved = {band: n for band, n in moves.items() if n}
-        if not snapshots and not moved:
+    async def record_alerts(self, alerts: Sequence[tuple[str, str, int]]) -> None:
+        if not alerts:
             return
 
         def build(pipe: Any) -> None:
+            for merchant, alert_id, at_ms in alerts:
+                key = self._key(merchant)
+                pipe.hsetnx(key, ALERT_PREFIX + alert_id, at_ms)
+                pipe.pexpire(key, self._keep_ms)
+
+        await self._run("alerts", build)
+
+    async def save(
+        self,
+        snapshots: Mapping[str, bytes],
+        moves: Mapping[str, int],
+        forget: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        moved = {band: n for band, n in moves.items() if n}
+        forget = {m: ids for m, ids in (forget or {}).items() if ids}
+        if not snapshots and not moved and not forget:
+            return
+
+        def build(pipe: Any) -> None:
+            for merchant, ids in forget.items():
+                pipe.hdel(self._key(merchant), *(ALERT_PREFIX + i for i in ids))
             for merchant, snapshot in snapshots.items():
                 key = self._key(merchant)
                 pipe.hset(key, LAST_FIELD, snapshot)
@@ -133,10 +154,13 @@ def _text(value: bytes | str) -> str:
 def _state(fields: Mapping[Any, Any]) -> MerchantHealthState:
     last: bytes | None = None
     entries = []
+    alerts = []
     for name, value in sorted(fields.items()):
         field = _text(name)
         if field == LAST_FIELD:
             last = value if isinstance(value, bytes) else str(value).encode()
         elif field.startswith(VIOLATION_PREFIX):
             entries.append(entry_from_json(value))
-    return MerchantHealthState(tuple(entries), last)
+        elif field.startswith(ALERT_PREFIX):
+            alerts.append((field[len(ALERT_PREFIX) :], int(value)))
+    return MerchantHealthState(tuple(entries), last, tuple(alerts))

@@ -77,3 +77,13 @@ class HealthLedgerCases:
             await other.save({}, {"healthy": -1, "at_risk": 1, "critical": 0})
             await one.read(["m-1"])
             assert one.band_counts == {"healthy": 1, "at_risk": 1}
+
+    async def test_alerts_are_kept_once_by_id_until_forgotten(self, ledger: HealthLedger) -> None:
+        await ledger.record_alerts([("m-1", "al_2", T0 + 2), ("m-1", "al_1", T0 + 1)])
+        await ledger.record_alerts([("m-1", "al_1", T0 + 9), ("m-2", "al_3", T0 + 3)])
+        state = await ledger.read(["m-1", "m-2"])
+        assert state["m-1"].alerts == (("al_1", T0 + 1), ("al_2", T0 + 2))  # first time kept
+        assert state["m-2"].alerts == (("al_3", T0 + 3),)
+        await ledger.save({}, {}, {"m-1": ["al_1"], "m-2": []})
+        state = await ledger.read(["m-1", "m-2"])
+        assert state["m-1"].alerts == (("al_2", T0 + 2),) and len(state["m-2"].alerts) == 1

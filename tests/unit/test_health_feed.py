@@ -234,3 +234,21 @@ async def test_records_delivered_before_a_redelivery_are_not_scored_again(
     pipeline.settled = AllSettled()  # type: ignore[assignment]
     again = await process(pipeline, Topic.ORDERS, records(orders(6)), NOW + 1)
     assert on(again.outputs, HEALTH) == []  # a redone batch would republish its last one
+
+
+async def test_alerts_naming_the_merchant_count_per_order_and_age_out(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("emit_interval: 1m\n", ALERT_RATE))
+    pipeline, outputs = await run(load_rulebook(SETTINGS.replace(rules_file=path)), [orders(6)])
+    frozen = on(outputs, HEALTH)[-1]
+    (rate,) = [c for c in frozen["components"] if c["name"] == "alert_rate"]
+    assert (rate["numerator"], rate["denominator"], rate["points"]) == (1, 5, 200)
+    assert (frozen["score"], frozen["band"]) == (400, "critical")  # freeze 400, alerts 200
+    state = (await pipeline.health.ledger.read(["m-1"]))["m-1"]
+    assert [a for a, _ in state.alerts] == frozen["reasons"][0]["evidence"][1:]
+    forty_days = order_json("late", "u", "2026-12-12T12:00:00Z")  # beyond the 30-day window
+    await process(pipeline, Topic.ORDERS, records([forty_days], first_offset=6), NOW)
+    assert (await pipeline.health.ledger.read(["m-1"]))["m-1"].alerts == ()
+
+
+ALERT_RATE = "emit_interval: 1m\n  rates: {alert_rate: {min_volume: 5}}\n"
