@@ -31,6 +31,7 @@ from tests.integration.services import (
     wait_caught_up,
     wait_ready,
 )
+from tests.integration.test_control import cleanup_policy
 from tests.integration.test_live_vs_backtest import keyed
 from tests.integration.test_releases import control, metric_sum
 from tests.unit.test_health_feed import RULES as FEED_RULES
@@ -110,6 +111,12 @@ def comparable(records: list[dict[str, Any]], merchants: set[str]) -> list[dict[
         if r["merchant_id"] in merchants
     ]
     return sorted(kept, key=lambda r: (r["merchant_id"], r["as_of"]))
+
+
+def test_the_snapshot_topic_is_compacted_and_the_history_is_not(worker: WorkerProcess) -> None:
+    s = worker.settings
+    assert asyncio.run(cleanup_policy(s, s.topics.merchant_health)) == "compact"
+    assert asyncio.run(cleanup_policy(s, s.topics.merchant_health_changes)) == "delete"
 
 
 def test_the_worker_and_the_backtest_publish_the_same_snapshots(
