@@ -6,6 +6,7 @@ redone after a crash republishing the same records."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from detectors.control_snapshot import fold
 from detectors.events import Topic
 from detectors.list_names import ListEntityType, ListName
 from detectors.rulebook import Rulebook
+from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
+from stream.codec import Incoming, SourceRecord
 from stream.health_cli import format_snapshot
 from stream.health_records import stored_snapshot
 from stream.pipeline import Pipeline
@@ -252,3 +255,53 @@ async def test_alerts_naming_the_merchant_count_per_order_and_age_out(tmp_path: 
 
 
 ALERT_RATE = "emit_interval: 1m\n  rates: {alert_rate: {min_volume: 5}}\n"
+
+
+def mixed_traffic(seed: int) -> list[Incoming]:
+    """Orders and refunds (by users and by merchants) of four merchants over
+    two hours, in event-time order; bursts freeze and alert."""
+    rng = random.Random(seed)
+    out: list[Incoming] = []
+    t = parse_rfc3339_ms("2026-11-02T10:00:00Z")
+    for n in range(300):
+        t += rng.choice([5_000, 20_000, 70_000])
+        merchant = f"m-{rng.randrange(4)}"
+        value = orjson.loads(order_json(f"e{n}", f"u{n % 7}", format_rfc3339_ms(t), merchant))
+        topic, name = Topic.ORDERS, "orders"
+        if rng.random() < 0.3:
+            by = rng.choice(["user", "merchant"])
+            value |= {"refund_id": f"rf{n}", "initiated_by": by}
+            topic, name = Topic.REFUNDS, "refunds"
+        record = SourceRecord(name, 0, n, merchant.encode(), orjson.dumps(value), NOW)
+        out.append(Incoming.read(topic, record, 4096))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_any_batching_of_mixed_traffic_publishes_the_same_records(
+    tmp_path: Path, seed: int
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("emit_interval: 1m\n", MIXED_RATES))
+    rulebook = load_rulebook(SETTINGS.replace(rules_file=path))
+    items, rng = mixed_traffic(seed), random.Random(seed)
+    published = []
+    for split in ([len(items)], [1] * len(items), [rng.randrange(1, 40) for _ in items]):
+        pipeline, outputs, at = Pipeline(SETTINGS, MemoryStore(), rulebook), [], 0
+        for size in split:
+            if at >= len(items):
+                break
+            outputs += (await pipeline.process_mixed(items[at : at + size], NOW)).outputs
+            at += size
+        published.append([without_clock(on(outputs, t)) for t in (HEALTH, CHANGES)])
+    assert published[0] == published[1] == published[2]
+    snapshots = published[0][0]
+    assert len({s["band"] for s in snapshots}) >= 3 and any(s["reasons"] for s in snapshots)
+    names = {c["name"] for s in snapshots for c in s["components"] if c["points"]}
+    assert {"violations", "refund_rate", "merchant_refund_rate", "alert_rate"} <= names
+
+
+MIXED_RATES = (
+    "emit_interval: 1m\n  rates: {refund_rate: {min_volume: 5},"
+    " merchant_refund_rate: {min_volume: 5}, alert_rate: {min_volume: 5}}\n"
+)
