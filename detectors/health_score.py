@@ -26,6 +26,7 @@ from detectors.rules import Severity
 
 __all__ = [
     "MAX_SCORE",
+    "VIOLATIONS",
     "Component",
     "HealthInputs",
     "HealthSnapshot",

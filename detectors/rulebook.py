@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 
 from detectors.aggregates import AggregateSpec
-from detectors.errors import FraudstreamError
+from detectors.errors import ConfigError, FraudstreamError
+from detectors.health_model import HealthModel, parse_health_model
+from detectors.health_rates import health_aggregates
 from detectors.metric_kinds import REGISTRY
 from detectors.rule_parsing import metric_keywords, parse_rule
 from detectors.rule_syntax import Invalid, Parser, RuleError
@@ -42,6 +44,9 @@ class Rulebook:
     # The `ruleset_version` decisions carry: the SHA-256 of the canonical
     # document (detectors.ruleset_digest), set by parse_rulebook.
     digest: str = ""
+    # The merchant-health model (the file's `health` section); None: no
+    # merchant-health scores, and none of their aggregates, are kept.
+    health: HealthModel | None = None
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:
         seen: dict[str, AggregateSpec] = {}
@@ -76,7 +81,9 @@ def parse_rulebook(
         raise RulebookError(
             source, [RuleError("rules", "the file needs a top-level `rules:` list")]
         )
-    unknown = {str(k) for k in doc} - {"ruleset", "ruleset_version", "defaults", "rules"}
+    unknown = {str(k) for k in doc} - {
+        "ruleset", "ruleset_version", "defaults", "rules", "health",
+    }  # fmt: skip
     if unknown:
         p.fail("<top>", f"unknown key(s): {', '.join(sorted(unknown))}")
     defaults = doc.get("defaults") or {}
@@ -84,6 +91,7 @@ def parse_rulebook(
         p.fail("defaults", "may only set mode, cooldown and severity")
         defaults = {}
     rules = _rules(p, doc["rules"], defaults, metric_keywords(kinds))
+    health = _health(p, doc.get("health"))
     if p.errors:
         raise RulebookError(source, p.errors)
     if not rules:
@@ -95,7 +103,23 @@ def parse_rulebook(
             source, [RuleError(exc.path, exc.message, lines.get(exc.path))]
         ) from None
     name, label = str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0"))
-    return Rulebook(name, label, tuple(rules), digest)
+    return Rulebook(name, label, tuple(rules), digest, health)
+
+
+def _health(p: Parser, raw: Any) -> HealthModel | None:
+    """The `health` section (detectors.health_model), over the default model."""
+    if raw is None:
+        return None
+    try:
+        model = parse_health_model(raw)
+        health_aggregates(model)  # every window must split into buckets
+    except ConfigError as exc:
+        p.fail(exc.setting, exc.message)
+        return None
+    except ValueError as exc:
+        p.fail("health", str(exc))
+        return None
+    return model
 
 
 def _load(text: str, source: str) -> tuple[yaml.Node | None, Any]:

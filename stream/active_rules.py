@@ -27,6 +27,7 @@ from detectors import engine
 from detectors.control import Ruleset
 from detectors.control_snapshot import ControlSnapshot
 from detectors.events import Topic
+from detectors.health_rates import health_aggregates
 from detectors.paid_out import needs_paid_out
 from detectors.rulebook import Rulebook
 
@@ -64,7 +65,11 @@ class ActiveRules:
             r.rule_id: frozenset(t for spec in r.aggregates() for t in spec.topics)
             for r in rulebook.rules
         }
-        return cls(rulebook, source, engine.Plan(rulebook), reads, needs_paid_out(rulebook.rules))
+        model = rulebook.health
+        health = health_aggregates(model).reads() if model is not None else None
+        return cls(
+            rulebook, source, engine.Plan(rulebook, health), reads, needs_paid_out(rulebook.rules)
+        )
 
 
 class RulesSelector:

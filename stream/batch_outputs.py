@@ -9,7 +9,7 @@ from typing import TypeVar
 import orjson
 
 from detectors.control_effects import Silence
-from detectors.decisions import Freeze, Suppression
+from detectors.decisions import Alert, Freeze, Suppression
 from detectors.rules import Rule
 from stream.codec import DeadLetter
 from stream.settings import Settings
@@ -53,6 +53,10 @@ class BatchResult:
     suppressed: dict[Suppression, int] = field(default_factory=dict)  # freezes it held
     # topic → redelivered records not judged again: their outputs were delivered
     settled: dict[str, int] = field(default_factory=dict)
+    # alert id → the alert of each freeze the guard let through (stream.health_feed)
+    freeze_alerts: dict[str, Alert] = field(default_factory=dict)
+    # every alert published by settling incidents, new or republished (stream.health_feed)
+    published_alerts: list[Alert] = field(default_factory=list)
 
 
 def count(counts: dict[K, int], key: K | None, n: int = 1) -> None:

@@ -16,6 +16,7 @@ from detectors.errors import ConfigError, FraudstreamError, InputFileError
 from stream.control_cli import add_arguments as add_control_arguments
 from stream.errors import ServiceError
 from stream.gc_tuning import tune_for_streaming
+from stream.health_cli import add_arguments as health_arguments
 from stream.settings import Settings, from_env
 from stream.simulation import command as simulation_command
 
@@ -26,6 +27,7 @@ __all__ = [
     "build_parser",
     "cmd_backtest",
     "cmd_contract",
+    "cmd_health",
     "cmd_replay",
     "cmd_rules",
     "cmd_score",
@@ -149,6 +151,12 @@ def cmd_control(settings: Settings, args: argparse.Namespace) -> int:
     return control_cli.run(settings, args)
 
 
+def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    from stream import health_cli
+
+    return health_cli.run(settings, args)
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return simulation_command.run(settings, args)
 
@@ -213,6 +221,8 @@ def build_parser(extra: Mapping[str, Subcommand] | None = None) -> argparse.Argu
     contract.add_argument("dir", nargs="?", default="contract/schemas")
     for name, spec in (extra or {}).items():
         spec.add_arguments(sub.add_parser(name, help=spec.help))
+    health = sub.add_parser("health", help="a merchant's current health snapshot, explained")
+    health_arguments(health)
     return parser
 
 
@@ -228,6 +238,7 @@ COMMANDS: dict[str, Command] = {
     "simulate": cmd_simulate,
     "score": cmd_score,
     "control": cmd_control,
+    "health": cmd_health,
 }
 
 

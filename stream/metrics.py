@@ -7,6 +7,7 @@ counters, and no entity ids in labels (bounded cardinality).
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -258,6 +259,13 @@ class Metrics:
             "(it runs the last good rule set instead)",
             registry=r,
         )
+        self.merchant_health_bands = Gauge(
+            "fraud_merchant_health_merchants",
+            "Merchants per health band of their last published snapshot, across every "
+            "worker (counted in the store on each band change)",
+            ["band"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
 
     def observe_blocked(
@@ -274,6 +282,11 @@ class Metrics:
         self.redis_seconds.labels(op).observe(seconds)
         if error is not None:
             self.redis_errors.labels(op, error).inc()
+
+    def observe_health_bands(self, counts: Mapping[str, int]) -> None:
+        """Merchants per health band (stream.health_feed's `on_bands`)."""
+        for band, n in counts.items():
+            self.merchant_health_bands.labels(band).set(n)
 
 
 def _version(dist: str) -> str:

@@ -30,6 +30,7 @@ from detectors.decisions import (
     degrade,
 )
 from detectors.events import Topic
+from detectors.health_model import HealthModel
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
@@ -37,6 +38,7 @@ from stream.batch_outputs import BatchResult, OutputRecord, count, dead_letter_o
 from stream.codec import DeadLetter, Decoded, Incoming
 from stream.delivery import SettledRecords, unsettled
 from stream.enforcement_guard import EnforcementGuard
+from stream.health_feed import HealthFeed
 from stream.paid_out_step import mark_paid_out
 from stream.settings import Settings
 from stream.settlement import Pending, Settlement
@@ -92,6 +94,7 @@ class Pipeline:
         # backtest and replay read each record once and leave it None.
         self.settled: SettledRecords | None = None
         self._settlement = Settlement(settings, store, self.guard, freeze_book)
+        self.health = HealthFeed(settings, store)  # merchant health (stream.health_feed)
 
     async def process_mixed(self, items: Sequence[Incoming], now_ms: int) -> BatchResult:
         """A batch whose records may come from several input topics, in order
@@ -171,6 +174,8 @@ class Pipeline:
         if issued := await self._settlement.settle(pending, result, control, now_ms):
             # The guard's records (a demotion, a trip) steer this worker at once.
             self.control = fold([(r.key(), r) for r in issued], self.control)
+        health = (control, rules.rulebook.health, rules.version)
+        await self.health.conclude(planned, observations, result, health, now_ms, settled)
         return result
 
     def _block_list(
@@ -263,6 +268,11 @@ class Pipeline:
 
     def _rules_changed(self, rules: ActiveRules) -> None:
         self.guard.follow(rules.rulebook.rules)
+
+    def health_under(self) -> tuple[ControlSnapshot, HealthModel | None, str]:
+        """What merchant health is scored under now (stream.health_feed)."""
+        rules = self.rules()
+        return self.control, rules.rulebook.health, rules.version
 
 
 def _freezes(rule: Rule) -> bool:

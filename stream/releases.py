@@ -34,6 +34,7 @@ from typing import Any
 from detectors.control import ControlKind, Release
 from detectors.control_snapshot import ControlSnapshot
 from detectors.decisions import INCIDENT_EPOCH_MS, Freeze, combine_freezes
+from detectors.release_types import ReleaseType
 from detectors.releases import EXPIRED, ActiveFreeze, FreezeRelease, ReleaseSpec, release_for
 from detectors.rules import ActionKind
 from stream.metrics import Metrics
@@ -45,10 +46,12 @@ __all__ = [
     "DUE_BATCH",
     "LEASE_MS",
     "RELEASE_INTERVAL_S",
+    "WRONG_FREEZE",
     "Publish",
     "Refusal",
     "ReleaseDesk",
     "ReleaseTimer",
+    "Released",
     "Round",
     "acked_publisher",
     "retention_ms",
@@ -67,6 +70,11 @@ CLAIM_BATCH = 500  # release commands judged per store call at most
 
 # (topic, key, value), returning once Kafka acknowledged the record.
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
+# (freeze id, wall ms) of a freeze released because it was wrong.
+Released = Callable[[str, int], Awaitable[None]]
+# Releases that say the freeze was wrong (not an expiry, a manual end, a
+# rule rollback or a breaker reversal).
+WRONG_FREEZE = frozenset({ReleaseType.FALSE_POSITIVE, ReleaseType.APPEAL_UPHELD})
 
 
 def retention_ms(settings: Settings) -> int:
@@ -123,7 +131,12 @@ class ReleaseDesk:
         book: FreezeBook,
         publish: Publish,
         lease_ms: int = LEASE_MS,
+        on_released: Released | None = None,
     ) -> None:
+        """`on_released`: told of each freeze released as a false positive or
+        on appeal (its id, the wall time) before its release is published,
+        so a retry after a crash tells it again (stream.health_feed)."""
+        self._on_released = on_released
         self._topics = settings.topics
         self._book = book
         self._publish = publish
@@ -207,6 +220,8 @@ class ReleaseDesk:
                 log.error("freeze %s claimed without its record: dropped", claim.freeze_id)
             else:
                 release = release_for(claim.freeze, claim.spec)
+                if self._on_released and claim.spec.release_type in WRONG_FREEZE:
+                    await self._on_released(claim.freeze_id, now_ms)
                 await self._publish(self._topic(claim.freeze), release.key(), release.to_json())
                 released.append(release)
             await self._book.done([claim.freeze_id], now_ms, self._retention_ms)

@@ -50,6 +50,8 @@ class TopicNames:
     dlq: str = "fraud-dlq"
     control: str = "risk-control"  # compacted: the control plane's state (detectors.control)
     control_audit: str = "risk-control-audit"  # every control record, never compacted
+    merchant_health: str = "merchant-health"  # compacted: each merchant's last health snapshot
+    merchant_health_changes: str = "merchant-health-changes"  # every band change
 
     def input_name(self, topic: Topic) -> str:
         return {
@@ -63,7 +65,14 @@ class TopicNames:
         return {t: self.input_name(t) for t in Topic}
 
     def outputs(self) -> list[str]:
-        return [self.alerts, self.benefit_freezes, self.fund_freezes, self.dlq]
+        return [
+            self.alerts,
+            self.benefit_freezes,
+            self.fund_freezes,
+            self.dlq,
+            self.merchant_health,
+            self.merchant_health_changes,
+        ]
 
     def with_suffix(self, suffix: str) -> TopicNames:
         """Every topic renamed `<name><suffix>` (test isolation, side-by-side runs)."""

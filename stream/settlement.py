@@ -78,6 +78,7 @@ class Settlement:
                 result.alerts_reemitted.append(p.rule)
             payload = outcome.payload or claim.payload
             alert = dataclasses.replace(p.candidate.alert, alert_id=outcome.alert_id)
+            result.published_alerts.append(alert)
             result.outputs.append(
                 OutputRecord(self.settings.topics.alerts, alert.entity_id.encode(), payload)
             )
@@ -104,6 +105,7 @@ class Settlement:
         for c, held in zip(guarded, verdicts.held, strict=True):
             if held is None:
                 freezes_by_event.setdefault(c.event.event_id, []).append(c.freeze)
+                result.freeze_alerts[c.alert.alert_id] = c.alert
                 continue
             count(result.suppressed, held)
             if (payload := marked(c.alert, held)) is not None:

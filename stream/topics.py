@@ -14,7 +14,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from stream.kafka_security import aiokafka_security
 from stream.settings import Settings
 
-__all__ = ["INPUT_TOPIC_MAX_BYTES", "create_all_topics", "create_control_topics", "create_topics"]
+__all__ = [
+    "HEALTH_CONFIGS",
+    "INPUT_TOPIC_MAX_BYTES",
+    "create_all_topics",
+    "create_control_topics",
+    "create_topics",
+]
 
 # Above the worker's own oversize limit, so Kafka accepts an oversized event
 # and the worker dead-letters it instead of the producer failing.
@@ -67,8 +73,19 @@ async def create_all_topics(settings: Settings) -> None:
         INPUT_TOPIC_MAX_BYTES,
         client_options=options,
     )
+    compacted = [topics.merchant_health]
     await create_topics(
-        settings.kafka_bootstrap, topics.outputs(), settings.dev_partitions, client_options=options
+        settings.kafka_bootstrap,
+        [n for n in topics.outputs() if n not in compacted],
+        settings.dev_partitions,
+        client_options=options,
+    )
+    await create_topics(
+        settings.kafka_bootstrap,
+        compacted,
+        settings.dev_partitions,
+        extra_configs=HEALTH_CONFIGS,
+        client_options=options,
     )
     await create_control_topics(settings)
 
@@ -80,6 +97,9 @@ CONTROL_PARTITIONS = 1
 # keeps every record (Kafka's default retention would drop history).
 CONTROL_CONFIGS = {"cleanup.policy": "compact"}
 AUDIT_CONFIGS = {"cleanup.policy": "delete", "retention.ms": "-1"}
+# merchant-health keeps each merchant's last snapshot (key = merchant id);
+# merchant-health-changes keeps Kafka's default retention, like the alerts.
+HEALTH_CONFIGS = {"cleanup.policy": "compact"}
 
 
 async def create_control_topics(settings: Settings) -> None:

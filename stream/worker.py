@@ -40,6 +40,7 @@ from stream.faust_wiring import faust_app, topic_partitions
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
+from stream.health_feed import release_hook
 from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
@@ -99,8 +100,11 @@ class Worker:
             )
             for name in settings.topics.outputs()
         }
+        self.pipeline.health.on_bands = self.metrics.observe_health_bands
+        publish = acked_publisher(self._outputs)
+        rescore = release_hook(self.pipeline.health, self.pipeline.health_under, publish)
         self.releases = ReleaseTimer(
-            ReleaseDesk(settings, self.freeze_book, acked_publisher(self._outputs)),
+            ReleaseDesk(settings, self.freeze_book, publish, on_released=rescore),
             lambda: self.watchdog.started.is_set() and self.control.ready.is_set(),
             lambda: self.control.snapshot,
             self.metrics,

@@ -9,7 +9,7 @@ contributions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -107,16 +107,28 @@ class Plan:
     so everything that depends only on the topic is settled here, once: the
     per-event path walks flat tuples and never hashes a spec."""
 
-    def __init__(self, rulebook: Rulebook) -> None:
+    def __init__(
+        self,
+        rulebook: Rulebook,
+        extra_reads: Mapping[Topic, tuple[AggregateSpec, ...]] | None = None,
+    ) -> None:
+        """`extra_reads`: aggregates every event of a topic reads besides its
+        rules' (the merchant-health rates, detectors.health_rates); they are
+        fed by their own topics like any rule's."""
         self.rulebook = rulebook
-        aggs = rulebook.aggregates()
+        extra_reads = extra_reads or {}
+        aggs = _unique(
+            (*rulebook.aggregates(), *(s for specs in extra_reads.values() for s in specs))
+        )
         self.feeds: dict[Topic, tuple[AggregateSpec, ...]] = {
             t: tuple(a for a in aggs if t in a.topics) for t in Topic
         }
         self.judges: dict[Topic, tuple[Rule, ...]] = {
             t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
         }
-        self._compiled = {t: _TopicPlan(t, self.feeds[t], self.judges[t]) for t in Topic}
+        self._compiled = {
+            t: _TopicPlan(t, self.feeds[t], self.judges[t], extra_reads.get(t, ())) for t in Topic
+        }
 
     def requests(self, topic: Topic, event: Event) -> list[GroupRequest]:
         """Per entity of the event: every aggregate it feeds or its rules read."""
@@ -141,7 +153,11 @@ class _TopicPlan:
     (the rules check them) for one small command per unneeded read."""
 
     def __init__(
-        self, topic: Topic, feeds: tuple[AggregateSpec, ...], rules: tuple[Rule, ...]
+        self,
+        topic: Topic,
+        feeds: tuple[AggregateSpec, ...],
+        rules: tuple[Rule, ...],
+        reads: tuple[AggregateSpec, ...] = (),
     ) -> None:
         self.topic = topic
         by_entity: dict[tuple[EntityType, ...], dict[str, AggregateSpec]] = {}
@@ -150,6 +166,8 @@ class _TopicPlan:
         for rule in rules:
             for spec in rule.aggregates():
                 by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
+        for spec in reads:
+            by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
         fed = {s.agg_id for s in feeds}
         groups: list[_CompiledGroup] = []
         for entity, specs in by_entity.items():
@@ -193,6 +211,13 @@ def _entity_ids(event: Event, fields: tuple[tuple[str, ...], ...]) -> tuple[str,
         else:
             return None
     return tuple(ids)
+
+
+def _unique(specs: Sequence[AggregateSpec]) -> tuple[AggregateSpec, ...]:
+    seen: dict[str, AggregateSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.agg_id, spec)
+    return tuple(seen.values())
 
 
 def _constant_contribution(spec: AggregateSpec) -> int | None:

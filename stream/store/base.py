@@ -17,6 +17,7 @@ from typing import Protocol
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 from stream.store.guard_counters import GuardCounters
+from stream.store.health_ledger import HealthLedger
 from stream.store.payouts import PayoutBook
 
 __all__ = [
@@ -148,3 +149,8 @@ class EventStore(Protocol):
         self, group: str, parts: Sequence[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         """The delivered watermarks of `parts`; a partition without one is absent."""
+
+    def health_ledger(self) -> HealthLedger:
+        """The merchant-health ledger (stream.store.health_ledger), shared by
+        every worker of the store."""
+        ...

@@ -30,6 +30,9 @@ with one SCAN pattern.
                                           score=order ms (see payout_book.lua)
     <ns>:{m:<h>}:paid:payouts       ZSET  a merchant's payouts: member=<h> of the payout id,
                                           score=payout ms
+    <ns>:{m:<h>}:health             HASH  a merchant's health ledger and last snapshot
+    <ns>:{health}:owners            HASH  violation id → merchant id
+    <ns>:{health}:bands             HASH  band → merchants in it
 
 **No raw identifier in a Redis key or set member** (user, device,
 payment and payout fingerprints, IP addresses, and, for one rule that is easy to audit, every
@@ -48,11 +51,13 @@ about n^2 / 2^129: for 10^10 entities ever, ~1.5e-19. A collision would merge
 two entities' counters (or two distinct values), never split one.
 
 Alerts and freezes are built from the events, not from keys, so they carry
-the raw ids analysts need. Two places in Redis still hold them: an open
+the raw ids analysts need. A few places in Redis still hold them: an open
 incident keeps its alert's payload (a hash value) so that a redelivered
 trigger republishes it byte for byte; it expires with the incident. And an
 active freeze keeps its subject id (a hash value, see `freeze_book`) so
 that its release can be keyed like it; it goes when the freeze is released.
+A merchant's health ledger (`merchant_health`, `health_owners`) holds the
+merchant id in its values, as the snapshot it publishes does.
 Changing the secret orphans every key (state is rebuilt with
 `fraudstream replay --since <time>`).
 """
@@ -87,8 +92,11 @@ __all__ = [
     "freeze_budget",
     "frontiers",
     "guard_generation",
+    "health_bands",
+    "health_owners",
     "incident",
     "key_layout",
+    "merchant_health",
     "merchant_orders",
     "merchant_payouts",
     "namespace_pattern",
@@ -300,3 +308,26 @@ def merchant_orders(ns: str, tag: str) -> str:
 
 def merchant_payouts(ns: str, tag: str) -> str:
     return f"{ns}:{tag}:paid:payouts"
+
+
+def merchant_health(ns: str, tag: str) -> str:
+    """HASH of one merchant's health ledger, under the merchant's own tag
+    (`{m:<h>}`, the slot of its aggregates): `v:<violation id>` = the
+    violation (JSON), `last` = the last published snapshot (JSON). Both
+    values hold the raw merchant id, as the published snapshot does: the
+    CLI and a re-scored snapshot must name the merchant."""
+    return f"{ns}:{tag}:health"
+
+
+def health_owners(ns: str) -> str:
+    """HASH violation id → merchant id (raw, as in `merchant_health`): which
+    ledger a released freeze's violation is in. Violations are few (one per
+    standing freeze): one slot holds them."""
+    return f"{ns}:{{health}}:owners"
+
+
+def health_bands(ns: str) -> str:
+    """HASH band → merchants whose last health snapshot is in it, moved by
+    each published band change (every worker's): the metric of merchants
+    per band. Band names only."""
+    return f"{ns}:{{health}}:bands"

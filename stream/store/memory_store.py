@@ -38,6 +38,7 @@ from stream.store.base import (
     StoreConfig,
 )
 from stream.store.guard_counters import GuardCounters, MemoryGuardCounters
+from stream.store.health_ledger import HealthLedger, MemoryHealthLedger
 from stream.store.memory_state import (
     BucketedWindow,
     Bucketing,
@@ -92,6 +93,7 @@ class MemoryStore:
         self._guard_counters = MemoryGuardCounters()
         self._payout_book = MemoryPayoutBook()
         self._delivered: dict[tuple[str, str, int], int] = {}  # (group, topic, partition)
+        self._health: MemoryHealthLedger | None = None
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -262,6 +264,12 @@ class MemoryStore:
     ) -> dict[tuple[str, int], int]:
         found = ((part, self._delivered.get((group, *part))) for part in parts)
         return {part: offset for part, offset in found if offset is not None}
+
+    def health_ledger(self) -> HealthLedger:
+        """The merchant-health ledger, living as long as the store."""
+        if self._health is None:
+            self._health = MemoryHealthLedger()
+        return self._health
 
 
 def _guarded(req: GroupRequest) -> bool:

@@ -50,6 +50,7 @@ from stream.store.redis_connection import (
     HiredisPackingConnection,
 )
 from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
+from stream.store.redis_health import RedisHealthLedger
 from stream.store.redis_payouts import PAYOUT_SCRIPTS, RedisPayoutBook
 
 __all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
@@ -397,6 +398,15 @@ class RedisStore:
         finally:
             if self.observer is not None:
                 self.observer(op, time.perf_counter() - started, error)
+
+    def health_ledger(self) -> RedisHealthLedger:
+        """The merchant-health ledger (stream.store.redis_health); idle
+        merchants' ledgers go after the first sightings' TTL."""
+        ledger = RedisHealthLedger(
+            self._client, self._ns, self._hasher, self._config.first_seen_ttl_ms
+        )
+        ledger.observer = self.observer
+        return ledger
 
 
 T = TypeVar("T")

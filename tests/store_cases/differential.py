@@ -27,6 +27,7 @@ from stream.store.base import (
     IncidentOutcome,
 )
 from stream.store.guard_counters import GuardCounters
+from stream.store.health_ledger import HealthLedger
 from stream.store.payouts import PayoutBook
 
 Traffic = list[tuple[Topic, SourceRecord]]
@@ -92,6 +93,9 @@ class Recording:
 
     def payout_book(self) -> PayoutBook:
         return self._inner.payout_book()
+
+    def health_ledger(self) -> HealthLedger:
+        return self._inner.health_ledger()
 
 
 @dataclass
