@@ -9,12 +9,15 @@ key layout or round trip exists for them. A rule counting the very same
 thing (same topics, window, resolution and conditions) shares the state,
 as two rules do.
 
+Refunds after payout count what the refund rules count: refunds the
+pipeline marked as of a paid-out order (detectors.paid_out) that were 2+
+days old, the age past which an honest complaint no longer comes; ordinary
+next-morning refunds of paid-out orders would otherwise tax every busy
+merchant.
+
 Rates the input contract cannot measure yet are not fed, and a rate not
 fed is left out of the snapshot (detectors.health_score skips it): no
 component claims a value nobody counted.
-- refunds after payout: a refund does not say whether its order was paid
-  out already (the `merchant_refunds_after_settlement_7d` rule reads an
-  order age instead; the health model has no age gate yet);
 - subsidy concentration: "top buyers' share" needs a per-buyer ranking the
   aggregates do not keep;
 - cancellations: the contract has no cancellation event;
@@ -45,6 +48,11 @@ __all__ = ["HEALTH_TOPICS", "HealthAggregates", "RateSpecs", "alerts_within", "h
 HEALTH_TOPICS = frozenset(Topic)
 _MERCHANT = (EntityType.MERCHANT,)
 _BY_MERCHANT = (Condition("initiated_by", Op.EQ, RefundInitiator.MERCHANT.value),)
+LATE_REFUND_AGE_MS = 2 * 86_400_000
+_LATE_PAID_OUT = (
+    Condition("paid_out_at_ms", Op.EXISTS),
+    Condition("order_age_ms", Op.GE, LATE_REFUND_AGE_MS),
+)
 
 
 def _count(topic: Topic, window_ms: int, where: tuple[Condition, ...] = ()) -> AggregateSpec:
@@ -131,6 +139,9 @@ def health_aggregates(model: HealthModel) -> HealthAggregates:
         elif rate.kind is RateKind.MERCHANT_REFUND_RATE:
             refunds = _count(Topic.REFUNDS, rate.window_ms, _BY_MERCHANT)
             rates.append(RateSpecs(rate.kind, refunds, orders))
+        elif rate.kind is RateKind.REFUNDS_AFTER_PAYOUT:
+            late = _count(Topic.REFUNDS, rate.window_ms, _LATE_PAID_OUT)
+            rates.append(RateSpecs(rate.kind, late, orders))
         elif rate.kind is RateKind.ALERT_RATE:
             alert_orders = (rate.window_ms, orders)
     volume = _count(Topic.ORDERS, model.volume_window_ms)

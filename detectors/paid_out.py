@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from detectors.aggregates import AggregateSpec
 from detectors.events import Event, Order, Payout, Refund
 from detectors.rules import Rule
 
@@ -104,11 +105,10 @@ def with_paid_out(refund: Refund, answer: PaidOutAnswer) -> Refund:
     )
 
 
-def needs_paid_out(rules: Sequence[Rule]) -> bool:
-    """Whether any rule, or any aggregate it reads, has a condition on a
-    derived field: only then does a batch pay the book's round trip."""
-    for rule in rules:
-        conditions = [*rule.where, *(c for a in rule.aggregates() for c in a.where)]
-        if any(c.field in DERIVED_FIELDS for c in conditions):
-            return True
-    return False
+def needs_paid_out(rules: Sequence[Rule], extra: Iterable[AggregateSpec] = ()) -> bool:
+    """Whether any rule, any aggregate it reads, or any `extra` aggregate
+    (merchant health's) has a condition on a derived field: only then does
+    a batch pay the book's round trip."""
+    specs = [*(a for rule in rules for a in rule.aggregates()), *extra]
+    conditions = [*(c for rule in rules for c in rule.where), *(c for a in specs for c in a.where)]
+    return any(c.field in DERIVED_FIELDS for c in conditions)

@@ -66,10 +66,10 @@ class ActiveRules:
             for r in rulebook.rules
         }
         model = rulebook.health
-        health = health_aggregates(model).reads() if model is not None else None
-        return cls(
-            rulebook, source, engine.Plan(rulebook, health), reads, needs_paid_out(rulebook.rules)
-        )
+        health = health_aggregates(model) if model is not None else None
+        plan = engine.Plan(rulebook, health.reads() if health is not None else None)
+        extra = health.specs() if health is not None else ()
+        return cls(rulebook, source, plan, reads, needs_paid_out(rulebook.rules, extra))
 
 
 class RulesSelector:

@@ -4,6 +4,8 @@ batch's one store call, and the scorer's inputs from the store's answers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from detectors.aggregates import Observation
 from detectors.engine import Plan
 from detectors.events import Order, Payout, Refund, RefundInitiator, Topic
@@ -47,18 +49,26 @@ def refund(by: RefundInitiator) -> Refund:
 def test_orders_and_refunds_feed_and_read_every_rate_of_their_merchant() -> None:
     rules = ActiveRules.build(parse_rulebook(book(GOOD_RULE, HEALTH)), RulesSource.FILE)
     specs = {s.agg_id for s in health_aggregates(DEFAULT_MODEL).specs()}
-    assert len(specs) == 3  # orders, refunds, merchant-initiated refunds: 30 days each
+    # Orders, refunds, merchant-initiated refunds, late refunds of paid-out orders: 30 days each.
+    assert len(specs) == 4
 
     def merchant_request(topic: Topic, event: Order | Refund) -> dict[str, int | str | None]:
         (req,) = [r for r in rules.plan.requests(topic, event) if r.entity_ids == ("m-1",)]
         return {s.agg_id: c for s, c in zip(req.group.specs, req.contributions, strict=True)}
 
     fed = merchant_request(Topic.ORDERS, order())
-    assert set(fed) == specs and sorted(fed.values(), key=str) == [1, None, None]
+    assert set(fed) == specs and sorted(fed.values(), key=str) == [1, None, None, None]
     by_merchant = merchant_request(Topic.REFUNDS, refund(RefundInitiator.MERCHANT))
     by_user = merchant_request(Topic.REFUNDS, refund(RefundInitiator.USER))
     assert sum(1 for c in by_merchant.values() if c) == 2
     assert sum(1 for c in by_user.values() if c) == 1
+    late = dataclasses.replace(
+        refund(RefundInitiator.USER), paid_out_at_ms=T - 1, order_age_ms=3 * 86_400_000
+    )
+    assert sum(1 for c in merchant_request(Topic.REFUNDS, late).values() if c) == 2
+    young = dataclasses.replace(late, order_age_ms=86_400_000)  # next morning: not counted
+    assert sum(1 for c in merchant_request(Topic.REFUNDS, young).values() if c) == 1
+    assert rules.paid_out  # the health rate alone makes batches consult the payout book
     payout = Payout("e-3", T, "p-1", "m-1", 100, "EUR", "bank-1")
     (read,) = rules.plan.requests(Topic.PAYOUTS, payout)  # a freeze may be scored at a payout
     assert {s.agg_id for s in read.group.specs} == specs and set(read.contributions) == {None}
@@ -77,12 +87,14 @@ def test_counts_come_from_the_observations_or_not_at_all() -> None:
         aggs.orders.agg_id: Observation(40, T),
         refunds[RateKind.REFUND_RATE]: Observation(6, T),
         refunds[RateKind.MERCHANT_REFUND_RATE]: Observation(2, T),
+        refunds[RateKind.REFUNDS_AFTER_PAYOUT]: Observation(1, T),
     }
     assert aggs.counts(seen) == (
         40,
         {
             RateKind.REFUND_RATE: RateCounts(6, 40),
             RateKind.MERCHANT_REFUND_RATE: RateCounts(2, 40),
+            RateKind.REFUNDS_AFTER_PAYOUT: RateCounts(1, 40),
         },
     )
     late = {**seen, aggs.orders.agg_id: Observation(None, T)}
