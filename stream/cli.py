@@ -165,15 +165,20 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when the run meets the acceptance bar, 1 when not (for CI)."""
     import orjson
 
+    from stream.health_scoring import format_confusion, health_confusion, read_snapshots
     from stream.scoring import as_json, format_score, score_files
-    from stream.simulation.labels import LabelsError
+    from stream.simulation.labels import LabelsError, load_labels
 
     try:
         result = score_files(Path(args.labels), Path(args.decisions))
+        merchants = load_labels(Path(args.labels)).merchants
     except (LabelsError, InputFileError, OSError) as exc:
         print(f"fraudstream score: {exc}", file=sys.stderr)
         return 2
     print(format_score(result))
+    if merchants:  # labels with health archetypes: how the bands separate them
+        snapshots = read_snapshots(Path(args.decisions))
+        print(format_confusion(health_confusion(merchants, snapshots)))
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(as_json(result), option=orjson.OPT_INDENT_2))
     return 0 if result.acceptable() else 1

@@ -46,6 +46,12 @@ def _days(text: str) -> int:
     return int(text)
 
 
+def _merchants(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="events file to write (JSONL)")
     parser.add_argument("--labels", help="also write the scenario labels (JSON) here")
@@ -61,12 +67,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--days", type=_days, default=8)
     parser.add_argument(
+        "--merchants",
+        type=_merchants,
+        default=0,
+        help="also N merchants of each health archetype (good, sloppy, deteriorating, fraudulent)",
+    )
+    parser.add_argument(
         "--to-kafka", action="store_true", help="also publish to the configured input topics"
     )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    config = SimulationConfig(seed=args.seed, scale=args.scale, start_ms=args.start, days=args.days)
+    config = SimulationConfig(
+        seed=args.seed,
+        scale=args.scale,
+        start_ms=args.start,
+        days=args.days,
+        merchants=args.merchants,
+    )
     result = simulate(config)
     out = Path(args.out)
     out.write_bytes(result.jsonl())

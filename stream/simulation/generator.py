@@ -23,6 +23,7 @@ from stream.simulation.background import background_orders, organic_refunds
 from stream.simulation.catalogue import run_catalogue
 from stream.simulation.labels import Labels
 from stream.simulation.ledger import Ledger
+from stream.simulation.merchant_quality import run_merchants
 from stream.simulation.model import IdMint, SimulationConfig
 from stream.simulation.population import build_population
 from stream.simulation.world import World
@@ -85,6 +86,7 @@ def simulate(cfg: SimulationConfig) -> SimulationResult:
     rng = cfg.rng("background")
     organic_refunds(world, rng, background_orders(world, rng))
     scenarios = run_catalogue(world)
+    merchants = run_merchants(world, cfg.merchants)
     ledger.pay_daily(cfg.rng("payouts"))
     timeline = _in_time_order(ledger.events)
     labels = Labels(
@@ -96,6 +98,7 @@ def simulate(cfg: SimulationConfig) -> SimulationResult:
         events_by_topic=ledger.count_by_topic(),
         scenarios=tuple(scenarios),
         active_entities=active_entities(timeline),
+        merchants=tuple(merchants),
     )
     return SimulationResult(timeline, labels)
 

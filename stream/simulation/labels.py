@@ -23,15 +23,18 @@ from typing import Any
 import orjson
 
 from detectors.events import Topic
+from detectors.health_model import Band
 from detectors.rules_entities import EntityType
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 
 __all__ = [
+    "Archetype",
     "EntityRef",
     "ExpectedAction",
     "Family",
     "Labels",
     "LabelsError",
+    "MerchantLabel",
     "ScenarioLabel",
     "ScenarioName",
     "load_labels",
@@ -87,6 +90,44 @@ class ScenarioName(StrEnum):
     GRAND_OPENING = "grand_opening"
     CATERING_BURST = "catering_burst"
     HOUSEHOLD_REFUND = "household_refund"
+
+
+class Archetype(StrEnum):
+    GOOD = "good"
+    SLOPPY = "sloppy"
+    DETERIORATING = "deteriorating"
+    FRAUDULENT = "fraudulent"
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantLabel:
+    merchant_id: str
+    archetype: Archetype
+    expected_band: Band
+    judged_at_ms: int  # the band is read from the last snapshot at or before this time
+    fraud_start_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "merchant_id": self.merchant_id,
+            "archetype": self.archetype.value,
+            "expected_band": self.expected_band.value,
+            "judged_at": format_rfc3339_ms(self.judged_at_ms),
+        }
+        if self.fraud_start_ms is not None:
+            doc["fraud_start"] = format_rfc3339_ms(self.fraud_start_ms)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> MerchantLabel:
+        start = doc.get("fraud_start")
+        return cls(
+            str(doc["merchant_id"]),
+            Archetype(doc["archetype"]),
+            Band(doc["expected_band"]),
+            parse_rfc3339_ms(doc["judged_at"]),
+            parse_rfc3339_ms(start) if start else None,
+        )
 
 
 class LabelsError(ValueError):
@@ -170,6 +211,8 @@ class Labels:
     # rates are per ("frozen: 0.1 % of active devices"). Empty in files
     # written before it existed.
     active_entities: Mapping[EntityType, int] = field(default_factory=dict)
+    # Merchants of the health archetypes (fraudstream simulate --merchants N).
+    merchants: tuple[MerchantLabel, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +223,7 @@ class Labels:
             "events": self.events,
             "events_by_topic": {t.value: n for t, n in self.events_by_topic.items()},
             "active_entities": {t.value: n for t, n in self.active_entities.items()},
+            "merchants": [m.to_json() for m in self.merchants],
             "scenarios": [s.to_json() for s in self.scenarios],
         }
 
@@ -199,6 +243,7 @@ class Labels:
             active_entities={
                 EntityType(k): int(v) for k, v in doc.get("active_entities", {}).items()
             },
+            merchants=tuple(MerchantLabel.from_json(m) for m in doc.get("merchants", [])),
         )
 
     def fraud(self) -> tuple[ScenarioLabel, ...]:

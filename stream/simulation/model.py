@@ -49,12 +49,13 @@ MAX_BASKET_MINOR = 6000
 
 @dataclass(frozen=True, slots=True)
 class SimulationConfig:
-    """What determines a run: the same four values give the same bytes."""
+    """What determines a run: the same values give the same bytes."""
 
     seed: int = 1
     scale: float = 1.0
     start_ms: int = DEFAULT_START_MS
     days: int = 8
+    merchants: int = 0  # merchants per health archetype (stream.simulation.merchant_quality)
 
     def __post_init__(self) -> None:
         if not self.scale > 0:
