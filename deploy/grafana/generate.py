@@ -127,6 +127,8 @@ RISK: list[Panel] = [
     ("Control records refused (last hour)", "short",
      [("sum by (kind) (increase(fraud_control_records_rejected_total[1h])) or vector(0)",
        "{{kind}}")], "stat"),
+    ("Merchants per health band", "short",
+     [("max by (band) (fraud_merchant_health_merchants)", "{{band}}")], "timeseries"),
 ]
 # fmt: on
 
