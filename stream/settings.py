@@ -17,7 +17,18 @@ from typing import Any, TypeVar
 
 from detectors.errors import ConfigError
 from detectors.events import Topic
-from detectors.money import CURRENCY_CODE, PerCurrency
+from detectors.money import PerCurrency
+from stream.settings_values import (
+    MIN_SECRET_LENGTH,
+    boolean,
+    money_caps,
+    namespace,
+    non_negative,
+    non_negative_float,
+    positive,
+    secret,
+    share,
+)
 
 __all__ = [
     "ENV_NAMES",
@@ -204,80 +215,6 @@ def _parse(env: Mapping[str, str], name: str, conv: Callable[[str], T], default:
         raise ConfigError(PREFIX + name, f"cannot parse {shown}: {exc}") from None
 
 
-def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
-    def check(raw: str) -> T:
-        value = conv(raw)
-        if value <= 0:  # type: ignore[operator]
-            raise ValueError("must be positive")
-        return value
-
-    return check
-
-
-def _non_negative(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:  # also rejects nan
-        raise ValueError("must not be negative")
-    return value
-
-
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def _namespace(raw: str) -> str:
-    """Key prefix: no hash-tag braces (they would move keys between cluster
-    slots) and no glob characters (the scratch-namespace cleanup SCANs by it)."""
-    if _NAMESPACE.fullmatch(raw) is None:
-        raise ValueError("use 1-64 letters, digits, '.', '_' or '-'")
-    return raw
-
-
-MIN_SECRET_LENGTH = 32
-
-
-def _secret(raw: str) -> str:
-    if len(raw.encode()) < MIN_SECRET_LENGTH:
-        # Never echo the value: the error message reaches logs.
-        raise ValueError(f"too short: use at least {MIN_SECRET_LENGTH} random characters")
-    return raw
-
-
-def _share(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= 1:  # also rejects nan
-        raise ValueError("expected a share between 0 (excluded) and 1")
-    return value
-
-
-def _money_caps(raw: str) -> PerCurrency:
-    """`EUR:5000000,JPY:800000`: integer minor units per ISO 4217 currency."""
-    caps: dict[str, float] = {}
-    for item in raw.split(","):
-        code, sep, amount = item.strip().partition(":")
-        if not sep or CURRENCY_CODE.fullmatch(code) is None or not amount.isdigit():
-            raise ValueError(f"{item.strip()!r}: expected CUR:amount_minor, e.g. EUR:5000000")
-        if code in caps:
-            raise ValueError(f"{code} given twice")
-        caps[code] = int(amount)
-    return PerCurrency.of(caps)
-
-
-def _boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
 def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
     d = KafkaSecurity()
     security = KafkaSecurity(
@@ -322,13 +259,13 @@ def from_env(env: Mapping[str, str]) -> Settings:
             for f in topic_fields
         }
     )
-    pos_int, pos_float = _positive(int), _positive(float)
+    pos_int, pos_float = positive(int), positive(float)
     return Settings(
         kafka_bootstrap=_parse(env, "KAFKA_BOOTSTRAP", str, d.kafka_bootstrap),
         kafka_security=_kafka_security(env),
         redis_url=_parse(env, "REDIS_URL", str, d.redis_url),
-        redis_namespace=_parse(env, "REDIS_NAMESPACE", _namespace, d.redis_namespace),
-        key_hash_secret=_parse(env, "KEY_HASH_SECRET", _secret, d.key_hash_secret),
+        redis_namespace=_parse(env, "REDIS_NAMESPACE", namespace, d.redis_namespace),
+        key_hash_secret=_parse(env, "KEY_HASH_SECRET", secret, d.key_hash_secret),
         app_id=_parse(env, "APP_ID", str, d.app_id),
         topics=topics,
         web_host=_parse(env, "WEB_HOST", str, d.web_host),
@@ -338,30 +275,30 @@ def from_env(env: Mapping[str, str]) -> Settings:
         max_event_bytes=_parse(env, "MAX_EVENT_BYTES", pos_int, d.max_event_bytes),
         dlq_value_max_bytes=_parse(env, "DLQ_VALUE_MAX_BYTES", pos_int, d.dlq_value_max_bytes),
         dedup_horizon_s=_parse(env, "DEDUP_HORIZON_S", pos_int, d.dedup_horizon_s),
-        allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", _non_negative, d.allowed_lateness_s),
+        allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", non_negative, d.allowed_lateness_s),
         kafka_session_timeout_s=_parse(
             env, "KAFKA_SESSION_TIMEOUT_S", pos_float, d.kafka_session_timeout_s
         ),
         kafka_heartbeat_s=_parse(env, "KAFKA_HEARTBEAT_S", pos_float, d.kafka_heartbeat_s),
         redis_timeout_s=_parse(env, "REDIS_TIMEOUT_S", pos_float, d.redis_timeout_s),
         retry_max_backoff_s=_parse(env, "RETRY_MAX_BACKOFF_S", pos_float, d.retry_max_backoff_s),
-        blocked_retry_s=_parse(env, "BLOCKED_RETRY_S", _non_negative_float, d.blocked_retry_s),
+        blocked_retry_s=_parse(env, "BLOCKED_RETRY_S", non_negative_float, d.blocked_retry_s),
         rules_file=_parse(env, "RULES_FILE", Path, d.rules_file),
         max_future_skew_s=_parse(env, "MAX_FUTURE_SKEW_S", int, d.max_future_skew_s),
-        align_enabled=_parse(env, "ALIGN_ENABLED", _boolean, d.align_enabled),
-        align_slack_s=_parse(env, "ALIGN_SLACK_S", _non_negative_float, d.align_slack_s),
+        align_enabled=_parse(env, "ALIGN_ENABLED", boolean, d.align_enabled),
+        align_slack_s=_parse(env, "ALIGN_SLACK_S", non_negative_float, d.align_slack_s),
         align_stall_s=_parse(env, "ALIGN_STALL_S", pos_float, d.align_stall_s),
         align_max_held=_parse(env, "ALIGN_MAX_HELD", pos_int, d.align_max_held),
-        redis_cluster=_parse(env, "REDIS_CLUSTER", _boolean, d.redis_cluster),
+        redis_cluster=_parse(env, "REDIS_CLUSTER", boolean, d.redis_cluster),
         data_dir=_parse(env, "DATA_DIR", Path, d.data_dir),
         dev_home=_parse(env, "DEV_HOME", Path, d.dev_home),
         dev_partitions=_parse(env, "DEV_PARTITIONS", pos_int, d.dev_partitions),
         log_level=_parse(env, "LOG_LEVEL", str.upper, d.log_level),
         actor=_parse(env, "ACTOR", str, _os_user(env) or d.actor),
-        breaker_freeze_share=_parse(env, "BREAKER_FREEZE_SHARE", _share, d.breaker_freeze_share),
+        breaker_freeze_share=_parse(env, "BREAKER_FREEZE_SHARE", share, d.breaker_freeze_share),
         breaker_min_freezes=_parse(env, "BREAKER_MIN_FREEZES", pos_int, d.breaker_min_freezes),
-        breaker_value_caps=_parse(env, "BREAKER_VALUE_CAPS", _money_caps, d.breaker_value_caps),
-        batch_delivery=_parse(env, "BATCH_DELIVERY", _boolean, d.batch_delivery),
+        breaker_value_caps=_parse(env, "BREAKER_VALUE_CAPS", money_caps, d.breaker_value_caps),
+        batch_delivery=_parse(env, "BATCH_DELIVERY", boolean, d.batch_delivery),
     )
 
 

@@ -29,7 +29,6 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.errors import StoreUnavailable
 from stream.errors import StoreLayoutMismatch
 from stream.store import aggregate_calls, keys
@@ -38,7 +37,6 @@ from stream.store.base import (
     EventRequests,
     IncidentClaim,
     IncidentOutcome,
-    IncidentStatus,
     StoreConfig,
 )
 from stream.store.guard_counters import GuardCounters
@@ -51,6 +49,7 @@ from stream.store.redis_connection import (
 )
 from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
 from stream.store.redis_health import RedisHealthLedger
+from stream.store.redis_incidents import claim_incidents
 from stream.store.redis_payouts import PAYOUT_SCRIPTS, RedisPayoutBook
 
 __all__ = ["CLUSTER_CONCURRENCY", "RedisStore", "T", "event_hash"]
@@ -67,18 +66,6 @@ def event_hash(event_id: str) -> str:
     it would count: at 10^9 events per horizon that is ~1.5e-21, where 64
     bits would give ~3 %."""
     return hashlib.blake2b(event_id.encode(), digest_size=16).hexdigest()
-
-
-class _Claims:
-    """The keys and claims of one incident script call (one slot on a cluster)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, int] = {}
-        self.units: list[list[Any]] = []
-        self.where: list[int] = []  # the claim's index, per unit
-
-    def kidx(self, key: str) -> int:
-        return self.keys.setdefault(key, len(self.keys) + 1)
 
 
 class RedisStore:
@@ -299,39 +286,7 @@ class RedisStore:
         return dict(zip(slots, replies, strict=True))
 
     async def claim_incidents(self, claims: Sequence[IncidentClaim]) -> list[IncidentOutcome]:
-        calls: dict[int, _Claims] = {}
-        for ci, c in enumerate(claims):
-            tag = self._hasher.tag(c.entity_type, c.entity_ids)
-            call = calls.setdefault(self._slot(tag), _Claims())
-            idx = call.kidx(keys.incident(self._ns, tag, c.rule_id))
-            call.units.append(
-                [
-                    idx,
-                    str(c.start_ms),
-                    str(c.end_ms),
-                    str(c.cooldown_ms),
-                    c.base,
-                    c.trigger_event_id,
-                    c.trigger_position,
-                    c.payload.decode(),
-                    str(c.ttl_ms),
-                    str(c.retention_ms),
-                    str(c.epoch),
-                    ALERT_ID_PLACEHOLDER,
-                ]
-            )
-            call.where.append(ci)
-        replies = await self._each_slot(
-            "claim",
-            {slot: (list(c.keys), [orjson.dumps(c.units)]) for slot, c in calls.items()},
-        )
-        out: list[IncidentOutcome | None] = [None] * len(claims)
-        for slot, reply in replies.items():
-            for ci, (st, alert_id, payload) in zip(calls[slot].where, reply, strict=True):
-                out[ci] = IncidentOutcome(
-                    IncidentStatus(st.decode()), alert_id.decode(), payload or None
-                )
-        return [o for o in out if o is not None]
+        return await claim_incidents(claims, self._ns, self._hasher, self._slot, self._each_slot)
 
     async def drop_namespace(self) -> int:
         """Delete every key of this store's namespace (backtest scratch space, tests)."""
