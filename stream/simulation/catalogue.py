@@ -74,6 +74,9 @@ CATALOGUE: tuple[ScenarioSpec, ...] = (
     ScenarioSpec(_N.GRAND_OPENING, LOOKALIKE, NONE, legit.grand_opening, _N.YOUNG_BUST_OUT),
     ScenarioSpec(_N.CATERING_BURST, LOOKALIKE, NONE, legit.catering_burst, _N.BUST_OUT),
     ScenarioSpec(_N.HOUSEHOLD_REFUND, LOOKALIKE, NONE, legit.household_refund, _N.REFUND_RING),
+    ScenarioSpec(
+        _N.FIRST_WEEKLY_PAYOUT, LOOKALIKE, NONE, legit.first_weekly_payout, _N.ACCOUNT_TAKEOVER
+    ),
 )
 
 

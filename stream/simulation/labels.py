@@ -90,6 +90,7 @@ class ScenarioName(StrEnum):
     GRAND_OPENING = "grand_opening"
     CATERING_BURST = "catering_burst"
     HOUSEHOLD_REFUND = "household_refund"
+    FIRST_WEEKLY_PAYOUT = "first_weekly_payout"
 
 
 class Archetype(StrEnum):

@@ -57,6 +57,7 @@ class Ledger:
         self._destinations: dict[str, list[tuple[int, str]]] = {}
         self._vouchers_used: set[tuple[str, str, int]] = set()
         self._refunds: Counter[str] = Counter()
+        self._paid_weekly: set[str] = set()  # merchants settled once a week, not daily
 
     def order(
         self,
@@ -176,11 +177,17 @@ class Ledger:
     def refund_count(self, user_id: str) -> int:
         return self._refunds[user_id]
 
+    def settle_weekly(self, merchant_id: str) -> None:
+        """`merchant_id` is paid by its own scenario, not by `pay_daily`."""
+        self._paid_weekly.add(merchant_id)
+
     def pay_daily(self, rng: random.Random) -> list[Payout]:
         """Every merchant's daily payout: at ~03:00, yesterday's net earnings to
         the destination of the day, nothing when the net is not positive."""
         out = []
         for merchant_id in self._destinations:
+            if merchant_id in self._paid_weekly:
+                continue
             for day in range(1, self.cfg.days):
                 net = self.net_earned(merchant_id, day - 1)
                 if net <= 0:

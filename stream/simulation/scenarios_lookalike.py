@@ -25,6 +25,7 @@ __all__ = [
     "chain_stores",
     "deal_hunter",
     "family_tablet",
+    "first_weekly_payout",
     "grand_opening",
     "holiday_rush",
     "household_refund",
@@ -283,4 +284,29 @@ def household_refund(world: World, rng: random.Random, instance: int) -> Footpri
         [],
         f"A household of three orders four dinners at one merchant on day {day + 1}; "
         "all four are refunded the next morning, after the night's payout.",
+    )
+
+
+def first_weekly_payout(world: World, rng: random.Random, instance: int) -> Footprint:
+    """A merchant opened a week before the last day, busy from the start
+    (~60 orders a day), settled weekly: its first payout, on the last day,
+    is the whole week's earnings, to a bank account never paid before."""
+    cfg = world.cfg
+    last = cfg.days - 1
+    opened = max(0, last - 7)
+    shop = open_storefront(world, rng, 60, price_minor=rng.randrange(2300, 2700, 10))
+    merchant_id = shop.merchant.merchant_id
+    world.ledger.settle_weekly(merchant_id)
+    orders = run_storefront(world, rng, shop, 60, from_day=opened, until_day=last - 1)
+    earned = sum(world.ledger.net_earned(merchant_id, d) for d in range(opened, last))
+    destination = world.ledger.destination(merchant_id, last)
+    payout = world.ledger.payout(merchant_id, cfg.at(last, 3.2), earned, destination)
+    trace = Trace()
+    trace.merchant(shop.merchant)
+    trace.add(EntityType.PAYMENT, destination)
+    trace.cover([*orders[-20:], payout])
+    return trace.footprint(
+        [],
+        f"A merchant open since day {opened + 1} with about 60 orders a day is settled "
+        f"weekly: its first payout, {earned / 100:.2f}, is the whole week's earnings.",
     )

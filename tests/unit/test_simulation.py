@@ -181,7 +181,7 @@ def test_cli_writes_events_and_labels(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["simulate", "--out", str(out), "--labels", str(labels), "--scale", "0.1"]
     assert main([*argv, "--days", "2", "--seed", "5", "--start", "2026-10-01"]) == 0
     summary = capsys.readouterr().out
-    assert "orders" in summary and "28 scenarios" in summary
+    assert "orders" in summary and "29 scenarios" in summary
     loaded = load_labels(labels)
     assert loaded.events == len(out.read_bytes().splitlines()) and loaded.seed == 5
     assert out.read_bytes().startswith(b'{"topic":') and b"2026-10-01T" in out.read_bytes()
@@ -195,6 +195,8 @@ def test_cli_writes_events_and_labels(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_background_payouts_pay_exactly_the_previous_day(run: SimulationResult) -> None:
     config = SimulationConfig(scale=0.1, days=8)
     fraud = {i for kind, i in fraud_entities(run) if kind is EntityType.MERCHANT}
+    # Settled once a week (a look-alike of its own), not daily.
+    fraud |= ids(scenario(run, ScenarioName.FIRST_WEEKLY_PAYOUT), EntityType.MERCHANT)
     net: Counter[tuple[str, int]] = Counter()
     for o in orders(run):
         net[o.merchant_id, config.day_of(o.occurred_at_ms)] += o.amount_minor
@@ -268,6 +270,17 @@ def test_device_farm_and_hopping_cross(run: SimulationResult) -> None:
     toured = [r for r in redemptions(run) if r.device_id in hop]
     assert max_distinct([(r.occurred_at_ms, r.merchant_id) for r in toured], 6 * HOUR) >= 8
     assert max_distinct([(r.occurred_at_ms, r.user_id) for r in toured], DAY) >= 2
+
+
+def test_a_weekly_merchant_is_paid_its_whole_week_once(run: SimulationResult) -> None:
+    (merchant,) = ids(scenario(run, ScenarioName.FIRST_WEEKLY_PAYOUT), EntityType.MERCHANT)
+    (payout,) = [p for p in payouts(run) if p.merchant_id == merchant]
+    earned = sum(o.amount_minor for o in orders(run) if o.merchant_id == merchant)
+    paid_for = [f for f in refunds(run) if f.merchant_id == merchant]
+    # The week's refunds count; one asked for on the payout's own day comes off the next.
+    cut = payout.occurred_at_ms - payout.occurred_at_ms % DAY
+    earned -= sum(f.amount_minor for f in paid_for if f.occurred_at_ms < cut)
+    assert payout.amount_minor == earned >= 500_000
 
 
 def test_a_deal_hunter_tours_merchants_alone_on_their_own_phone(run: SimulationResult) -> None:
