@@ -19,7 +19,8 @@ from tests.integration.services import Services
 
 RUNS = [
     pytest.param(SimulationConfig(seed=1, scale=1.0), id="default-seed1-scale1"),
-    pytest.param(SimulationConfig(seed=7, scale=0.5), id="seed7-scale0.5"),
+    # Tuned on, like seed 1; the held-out seeds below cover its scale in CI.
+    pytest.param(SimulationConfig(seed=7, scale=0.5), id="seed7-scale0.5", marks=pytest.mark.soak),
     pytest.param(SimulationConfig(seed=42, scale=2.0), id="seed42-scale2", marks=pytest.mark.soak),
     # Held out: never looked at while the rules and the simulator were tuned.
     *(
