@@ -104,8 +104,12 @@ async def in_thread(action: Callable[[], object]) -> None:
 
 @pytest.mark.parametrize(
     ("batch", "merged"),
-    [(True, True), (True, False), (False, True)],
-    ids=["merged", "direct", "take-events-merged"],
+    [
+        pytest.param(True, True, id="merged"),
+        pytest.param(True, False, id="direct"),
+        # The take_events fallback (FRAUD_BATCH_DELIVERY=false), not the default.
+        pytest.param(False, True, id="take-events-merged", marks=pytest.mark.soak),
+    ],
 )
 async def test_join_leave_and_kill_lose_nothing_and_never_commit_ahead(
     services: Services, tmp_path: Path, batch: bool, merged: bool

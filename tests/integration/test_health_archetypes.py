@@ -19,7 +19,7 @@ from tests.integration.services import Services
 async def test_health_bands_separate_the_merchant_archetypes(
     services: Services, tmp_path: Path
 ) -> None:
-    result = simulate(SimulationConfig(seed=5, scale=0.5, merchants=10))
+    result = simulate(SimulationConfig(seed=5, scale=0.2, merchants=10))
     events, decisions = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl"
     events.write_bytes(result.jsonl())
     settings = services.settings()
