@@ -31,7 +31,6 @@ __all__ = [
     "EntryKind",
     "LedgerEntry",
     "PaidOutAnswer",
-    "ledger_entries",
     "ledger_entry",
     "needs_paid_out",
     "with_paid_out",
@@ -88,11 +87,6 @@ def ledger_entry(e: Event) -> LedgerEntry | None:
     if isinstance(e, Refund):
         return LedgerEntry(EntryKind.REFUND, e.merchant_id, e.order_id, e.occurred_at_ms)
     return None
-
-
-def ledger_entries(events: Iterable[Event]) -> list[LedgerEntry]:
-    """The book's entries for a batch's events, in their order."""
-    return [entry for e in events if (entry := ledger_entry(e)) is not None]
 
 
 def with_paid_out(refund: Refund, answer: PaidOutAnswer) -> Refund:

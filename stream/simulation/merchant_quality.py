@@ -20,7 +20,7 @@ from detectors.events import Order, RefundInitiator
 from detectors.health_model import Band
 from stream.simulation.labels import Archetype, MerchantLabel
 from stream.simulation.model import HOUR_MS, MINUTE_MS
-from stream.simulation.traffic import Storefront, open_storefront, run_storefront
+from stream.simulation.traffic import open_storefront, run_storefront
 from stream.simulation.world import World
 
 __all__ = ["run_merchants"]
@@ -82,15 +82,13 @@ def _fraudulent(world: World, rng: random.Random) -> MerchantLabel:
     shop = open_storefront(world, rng, ORDERS_PER_DAY)
     orders = run_storefront(world, rng, shop, ORDERS_PER_DAY)
     start = cfg.at(max(2, cfg.days - 3), rng.uniform(9.0, 11.0))
-    _cash_back(world, rng, shop, orders, start)
+    _cash_back(world, rng, orders, start)
     return MerchantLabel(
         shop.merchant.merchant_id, Archetype.FRAUDULENT, Band.CRITICAL, start + 24 * HOUR_MS, start
     )
 
 
-def _cash_back(
-    world: World, rng: random.Random, shop: Storefront, orders: list[Order], start: int
-) -> None:
+def _cash_back(world: World, rng: random.Random, orders: list[Order], start: int) -> None:
     """From `start`, within eight hours, refund a sixth of the orders placed
     2-6 days before, by the merchant (already paid out: the platform pays)."""
     old = [o for o in orders if 2 * 24 * HOUR_MS <= start - o.occurred_at_ms <= 6 * 24 * HOUR_MS]

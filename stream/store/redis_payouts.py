@@ -86,15 +86,18 @@ class RedisPayoutBook:
         member = self._hasher.member
         for pos, e in enumerate(entries):
             tag = self._hasher.tag(MERCHANT, (e.merchant_id,))
-            call = calls.get(self._slot_of(tag))
+            slot = self._slot_of(tag)
+            call = calls.get(slot)
             if call is None:
-                call = calls[self._slot_of(tag)] = _Call()
-            orders = call.kidx(keys.merchant_orders(self._ns, tag))
-            payouts = call.kidx(keys.merchant_payouts(self._ns, tag))
+                call = calls[slot] = _Call()
+            # Only the keys an entry uses: most batches are orders alone.
+            if e.kind is EntryKind.PAYOUT:
+                key = call.kidx(keys.merchant_payouts(self._ns, tag))
+            else:
+                key = call.kidx(keys.merchant_orders(self._ns, tag))
+            payouts = 0
             if e.kind is EntryKind.REFUND:
                 call.refunds.append(pos)
-                call.flat += (int(e.kind), orders, member(e.ref), e.at_ms, payouts)
-            else:
-                key = payouts if e.kind is EntryKind.PAYOUT else orders
-                call.flat += (int(e.kind), key, member(e.ref), e.at_ms, 0)
+                payouts = call.kidx(keys.merchant_payouts(self._ns, tag))
+            call.flat += (int(e.kind), key, member(e.ref), e.at_ms, payouts)
         return calls
