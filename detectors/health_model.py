@@ -93,6 +93,9 @@ class HealthModel:
     volume_window_ms: int
     emit_step: int  # a score change this big is published even within a band
     emit_interval_ms: int  # at most one snapshot per merchant per interval (event time)
+    # Rules gated on the band read it as of this long before their event
+    # (detectors.health_bands says why).
+    band_delay_ms: int = 3_600_000
 
     def band_of(self, score: int) -> Band:
         if score >= self.healthy_from:
@@ -145,7 +148,7 @@ def parse_health_model(raw: Any, where: str = "health") -> HealthModel:
     d = DEFAULT_MODEL
     known = {
         "score_model_version", "bands", "points", "expiry", "severe_expiry", "severe",
-        "rates", "min_orders", "volume_window", "emit_step", "emit_interval",
+        "rates", "min_orders", "volume_window", "emit_step", "emit_interval", "band_delay",
     }  # fmt: skip
     if unknown := sorted(set(raw) - known):
         raise ConfigError(f"{where}.{unknown[0]}", f"unknown key; known: {sorted(known)}")
@@ -166,6 +169,7 @@ def parse_health_model(raw: Any, where: str = "health") -> HealthModel:
         volume_window_ms=_duration(raw, "volume_window", where, d.volume_window_ms),
         emit_step=_count(raw.get("emit_step", d.emit_step), f"{where}.emit_step"),
         emit_interval_ms=_duration(raw, "emit_interval", where, d.emit_interval_ms),
+        band_delay_ms=_duration(raw, "band_delay", where, d.band_delay_ms),
     )
 
 

@@ -15,12 +15,18 @@ days old, the age past which an honest complaint no longer comes; ordinary
 next-morning refunds of paid-out orders would otherwise tax every busy
 merchant.
 
-Rates the input contract cannot measure yet are not fed, and a rate not
-fed is left out of the snapshot (detectors.health_score skips it): no
-component claims a value nobody counted.
-- subsidy concentration: "top buyers' share" needs a per-buyer ranking the
-  aggregates do not keep;
-- cancellations: the contract has no cancellation event;
+Subsidy concentration is the share of a merchant's subsidised voucher
+redemptions that came from buyers who had already redeemed one there in
+the window: 1 - distinct buyers / subsidised redemptions, a count and a
+distinct count the aggregates keep anyway. A hundred redemptions by a
+hundred neighbours is 0; by five accounts farming the subsidy, 0.95. A
+ranking of the top buyers would say the same at the cost of a per-buyer
+sorted set per merchant.
+
+Rates the input contract cannot measure are not fed, and a rate not fed is
+left out of the snapshot (detectors.health_score skips it): no component
+claims a value nobody counted. The contract has no cancellation event, so
+`cancellation_rate` waits for one.
 
 The alert rate's numerator is no aggregate either: alerts are outputs, known
 only after the store call that reads the rates, so the health ledger keeps
@@ -48,6 +54,7 @@ __all__ = ["HEALTH_TOPICS", "HealthAggregates", "RateSpecs", "alerts_within", "h
 HEALTH_TOPICS = frozenset(Topic)
 _MERCHANT = (EntityType.MERCHANT,)
 _BY_MERCHANT = (Condition("initiated_by", Op.EQ, RefundInitiator.MERCHANT.value),)
+_SUBSIDISED = (Condition("subsidy_minor", Op.GT, 0),)
 LATE_REFUND_AGE_MS = 2 * 86_400_000
 _LATE_PAID_OUT = (
     Condition("paid_out_at_ms", Op.EXISTS),
@@ -71,6 +78,21 @@ class RateSpecs:
     kind: RateKind
     numerator: AggregateSpec
     denominator: AggregateSpec
+    # Taken off the numerator when set: repeats are a count less its distinct values.
+    less: AggregateSpec | None = None
+
+    def numerator_of(self, observed: Mapping[str, Observation]) -> int | None:
+        num = observed.get(self.numerator.agg_id)
+        if num is None or num.value is None:
+            return None
+        if self.less is None:
+            return num.value
+        less = observed.get(self.less.agg_id)
+        if less is None or less.value is None:
+            return None
+        # A distinct count's window is exact, a count's whole buckets: the
+        # two may disagree by a bucket's edge, never below nothing.
+        return max(0, num.value - less.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +113,8 @@ class HealthAggregates:
         for r in self.rates:
             seen.setdefault(r.numerator.agg_id, r.numerator)
             seen.setdefault(r.denominator.agg_id, r.denominator)
+            if r.less is not None:
+                seen.setdefault(r.less.agg_id, r.less)
         return tuple(seen.values())
 
     def reads(self) -> dict[Topic, tuple[AggregateSpec, ...]]:
@@ -109,10 +133,10 @@ class HealthAggregates:
             return None
         rates: dict[RateKind, RateCounts] = {}
         for r in self.rates:
-            num, den = observed.get(r.numerator.agg_id), observed.get(r.denominator.agg_id)
-            if num is None or den is None or num.value is None or den.value is None:
+            num, den = r.numerator_of(observed), observed.get(r.denominator.agg_id)
+            if num is None or den is None or den.value is None:
                 return None
-            rates[r.kind] = RateCounts(num.value, den.value)
+            rates[r.kind] = RateCounts(num, den.value)
         return orders.value, rates
 
     def alert_denominator(self, observed: Mapping[str, Observation]) -> int | None:
@@ -126,6 +150,20 @@ class HealthAggregates:
 def alerts_within(alerts_ms: Iterable[int], as_of_ms: int, window_ms: int) -> int:
     """The alerts of an event-time window ending at `as_of_ms` (inclusive)."""
     return sum(1 for t in alerts_ms if as_of_ms - window_ms < t <= as_of_ms)
+
+
+def _subsidy_concentration(window_ms: int) -> RateSpecs:
+    subsidised = _count(Topic.VOUCHER_REDEMPTIONS, window_ms, _SUBSIDISED)
+    buyers = AggregateSpec(
+        AggregateKind.DISTINCT,
+        frozenset({Topic.VOUCHER_REDEMPTIONS}),
+        _MERCHANT,
+        field="user_id",
+        window_ms=window_ms,
+        bucket_ms=default_bucket_ms(window_ms),
+        where=_SUBSIDISED,
+    )
+    return RateSpecs(RateKind.SUBSIDY_CONCENTRATION, subsidised, subsidised, less=buyers)
 
 
 def health_aggregates(model: HealthModel) -> HealthAggregates:
@@ -142,6 +180,8 @@ def health_aggregates(model: HealthModel) -> HealthAggregates:
         elif rate.kind is RateKind.REFUNDS_AFTER_PAYOUT:
             late = _count(Topic.REFUNDS, rate.window_ms, _LATE_PAID_OUT)
             rates.append(RateSpecs(rate.kind, late, orders))
+        elif rate.kind is RateKind.SUBSIDY_CONCENTRATION:
+            rates.append(_subsidy_concentration(rate.window_ms))
         elif rate.kind is RateKind.ALERT_RATE:
             alert_orders = (rate.window_ms, orders)
     volume = _count(Topic.ORDERS, model.volume_window_ms)

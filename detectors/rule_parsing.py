@@ -12,6 +12,7 @@ from typing import Any
 from detectors import rule_money
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.events import Topic
+from detectors.health_model import Band
 from detectors.list_names import ListName
 from detectors.money import PerCurrency
 from detectors.rule_syntax import Parser, windowed_aggregate
@@ -128,17 +129,38 @@ def _action(p: Parser, raw: Any, path: str) -> Action:
 
 def _requires(
     p: Parser, raw: Any, entity: tuple[EntityType, ...], path: str
-) -> tuple[Requirement, ...]:
-    if not isinstance(raw, list):
-        raise p.fail(path, "expected a list of {age_of, op, value} or {metric, op, value}")
+) -> tuple[tuple[Requirement, ...], tuple[str, ...]]:
+    """The requirements on aggregates, and the health bands the merchant
+    may be in. One requirement may stand alone (`requires: {health_band:
+    critical}`)."""
+    items = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise p.fail(
+            path, "expected a list of {age_of, op, value}, {metric, op, value} or {health_band}"
+        )
     out: list[Requirement] = []
-    for i, item in enumerate(raw):
-        q = f"{path}[{i}]"
-        if isinstance(item, dict) and "metric" in item:
+    bands: list[str] = []
+    for i, item in enumerate(items):
+        q = path if items is not raw else f"{path}[{i}]"
+        if isinstance(item, dict) and "health_band" in item:
+            bands += _health_bands(p, item, q)
+        elif isinstance(item, dict) and "metric" in item:
             out.append(_count_requirement(p, item, entity, q))
         else:
             out.append(_age_requirement(p, item, q))
-    return tuple(out)
+    return tuple(out), tuple(bands)
+
+
+def _health_bands(p: Parser, item: dict[str, Any], q: str) -> list[str]:
+    """`{health_band: critical}` or `{health_band: [at_risk, critical]}`."""
+    if set(item) != {"health_band"}:
+        raise p.fail(q, "expected {health_band: BAND} or {health_band: [BAND, ...]}")
+    raw = item["health_band"]
+    names = raw if isinstance(raw, list) else [raw]
+    known = [b.value for b in Band]
+    if not names or not all(isinstance(n, str) and n in known for n in names):
+        raise p.fail(f"{q}.health_band", f"expected one or more of {', '.join(known)}")
+    return names
 
 
 def _age_requirement(p: Parser, item: Any, q: str) -> AgeRequirement:
@@ -215,6 +237,9 @@ def parse_rule(
     where, lists = (
         _where(p, raw["where"], topics, entity, f"{path}.where") if "where" in raw else ((), ())
     )
+    requires, bands = (
+        _requires(p, raw["requires"], entity, f"{path}.requires") if "requires" in raw else ((), ())
+    )
     return Rule(
         rule_id=rule_id,
         version=version,
@@ -229,10 +254,9 @@ def parse_rule(
         action=_action(p, raw.get("action"), f"{path}.action"),
         cooldown_ms=p.duration(p.get(raw, "cooldown", path, str, "1h"), f"{path}.cooldown"),
         where=where,
-        requires=_requires(p, raw["requires"], entity, f"{path}.requires")
-        if "requires" in raw
-        else (),
+        requires=requires,
         lists=lists,
+        health_bands=frozenset(bands),
         guardrail=_guardrail(p, raw["guardrail"], f"{path}.guardrail")
         if "guardrail" in raw
         else Guardrail(),

@@ -92,6 +92,8 @@ def parse_rulebook(
         defaults = {}
     rules = _rules(p, doc["rules"], defaults, metric_keywords(kinds))
     health = _health(p, doc.get("health"))
+    if "health" not in doc:
+        _no_bands_without_health(p, doc["rules"])
     if p.errors:
         raise RulebookError(source, p.errors)
     if not rules:
@@ -104,6 +106,18 @@ def parse_rulebook(
         ) from None
     name, label = str(doc.get("ruleset", "rules")), str(doc.get("ruleset_version", "0"))
     return Rulebook(name, label, tuple(rules), digest, health)
+
+
+def _no_bands_without_health(p: Parser, raws: list[Any]) -> None:
+    """A rule gated on a health band in a file that scores no health would
+    never fire: a mistake, not a silent rule."""
+    for i, raw in enumerate(raws):
+        requires = raw.get("requires") if isinstance(raw, dict) else None
+        items = [requires] if isinstance(requires, dict) else requires
+        if not isinstance(items, list):
+            continue
+        if any(isinstance(r, dict) and "health_band" in r for r in items):
+            p.fail(f"rules[{i}].requires", "reads a health band: the file needs a `health` section")
 
 
 def _health(p: Parser, raw: Any) -> HealthModel | None:

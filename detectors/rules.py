@@ -276,6 +276,10 @@ class Rule:
     # Control lists the rule's entity must be on (`where: {list: watch}`):
     # they gate the decision, never what the aggregates count.
     lists: tuple[ListCondition, ...] = ()
+    # Health bands (detectors.health_model.Band values) the event's merchant
+    # must have been in (`requires: [{health_band: critical}]`): they gate
+    # the decision as lists do, read as detectors.health_bands says.
+    health_bands: frozenset[str] = frozenset()
     guardrail: Guardrail = Guardrail()
 
     def aggregates(self) -> tuple[AggregateSpec, ...]:

@@ -53,6 +53,9 @@ class ActiveRules:
     # Whether a rule reads whether refunds were paid out (detectors.paid_out):
     # only then does a batch consult the store's payout book.
     paid_out: bool = False
+    # The topics judged by a rule gated on a health band (detectors.health_bands):
+    # only their events' merchants have their band history read.
+    bands_read: frozenset[Topic] = frozenset()
 
     @property
     def version(self) -> str:
@@ -69,7 +72,12 @@ class ActiveRules:
         health = health_aggregates(model) if model is not None else None
         plan = engine.Plan(rulebook, health.reads() if health is not None else None)
         extra = health.specs() if health is not None else ()
-        return cls(rulebook, source, plan, reads, needs_paid_out(rulebook.rules, extra))
+        paid_out = needs_paid_out(rulebook.rules, extra)
+        # Without a health model no band exists (the rule book refuses that).
+        bands = frozenset(
+            t for r in rulebook.rules if r.health_bands and model is not None for t in r.topics
+        )
+        return cls(rulebook, source, plan, reads, paid_out, bands)
 
 
 class RulesSelector:

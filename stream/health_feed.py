@@ -13,9 +13,10 @@ Per batch, with a `health` section in the rules:
    (detectors.health_rates), its alerts, violations and block-list entry, and
    the snapshot is published when detectors.health_score.should_emit says
    so; a band change also goes to `merchant-health-changes`;
-4. the last published snapshot of each merchant is saved, and alerts out
-   of every window forgotten (one pipelined write, only in batches that
-   publish a snapshot or age an alert out).
+4. the last published snapshot of each merchant is saved with its band
+   history (detectors.health_bands, what band-gated rules read), and
+   alerts out of every window forgotten (one pipelined write, only in
+   batches that publish a snapshot or age an alert out).
 
 Determinism (the backtest publishes what the worker does): the snapshot at
 an event depends only on the events before it (the ledger holds the
@@ -49,6 +50,7 @@ from detectors import engine
 from detectors.aggregates import Observation
 from detectors.control_snapshot import ControlSnapshot
 from detectors.events import SourcePosition, Topic
+from detectors.health_bands import BandHistory
 from detectors.health_model import Band, HealthModel, RateKind
 from detectors.health_rates import HealthAggregates, alerts_within, health_aggregates
 from detectors.health_score import (
@@ -101,6 +103,7 @@ class _Merchant:
     alerts: list[tuple[str, int]] = field(default_factory=list)  # (id, event ms) visible
     hidden_alerts: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     newest_ms: int = 0  # of the merchant's events in the batch
+    bands: BandHistory = field(default_factory=BandHistory)
 
 
 @dataclass(slots=True)
@@ -135,17 +138,21 @@ class HealthFeed:
         under: tuple[ControlSnapshot, HealthModel | None, str],
         now_ms: int,
         settled: Collection[SourcePosition] = frozenset(),
+        since: tuple[int, int] = (0, 0),
     ) -> None:
         """`under`: the control snapshot, health model and ruleset_version
         the batch was judged under. `settled`: redelivered records whose
         outputs were delivered before (stream.delivery): not scored again,
-        as they are not judged again."""
+        as they are not judged again. `since`: where this part of the batch
+        starts in `result`'s freezes and published alerts (a batch concluded
+        in segments shares one result, stream.pipeline)."""
         control, model, version = under
         if model is None:
             return
         touches = _touches(planned, observations, settled)
-        new = freeze_violations(result, model)
-        alerts = merchant_alerts(result) if self.aggregates(model).alert_orders else []
+        new = freeze_violations(result, model, since[0])
+        alert_orders = self.aggregates(model).alert_orders
+        alerts = merchant_alerts(result, since[1]) if alert_orders else []
         await self._record(new, alerts)
         if not touches:
             return
@@ -155,11 +162,12 @@ class HealthFeed:
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
         saves = {m: s.saved.to_bytes() for m, s in scored.items() if s.saved is not None}
+        histories = {m: s.bands for m, s in scored.items() if s.saved is not None}
         moves: dict[str, int] = {}
         for s in scored.values():
             if s.saved is not None:
                 _move(moves, s.start_band, s.saved.band)
-        await self._save(saves, moves, self._stale(scored, model))
+        await self._save(saves, moves, self._stale(scored, model), histories)
 
     async def _record(
         self, new: list[tuple[str, LedgerEntry]], alerts: list[tuple[str, str, str, int]]
@@ -192,8 +200,9 @@ class HealthFeed:
         saves: Mapping[str, bytes],
         moves: Mapping[str, int],
         forget: Mapping[str, list[str]] | None = None,
+        histories: Mapping[str, BandHistory] | None = None,
     ) -> None:
-        await self.ledger.save(saves, moves, forget)
+        await self.ledger.save(saves, moves, forget, histories)
         if self.on_bands is not None:
             self.on_bands(self.ledger.band_counts)
 
@@ -232,6 +241,14 @@ class HealthFeed:
         published = published_records(snap, model, (orders, version, now_ms), (last, trigger))
         self._publish(published, merchant, result)
         m.last = m.saved = published
+        m.bands = m.bands.with_snapshot(at_ms, snap.band, self._keep_from(model, at_ms))
+
+    def _keep_from(self, model: HealthModel, as_of_ms: int) -> int:
+        """The oldest moment a band-gated rule may still ask about once a
+        snapshot as of `as_of_ms` exists: an event of the merchant older than
+        the duplicate horizon behind its newest is refused by the store, and
+        the rule reads `band_delay` before its event."""
+        return as_of_ms - model.band_delay_ms - self.settings.dedup_horizon_s * 1000
 
     def _counts(
         self, m: _Merchant, t: Touch, model: HealthModel
@@ -276,6 +293,7 @@ class HealthFeed:
             return 0
         states = await self.ledger.read(merchants)
         saves: dict[str, bytes] = {}
+        histories: dict[str, BandHistory] = {}
         moves: dict[str, int] = {}
         for merchant in merchants:
             if states[merchant].last is None:
@@ -293,8 +311,12 @@ class HealthFeed:
             for o in out.outputs:
                 await publish(o.topic, o.key or b"", o.value)
             saves[merchant] = p.to_bytes()
+            keep = self._keep_from(model, last.as_of_ms)
+            histories[merchant] = states[merchant].bands.with_snapshot(
+                last.as_of_ms, snap.band, keep
+            )
             _move(moves, last.band, snap.band)
-        await self._save(saves, moves)
+        await self._save(saves, moves, None, histories)
         return len(saves)
 
     async def record_verdicts(self, verdicts: Sequence[LedgerEntry]) -> list[bool]:
@@ -354,6 +376,7 @@ def _start(
             hidden.setdefault(trigger, []).append(e.violation)
     last = Published.from_bytes(state.last) if state.last is not None else None
     m = _Merchant(visible, hidden, last, start_band=last.band if last else None)
+    m.bands = state.bands
     if state.alerts:
         mine_alerts = {a: trigger for trigger, _, a, _ in alerts}
         for alert_id, at_ms in state.alerts:

@@ -37,10 +37,13 @@ def named_merchant(entity_type: EntityType, entity_id: str, alert: Alert | None)
     return None
 
 
-def freeze_violations(result: BatchResult, model: HealthModel) -> list[tuple[str, LedgerEntry]]:
-    """(trigger event id, violation) of each published freeze on a merchant."""
+def freeze_violations(
+    result: BatchResult, model: HealthModel, since: int = 0
+) -> list[tuple[str, LedgerEntry]]:
+    """(trigger event id, violation) of each published freeze on a merchant,
+    from the `since`-th freeze of the result on."""
     out = []
-    for f in result.freezes:
+    for f in result.freezes[since:]:
         alert = result.freeze_alerts.get(f.reason_alert_id)
         merchant = named_merchant(f.subject_type, f.subject_id, alert)
         if merchant is None or alert is None:
@@ -54,12 +57,12 @@ def freeze_violations(result: BatchResult, model: HealthModel) -> list[tuple[str
     return out
 
 
-def merchant_alerts(result: BatchResult) -> list[tuple[str, str, str, int]]:
+def merchant_alerts(result: BatchResult, since: int = 0) -> list[tuple[str, str, str, int]]:
     """(trigger event id, merchant, alert id, event ms) of each enforced
-    alert of the batch naming a merchant (shadow rules are on trial: their
-    alerts count against nobody)."""
+    alert of the batch naming a merchant, from the result's `since`-th on
+    (shadow rules are on trial: their alerts count against nobody)."""
     out = []
-    for alert in result.published_alerts:
+    for alert in result.published_alerts[since:]:
         merchant = named_merchant(alert.entity_type, alert.entity_id, alert)
         if merchant is not None and alert.mode is Mode.ENFORCE:
             out.append((alert.trigger_event_id, merchant, alert.alert_id, alert.occurred_at_ms))

@@ -30,7 +30,8 @@ from detectors.decisions import (
     degrade,
 )
 from detectors.events import Topic
-from detectors.health_model import HealthModel
+from detectors.health_bands import BandHistory, BandLookup, no_bands, segments
+from detectors.health_model import Band, HealthModel
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
@@ -53,8 +54,9 @@ from stream.store.freezes import FreezeBook
 __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
 
 log = logging.getLogger(__name__)
-# What a batch is judged under: the control snapshot, its watch list, the rules.
-_Under = tuple[ControlSnapshot, Watch, ActiveRules]
+# What a batch is judged under: the control snapshot, its watch list, the
+# rules, and the merchants' health bands.
+_Under = tuple[ControlSnapshot, Watch, ActiveRules, BandLookup]
 
 
 @dataclass(slots=True)
@@ -144,10 +146,54 @@ class Pipeline:
     async def conclude(
         self, prepared: Prepared, observations: list[EventObservations], now_ms: int
     ) -> BatchResult:
-        """Judge the batch on what the store observed and settle incidents."""
+        """Judge the batch on what the store observed and settle incidents.
+        Under rules gated on a health band, in segments that each read the
+        band history first (detectors.health_bands says why)."""
+        rules = prepared.rules or self.rules()
+        model = rules.rulebook.health
+        if not rules.bands_read or model is None:
+            return await self._conclude(prepared, observations, now_ms, no_bands)
+        for part, seen in _segments(prepared, observations, model.band_delay_ms):
+            bands = await self._bands(part, seen, rules.bands_read, model.band_delay_ms)
+            await self._conclude(part, seen, now_ms, bands)
+        return prepared.result
+
+    async def _bands(
+        self,
+        part: Prepared,
+        observations: list[EventObservations],
+        topics: frozenset[Topic],
+        delay_ms: int,
+    ) -> BandLookup:
+        """The band histories of the merchants a band-gated rule may judge."""
+        merchants = {
+            m
+            for (topic, d, _), obs in zip(part.planned, observations, strict=True)
+            if topic in topics
+            and obs.status is not EventStatus.TOO_OLD
+            and (m := getattr(d.event, "merchant_id", None))
+        }
+        if not merchants:
+            return no_bands
+        histories = await self.health.ledger.band_histories(sorted(merchants))
+        empty = BandHistory()
+
+        def lookup(merchant_id: str, at_ms: int) -> Band | None:
+            return histories.get(merchant_id, empty).band_at(at_ms - delay_ms)
+
+        return lookup
+
+    async def _conclude(
+        self,
+        prepared: Prepared,
+        observations: list[EventObservations],
+        now_ms: int,
+        bands: BandLookup,
+    ) -> BatchResult:
         result, planned = prepared.result, prepared.planned
+        since = (len(result.freezes), len(result.published_alerts))
         control, rules = prepared.control, prepared.rules or self.rules()
-        under = (control, Watch.of(control), rules)
+        under = (control, Watch.of(control), rules, bands)
         settled = await self.settled.settled(prepared.admitted) if self.settled else frozenset()
         for position in settled:
             count(result.settled, position.topic)
@@ -175,14 +221,14 @@ class Pipeline:
             # The guard's records (a demotion, a trip) steer this worker at once.
             self.control = fold([(r.key(), r) for r in issued], self.control)
         health = (control, rules.rulebook.health, rules.version)
-        await self.health.conclude(planned, observations, result, health, now_ms, settled)
+        await self.health.conclude(planned, observations, result, health, now_ms, settled, since)
         return result
 
     def _block_list(
         self, admitted: list[Decoded], under: _Under, now_ms: int, result: BatchResult
     ) -> None:
         """An alert on every event of a block-listed entity, whatever the rules."""
-        control, watch, rules = under
+        control, watch, rules, _ = under
         if not control.has_list(ListName.BLOCK):
             return
         topic = self._settings.topics.alerts
@@ -234,12 +280,20 @@ class Pipeline:
         The control snapshot then steers the decision (detectors.control_effects)
         and the watch list tags it (detectors.control_watch)."""
         out = []
-        control, watch, rules = under
+        control, watch, rules, bands = under
         membership, version = watch.membership, rules.version
         for rule in rules.plan.judges[topic]:
             try:
                 candidate = engine.evaluate(
-                    rule, topic, d.record.topic, d.event, observed, now_ms, membership, version
+                    rule,
+                    topic,
+                    d.record.topic,
+                    d.event,
+                    observed,
+                    now_ms,
+                    membership,
+                    version,
+                    bands,
                 )
             except Exception:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)
@@ -273,6 +327,34 @@ class Pipeline:
         """What merchant health is scored under now (stream.health_feed)."""
         rules = self.rules()
         return self.control, rules.rulebook.health, rules.version
+
+
+def _segments(
+    prepared: Prepared, observations: list[EventObservations], delay_ms: int
+) -> list[tuple[Prepared, list[EventObservations]]]:
+    """The batch cut where detectors.health_bands.segments says, each part
+    sharing the batch's result; one part when nothing needs a cut."""
+    admitted = prepared.admitted
+    starts = segments([d.event.occurred_at_ms for d in admitted], delay_ms)
+    if len(starts) <= 1:
+        return [(prepared, observations)]
+    part_of: dict[int, int] = {}
+    for k, (a, b) in enumerate(zip(starts, [*starts[1:], len(admitted)], strict=True)):
+        part_of.update((id(d), k) for d in admitted[a:b])
+    parts: list[tuple[Prepared, list[EventObservations]]] = [
+        (dataclasses.replace(prepared, planned=[], events=[], incomplete={}, admitted=[]), [])
+        for _ in starts
+    ]
+    for d in admitted:
+        parts[part_of[id(d)]][0].admitted.append(d)
+    for j, (item, obs) in enumerate(zip(prepared.planned, observations, strict=True)):
+        part, seen = parts[part_of[id(item[1])]]
+        if j in prepared.incomplete:
+            part.incomplete[len(part.planned)] = prepared.incomplete[j]
+        part.planned.append(item)
+        part.events.append(prepared.events[j])
+        seen.append(obs)
+    return [(p, o) for p, o in parts if p.admitted]
 
 
 def _freezes(rule: Rule) -> bool:

@@ -14,6 +14,7 @@ from detectors.aggregates import Observation
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
+from detectors.health_bands import BandLookup, no_bands
 from detectors.rules import CountRequirement, Rule
 from detectors.rules_lists import ListMembership, no_lists
 
@@ -29,12 +30,14 @@ def evaluate(
     now_ms: int,
     membership: ListMembership = no_lists,
     ruleset_version: str = "",
+    bands: BandLookup = no_bands,
 ) -> AlertCandidate | None:
     """Judge one event by one rule. `observed` maps agg_id → Observation for
     this event's entities. Returns None when the rule does not fire.
     `membership`: the control lists, for rules gated on one (`where: {list:
     watch}`); without it every list is empty. `ruleset_version`: the digest
-    of the rule set `rule` belongs to, which the alert carries."""
+    of the rule set `rule` belongs to, which the alert carries. `bands`: the
+    merchants' health bands, for rules gated on one (detectors.health_bands)."""
     if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
         return None
     if rule.lists and not all(c.holds(rule.entity, event, membership) for c in rule.lists):
@@ -53,6 +56,8 @@ def evaluate(
     if value is None or not rule.comparison.holds(value, threshold):
         return None
     if not _requirements_hold(rule, event, observed, evidence):
+        return None
+    if rule.health_bands and not _band_holds(rule, event, bands, evidence):
         return None
     entity_ids = tuple(rule.metric.aggregate.entity_ids(event) or ())
     if not entity_ids:
@@ -82,6 +87,17 @@ def _requirements_hold(
             return False
         name = "+".join(e.value for e in req.first_seen.entity)
         evidence[f"{name}_age"] = format_duration_ms(max(age, 0))
+    return True
+
+
+def _band_holds(rule: Rule, event: Event, bands: BandLookup, evidence: dict[str, object]) -> bool:
+    """The event's merchant was in one of the rule's bands; a merchant
+    without a snapshot then is in none."""
+    merchant = getattr(event, "merchant_id", None)
+    band = bands(merchant, event.occurred_at_ms) if merchant else None
+    if band is None or band.value not in rule.health_bands:
+        return False
+    evidence["merchant_health_band"] = band.value
     return True
 
 

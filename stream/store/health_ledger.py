@@ -10,7 +10,9 @@ What is kept here is what no event stream can recount:
   id when a freeze is released as a false positive or on appeal;
 - **the last published snapshot** per merchant, which decides whether the
   next one is published (detectors.health_score.should_emit) and which
-  `fraudstream health MERCHANT_ID` prints.
+  `fraudstream health MERCHANT_ID` prints;
+- **the band history** per merchant (detectors.health_bands), which rules
+  gated on the band read before a batch is judged.
 
 Both backends (redis_health.py, MemoryHealthLedger here) answer alike; the
 shared cases are in tests/store_cases/health.py.
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from detectors.health_bands import BandHistory
 from detectors.health_score import Violation, ViolationSource
 from detectors.rules import Severity
 
@@ -54,6 +57,7 @@ class MerchantHealthState:
     violations: tuple[LedgerEntry, ...] = ()  # by violation id
     last: bytes | None = None  # the last published snapshot (its wire JSON)
     alerts: tuple[tuple[str, int], ...] = ()  # (alert id, event ms) naming the merchant, by id
+    bands: BandHistory = field(default_factory=BandHistory)
 
 
 EMPTY_STATE = MerchantHealthState()
@@ -108,15 +112,20 @@ class HealthLedger(Protocol):
         """Remember alerts naming a merchant: (merchant, alert id, event ms),
         each once by id (the alert rate's numerator)."""
 
+    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
+        """Each merchant's band history alone (every merchant asked is in
+        the answer): what a batch judged by band-gated rules reads."""
+
     async def save(
         self,
         snapshots: Mapping[str, bytes],
         moves: Mapping[str, int],
         forget: Mapping[str, Sequence[str]] | None = None,
+        histories: Mapping[str, BandHistory] | None = None,
     ) -> None:
-        """Remember each merchant's last published snapshot, add `moves`
-        (band → change in merchants) to the band counts, and forget the
-        alerts `forget` names per merchant (out of every window)."""
+        """Remember each merchant's last published snapshot and band history,
+        add `moves` (band → change in merchants) to the band counts, and
+        forget the alerts `forget` names per merchant (out of every window)."""
 
     @property
     def band_counts(self) -> Mapping[str, int]:
@@ -133,6 +142,7 @@ class MemoryHealthLedger:
     owner: dict[str, str] = field(default_factory=dict)  # violation id → merchant
     last: dict[str, bytes] = field(default_factory=dict)
     alerts: dict[str, dict[str, int]] = field(default_factory=dict)
+    histories: dict[str, BandHistory] = field(default_factory=dict)
 
     async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
         out = {}
@@ -141,8 +151,12 @@ class MemoryHealthLedger:
             violations = tuple(held[k] for k in sorted(held))
             alerts = self.alerts.get(m, {})
             seen = tuple((a, alerts[a]) for a in sorted(alerts))
-            out[m] = MerchantHealthState(violations, self.last.get(m), seen)
+            history = self.histories.get(m, BandHistory())
+            out[m] = MerchantHealthState(violations, self.last.get(m), seen, history)
         return out
+
+    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
+        return {m: self.histories.get(m, BandHistory()) for m in merchants}
 
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         out = []
@@ -176,11 +190,13 @@ class MemoryHealthLedger:
         snapshots: Mapping[str, bytes],
         moves: Mapping[str, int],
         forget: Mapping[str, Sequence[str]] | None = None,
+        histories: Mapping[str, BandHistory] | None = None,
     ) -> None:
         for merchant, ids in (forget or {}).items():
             for alert_id in ids:
                 self.alerts.get(merchant, {}).pop(alert_id, None)
         self.last.update(snapshots)
+        self.histories.update(histories or {})
         for band, n in moves.items():
             if n:
                 self.bands[band] = self.bands.get(band, 0) + n

@@ -30,7 +30,7 @@ with one SCAN pattern.
                                           score=order ms (see payout_book.lua)
     <ns>:{m:<h>}:paid:payouts       ZSET  a merchant's payouts: member=<h> of the payout id,
                                           score=payout ms
-    <ns>:{m:<h>}:health             HASH  a merchant's health ledger and last snapshot
+    <ns>:{m:<h>}:health             HASH  a merchant's health ledger, last snapshot, band history
     <ns>:{health}:owners            HASH  violation id → merchant id
     <ns>:{health}:bands             HASH  band → merchants in it
 

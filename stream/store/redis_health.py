@@ -14,6 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from detectors.errors import StoreUnavailable
+from detectors.health_bands import BandHistory
 from detectors.rules_entities import EntityType
 from stream.store import keys
 from stream.store.health_ledger import (
@@ -23,11 +24,12 @@ from stream.store.health_ledger import (
     entry_to_json,
 )
 
-__all__ = ["ALERT_PREFIX", "LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
+__all__ = ["ALERT_PREFIX", "BANDS_FIELD", "LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
 
 VIOLATION_PREFIX = "v:"
 ALERT_PREFIX = "a:"
 LAST_FIELD = "last"
+BANDS_FIELD = "bands"
 _MERCHANT = (EntityType.MERCHANT,)
 
 
@@ -80,6 +82,17 @@ class RedisHealthLedger:
     def band_counts(self) -> Mapping[str, int]:
         return dict(self._counts)
 
+    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
+        if not merchants:
+            return {}
+
+        def build(pipe: Any) -> None:
+            for m in merchants:
+                pipe.hget(self._key(m), BANDS_FIELD)
+
+        replies = await self._run("bands", build)
+        return {m: BandHistory.from_bytes(r) for m, r in zip(merchants, replies, strict=True)}
+
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         if not entries:
             return []
@@ -126,10 +139,12 @@ class RedisHealthLedger:
         snapshots: Mapping[str, bytes],
         moves: Mapping[str, int],
         forget: Mapping[str, Sequence[str]] | None = None,
+        histories: Mapping[str, BandHistory] | None = None,
     ) -> None:
         moved = {band: n for band, n in moves.items() if n}
         forget = {m: ids for m, ids in (forget or {}).items() if ids}
-        if not snapshots and not moved and not forget:
+        histories = histories or {}
+        if not snapshots and not moved and not forget and not histories:
             return
 
         def build(pipe: Any) -> None:
@@ -139,6 +154,8 @@ class RedisHealthLedger:
                 key = self._key(merchant)
                 pipe.hset(key, LAST_FIELD, snapshot)
                 pipe.pexpire(key, self._keep_ms)
+            for merchant, history in histories.items():
+                pipe.hset(self._key(merchant), BANDS_FIELD, history.to_bytes())
             for band, n in moved.items():
                 pipe.hincrby(self._bands, band, n)
 
@@ -153,14 +170,17 @@ def _text(value: bytes | str) -> str:
 
 def _state(fields: Mapping[Any, Any]) -> MerchantHealthState:
     last: bytes | None = None
+    bands = BandHistory()
     entries = []
     alerts = []
     for name, value in sorted(fields.items()):
         field = _text(name)
         if field == LAST_FIELD:
             last = value if isinstance(value, bytes) else str(value).encode()
+        elif field == BANDS_FIELD:
+            bands = BandHistory.from_bytes(value)
         elif field.startswith(VIOLATION_PREFIX):
             entries.append(entry_from_json(value))
         elif field.startswith(ALERT_PREFIX):
             alerts.append((field[len(ALERT_PREFIX) :], int(value)))
-    return MerchantHealthState(tuple(entries), last, tuple(alerts))
+    return MerchantHealthState(tuple(entries), last, tuple(alerts), bands)

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from detectors.events import Event
+from detectors.health_bands import BandHistory
 from detectors.timestamps import format_rfc3339_ms
 from stream.codec import Incoming, SourceRecord
 from stream.pipeline import Pipeline
@@ -21,7 +22,7 @@ from stream.rules_loading import load_rulebook
 from tests.store_cases.backends import Stores
 from tests.unit.catalogue_events import DAY, T0
 from tests.unit.rule_harness import Fed
-from tests.unit.test_catalogue import CASES
+from tests.unit.test_catalogue import CASES, bands_of
 
 NOW = T0 + 30 * DAY
 
@@ -39,10 +40,16 @@ def wire(event: Event) -> bytes:
     return orjson.dumps(out)
 
 
-async def alerts_of(stores: Stores, rule_id: str, events: list[Fed]) -> list[dict[str, Any]]:
+async def alerts_of(
+    stores: Stores, rule_id: str, events: list[Fed], bands: BandHistory | None = None
+) -> list[dict[str, Any]]:
+    """`bands`: merchant m7's band history before the events (as earlier
+    snapshots would have left it)."""
     settings = stores.settings()
     async with stores.scratch(settings) as store:
         pipeline = Pipeline(settings, store, load_rulebook(settings))
+        if bands is not None:
+            await store.health_ledger().save({}, {}, None, {"m7": bands})
         alerts = []
         for start in range(0, len(events), 200):
             chunk = events[start : start + 200]
@@ -67,6 +74,7 @@ class CatalogueCases:
     async def test_shipped_rule_through_the_store(self, stores: Stores, rule_id: str) -> None:
         positive, negative = CASES[rule_id]
         history, judged = positive()
-        assert await alerts_of(stores, rule_id, history + judged), "silent on its positive case"
+        fired = await alerts_of(stores, rule_id, history + judged, bands_of(rule_id, 0))
+        assert fired, "silent on its positive case"
         history, judged = negative()
-        assert await alerts_of(stores, rule_id, history + judged) == []
+        assert await alerts_of(stores, rule_id, history + judged, bands_of(rule_id, 1)) == []

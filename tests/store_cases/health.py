@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from detectors.health_bands import BandHistory
+from detectors.health_model import Band
 from detectors.health_score import Violation, ViolationSource
 from detectors.rules import Severity
 from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealthState
@@ -87,3 +89,15 @@ class HealthLedgerCases:
         await ledger.save({}, {}, {"m-1": ["al_1"], "m-2": []})
         state = await ledger.read(["m-1", "m-2"])
         assert state["m-1"].alerts == (("al_2", T0 + 2),) and len(state["m-2"].alerts) == 1
+
+    async def test_the_band_history_is_read_alone_or_with_the_state(
+        self, ledger: HealthLedger
+    ) -> None:
+        critical = BandHistory(((T0, Band.HEALTHY), (T0 + DAY, Band.CRITICAL)))
+        await ledger.save({"m-1": b'{"score":300}'}, {}, None, {"m-1": critical})
+        await ledger.record([entry(1)])  # other writes leave it alone
+        await ledger.save({"m-2": b'{"score":900}'}, {}, None, {"m-2": BandHistory()})
+        bands = await ledger.band_histories(["m-1", "m-2", "m-3"])
+        assert bands == {"m-1": critical, "m-2": BandHistory(), "m-3": BandHistory()}
+        assert (await ledger.read(["m-1"]))["m-1"].bands == critical
+        assert await ledger.band_histories([]) == {}

@@ -19,6 +19,7 @@ from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.decisions import AlertCandidate
 from detectors.engine import Observation
 from detectors.events import Event, Order, Payout, Refund, Topic
+from detectors.health_bands import BandLookup, no_bands
 from detectors.paid_out import RETAIN_MS, PaidOutAnswer, with_paid_out
 from detectors.rules import Rule
 
@@ -72,10 +73,13 @@ def paid_out(seen: Sequence[Fed], refund: Refund) -> Refund:
     return with_paid_out(refund, PaidOutAnswer(order_at, max(paid, default=None)))
 
 
-def judge(rule: Rule, history: Sequence[Fed], judged: Sequence[Fed] = ()) -> list[AlertCandidate]:
+def judge(
+    rule: Rule, history: Sequence[Fed], judged: Sequence[Fed] = (), bands: BandLookup = no_bands
+) -> list[AlertCandidate]:
     """Feed `history` (not judged: cheap set-up), then feed and judge each of
     `judged` in order. Events must be in event-time order; refunds are marked
-    paid out or not as the pipeline marks them."""
+    paid out or not as the pipeline marks them. `bands`: the merchants'
+    health bands, as the pipeline looks them up."""
     times = [e.occurred_at_ms for _, e in [*history, *judged]]
     assert times == sorted(times), "the reference judges in-order events only"
     seen: list[Fed] = []
@@ -91,7 +95,8 @@ def judge(rule: Rule, history: Sequence[Fed], judged: Sequence[Fed] = ()) -> lis
             obs = observe(spec, seen, event)
             if obs is not None:
                 observed[spec.agg_id] = obs
-        candidate = engine.evaluate(rule, topic, topic.value, event, observed, event.occurred_at_ms)
+        at_ms = event.occurred_at_ms
+        candidate = engine.evaluate(rule, topic, topic.value, event, observed, at_ms, bands=bands)
         if candidate is not None:
             out.append(candidate)
     return out

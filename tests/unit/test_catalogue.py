@@ -11,6 +11,8 @@ import pytest
 
 from detectors.decisions import freeze_for
 from detectors.events import Payout, Topic
+from detectors.health_bands import BandHistory, BandLookup, no_bands
+from detectors.health_model import Band
 from detectors.rulebook import parse_rulebook
 from detectors.rules import ActionKind, Mode
 from tests.unit.catalogue_events import (
@@ -198,6 +200,33 @@ def payouts_every(gap_ms: int, count: int) -> Case:
     return [], [payout(T0 + i * gap_ms, merchant="m7") for i in range(count)]
 
 
+def band_since(band: Band, since_ms: int) -> BandHistory:
+    """m7 healthy for a month, then `band` from `since_ms`."""
+    return BandHistory(((T0 - 30 * DAY, Band.HEALTHY), (since_ms, band)))
+
+
+def read_back(history: BandHistory | None) -> BandLookup:
+    """m7's band as the pipeline reads it: an hour before each event."""
+    if history is None:
+        return no_bands
+    return lambda merchant, at_ms: history.band_at(at_ms - HOUR) if merchant == "m7" else None
+
+
+# Rules gated on a health band: m7's band history in their (positive,
+# legitimate) cases; every other rule's cases have none.
+BANDS: dict[str, tuple[BandHistory, BandHistory]] = {
+    "critical_merchant_payout_hold": (
+        band_since(Band.CRITICAL, T0 - 2 * HOUR),
+        band_since(Band.AT_RISK, T0 - 2 * HOUR),  # sloppy, not fraud
+    ),
+}
+
+
+def bands_of(rule_id: str, case: int) -> BandHistory | None:
+    found = BANDS.get(rule_id)
+    return found[case] if found else None
+
+
 def gmv_then_payout(daily: int, last_day: int, age_days: int = 8, last_orders: int = 25) -> Case:
     """A merchant first seen `age_days` ago; six days of `daily` GMV, then
     `last_day` GMV in `last_orders` orders, then the payout."""
@@ -332,6 +361,10 @@ CASES: dict[str, tuple[Callable[[], Case], Callable[[], Case]]] = {
         lambda: merchant_aged(3 * DAY),
         lambda: merchant_aged(40 * DAY),
     ),
+    "critical_merchant_payout_hold": (
+        lambda: payouts_every(DAY, 1),
+        lambda: payouts_every(DAY, 1),
+    ),
     "merchant_ip_fresh_small_orders_24h": (
         lambda: small_orders_from_one_ip(account_age_ms=HOUR),
         lambda: small_orders_from_one_ip(account_age_ms=30 * DAY),  # the office coffee run
@@ -347,7 +380,7 @@ def test_every_default_rule_has_cases() -> None:
 def test_rule_fires_on_its_minimal_positive_case(rule_id: str) -> None:
     rule = RULES[rule_id]
     history, judged = CASES[rule_id][0]()
-    fired = judge(rule, history, judged)
+    fired = judge(rule, history, judged, read_back(bands_of(rule_id, 0)))
     assert fired, f"{rule_id} stayed silent on its positive case"
     alert = fired[-1].alert
     assert alert.rule_id == rule_id and alert.mode is rule.mode
@@ -364,7 +397,20 @@ def test_rule_fires_on_its_minimal_positive_case(rule_id: str) -> None:
 @pytest.mark.parametrize("rule_id", sorted(CASES))
 def test_rule_stays_silent_on_the_nearest_legitimate_case(rule_id: str) -> None:
     history, judged = CASES[rule_id][1]()
-    assert judge(RULES[rule_id], history, judged) == []
+    bands = read_back(bands_of(rule_id, 1))
+    assert judge(RULES[rule_id], history, judged, bands) == []
+
+
+def test_a_payout_is_held_only_once_the_band_was_critical_an_hour_before() -> None:
+    """The band is read an hour back (detectors.health_bands): a merchant
+    critical for 30 minutes is not held yet; one released back to healthy
+    an hour before is not held any more."""
+    rule = RULES["critical_merchant_payout_hold"]
+    case = payouts_every(DAY, 1)
+    assert judge(rule, *case, read_back(band_since(Band.CRITICAL, T0 - 30 * MIN))) == []
+    fired = judge(rule, *case, read_back(band_since(Band.CRITICAL, T0 - HOUR)))
+    assert fired and fired[0].alert.evidence["merchant_health_band"] == "critical"
+    assert judge(rule, *case, no_bands) == []  # no snapshot: no band, no hold
 
 
 def test_device_tours_freeze_only_on_new_accounts_sharing_the_device() -> None:

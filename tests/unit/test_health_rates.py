@@ -8,7 +8,7 @@ import dataclasses
 
 from detectors.aggregates import Observation
 from detectors.engine import Plan
-from detectors.events import Order, Payout, Refund, RefundInitiator, Topic
+from detectors.events import Order, Payout, Refund, RefundInitiator, Topic, VoucherRedemption
 from detectors.health_model import DEFAULT_MODEL, RateKind
 from detectors.health_rates import health_aggregates
 from detectors.health_score import RateCounts
@@ -49,15 +49,24 @@ def refund(by: RefundInitiator) -> Refund:
 def test_orders_and_refunds_feed_and_read_every_rate_of_their_merchant() -> None:
     rules = ActiveRules.build(parse_rulebook(book(GOOD_RULE, HEALTH)), RulesSource.FILE)
     specs = {s.agg_id for s in health_aggregates(DEFAULT_MODEL).specs()}
-    # Orders, refunds, merchant-initiated refunds, late refunds of paid-out orders: 30 days each.
-    assert len(specs) == 4
+    # Orders, refunds, merchant-initiated refunds, late refunds of paid-out
+    # orders, subsidised redemptions and their distinct buyers: 30 days each.
+    assert len(specs) == 6
 
-    def merchant_request(topic: Topic, event: Order | Refund) -> dict[str, int | str | None]:
+    def merchant_request(
+        topic: Topic, event: Order | Refund | VoucherRedemption
+    ) -> dict[str, int | str | None]:
         (req,) = [r for r in rules.plan.requests(topic, event) if r.entity_ids == ("m-1",)]
         return {s.agg_id: c for s, c in zip(req.group.specs, req.contributions, strict=True)}
 
     fed = merchant_request(Topic.ORDERS, order())
-    assert set(fed) == specs and sorted(fed.values(), key=str) == [1, None, None, None]
+    assert set(fed) == specs and sorted(fed.values(), key=str) == [1, None, None, None, None, None]
+    subsidised = VoucherRedemption("e-4", T, "r-1", "v-1", "u-1", "m-1", 1000, 300, "EUR")
+    assert sorted(merchant_request(Topic.VOUCHER_REDEMPTIONS, subsidised).values(), key=str) == [
+        1, None, None, None, None, "u-1",
+    ]  # fmt: skip
+    paid_in_full = dataclasses.replace(subsidised, subsidy_minor=0)
+    assert not any(merchant_request(Topic.VOUCHER_REDEMPTIONS, paid_in_full).values())
     by_merchant = merchant_request(Topic.REFUNDS, refund(RefundInitiator.MERCHANT))
     by_user = merchant_request(Topic.REFUNDS, refund(RefundInitiator.USER))
     assert sum(1 for c in by_merchant.values() if c) == 2
@@ -83,11 +92,15 @@ def test_without_a_health_section_nothing_is_asked() -> None:
 def test_counts_come_from_the_observations_or_not_at_all() -> None:
     aggs = health_aggregates(DEFAULT_MODEL)
     refunds = {r.kind: r.numerator.agg_id for r in aggs.rates}
+    (subsidy,) = [r for r in aggs.rates if r.kind is RateKind.SUBSIDY_CONCENTRATION]
+    assert subsidy.less is not None
     seen = {
         aggs.orders.agg_id: Observation(40, T),
         refunds[RateKind.REFUND_RATE]: Observation(6, T),
         refunds[RateKind.MERCHANT_REFUND_RATE]: Observation(2, T),
         refunds[RateKind.REFUNDS_AFTER_PAYOUT]: Observation(1, T),
+        subsidy.numerator.agg_id: Observation(20, T),  # subsidised redemptions
+        subsidy.less.agg_id: Observation(5, T),  # by 5 buyers: 15 repeats
     }
     assert aggs.counts(seen) == (
         40,
@@ -95,8 +108,13 @@ def test_counts_come_from_the_observations_or_not_at_all() -> None:
             RateKind.REFUND_RATE: RateCounts(6, 40),
             RateKind.MERCHANT_REFUND_RATE: RateCounts(2, 40),
             RateKind.REFUNDS_AFTER_PAYOUT: RateCounts(1, 40),
+            RateKind.SUBSIDY_CONCENTRATION: RateCounts(15, 20),
         },
     )
+    # A bucket's edge can leave the count a buyer short of the distinct count.
+    edge = {**seen, subsidy.less.agg_id: Observation(21, T)}
+    assert (aggs.counts(edge) or (0, {}))[1][RateKind.SUBSIDY_CONCENTRATION] == RateCounts(0, 20)
+    assert aggs.counts({**seen, subsidy.less.agg_id: Observation(None, T)}) is None
     late = {**seen, aggs.orders.agg_id: Observation(None, T)}
     assert aggs.counts(late) is None  # too late for its window: no snapshot at that event
     assert aggs.counts({}) is None
