@@ -13,15 +13,25 @@ every snapshot covers one call.
 By default a private redis-server on a free port, without persistence, is
 started and stopped: nothing else's keys or commands land in the figures.
 `--redis-url` measures an existing Redis instead (its commandstats are reset).
+
+`--health-cost ROUNDS` prices merchant health instead: the same events with
+the rule file as it is and without its `health` section, alternating,
+ROUNDS times each; per variant the Redis µs (every command, scripts and
+plain) and commands per event, and the pipeline's own wall µs per event
+(store calls one at a time, so Redis' time is inside it too). The
+difference is what health costs; only the ratio within one run means
+anything on a machine whose speed varies.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -31,10 +41,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from bench.live import interpreter_build
 from bench.mix import synthetic_mix
+from detectors.rulebook import Rulebook
 from stream.codec import Incoming, SourceRecord
 from stream.gc_tuning import tune_for_streaming
 from stream.pipeline import Pipeline
@@ -52,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=20_000, help="measured events")
     parser.add_argument("--warmup", type=int, default=10_000, help="events before the reset")
     parser.add_argument("--redis-url", help="an existing Redis (default: a private one)")
+    parser.add_argument(
+        "--health-cost",
+        type=int,
+        metavar="ROUNDS",
+        help="price merchant health: with and without the `health` section, alternating",
+    )
+    parser.add_argument("--json", help="with --health-cost: write every run's figures here")
 
 
 Stats = dict[str, dict[str, float]]
@@ -131,14 +150,24 @@ def _batches(items: list[Incoming], size: int) -> Iterator[list[Incoming]]:
         yield items[i : i + size]
 
 
-async def _run(settings: Settings, args: argparse.Namespace) -> tuple[Stats, Stats, float]:
+async def _cpu_s(client: Any) -> float:
+    """The Redis server's CPU seconds so far (user + system, all threads)."""
+    cpu = await client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def _run(
+    settings: Settings, args: argparse.Namespace, rulebook: Rulebook | None = None
+) -> tuple[Stats, Stats, float, float]:
+    """Commandstats of the measured events (all, and the aggregate calls'),
+    the wall seconds they took and the Redis server's CPU seconds."""
     namespace = f"bench-redis-{secrets.token_hex(4)}"
     store = open_store(settings, namespace=namespace)
     await store.start()
     client = aioredis.Redis.from_url(settings.redis_url)
     recorder = _Recorder(client)
     measured = _MeasuredStore(store, recorder)
-    pipeline = Pipeline(settings, measured, load_rulebook(settings))
+    pipeline = Pipeline(settings, measured, rulebook or load_rulebook(settings))
     records = _records(settings, args.warmup + args.events, START_MS, "")
     now_ms = START_MS + 10 * len(records)
     try:
@@ -146,16 +175,18 @@ async def _run(settings: Settings, args: argparse.Namespace) -> tuple[Stats, Sta
             await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
         await client.config_resetstat()
         measured.measuring = True
+        cpu_before = await _cpu_s(client)
         started = time.perf_counter()
         for batch in _batches(records[args.warmup :], settings.batch_max):
             await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
         seconds = time.perf_counter() - started
+        cpu = await _cpu_s(client) - cpu_before
         total = _delta(await recorder.snapshot(), {})
     finally:
         await store.drop_namespace()
         await store.close()
         await client.aclose()
-    return total, recorder.aggregates, seconds
+    return total, recorder.aggregates, seconds, cpu
 
 
 def _script_usec(stats: Stats) -> tuple[float, float]:
@@ -239,9 +270,48 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.key_hash_secret is None:
         settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
     with _private_redis() if args.redis_url is None else _given(args.redis_url) as url:
-        total, aggregates, seconds = asyncio.run(_run(settings.replace(redis_url=url), args))
+        settings = settings.replace(redis_url=url)
+        if args.health_cost:
+            print(_health_cost(settings, args))
+            return 0
+        total, aggregates, seconds, _ = asyncio.run(_run(settings, args))
     print(report(total, aggregates, args.events, seconds))
     return 0
+
+
+def _health_cost(settings: Settings, args: argparse.Namespace) -> str:
+    """Alternating runs with and without the rule file's `health` section."""
+    scored = load_rulebook(settings)
+    if scored.health is None:
+        raise SystemExit("the rule file has no `health` section to price")
+    variants = {"without health": dataclasses.replace(scored, health=None), "with health": scored}
+    # Per variant, each run's (Redis CPU µs, commands, pipeline wall µs) per event.
+    rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+    for _ in range(args.health_cost):
+        for name, rulebook in variants.items():
+            total, _, seconds, cpu = asyncio.run(_run(settings, args, rulebook))
+            n = args.events
+            rows[name].append((cpu * 1e6 / n, _commands(total) / n, seconds * 1e6 / n))
+    lines = [
+        f"interpreter: {interpreter_build()}",
+        f"{args.events} events per run, {args.health_cost} alternating rounds; medians:",
+        f"{'variant':<16} {'Redis CPU µs/ev':>15} {'commands/event':>15} {'pipeline µs/event':>18}",
+    ]
+    medians = {}
+    for name, runs in rows.items():
+        medians[name] = [statistics.median(r[i] for r in runs) for i in range(3)]
+        redis_us, commands, wall = medians[name]
+        lines.append(f"{name:<16} {redis_us:>15.1f} {commands:>15.2f} {wall:>18.1f}")
+    if args.json:
+        doc = {"interpreter": interpreter_build(), "events": args.events, "runs": rows}
+        with open(args.json, "wb") as fh:
+            fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    a, b = medians["without health"], medians["with health"]
+    lines.append(
+        f"{'health costs':<16} {b[0] - a[0]:>+15.1f} {b[1] - a[1]:>+15.2f} {b[2] - a[2]:>+18.1f}"
+        f"   (ratios {b[0] / a[0]:.2f}, {b[1] / a[1]:.2f}, {b[2] / a[2]:.2f})"
+    )
+    return "\n".join(lines)
 
 
 @contextmanager

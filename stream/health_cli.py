@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def read_state(settings: Settings, merchant_id: str) -> MerchantHealthState:
     store = open_store(settings)
     try:
-        return (await store.health_ledger().read([merchant_id]))[merchant_id]
+        return (await store.health_ledger().read([merchant_id], records=True))[merchant_id]
     finally:
         await store.close()
 

@@ -159,6 +159,7 @@ class HealthFeed:
         merchants = list(dict.fromkeys(t.merchant_id for t in touches))
         states = await self.ledger.read(merchants)
         scored = {m: _start(states[m], new, alerts) for m in merchants}
+        await self._redone(scored, touches)
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
         saves = {m: s.saved.to_bytes() for m, s in scored.items() if s.saved is not None}
@@ -168,6 +169,20 @@ class HealthFeed:
             if s.saved is not None:
                 _move(moves, s.start_band, s.saved.band)
         await self._save(saves, moves, self._stale(scored, model), histories)
+
+    async def _redone(self, scored: Mapping[str, _Merchant], touches: Sequence[Touch]) -> None:
+        """The whole last snapshot of each merchant whose last one this batch
+        published before (a redelivery republishes it byte for byte); the
+        ledger's read brought its header alone."""
+        positions = {t.decoded.record.position.token() for t in touches}
+        redone = [
+            m for m, s in scored.items() if s.last is not None and s.last.trigger in positions
+        ]
+        if not redone:
+            return
+        for merchant, state in (await self.ledger.read(redone, records=True)).items():
+            if state.records is not None:
+                scored[merchant].last = Published.from_bytes(state.records)
 
     async def _record(
         self, new: list[tuple[str, LedgerEntry]], alerts: list[tuple[str, str, str, int]]
@@ -291,14 +306,14 @@ class HealthFeed:
         merchants = list(dict.fromkeys(await self.ledger.remove(freeze_ids)))
         if model is None or not merchants:
             return 0
-        states = await self.ledger.read(merchants)
+        states = await self.ledger.read(merchants, records=True)
         saves: dict[str, bytes] = {}
         histories: dict[str, BandHistory] = {}
         moves: dict[str, int] = {}
         for merchant in merchants:
-            if states[merchant].last is None:
+            if states[merchant].records is None:
                 continue
-            last = Published.from_bytes(states[merchant].last or b"")
+            last = Published.from_bytes(states[merchant].records or b"")
             inputs = read_last(orjson.loads(last.wire))
             violations = [e.violation for e in states[merchant].violations]
             violations += block_listed(control, merchant, last.as_of_ms)

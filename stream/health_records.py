@@ -37,7 +37,10 @@ class Published:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Published:
-        header, wire, change = raw.split(b"\n", 2)
+        """The whole snapshot, or its header line alone (the ledger's `last`:
+        records empty, what deciding the next snapshot needs)."""
+        header, _, rest = raw.partition(b"\n")
+        wire, _, change = rest.partition(b"\n")
         score_, band, as_of_ms, version, trigger = orjson.loads(header)
         return cls(score_, Band(band), as_of_ms, version, trigger, wire, change)
 
@@ -49,10 +52,11 @@ class Published:
 
 
 def stored_snapshot(state: MerchantHealthState) -> dict[str, Any] | None:
-    """The published snapshot a merchant's ledger holds (what the CLI prints)."""
-    if state.last is None:
+    """The published snapshot a merchant's ledger holds (what the CLI
+    prints), from a state read with its records."""
+    if state.records is None:
         return None
-    wire: dict[str, Any] = orjson.loads(Published.from_bytes(state.last).wire)
+    wire: dict[str, Any] = orjson.loads(Published.from_bytes(state.records).wire)
     return wire
 
 

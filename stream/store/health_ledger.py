@@ -10,7 +10,9 @@ What is kept here is what no event stream can recount:
   id when a freeze is released as a false positive or on appeal;
 - **the last published snapshot** per merchant, which decides whether the
   next one is published (detectors.health_score.should_emit) and which
-  `fraudstream health MERCHANT_ID` prints;
+  `fraudstream health MERCHANT_ID` prints: its header line (score, band,
+  time, model, trigger) is read with every batch, the records (a kilobyte
+  or two) only when asked for (a redelivery, a release, the CLI);
 - **the band history** per merchant (detectors.health_bands), which rules
   gated on the band read before a batch is judged.
 
@@ -37,6 +39,7 @@ __all__ = [
     "MerchantHealthState",
     "entry_from_json",
     "entry_to_json",
+    "header_of",
 ]
 
 
@@ -55,9 +58,10 @@ class LedgerEntry:
 @dataclass(frozen=True, slots=True)
 class MerchantHealthState:
     violations: tuple[LedgerEntry, ...] = ()  # by violation id
-    last: bytes | None = None  # the last published snapshot (its wire JSON)
+    last: bytes | None = None  # the last published snapshot's header line
     alerts: tuple[tuple[str, int], ...] = ()  # (alert id, event ms) naming the merchant, by id
     bands: BandHistory = field(default_factory=BandHistory)
+    records: bytes | None = None  # the whole last snapshot, when read with its records
 
 
 EMPTY_STATE = MerchantHealthState()
@@ -92,10 +96,18 @@ def entry_from_json(raw: bytes | str) -> LedgerEntry:
     return LedgerEntry(w["merchant_id"], violation, int(w["points"]), int(w["expires_at_ms"]))
 
 
+def header_of(snapshot: bytes) -> bytes:
+    """A saved snapshot's first line: what every batch reads of it."""
+    return snapshot.split(b"\n", 1)[0]
+
+
 class HealthLedger(Protocol):
-    async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
-        """Each merchant's violations and last snapshot (every merchant asked
-        is in the answer; one without state has an empty one)."""
+    async def read(
+        self, merchants: Sequence[str], records: bool = False
+    ) -> dict[str, MerchantHealthState]:
+        """Each merchant's violations and last snapshot's header (every
+        merchant asked is in the answer; one without state has an empty
+        one); with `records`, the whole last snapshot too."""
 
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         """Add violations; True for each one new (an id already recorded is
@@ -123,9 +135,10 @@ class HealthLedger(Protocol):
         forget: Mapping[str, Sequence[str]] | None = None,
         histories: Mapping[str, BandHistory] | None = None,
     ) -> None:
-        """Remember each merchant's last published snapshot and band history,
-        add `moves` (band → change in merchants) to the band counts, and
-        forget the alerts `forget` names per merchant (out of every window)."""
+        """Remember each merchant's last published snapshot (its first line
+        is the header `read` returns) and band history, add `moves` (band →
+        change in merchants) to the band counts, and forget the alerts
+        `forget` names per merchant (out of every window)."""
 
     @property
     def band_counts(self) -> Mapping[str, int]:
@@ -144,7 +157,9 @@ class MemoryHealthLedger:
     alerts: dict[str, dict[str, int]] = field(default_factory=dict)
     histories: dict[str, BandHistory] = field(default_factory=dict)
 
-    async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
+    async def read(
+        self, merchants: Sequence[str], records: bool = False
+    ) -> dict[str, MerchantHealthState]:
         out = {}
         for m in merchants:
             held = self.entries.get(m, {})
@@ -152,7 +167,10 @@ class MemoryHealthLedger:
             alerts = self.alerts.get(m, {})
             seen = tuple((a, alerts[a]) for a in sorted(alerts))
             history = self.histories.get(m, BandHistory())
-            out[m] = MerchantHealthState(violations, self.last.get(m), seen, history)
+            saved = self.last.get(m)
+            header = header_of(saved) if saved is not None else None
+            whole = saved if records else None
+            out[m] = MerchantHealthState(violations, header, seen, history, whole)
         return out
 
     async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:

@@ -30,7 +30,9 @@ with one SCAN pattern.
                                           score=order ms (see payout_book.lua)
     <ns>:{m:<h>}:paid:payouts       ZSET  a merchant's payouts: member=<h> of the payout id,
                                           score=payout ms
-    <ns>:{m:<h>}:health             HASH  a merchant's health ledger, last snapshot, band history
+    <ns>:{m:<h>}:health             HASH  a merchant's health ledger, its last snapshot's
+                                          header, its band history
+    <ns>:{m:<h>}:health:last        STR   a merchant's last health snapshot, whole
     <ns>:{health}:owners            HASH  violation id → merchant id
     <ns>:{health}:bands             HASH  band → merchants in it
 
@@ -97,6 +99,7 @@ __all__ = [
     "incident",
     "key_layout",
     "merchant_health",
+    "merchant_health_last",
     "merchant_orders",
     "merchant_payouts",
     "namespace_pattern",
@@ -313,10 +316,17 @@ def merchant_payouts(ns: str, tag: str) -> str:
 def merchant_health(ns: str, tag: str) -> str:
     """HASH of one merchant's health ledger, under the merchant's own tag
     (`{m:<h>}`, the slot of its aggregates): `v:<violation id>` = the
-    violation (JSON), `last` = the last published snapshot (JSON). Both
+    violation (JSON), `last` = the last published snapshot's header. Both
     values hold the raw merchant id, as the published snapshot does: the
     CLI and a re-scored snapshot must name the merchant."""
     return f"{ns}:{tag}:health"
+
+
+def merchant_health_last(ns: str, tag: str) -> str:
+    """STRING: a merchant's last published health snapshot whole (header,
+    records), beside its ledger; the ledger's `last` field holds the header
+    alone, so a batch reads a line per merchant, not its records."""
+    return f"{ns}:{tag}:health:last"
 
 
 def health_owners(ns: str) -> str:

@@ -22,6 +22,7 @@ from stream.store.health_ledger import (
     MerchantHealthState,
     entry_from_json,
     entry_to_json,
+    header_of,
 )
 
 __all__ = ["ALERT_PREFIX", "BANDS_FIELD", "LAST_FIELD", "VIOLATION_PREFIX", "RedisHealthLedger"]
@@ -48,7 +49,10 @@ class RedisHealthLedger:
         self.observer: Callable[[str, float, str | None], None] | None = None
 
     def _key(self, merchant_id: str) -> str:
-        return keys.merchant_health(self._ns, self._hasher.tag(_MERCHANT, (merchant_id,)))
+        return keys.merchant_health(self._ns, self._tag(merchant_id))
+
+    def _tag(self, merchant_id: str) -> str:
+        return self._hasher.tag(_MERCHANT, (merchant_id,))
 
     async def _run(self, op: str, build: Callable[[Any], None]) -> list[Any]:
         started = time.perf_counter()
@@ -65,18 +69,25 @@ class RedisHealthLedger:
             if self.observer is not None:
                 self.observer(f"health.{op}", time.perf_counter() - started, error)
 
-    async def read(self, merchants: Sequence[str]) -> dict[str, MerchantHealthState]:
+    async def read(
+        self, merchants: Sequence[str], records: bool = False
+    ) -> dict[str, MerchantHealthState]:
         if not merchants:
             return {}
 
         def build(pipe: Any) -> None:
             for m in merchants:
                 pipe.hgetall(self._key(m))
+                if records:
+                    pipe.get(keys.merchant_health_last(self._ns, self._tag(m)))
             pipe.hgetall(self._bands)
 
         *replies, bands = await self._run("read", build)
         self._counts = {_text(k): int(v) for k, v in bands.items()}
-        return {m: _state(reply) for m, reply in zip(merchants, replies, strict=True)}
+        if not records:
+            return {m: _state(reply) for m, reply in zip(merchants, replies, strict=True)}
+        pairs = zip(merchants, replies[0::2], replies[1::2], strict=True)
+        return {m: _state(reply, whole) for m, reply, whole in pairs}
 
     @property
     def band_counts(self) -> Mapping[str, int]:
@@ -152,8 +163,10 @@ class RedisHealthLedger:
                 pipe.hdel(self._key(merchant), *(ALERT_PREFIX + i for i in ids))
             for merchant, snapshot in snapshots.items():
                 key = self._key(merchant)
-                pipe.hset(key, LAST_FIELD, snapshot)
+                pipe.hset(key, LAST_FIELD, header_of(snapshot))
                 pipe.pexpire(key, self._keep_ms)
+                last = keys.merchant_health_last(self._ns, self._tag(merchant))
+                pipe.set(last, snapshot, px=self._keep_ms)
             for merchant, history in histories.items():
                 pipe.hset(self._key(merchant), BANDS_FIELD, history.to_bytes())
             for band, n in moved.items():
@@ -168,7 +181,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _state(fields: Mapping[Any, Any]) -> MerchantHealthState:
+def _state(fields: Mapping[Any, Any], whole: bytes | None = None) -> MerchantHealthState:
     last: bytes | None = None
     bands = BandHistory()
     entries = []
@@ -183,4 +196,4 @@ def _state(fields: Mapping[Any, Any]) -> MerchantHealthState:
             entries.append(entry_from_json(value))
         elif field.startswith(ALERT_PREFIX):
             alerts.append((field[len(ALERT_PREFIX) :], int(value)))
-    return MerchantHealthState(tuple(entries), last, tuple(alerts), bands)
+    return MerchantHealthState(tuple(entries), last, tuple(alerts), bands, whole)

@@ -65,10 +65,14 @@ class HealthLedgerCases:
     ) -> None:
         await ledger.record([entry(1)])
         await ledger.save({"m-1": b'{"score":800}', "m-2": b'{"score":1000}'}, {})
-        await ledger.save({"m-1": b'{"score":600}'}, {})
+        await ledger.save({"m-1": b'{"score":600}\n{"records":1}\n'}, {})
         state = await ledger.read(["m-1", "m-2", "m-3"])
+        # A batch reads the header line alone; the records when asked for.
         assert state["m-1"] == MerchantHealthState((entry(1),), b'{"score":600}')
         assert state["m-2"].last == b'{"score":1000}' and state["m-3"].last is None
+        whole = await ledger.read(["m-1", "m-3"], records=True)
+        assert whole["m-1"].records == b'{"score":600}\n{"records":1}\n'
+        assert whole["m-1"].last == b'{"score":600}' and whole["m-3"].records is None
 
     async def test_band_counts_move_with_every_save_and_come_with_a_read(
         self, stores: Stores

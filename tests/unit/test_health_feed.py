@@ -184,7 +184,7 @@ async def test_without_a_health_section_nothing_is_scored(tmp_path: Path) -> Non
 async def test_the_cli_explains_the_stored_snapshot(rulebook: Rulebook) -> None:
     pipeline, outputs = await run(rulebook, [orders(6)])
     (freeze,) = on(outputs, SETTINGS.topics.fund_freezes)
-    state = (await pipeline.health.ledger.read(["m-1"]))["m-1"]
+    state = (await pipeline.health.ledger.read(["m-1"], records=True))["m-1"]
     snapshot = stored_snapshot(state)
     assert snapshot == on(outputs, HEALTH)[-1]
     text = format_snapshot(snapshot, state)
