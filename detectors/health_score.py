@@ -111,12 +111,19 @@ class HealthSnapshot:
 def active_points(
     violations: Sequence[Violation], model: HealthModel, as_of_ms: int
 ) -> list[tuple[Violation, int]]:
-    """Each violation that still counts at `as_of_ms`, with its points."""
-    out = []
+    """Each violation that still counts at `as_of_ms`, with its points. A
+    freeze and an analyst's verdict on the alert that raised it are one
+    violation confirmed twice: they count once, at the higher points."""
+    by_alert: dict[str, tuple[Violation, int]] = {}
     for v in violations:
-        if v.active(as_of_ms, model.expiry_of(v.severity)):
-            out.append((v, model.points.get(v.severity, 0)))
-    return out
+        if not v.active(as_of_ms, model.expiry_of(v.severity)):
+            continue
+        points = model.points.get(v.severity, 0)
+        key = v.evidence[0] if v.evidence else v.violation_id
+        held = by_alert.get(key)
+        if held is None or points > held[1]:
+            by_alert[key] = (v, points)
+    return list(by_alert.values())
 
 
 def score(inputs: HealthInputs, model: HealthModel, as_of_ms: int) -> HealthSnapshot:

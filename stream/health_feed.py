@@ -31,9 +31,8 @@ batch redone after a crash republishes it byte for byte at that event
 (an earlier snapshot of the same merchant in that batch, superseded on the
 compacted topic, is not republished).
 
-Verdicts (an analyst's true positive) are not an input yet: their entry
-point is `HealthFeed.record_verdicts`, which nothing calls until the
-console publishes verdicts.
+Analysts' verdicts (stream.health_verdicts) and releases re-score a
+merchant at once, outside any batch (`HealthFeed.rescore`).
 """
 
 from __future__ import annotations
@@ -43,8 +42,6 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-import orjson
 
 from detectors import engine
 from detectors.aggregates import Observation
@@ -60,20 +57,15 @@ from detectors.health_score import (
     score,
     should_emit,
 )
-from detectors.health_wire import read_last
 from stream.batch_outputs import BatchResult, OutputRecord
 from stream.codec import Decoded
-from stream.health_records import Published, published_records
+from stream.health_records import Published, count_move, published_records
 from stream.health_sources import block_listed, freeze_violations, merchant_alerts
 from stream.settings import Settings
 from stream.store.base import EventObservations, EventStatus, EventStore
 from stream.store.health_ledger import HealthLedger, LedgerEntry, MerchantHealthState
 
-__all__ = [
-    "HealthFeed",
-    "Touch",
-    "release_hook",
-]
+__all__ = ["HealthFeed", "Publish", "Touch"]
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +159,8 @@ class HealthFeed:
         moves: dict[str, int] = {}
         for s in scored.values():
             if s.saved is not None:
-                _move(moves, s.start_band, s.saved.band)
-        await self._save(saves, moves, self._stale(scored, model), histories)
+                count_move(moves, s.start_band, s.saved.band)
+        await self.save(saves, moves, self._stale(scored, model), histories)
 
     async def _redone(self, scored: Mapping[str, _Merchant], touches: Sequence[Touch]) -> None:
         """The whole last snapshot of each merchant whose last one this batch
@@ -210,7 +202,7 @@ class HealthFeed:
                 out[merchant] = old
         return out
 
-    async def _save(
+    async def save(
         self,
         saves: Mapping[str, bytes],
         moves: Mapping[str, int],
@@ -238,7 +230,7 @@ class HealthFeed:
         m.newest_ms = max(m.newest_ms, at_ms)
         last = m.last
         if last is not None and last.trigger == t.decoded.record.position.token():
-            self._publish(last, merchant, result)  # a batch redone: the same records again
+            self.publish_records(last, merchant, result)  # a batch redone: the same records again
             return
         if last is not None and at_ms - last.as_of_ms < model.emit_interval_ms:
             return  # should_emit would say no: the scoring is skipped
@@ -254,11 +246,11 @@ class HealthFeed:
             return
         trigger = t.decoded.record.position.token()
         published = published_records(snap, model, (orders, version, now_ms), (last, trigger))
-        self._publish(published, merchant, result)
+        self.publish_records(published, merchant, result)
         m.last = m.saved = published
-        m.bands = m.bands.with_snapshot(at_ms, snap.band, self._keep_from(model, at_ms))
+        m.bands = m.bands.with_snapshot(at_ms, snap.band, self.keep_from(model, at_ms))
 
-    def _keep_from(self, model: HealthModel, as_of_ms: int) -> int:
+    def keep_from(self, model: HealthModel, as_of_ms: int) -> int:
         """The oldest moment a band-gated rule may still ask about once a
         snapshot as of `as_of_ms` exists: an event of the merchant older than
         the duplicate horizon behind its newest is refused by the store, and
@@ -281,79 +273,12 @@ class HealthFeed:
         counts[1][RateKind.ALERT_RATE] = RateCounts(alerts, orders)
         return counts
 
-    def _publish(self, p: Published, merchant: str, result: BatchResult) -> None:
+    def publish_records(self, p: Published, merchant: str, result: BatchResult) -> None:
         key = merchant.encode()
         topics = self.settings.topics
         result.outputs.append(OutputRecord(topics.merchant_health, key, p.wire))
         if p.change:
             result.outputs.append(OutputRecord(topics.merchant_health_changes, key, p.change))
-
-    async def released(
-        self,
-        freeze_ids: Sequence[str],
-        under: tuple[ControlSnapshot, HealthModel | None, str],
-        now_ms: int,
-        publish: Publish,
-    ) -> int:
-        """A freeze released as a false positive or on appeal: its violation
-        goes at once, and each merchant that had it is re-scored from its
-        last snapshot's rates, as of that snapshot, and published whatever
-        the emit interval. Returns how many snapshots were published.
-        A batch of the same merchant scored concurrently, on the ledger as
-        it was before, may publish the points once more; the merchant's
-        next snapshot after the emit interval corrects it."""
-        control, model, version = under
-        merchants = list(dict.fromkeys(await self.ledger.remove(freeze_ids)))
-        if model is None or not merchants:
-            return 0
-        states = await self.ledger.read(merchants, records=True)
-        saves: dict[str, bytes] = {}
-        histories: dict[str, BandHistory] = {}
-        moves: dict[str, int] = {}
-        for merchant in merchants:
-            if states[merchant].records is None:
-                continue
-            last = Published.from_bytes(states[merchant].records or b"")
-            inputs = read_last(orjson.loads(last.wire))
-            violations = [e.violation for e in states[merchant].violations]
-            violations += block_listed(control, merchant, last.as_of_ms)
-            health = HealthInputs(merchant, inputs.orders, violations, inputs.rates)
-            snap = score(health, model, last.as_of_ms)
-            trigger = f"release:{','.join(freeze_ids)}"
-            p = published_records(snap, model, (inputs.orders, version, now_ms), (last, trigger))
-            out = BatchResult()
-            self._publish(p, merchant, out)
-            for o in out.outputs:
-                await publish(o.topic, o.key or b"", o.value)
-            saves[merchant] = p.to_bytes()
-            keep = self._keep_from(model, last.as_of_ms)
-            histories[merchant] = states[merchant].bands.with_snapshot(
-                last.as_of_ms, snap.band, keep
-            )
-            _move(moves, last.band, snap.band)
-        await self._save(saves, moves, None, histories)
-        return len(saves)
-
-    async def record_verdicts(self, verdicts: Sequence[LedgerEntry]) -> list[bool]:
-        """The entry point for analysts' true-positive verdicts (source
-        `verdict`), for the console to call once it publishes them: they
-        are recorded like freezes and count from the merchant's next event.
-        Nothing calls it yet."""
-        return await self.ledger.record(verdicts)
-
-
-def release_hook(
-    feed: HealthFeed,
-    under: Callable[[], tuple[ControlSnapshot, HealthModel | None, str]],
-    publish: Publish,
-) -> Callable[[str, int], Awaitable[None]]:
-    """stream.releases' `on_released` for the worker: re-score at once under
-    the worker's current control snapshot and rules."""
-
-    async def on_released(freeze_id: str, now_ms: int) -> None:
-        await feed.released([freeze_id], under(), now_ms, publish)
-
-    return on_released
 
 
 def _touches(
@@ -401,11 +326,3 @@ def _start(
             else:
                 m.hidden_alerts.setdefault(trigger, []).append((alert_id, at_ms))
     return m
-
-
-def _move(moves: dict[str, int], before: Band | None, after: Band) -> None:
-    if before is after:
-        return
-    if before is not None:
-        moves[before.value] = moves.get(before.value, 0) - 1
-    moves[after.value] = moves.get(after.value, 0) + 1

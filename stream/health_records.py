@@ -13,7 +13,7 @@ from detectors.health_score import HealthSnapshot
 from detectors.health_wire import band_change_wire, snapshot_wire
 from stream.store.health_ledger import MerchantHealthState
 
-__all__ = ["Published", "published_records", "stored_snapshot"]
+__all__ = ["Published", "count_move", "published_records", "stored_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,12 @@ def published_records(
         orjson.dumps(wire),
         change,
     )
+
+
+def count_move(moves: dict[str, int], before: Band | None, after: Band) -> None:
+    """Add a merchant's move between bands to `moves` (band → change)."""
+    if before is after:
+        return
+    if before is not None:
+        moves[before.value] = moves.get(before.value, 0) - 1
+    moves[after.value] = moves.get(after.value, 0) + 1

@@ -63,6 +63,7 @@ class TopicNames:
     control_audit: str = "risk-control-audit"  # every control record, never compacted
     merchant_health: str = "merchant-health"  # compacted: each merchant's last health snapshot
     merchant_health_changes: str = "merchant-health-changes"  # every band change
+    verdicts: str = "risk-verdicts"  # analysts' verdicts on alerts (detectors.verdicts)
 
     def input_name(self, topic: Topic) -> str:
         return {

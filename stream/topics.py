@@ -88,6 +88,14 @@ async def create_all_topics(settings: Settings) -> None:
         client_options=options,
     )
     await create_control_topics(settings)
+    # Analysts' verdicts: decisions on record, kept as the audit topic is.
+    await create_topics(
+        settings.kafka_bootstrap,
+        [topics.verdicts],
+        settings.dev_partitions,
+        extra_configs=AUDIT_CONFIGS,
+        client_options=options,
+    )
 
 
 # One partition each: control records are few, and one partition keeps one

@@ -40,7 +40,7 @@ from stream.faust_wiring import faust_app, topic_partitions
 from stream.frontier_exchange import FrontierExchange
 from stream.guard_publisher import ControlPublisher
 from stream.health import install_pages
-from stream.health_feed import release_hook
+from stream.health_rescore import release_hook, verdict_hook
 from stream.kafka_security import aiokafka_security
 from stream.lag import LAG_INTERVAL_S, LagMonitor
 from stream.metrics import Metrics
@@ -53,6 +53,7 @@ from stream.runner import BatchAbandoned, BatchRunner
 from stream.settings import Settings
 from stream.store.redis_freezes import RedisFreezeBook
 from stream.store_wiring import open_store
+from stream.verdict_follower import VerdictFollower
 from stream.watchdog import EPOCH_INTERVAL_S, StoreWatchdog
 
 __all__ = ["FRONTIER_INTERVAL_S", "MERGE_INTERVAL_S", "Worker"]
@@ -102,7 +103,12 @@ class Worker:
         }
         self.pipeline.health.on_bands = self.metrics.observe_health_bands
         publish = acked_publisher(self._outputs)
-        rescore = release_hook(self.pipeline.health, self.pipeline.health_under, publish)
+        health, under = self.pipeline.health, self.pipeline.health_under
+        rescore = release_hook(health, under, publish)
+        security = aiokafka_security(settings.kafka_security)
+        self.verdicts = VerdictFollower(
+            settings, verdict_hook(health, under, publish), publish, security
+        )
         self.releases = ReleaseTimer(
             ReleaseDesk(settings, self.freeze_book, publish, on_released=rescore),
             lambda: self.watchdog.started.is_set() and self.control.ready.is_set(),
@@ -168,6 +174,7 @@ class Worker:
         )
         self.app.task(self.watchdog.start)
         self.app.task(self.control.run)
+        self.app.task(self.verdicts.run)
         self.app.task(self.delivery.run)
         self.app.on_partitions_revoked.connect(self.settled.on_rebalance)
         self.app.timer(LAG_INTERVAL_S)(self.lag.update)

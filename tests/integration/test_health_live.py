@@ -6,6 +6,7 @@ release restores it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import random
 import time
@@ -17,7 +18,10 @@ import orjson
 import pytest
 
 from detectors.events import Topic
+from detectors.rules import Severity
+from detectors.rules_entities import EntityType
 from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
+from detectors.verdicts import Verdict, VerdictKind, verdict_id_for
 from stream import health_cli, kafka_io
 from stream.backtest import run_backtest
 from stream.cli import build_parser
@@ -144,11 +148,14 @@ def test_the_worker_and_the_backtest_publish_the_same_snapshots(
 
 
 def wait_for(
-    settings: Settings, done: Callable[[dict[str, Any]], bool], timeout_s: float = 20
+    settings: Settings,
+    done: Callable[[dict[str, Any]], bool],
+    timeout_s: float = 20,
+    merchant: str = "m-fp",
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [r for r in snapshots(settings) if r["merchant_id"] == "m-fp" and done(r)]
+        found = [r for r in snapshots(settings) if r["merchant_id"] == merchant and done(r)]
         if found:
             return found[-1]
         time.sleep(0.3)
@@ -189,3 +196,42 @@ def test_a_merchant_freeze_lowers_the_score_and_a_false_positive_release_restore
     assert metric_sum([worker], 'fraud_merchant_health_merchants{band="healthy"}') >= 1
     args = build_parser().parse_args(["health", "m-unknown"])
     assert health_cli.run(s, args, io.StringIO()) == 1
+
+
+def test_a_true_positive_verdict_costs_points_and_a_bad_one_is_dead_lettered(
+    worker: WorkerProcess,
+) -> None:
+    s = worker.settings
+    now = int(time.time() * 1000)
+    values = [
+        (b"m-vd", order_json(f"vd-{i}", f"u{i}", format_rfc3339_ms(now - (8 - i) * MIN), "m-vd"))
+        for i in range(3)
+    ]
+    asyncio.run(kafka_io.produce(s.kafka_bootstrap, s.topics.orders, values))
+    clean = wait_for(s, lambda r: r["band"] == "healthy", merchant="m-vd")
+    alert = "al_" + "7" * 32
+    tp = Verdict(
+        verdict_id_for("it-tp"), alert, VerdictKind.TRUE_POSITIVE, "merchant_order_burst",
+        Severity.CRITICAL, EntityType.MERCHANT, "m-vd", "m-vd", now - 8 * MIN, "it-analyst", now,
+    )  # fmt: skip
+    bad = b'{"schema_version": 1, "verdict": "true_positive"}'
+    asyncio.run(
+        kafka_io.produce(
+            s.kafka_bootstrap, s.topics.verdicts, [(b"x", bad), (b"al", tp.to_bytes())]
+        )
+    )
+    hit = wait_for(s, lambda r: r["score"] == 600, merchant="m-vd")
+    assert hit["band"] == "at_risk" and hit["as_of"] == clean["as_of"]
+    assert hit["reasons"][0]["evidence"] == [f"vd:{alert}", alert, tp.verdict_id]
+    unsure = dataclasses.replace(tp, verdict=VerdictKind.UNSURE, verdict_id=verdict_id_for("it-u"))
+    asyncio.run(
+        kafka_io.produce(s.kafka_bootstrap, s.topics.verdicts, [(b"al", unsure.to_bytes())])
+    )
+    wait_for(
+        s, lambda r: r["score"] == 1000 and r["computed_at"] > hit["computed_at"], merchant="m-vd"
+    )
+    letters = asyncio.run(kafka_io.read_from(s.kafka_bootstrap, s.topics.dlq))
+    mine = [orjson.loads(r.value) for r in letters]
+    assert any(
+        d["source_topic"] == s.topics.verdicts and d["error"]["field"] == "verdict_id" for d in mine
+    )

@@ -170,7 +170,7 @@ def test_asyncapi_describes_every_topic_with_an_existing_schema() -> None:
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"] for c in doc["channels"].values()}
     defaults = TopicNames()
-    control = {defaults.control, defaults.control_audit}
+    control = {defaults.control, defaults.control_audit, defaults.verdicts}
     assert addresses == {*defaults.inputs().values(), *defaults.outputs(), *control}
     for message in doc["components"]["messages"].values():
         ref = message["payload"]["$ref"]
@@ -180,4 +180,4 @@ def test_asyncapi_describes_every_topic_with_an_existing_schema() -> None:
         for op in doc["operations"].values()
         if op["action"] == "receive"
     }
-    assert receives == {*defaults.inputs().values(), defaults.control}
+    assert receives == {*defaults.inputs().values(), defaults.control, defaults.verdicts}

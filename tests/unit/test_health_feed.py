@@ -23,6 +23,7 @@ from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 from stream.codec import Incoming, SourceRecord
 from stream.health_cli import format_snapshot
 from stream.health_records import stored_snapshot
+from stream.health_rescore import released
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
@@ -132,9 +133,8 @@ async def test_a_false_positive_release_restores_the_score_at_once(rulebook: Rul
     async def publish(topic: str, key: bytes, value: bytes) -> None:
         published.append((topic, key, value))
 
-    n = await pipeline.health.released(
-        [freeze["freeze_id"]], pipeline.health_under(), NOW + 5, publish
-    )
+    under = pipeline.health_under()
+    n = await released(pipeline.health, [freeze["freeze_id"]], under, NOW + 5, publish)
     assert n == 1
     (snap,) = [orjson.loads(v) for t, _, v in published if t == HEALTH]
     assert (snap["score"], snap["band"], snap["reasons"]) == (1000, "healthy", [])

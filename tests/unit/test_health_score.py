@@ -39,7 +39,9 @@ def inputs(
 def freeze(
     vid: str = "fz-1", severity: Severity = Severity.HIGH, at: int = T0, **kw: object
 ) -> Violation:
-    return Violation(vid, ViolationSource.FREEZE, severity, at, ("al-1",), "rule_x", **kw)  # type: ignore[arg-type]
+    """A freeze raised by an alert of its own (`al-<vid>`)."""
+    evidence = (f"al-{vid}",)
+    return Violation(vid, ViolationSource.FREEZE, severity, at, evidence, "rule_x", **kw)  # type: ignore[arg-type]
 
 
 def test_a_clean_merchant_with_volume_scores_1000_and_is_healthy() -> None:
@@ -103,6 +105,14 @@ def test_violation_points_expire_after_their_window_severe_ones_later() -> None:
     assert score(inputs(violations=v), M, T0 - 1).score == 1000  # not yet confirmed
 
 
+def test_a_freeze_and_a_verdict_on_its_alert_count_once_at_the_higher_points() -> None:
+    frozen = freeze("fz-1", Severity.MEDIUM)
+    confirmed = Violation("vd:al-fz-1", ViolationSource.VERDICT, Severity.HIGH, T0, ("al-fz-1",))
+    other = Violation("vd:al-9", ViolationSource.VERDICT, Severity.LOW, T0, ("al-9",))
+    got = score(inputs(violations=(frozen, confirmed, other)), M, T0 + 1).score
+    assert got == 1000 - M.points[Severity.HIGH] - M.points[Severity.LOW]
+
+
 def test_a_released_freeze_gives_its_points_back_at_once() -> None:
     released = freeze(released_at_ms=T0 + DAY)
     assert score(inputs(violations=(released,)), M, T0 + DAY - 1).score < 1000
@@ -130,7 +140,7 @@ def test_the_top_three_reasons_carry_their_evidence() -> None:
         (r.points for r in snap.reasons), reverse=True
     )
     top = snap.reasons[0]
-    assert top.points == M.points[Severity.CRITICAL] and top.evidence == ("fz-3", "al-1")
+    assert top.points == M.points[Severity.CRITICAL] and top.evidence == ("fz-3", "al-fz-3")
     assert snap.score == 0  # clamped: more points than the scale has
 
 

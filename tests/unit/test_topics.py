@@ -48,6 +48,7 @@ def test_every_topic_is_created_with_the_settings_credentials(
         *names.outputs(),
         names.control,
         names.control_audit,
+        names.verdicts,
     }
     assert clients and all(
         c["security_protocol"] == "SASL_PLAINTEXT"
