@@ -162,8 +162,15 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit 0 when the run meets the acceptance bar, 1 when not (for CI)."""
+    """Exit 0 when the run meets the acceptance bar, 1 when not (for CI);
+    with verdicts as labels, 0 once they are read."""
     import orjson
+
+    if args.verdicts or args.verdicts_topic:
+        return _score_verdicts(settings, args)
+    if not (args.labels and args.decisions):
+        print("fraudstream score: LABELS and DECISIONS, or --verdicts", file=sys.stderr)
+        return 2
 
     from stream.health_scoring import format_confusion, health_confusion, read_snapshots
     from stream.scoring import as_json, format_score, score_files
@@ -182,6 +189,41 @@ def cmd_score(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(as_json(result), option=orjson.OPT_INDENT_2))
     return 0 if result.acceptable() else 1
+
+
+def _score_verdicts(settings: Settings, args: argparse.Namespace) -> int:
+    """Per-rule precision from analysts' verdicts, from a file of verdict
+    records (one JSON per line) or the verdict topic itself."""
+    import orjson
+
+    from stream import kafka_io
+    from stream.kafka_security import aiokafka_security
+    from stream.verdict_scoring import (
+        format_verdict_scores,
+        read_verdict_file,
+        read_verdict_lines,
+        verdict_scores,
+        verdict_scores_json,
+    )
+
+    try:
+        if args.verdicts:
+            verdicts, errors = read_verdict_file(Path(args.verdicts))
+        else:
+            topic, options = settings.topics.verdicts, aiokafka_security(settings.kafka_security)
+            found = asyncio.run(
+                kafka_io.read_from(settings.kafka_bootstrap, topic, client_options=options)
+            )
+            verdicts, errors = read_verdict_lines(r.value or b"" for r in found)
+    except (OSError, LookupError) as exc:
+        print(f"fraudstream score: {exc}", file=sys.stderr)
+        return 2
+    rows = verdict_scores(verdicts)
+    print(format_verdict_scores(rows, errors))
+    if args.json:
+        doc = orjson.dumps(verdict_scores_json(rows), option=orjson.OPT_INDENT_2)
+        Path(args.json).write_bytes(doc)
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +258,18 @@ def build_parser(extra: Mapping[str, Subcommand] | None = None) -> argparse.Argu
     replay.add_argument("--quiet", action="store_true")
     simulate = sub.add_parser("simulate", help="write labelled marketplace traffic (JSONL)")
     simulation_command.add_arguments(simulate)
-    score = sub.add_parser("score", help="score decisions against simulation labels")
-    score.add_argument("labels", help="labels file from `simulate --labels`")
-    score.add_argument("decisions", help="decision lines, e.g. from `backtest --out`")
+    score = sub.add_parser(
+        "score", help="score decisions against simulation labels, or rules by analysts' verdicts"
+    )
+    score.add_argument("labels", nargs="?", help="labels file from `simulate --labels`")
+    score.add_argument("decisions", nargs="?", help="decision lines, e.g. from `backtest --out`")
     score.add_argument("--json", help="also write the scores as JSON to this file")
+    score.add_argument(
+        "--verdicts", help="verdict records (JSON lines) as labels: precision per rule"
+    )
+    score.add_argument(
+        "--verdicts-topic", action="store_true", help="the same, read from the verdict topic"
+    )
     control = sub.add_parser("control", help="steer running workers (kill switch, modes, lists)")
     add_control_arguments(control)
     contract = sub.add_parser("contract", help="write the input JSON Schemas")

@@ -11,6 +11,7 @@ import io
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from detectors.timestamps import format_rfc3339_ms, parse_rfc3339_ms
 from detectors.verdicts import Verdict, VerdictKind, verdict_id_for
 from stream import health_cli, kafka_io
 from stream.backtest import run_backtest
-from stream.cli import build_parser
+from stream.cli import build_parser, cmd_score
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from tests.integration.services import (
@@ -235,3 +236,9 @@ def test_a_true_positive_verdict_costs_points_and_a_bad_one_is_dead_lettered(
     assert any(
         d["source_topic"] == s.topics.verdicts and d["error"]["field"] == "verdict_id" for d in mine
     )
+    out = io.StringIO()  # the same records as labels: the unsure stands
+    with redirect_stdout(out):
+        assert cmd_score(s, build_parser().parse_args(["score", "--verdicts-topic"])) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.getvalue().splitlines()[1:]}
+    assert rows["merchant_order_burst"] == ["1", "0", "0", "1", "-"]
+    assert "skipped line 1: missing_field" in out.getvalue()
