@@ -22,14 +22,14 @@ last one at or before it (stream.health_feed chooses the horizon).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 
 from detectors.health_model import Band
 
-__all__ = ["BandHistory", "BandLookup", "no_bands", "segments"]
+__all__ = ["BandHistory", "BandLookup", "lookup_bands", "no_bands", "segments"]
 
 # (merchant id, event ms) → the merchant's band as a rule reads it, None
 # when it had no snapshot then.
@@ -80,6 +80,18 @@ class BandHistory:
         if not raw:
             return cls()
         return cls(tuple((int(as_of), Band(band)) for as_of, band in orjson.loads(raw)))
+
+
+def lookup_bands(histories: Mapping[str, BandHistory], delay_ms: int) -> BandLookup:
+    """The merchants' bands as band-gated rules read them: `delay_ms` back."""
+    if not histories:
+        return no_bands
+
+    def lookup(merchant_id: str, at_ms: int) -> Band | None:
+        found = histories.get(merchant_id)
+        return found.band_at(at_ms - delay_ms) if found is not None else None
+
+    return lookup
 
 
 def segments(times_ms: Sequence[int], delay_ms: int) -> list[int]:

@@ -158,7 +158,9 @@ def score(inputs: HealthInputs, model: HealthModel, as_of_ms: int) -> HealthSnap
         band = Band.INSUFFICIENT_DATA
     else:
         band = model.band_of(value)
-    reasons.sort(key=lambda r: -r.points)
+    # Most points first; ties by what they cite, so the order of the ledger
+    # (or of a batch) never reorders a published snapshot.
+    reasons.sort(key=lambda r: (-r.points, r.evidence, r.text))
     return HealthSnapshot(
         inputs.merchant_id,
         value,

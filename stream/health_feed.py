@@ -131,13 +131,15 @@ class HealthFeed:
         now_ms: int,
         settled: Collection[SourcePosition] = frozenset(),
         since: tuple[int, int] = (0, 0),
+        states: Awaitable[Mapping[str, MerchantHealthState]] | None = None,
     ) -> None:
         """`under`: the control snapshot, health model and ruleset_version
         the batch was judged under. `settled`: redelivered records whose
         outputs were delivered before (stream.delivery): not scored again,
         as they are not judged again. `since`: where this part of the batch
         starts in `result`'s freezes and published alerts (a batch concluded
-        in segments shares one result, stream.pipeline)."""
+        in segments shares one result, stream.pipeline). `states`: the
+        ledger of the batch's merchants, read while it was judged (`prefetch`)."""
         control, model, version = under
         if model is None:
             return
@@ -145,12 +147,15 @@ class HealthFeed:
         new = freeze_violations(result, model, since[0])
         alert_orders = self.aggregates(model).alert_orders
         alerts = merchant_alerts(result, since[1]) if alert_orders else []
-        await self._record(new, alerts)
+        recorded = asyncio.ensure_future(self._record(new, alerts))
+        if states is None:
+            states = self.prefetch(planned, observations)
+        read = await states
+        await recorded
         if not touches:
             return
         merchants = list(dict.fromkeys(t.merchant_id for t in touches))
-        states = await self.ledger.read(merchants)
-        scored = {m: _start(states[m], new, alerts) for m in merchants}
+        scored = {m: _start(m, read[m], new, alerts) for m in merchants}
         await self._redone(scored, touches)
         for t in touches:
             self._score(scored[t.merchant_id], t, (control, model, version), now_ms, result)
@@ -161,6 +166,19 @@ class HealthFeed:
             if s.saved is not None:
                 count_move(moves, s.start_band, s.saved.band)
         await self.save(saves, moves, self._stale(scored, model), histories)
+
+    def prefetch(
+        self,
+        planned: Sequence[tuple[Topic, Decoded, list[engine.GroupRequest]]],
+        observations: Sequence[EventObservations],
+    ) -> asyncio.Task[dict[str, MerchantHealthState]]:
+        """The ledger of every merchant the batch may score, read at once (as
+        a task): it does not depend on how the batch is judged, so it
+        overlaps the judging. The batch's own violations and alerts are
+        added from their trigger events on by `conclude`, whether or not the
+        read saw them recorded."""
+        merchants = list(dict.fromkeys(t.merchant_id for t in _touches(planned, observations, ())))
+        return asyncio.ensure_future(self.ledger.read(merchants))
 
     async def _redone(self, scored: Mapping[str, _Merchant], touches: Sequence[Touch]) -> None:
         """The whole last snapshot of each merchant whose last one this batch
@@ -298,31 +316,26 @@ def _touches(
 
 
 def _start(
+    merchant: str,
     state: MerchantHealthState,
     new: list[tuple[str, LedgerEntry]],
     alerts: list[tuple[str, str, str, int]],
 ) -> _Merchant:
     """A merchant's scoring state at the start of a batch: the violations
     and alerts of earlier batches are visible; this batch's from their
-    trigger event on."""
-    mine = {e.violation.violation_id: trigger for trigger, e in new}
-    visible: list[Violation] = []
-    hidden: dict[str, list[Violation]] = {}
-    for e in state.violations:
-        trigger = mine.get(e.violation.violation_id)
-        if trigger is None:
-            visible.append(e.violation)
-        else:
-            hidden.setdefault(trigger, []).append(e.violation)
+    trigger event on (the ledger may hold them already: a batch redone, or
+    recorded before the read)."""
+    mine = {e.violation.violation_id for _, e in new}
+    visible = [e.violation for e in state.violations if e.violation.violation_id not in mine]
     last = Published.from_bytes(state.last) if state.last is not None else None
-    m = _Merchant(visible, hidden, last, start_band=last.band if last else None)
+    m = _Merchant(visible, {}, last, start_band=last.band if last else None)
     m.bands = state.bands
-    if state.alerts:
-        mine_alerts = {a: trigger for trigger, _, a, _ in alerts}
-        for alert_id, at_ms in state.alerts:
-            trigger = mine_alerts.get(alert_id)
-            if trigger is None:
-                m.alerts.append((alert_id, at_ms))
-            else:
-                m.hidden_alerts.setdefault(trigger, []).append((alert_id, at_ms))
+    for trigger, e in new:
+        if e.merchant_id == merchant:
+            m.hidden.setdefault(trigger, []).append(e.violation)
+    mine_alerts = {a for _, _, a, _ in alerts}
+    m.alerts = [(a, t) for a, t in state.alerts if a not in mine_alerts]
+    for trigger, named, alert_id, at_ms in alerts:
+        if named == merchant:
+            m.hidden_alerts.setdefault(trigger, []).append((alert_id, at_ms))
     return m

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -30,8 +31,8 @@ from detectors.decisions import (
     degrade,
 )
 from detectors.events import Topic
-from detectors.health_bands import BandHistory, BandLookup, no_bands, segments
-from detectors.health_model import Band, HealthModel
+from detectors.health_bands import BandLookup, lookup_bands, no_bands, segments
+from detectors.health_model import HealthModel
 from detectors.rulebook import Rulebook
 from detectors.rules import ActionKind, Mode, Rule
 from stream.active_rules import ActiveRules, RulesSelector
@@ -50,6 +51,7 @@ from stream.store.base import (
     EventStore,
 )
 from stream.store.freezes import FreezeBook
+from stream.store.health_ledger import MerchantHealthState
 
 __all__ = ["BatchResult", "OutputRecord", "Pipeline", "Prepared", "dead_letter_output"]
 
@@ -146,42 +148,42 @@ class Pipeline:
     async def conclude(
         self, prepared: Prepared, observations: list[EventObservations], now_ms: int
     ) -> BatchResult:
-        """Judge the batch on what the store observed and settle incidents.
-        Under rules gated on a health band, in segments that each read the
-        band history first (detectors.health_bands says why)."""
+        """Judge the batch on what the store observed and settle incidents;
+        the merchants' health ledger is read meanwhile. Under rules gated on
+        a health band, in segments that each read it first (their band
+        histories: detectors.health_bands says why)."""
         rules = prepared.rules or self.rules()
         model = rules.rulebook.health
-        if not rules.bands_read or model is None:
-            return await self._conclude(prepared, observations, now_ms, no_bands)
+        if model is None:
+            return await self._conclude(prepared, observations, now_ms, no_bands, None)
+        if not rules.bands_read:
+            states = self.health.prefetch(prepared.planned, observations)
+            return await self._guarded(prepared, observations, now_ms, no_bands, states)
         for part, seen in _segments(prepared, observations, model.band_delay_ms):
-            bands = await self._bands(part, seen, rules.bands_read, model.band_delay_ms)
-            await self._conclude(part, seen, now_ms, bands)
+            states = self.health.prefetch(part.planned, seen)
+            try:
+                histories = {m: state.bands for m, state in (await states).items()}
+                bands = lookup_bands(histories, model.band_delay_ms)
+            except BaseException:
+                _discard(states)
+                raise
+            await self._guarded(part, seen, now_ms, bands, states)
         return prepared.result
 
-    async def _bands(
+    async def _guarded(
         self,
-        part: Prepared,
+        prepared: Prepared,
         observations: list[EventObservations],
-        topics: frozenset[Topic],
-        delay_ms: int,
-    ) -> BandLookup:
-        """The band histories of the merchants a band-gated rule may judge."""
-        merchants = {
-            m
-            for (topic, d, _), obs in zip(part.planned, observations, strict=True)
-            if topic in topics
-            and obs.status is not EventStatus.TOO_OLD
-            and (m := getattr(d.event, "merchant_id", None))
-        }
-        if not merchants:
-            return no_bands
-        histories = await self.health.ledger.band_histories(sorted(merchants))
-        empty = BandHistory()
-
-        def lookup(merchant_id: str, at_ms: int) -> Band | None:
-            return histories.get(merchant_id, empty).band_at(at_ms - delay_ms)
-
-        return lookup
+        now_ms: int,
+        bands: BandLookup,
+        states: asyncio.Task[dict[str, MerchantHealthState]],
+    ) -> BatchResult:
+        """`_conclude`, leaving no ledger read behind when it fails."""
+        try:
+            return await self._conclude(prepared, observations, now_ms, bands, states)
+        except BaseException:
+            _discard(states)
+            raise
 
     async def _conclude(
         self,
@@ -189,6 +191,7 @@ class Pipeline:
         observations: list[EventObservations],
         now_ms: int,
         bands: BandLookup,
+        states: asyncio.Task[dict[str, MerchantHealthState]] | None,
     ) -> BatchResult:
         result, planned = prepared.result, prepared.planned
         since = (len(result.freezes), len(result.published_alerts))
@@ -221,7 +224,9 @@ class Pipeline:
             # The guard's records (a demotion, a trip) steer this worker at once.
             self.control = fold([(r.key(), r) for r in issued], self.control)
         health = (control, rules.rulebook.health, rules.version)
-        await self.health.conclude(planned, observations, result, health, now_ms, settled, since)
+        await self.health.conclude(
+            planned, observations, result, health, now_ms, settled, since, states
+        )
         return result
 
     def _block_list(
@@ -327,6 +332,15 @@ class Pipeline:
         """What merchant health is scored under now (stream.health_feed)."""
         rules = self.rules()
         return self.control, rules.rulebook.health, rules.version
+
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """A task nobody will await: cancelled, or its failure retrieved (it is
+    the batch's own failure's consequence, reported by the retry)."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _segments(

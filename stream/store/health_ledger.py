@@ -14,7 +14,8 @@ What is kept here is what no event stream can recount:
   time, model, trigger) is read with every batch, the records (a kilobyte
   or two) only when asked for (a redelivery, a release, the CLI);
 - **the band history** per merchant (detectors.health_bands), which rules
-  gated on the band read before a batch is judged.
+  gated on the band read (with the rest, in the read that starts as a batch
+  is judged).
 
 Both backends (redis_health.py, MemoryHealthLedger here) answer alike; the
 shared cases are in tests/store_cases/health.py.
@@ -124,10 +125,6 @@ class HealthLedger(Protocol):
         """Remember alerts naming a merchant: (merchant, alert id, event ms),
         each once by id (the alert rate's numerator)."""
 
-    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
-        """Each merchant's band history alone (every merchant asked is in
-        the answer): what a batch judged by band-gated rules reads."""
-
     async def save(
         self,
         snapshots: Mapping[str, bytes],
@@ -172,9 +169,6 @@ class MemoryHealthLedger:
             whole = saved if records else None
             out[m] = MerchantHealthState(violations, header, seen, history, whole)
         return out
-
-    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
-        return {m: self.histories.get(m, BandHistory()) for m in merchants}
 
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         out = []

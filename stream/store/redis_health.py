@@ -93,17 +93,6 @@ class RedisHealthLedger:
     def band_counts(self) -> Mapping[str, int]:
         return dict(self._counts)
 
-    async def band_histories(self, merchants: Sequence[str]) -> dict[str, BandHistory]:
-        if not merchants:
-            return {}
-
-        def build(pipe: Any) -> None:
-            for m in merchants:
-                pipe.hget(self._key(m), BANDS_FIELD)
-
-        replies = await self._run("bands", build)
-        return {m: BandHistory.from_bytes(r) for m, r in zip(merchants, replies, strict=True)}
-
     async def record(self, entries: Sequence[LedgerEntry]) -> list[bool]:
         if not entries:
             return []
