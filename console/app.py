@@ -123,7 +123,7 @@ class Console:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         if self.pages is None:
-            app.router.add_get("/", pages_off)
+            app.router.add_get("/{path:.*}", pages_off)
             return app
         app[PAGES] = self.pages
         add_auth_routes(app)

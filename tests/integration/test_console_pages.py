@@ -191,9 +191,3 @@ async def test_the_queue_counts_alerts_newer_than_its_page(site: Site, page: Pag
     await expect(page.locator("#newer a.newer")).to_have_text("1 new alert · show")
     await page.click("#newer a.newer")
     await expect(page.locator("tr.alert-row").first).to_contain_text(f"al_{40:032x}")
-
-
-def test_without_a_users_file_the_pages_are_off(site: Site) -> None:
-    console = Console(Settings(), ConsoleSettings(database_url=site.url))
-    routes = {r.resource.canonical for r in console.web_app().router.routes() if r.resource}
-    assert routes == {"/", "/livez", "/readyz", "/metrics"}

@@ -5,16 +5,18 @@ connection (the real one: tests/integration/test_console_pages.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from console.app import Console
 from console.request_state import USER
 from console.sessions import same_token, token_digest
 from console.settings import ConsoleSettings
-from console.users import Role, User, Users
+from console.users import Role, User, Users, hash_password
 from console.web_auth import (
     CSRF_HEADER,
     PAGES,
@@ -25,6 +27,8 @@ from console.web_auth import (
     local_target,
     requires,
 )
+from detectors.errors import ConfigError
+from stream.settings import Settings
 
 TOKENS = {"viewer-token": ("vic", "csrf-vic"), "approver-token": ("amy", "csrf-amy")}
 
@@ -200,3 +204,27 @@ def test_cookies_are_secure_unless_the_console_listens_on_loopback() -> None:
     assert ConsoleSettings(web_host="0.0.0.0").secure_cookies()
     assert ConsoleSettings(web_host="127.0.0.1", cookie_secure=True).secure_cookies()
     assert not ConsoleSettings(web_host="0.0.0.0", cookie_secure=False).secure_cookies()
+
+
+async def test_without_a_users_file_every_page_says_so_and_the_probes_answer() -> None:
+    app = Console(Settings(), ConsoleSettings()).web_app()
+    async with TestClient(TestServer(app)) as c:
+        for path in ("/", "/login", "/alerts/al_1"):
+            r = await c.get(path)
+            assert r.status == 503 and "FRAUD_CONSOLE_USERS_FILE is not set" in await r.text()
+        assert (await c.get("/livez")).status == 200
+        assert (await c.post("/login")).status == 405  # nothing to log in to
+
+
+def test_a_users_file_that_is_set_must_be_usable(tmp_path: Path) -> None:
+    bad = tmp_path / "users.yaml"
+    bad.write_text("users:\n  - {username: ana, role: superuser, password_hash: x}\n")
+    with pytest.raises(ConfigError, match="role must be one of"):
+        Console(Settings(), ConsoleSettings(users_file=bad))
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        f"users:\n  - {{username: ana, role: admin, password_hash: '{hash_password('x' * 12)}'}}\n"
+    )
+    console = Console(Settings(), ConsoleSettings(users_file=good))
+    assert console.pages is not None and console.pages.users.get("ana") is not None
+    assert console.pages.rule_descriptions  # the built-in rule file's descriptions
