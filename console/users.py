@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from detectors.errors import ConfigError
 
 __all__ = [
+    "MAX_PASSWORD_CHARS",
     "MIN_PASSWORD_CHARS",
     "Role",
     "User",
@@ -35,6 +36,9 @@ __all__ = [
 
 SETTING = "FRAUD_CONSOLE_USERS_FILE"
 MIN_PASSWORD_CHARS = 12
+# Longer input is refused, never cut: a password is all of what was typed,
+# and a login cannot make the server hash a megabyte.
+MAX_PASSWORD_CHARS = 1024
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when the username is unknown, so a wrong name costs the
@@ -79,6 +83,8 @@ class Users:
         """The user when the password is theirs; None otherwise, in about
         the same time whether or not the username exists."""
         user = self.by_name.get(username)
+        if len(password) > MAX_PASSWORD_CHARS:
+            return None
         ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
         return user if ok and user is not None else None
 
@@ -86,6 +92,8 @@ class Users:
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ValueError(f"a password may have at most {MAX_PASSWORD_CHARS} characters")
     return _HASHER.hash(password)
 
 

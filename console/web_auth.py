@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,7 @@ LOGIN_CSRF_COOKIE = "fs_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/static/")
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
@@ -128,7 +130,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path.startswith(OPEN_PATHS):
         return await handler(request)
     pages = request.app[PAGES]
-    conn = await pages.connect()
+    try:
+        conn = await pages.connect()
+    except psycopg.Error as exc:
+        log.error("console: the database is unavailable for a page: %s", exc)
+        return render(request, "error.html", status=503, message="The database is unavailable.")
     try:
         await conn.set_autocommit(True)
         request[CONN] = conn
@@ -200,7 +206,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     pages = request.app[PAGES]
     form = await request.post()
     username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))
-    user = pages.users.authenticate(username, password[:1024])
+    user = pages.users.authenticate(username, password)
     if user is None:
         await _audit(request, username or "(empty)", "console.login_failed")
         return _login_form(request, 401, error="Wrong username or password.")

@@ -97,10 +97,15 @@ async def page(site: Site) -> AsyncIterator[Page]:
     context = await site.browser.new_context()
     page = await context.new_page()
     dialogs: list[str] = []
+    errors: list[str] = []
     page.on("dialog", lambda d: dialogs.append(d.message))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     yield page
     await context.close()
     assert dialogs == [], "a script of the data ran"
+    # No Content-Security-Policy violation, no script error (a 401 or 403
+    # a test provokes on purpose is logged by the browser as a failed load).
+    assert [e for e in errors if "Failed to load resource" not in e] == []
 
 
 async def log_in(page: Page, base: str, password: str = PASSWORD) -> None:

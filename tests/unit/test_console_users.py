@@ -12,6 +12,7 @@ import pytest
 
 from console.cli import cmd_hash_password
 from console.users import (
+    MAX_PASSWORD_CHARS,
     MIN_PASSWORD_CHARS,
     Role,
     hash_password,
@@ -38,9 +39,15 @@ def test_a_hash_verifies_its_password_and_no_other(hashed: str) -> None:
     assert hash_password(PASSWORD) != hashed  # salted
 
 
-def test_a_short_password_is_refused() -> None:
+def test_a_short_or_huge_password_is_refused(hashed: str) -> None:
     with pytest.raises(ValueError, match=str(MIN_PASSWORD_CHARS)):
         hash_password("x" * (MIN_PASSWORD_CHARS - 1))
+    with pytest.raises(ValueError, match=str(MAX_PASSWORD_CHARS)):
+        hash_password("x" * (MAX_PASSWORD_CHARS + 1))
+    users = parse_users(
+        {"users": [{"username": "ana", "role": "viewer", "password_hash": hashed}]}, "f"
+    )
+    assert users.authenticate("ana", PASSWORD + "x" * MAX_PASSWORD_CHARS) is None
 
 
 def test_the_users_file_reads_yaml_and_json(tmp_path: Path, hashed: str) -> None:

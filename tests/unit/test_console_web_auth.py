@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +20,7 @@ from console.settings import ConsoleSettings
 from console.users import Role, User, Users, hash_password
 from console.web_auth import (
     CSRF_HEADER,
+    LOGIN_CSRF_COOKIE,
     PAGES,
     SESSION_COOKIE,
     Pages,
@@ -228,3 +230,28 @@ def test_a_users_file_that_is_set_must_be_usable(tmp_path: Path) -> None:
     console = Console(Settings(), ConsoleSettings(users_file=good))
     assert console.pages is not None and console.pages.users.get("ana") is not None
     assert console.pages.rule_descriptions  # the built-in rule file's descriptions
+
+
+async def test_hostile_and_huge_login_fields_fail_like_a_wrong_password(
+    client: tuple[TestClient[Any, Any], FakeConn],
+) -> None:
+    c, conn = client
+    form = {"csrf_token": "t", "username": "vic' OR '1'='1", "password": "p" * 1_000_000}
+    r = await c.post("/login", headers={"Cookie": f"{LOGIN_CSRF_COOKIE}=t"}, data=form)
+    assert r.status == 401 and "Wrong username or password." in await r.text()
+    form = {"csrf_token": "t", "username": "<script>" * 10_000, "password": "x" * 20}
+    r = await c.post("/login", headers={"Cookie": f"{LOGIN_CSRF_COOKIE}=t"}, data=form)
+    assert r.status == 401 and "<script>" not in await r.text()
+    assert conn.audited == ["console.login_failed", "console.login_failed"]
+
+
+async def test_without_the_database_a_page_says_so() -> None:
+    async def down() -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    app = web.Application(middlewares=[auth_middleware])
+    app[PAGES] = Pages(Users({}), ConsoleSettings(), down, {})
+    app.router.add_get("/look", look)
+    async with TestClient(TestServer(app)) as c:
+        r = await c.get("/look")
+        assert r.status == 503 and "database is unavailable" in await r.text()
