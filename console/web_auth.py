@@ -117,10 +117,11 @@ async def _csrf_ok(request: web.Request, session: Session | None) -> bool:
     ):
         value = (await request.post()).get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
-    if session is not None:
-        return same_token(session.csrf_token, given)
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    return request.path == "/login" and expected is not None and same_token(expected, given)
+    if request.path == "/login":  # its form is made before any session
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    else:
+        expected = session.csrf_token if session else None
+    return expected is not None and same_token(expected, given)
 
 
 @web.middleware
