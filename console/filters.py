@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -24,11 +24,20 @@ __all__ = [
     "Cursor",
     "FilterError",
     "QueueFilter",
+    "epoch_ms",
     "parse_filter",
 ]
 
 MAX_TEXT = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
 E = TypeVar("E", bound=StrEnum)
+
+
+def epoch_ms(value: datetime) -> int:
+    """Exact, in integers (no float on the way): a page position one
+    millisecond off would skip or repeat alerts."""
+    return (value - EPOCH) // MS
 
 
 class AlertStatus(StrEnum):
@@ -114,7 +123,7 @@ def _time(name: str, raw: str | None) -> int | None:
         raise FilterError(f"{name} must be a time like 2026-11-28T10:15 (UTC)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
+    return epoch_ms(value)
 
 
 def _format_time(ms: int) -> str:

@@ -22,7 +22,7 @@ import orjson
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from console.filters import Cursor, QueueFilter
+from console.filters import Cursor, QueueFilter, epoch_ms
 from console.index_store import timestamp
 
 __all__ = [
@@ -56,7 +56,7 @@ class QueueAlert:
 
     @property
     def cursor(self) -> Cursor:
-        return Cursor(int(self.occurred_at.timestamp() * 1000), self.alert_id)
+        return Cursor(epoch_ms(self.occurred_at), self.alert_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ framing, no sniffing."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -33,6 +33,7 @@ SECURITY_HEADERS = {
 def _time(value: datetime | None) -> str:
     if value is None:
         return ""
+    value = value.astimezone(UTC)  # the database session's time zone may be another
     return value.strftime("%Y-%m-%d %H:%M:%S") + f".{value.microsecond // 1000:03d} UTC"
 
 

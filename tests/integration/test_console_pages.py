@@ -43,13 +43,21 @@ class Site:
 
 
 def records() -> list[tuple[Source, bytes]]:
-    """20 alerts a minute apart (the newest is n=19), one with hostile
-    evidence, and a fund freeze raised by alert 19."""
-    alerts = [alert(n, at_ms=T0 + n * MINUTE, user="u-1" if n % 2 else "") for n in range(20)]
+    """60 alerts a minute apart (the newest is n=59; 9 and 10 share a time,
+    across the first page's end), one with hostile evidence, and a fund
+    freeze raised by alert 59."""
+    alerts = [
+        alert(
+            n,
+            at_ms=T0 + max(n, 10) * MINUTE if n >= 9 else T0 + n * MINUTE,
+            user="u-1" if n % 2 else "",
+        )
+        for n in range(60)
+    ]
     wires = [a.to_wire() for a in alerts]
     wires[5]["evidence"] = {HOSTILE: HOSTILE, "value": 8}
     out = [(Source.ALERTS, dumps(w)) for w in wires]
-    fz = freeze(19, ActionKind.FUND_FREEZE, at_ms=T0 + 19 * MINUTE, amount=5000)
+    fz = freeze(59, ActionKind.FUND_FREEZE, at_ms=T0 + 59 * MINUTE, amount=5000)
     return [*out, (Source.FUND_FREEZES, dumps(fz.to_wire()))]
 
 
@@ -132,20 +140,27 @@ async def test_an_analyst_logs_in_filters_the_queue_opens_an_alert_and_logs_out(
     await log_in(page, site.base)
     await expect(page).to_have_url(site.base + "/")
     rows = page.locator("tr.alert-row")
-    await expect(rows).to_have_count(20)
-    await expect(rows.first).to_contain_text(f"al_{19:032x}")  # newest first
+    await expect(rows).to_have_count(50)  # a page
+    await expect(rows.first).to_contain_text(f"al_{59:032x}")  # newest first
+    await expect(rows.last).to_contain_text(f"al_{10:032x}")
     await expect(page.locator(".who")).to_have_text("ana (analyst)")
+    await page.click("a[rel=next]")  # older: the page after the last alert shown
+    await expect(rows).to_have_count(10)
+    await expect(rows.first).to_contain_text(f"al_{9:032x}")  # same time as 10, not lost
+    await expect(rows.last).to_contain_text(f"al_{0:032x}")
+    await expect(page.locator("a[rel=next]")).to_have_count(0)
+    await page.click("text=newest")
 
     await page.select_option("select[name=severity]", "high")
     await page.fill("input[name=rule]", "user_order_velocity")
     await page.click(".filters button[type=submit]")
     await expect(page).to_have_url(re.compile(r"severity=high"))
-    await expect(rows).to_have_count(10)  # the odd ones
+    await expect(rows).to_have_count(30)  # the odd ones
     for text in await rows.all_inner_texts():
         assert "high" in text and "critical" not in text
 
-    await page.click(f"text=al_{19:032x}")
-    await expect(page.locator("h1")).to_contain_text(f"al_{19:032x}")
+    await page.click(f"text=al_{59:032x}")
+    await expect(page.locator("h1")).to_contain_text(f"al_{59:032x}")
     facts = page.locator("dl.facts")
     await expect(facts).to_contain_text("user_order_velocity")
     await expect(facts).to_contain_text("a" * 64)  # ruleset_version
@@ -182,17 +197,17 @@ async def test_a_post_without_the_csrf_token_is_refused(site: Site, page: Page) 
     wrong = await page.request.post(site.base + "/logout", form={"csrf_token": token[:-1]})
     assert wrong.status == 403
     await page.goto(site.base + "/")  # still logged in
-    await expect(page.locator("tr.alert-row")).to_have_count(20)
+    await expect(page.locator("tr.alert-row")).to_have_count(50)
 
 
 async def test_the_queue_counts_alerts_newer_than_its_page(site: Site, page: Page) -> None:
     await log_in(page, site.base)
     await expect(page.locator("#newer")).to_have_attribute("hx-trigger", "every 10s")
-    await index(site.url, [(Source.ALERTS, dumps(alert(40, at_ms=T0 + 40 * MINUTE).to_wire()))])
+    await index(site.url, [(Source.ALERTS, dumps(alert(100, at_ms=T0 + 100 * MINUTE).to_wire()))])
     # What the 10 s poll does, now: htmx fetches the count into #newer.
     await page.evaluate(
         "htmx.ajax('GET', document.querySelector('#newer').getAttribute('hx-get'), '#newer')"
     )
     await expect(page.locator("#newer a.newer")).to_have_text("1 new alert · show")
     await page.click("#newer a.newer")
-    await expect(page.locator("tr.alert-row").first).to_contain_text(f"al_{40:032x}")
+    await expect(page.locator("tr.alert-row").first).to_contain_text(f"al_{100:032x}")

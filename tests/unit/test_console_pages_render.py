@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from console.filters import AlertStatus, Cursor, FilterError, QueueFilter, parse_filter
+from console.filters import (
+    AlertStatus,
+    Cursor,
+    FilterError,
+    QueueFilter,
+    epoch_ms,
+    parse_filter,
+)
+from console.index_store import timestamp
 from console.pages import CHOICES
 from console.queries import QueueAlert, QueuePage
 from console.render import render_text
@@ -71,6 +79,20 @@ def test_a_bad_filter_is_refused_naming_the_field_never_echoing_it(
     with pytest.raises(FilterError, match=re.escape(message)) as info:
         parse_filter({name: value})
     assert value not in str(info.value)
+
+
+def test_a_page_position_is_exact_to_the_millisecond() -> None:
+    for ms in (1_796_000_000_123, 1_796_000_000_001, 1_796_000_000_999, 0, 1):
+        at = timestamp(ms)
+        assert epoch_ms(at) == ms
+        assert epoch_ms(at.astimezone(timezone(timedelta(hours=-5)))) == ms
+        assert queue_alert(occurred_at=at).cursor == Cursor(ms, "al_1")
+
+
+def test_times_are_shown_in_utc_whatever_the_database_sends() -> None:
+    est = AT.astimezone(timezone(timedelta(hours=-5)))
+    html = render_text("_alerts.html", alerts=[queue_alert(occurred_at=est)])
+    assert "2026-11-28 10:15:00.000 UTC" in html
 
 
 def test_a_rule_filter_is_a_value_whatever_it_holds() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import cmd_hash_password
+from console.cli import cmd_hash_password, main
 from console.users import (
     MAX_PASSWORD_CHARS,
     MIN_PASSWORD_CHARS,
@@ -121,3 +121,14 @@ def test_hash_password_reads_stdin_and_prints_only_the_hash(
     assert cmd_hash_password(io.StringIO("short\n")) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "at least" in captured.err
+
+
+def test_the_console_refuses_to_start_on_an_unusable_users_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before the migrations: no database is needed to find the mistake."""
+    monkeypatch.setenv("FRAUD_CONSOLE_USERS_FILE", str(tmp_path / "missing.yaml"))
+    monkeypatch.setenv("FRAUD_CONSOLE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["console"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: FRAUD_CONSOLE_USERS_FILE: cannot read" in err
