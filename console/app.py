@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,13 +22,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from console.index_store import purge
 from console.indexer import Indexer
 from console.metrics import ConsoleMetrics
+from console.pages import add_page_routes
+from console.render import SECURITY_HEADERS
 from console.settings import ConsoleSettings
+from console.users import load_users
+from console.web_auth import PAGES, Pages, add_auth_routes, auth_middleware
+from detectors.errors import ConfigError
+from detectors.rulebook import RulebookError
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 
-__all__ = ["Console", "connector", "serve"]
+__all__ = ["STATIC", "Console", "connector", "pages_off", "rule_descriptions", "serve"]
 
 log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 2.0
+STATIC = Path(__file__).resolve().parent / "static"
+PAGES_OFF = (
+    "The console's pages are off: FRAUD_CONSOLE_USERS_FILE is not set "
+    "(docs/CONSOLE.md says how to make the users file). /livez, /readyz and /metrics answer."
+)
 
 
 def connector(database_url: str) -> Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]:
@@ -37,13 +50,35 @@ def connector(database_url: str) -> Callable[[], Awaitable[psycopg.AsyncConnecti
     return connect
 
 
+def rule_descriptions(settings: Settings) -> dict[str, str]:
+    """Each rule's description, from the rule file the workers are given
+    (FRAUD_RULES_FILE); none when it cannot be read (the pages say so)."""
+    try:
+        book = load_rulebook(settings)
+    except (ConfigError, RulebookError) as exc:
+        log.warning("console: rule descriptions unavailable (%s)", exc)
+        return {}
+    return {rule.rule_id: rule.description.strip() for rule in book.rules}
+
+
+async def pages_off(request: web.Request) -> web.Response:
+    return web.Response(status=503, text=PAGES_OFF, headers=SECURITY_HEADERS)
+
+
 class Console:
+    """Raises ConfigError when the users file is set but unusable: the
+    pages never run with an authentication the operator did not mean."""
+
     def __init__(self, settings: Settings, console: ConsoleSettings) -> None:
         self.settings = settings
         self.console = console
         self.metrics = ConsoleMetrics()
         self.connect = connector(console.database_url)
         self.indexer = Indexer(settings, console.group_id, self.connect, self.metrics)
+        self.pages: Pages | None = None
+        if console.users_file is not None:
+            users = load_users(console.users_file)
+            self.pages = Pages(users, console, self.connect, rule_descriptions(settings))
 
     async def purge_once(self, now_ms: int) -> int:
         conn = await self.connect()
@@ -82,10 +117,18 @@ class Console:
             return False
 
     def web_app(self) -> web.Application:
-        app = web.Application()
+        """The probes always; the pages when there is a users file."""
+        app = web.Application(middlewares=[auth_middleware] if self.pages else [])
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        if self.pages is None:
+            app.router.add_get("/{path:.*}", pages_off)
+            return app
+        app[PAGES] = self.pages
+        add_auth_routes(app)
+        add_page_routes(app)
+        app.router.add_static("/static", STATIC)
         return app
 
     async def _livez(self, request: web.Request) -> web.Response:
@@ -112,6 +155,8 @@ async def serve(settings: Settings, console: ConsoleSettings) -> None:
     await runner.setup()
     await web.TCPSite(runner, console.web_host, console.web_port).start()
     log.info("console: serving on %s:%d with %r", console.web_host, console.web_port, console)
+    if app.pages is None:
+        log.error("console: %s", PAGES_OFF)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

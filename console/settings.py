@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ __all__ = ["CONSOLE_ENV_NAMES", "ConsoleSettings", "console_from_env", "console_
 _STEM = "CONSOLE_"
 _SECRETS = frozenset({"DATABASE_URL"})
 DAY_S = 86_400
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,14 @@ class ConsoleSettings:
     group_id: str = "fraudstream-console"
     web_host: str = "127.0.0.1"
     web_port: int = 6070
+    # Who may log in to the pages (console/users.py); None: the pages are
+    # off and only /livez, /readyz and /metrics answer.
+    users_file: Path | None = None
+    # A session ends this long after its login, whatever happens in it.
+    session_ttl_s: float = 8 * 3600.0
+    # The session cookie's Secure flag; None: set unless the console listens
+    # on a loopback address (plain HTTP that never leaves the machine).
+    cookie_secure: bool | None = None
 
     @property
     def retention_s(self) -> int:
@@ -47,6 +57,11 @@ class ConsoleSettings:
 
     def database_name(self) -> str:
         return urlsplit(self.database_url).path.lstrip("/") or "postgres"
+
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.web_host not in LOOPBACK
 
     def redacted(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -92,6 +107,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("expected true or false")
+    return lowered in ("true", "1", "yes")
+
+
 _PARSERS: dict[str, Any] = {
     "database_url": _database_url,
     "retention_days": _positive_int,
@@ -99,6 +121,9 @@ _PARSERS: dict[str, Any] = {
     "group_id": str,
     "web_host": str,
     "web_port": _positive_int,
+    "users_file": Path,
+    "session_ttl_s": _positive_float,
+    "cookie_secure": _bool,
 }
 
 
@@ -120,4 +145,12 @@ def console_from_env(env: Mapping[str, str]) -> ConsoleSettings:
 def console_to_env(settings: ConsoleSettings) -> dict[str, str]:
     """The variables that rebuild `settings` (for a console subprocess).
     Contains the database URL: hand it to a child process, never print it."""
-    return {_name(f.name): str(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+    return {_name(f.name): _format(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""  # unset: console_from_env takes the default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from console.settings import ConsoleSettings, console_from_env
-from devenv import postgres, services, tools
+from devenv import browser, postgres, services, tools
 from stream.cli import Command, run_command
 from stream.settings import Settings
 from stream.topics import create_all_topics
@@ -22,6 +22,8 @@ def cmd_install(settings: Settings, args: argparse.Namespace) -> int:
     print(f"postgres: {postgres.ensure_postgres()}")
     if args.with_prometheus:
         print(f"promtool: {services.ensure_prometheus()}")
+    if args.with_chromium:
+        print(f"chromium: {browser.ensure_chromium()}")
     if args.with_helm:
         print(f"helm: {tools.ensure_helm()}", flush=True)
     return 0
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument(
         "--with-prometheus", action="store_true", help="also Prometheus and promtool"
+    )
+    install.add_argument(
+        "--with-chromium",
+        action="store_true",
+        help="also Chromium, for the console's browser tests",
     )
     install.add_argument(
         "--with-helm", action="store_true", help="also Helm, built with Go at a pinned version"

@@ -25,6 +25,7 @@ from console.indexer import Indexer
 from console.metrics import ConsoleMetrics
 from console.migrations import applied_migrations, migrate
 from console.settings import ConsoleSettings, console_to_env
+from console.users import hash_password
 from detectors.rules import ActionKind
 from devenv.postgres import create_database, database_url, start_postgres, stop_postgres
 from devenv.services import JAR_CACHE, DevLayout
@@ -43,6 +44,7 @@ from tests.console_records import (
 from tests.integration.services import REPO, Services, free_port
 
 DAY = 86_400_000
+HASH = hash_password("a password for the process test")
 OLD = T0 - 100 * DAY
 TABLES = {
     "alerts": "alert_id",
@@ -171,8 +173,8 @@ EXPECTED = {
 def test_migrations_apply_on_an_empty_database_and_again_apply_nothing(postgres_port: int) -> None:
     url = fresh_database(postgres_port)
     assert applied_migrations(url) == []
-    assert migrate(url) == ["0001_initial"]
-    assert migrate(url) == [] and applied_migrations(url) == ["0001_initial"]
+    assert migrate(url) == ["0001_initial", "0002_sessions"]
+    assert migrate(url) == [] and applied_migrations(url) == ["0001_initial", "0002_sessions"]
     assert counts(url) == dict.fromkeys(TABLES, 0)
 
 
@@ -275,10 +277,13 @@ def test_the_console_process_migrates_indexes_and_reports_ready(
     # The local server trusts loopback, so any password works: this one must
     # never reach the log.
     url = fresh_database(postgres_port).replace("fraudstream@", "fraudstream:s3cr3t-pw@")
+    users = tmp_path / "users.yaml"
+    users.write_text(f"users: [{{username: ana, role: viewer, password_hash: '{HASH}'}}]\n")
     console = ConsoleSettings(
         database_url=url,
         group_id=f"proc-{uuid.uuid4().hex[:6]}",
         web_port=free_port(),
+        users_file=users,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update(to_env(world.settings) | console_to_env(console))
@@ -298,6 +303,9 @@ def test_the_console_process_migrates_indexes_and_reports_ready(
             assert time.monotonic() < deadline, counts(console.database_url)
             time.sleep(0.2)
         metrics = fetch(console.web_port, "/metrics").decode()
+        # The pages, from the installed package's templates and static files.
+        assert b"<h1>Log in</h1>" in fetch(console.web_port, "/login")
+        assert fetch(console.web_port, "/static/htmx.min.js").startswith(b"var htmx=")
         assert "fraud_console_records_indexed_total" in metrics
     finally:
         proc.terminate()

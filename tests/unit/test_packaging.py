@@ -83,6 +83,12 @@ def test_the_wheel_holds_only_the_product(tmp_path: Path) -> None:
         for p in [*REPO.glob("stream/store/lua/*.lua"), *REPO.glob("stream/rulesets/*.yaml")]
     }
     assert expected and data == expected
+    pages = {f for f in files if f.startswith(("console/templates/", "console/static/"))}
+    shipped = {
+        str(p.relative_to(REPO))
+        for p in [*REPO.glob("console/templates/*.html"), *REPO.glob("console/static/*")]
+    }
+    assert "console/static/htmx.min.js" in shipped and pages == shipped
 
 
 COPY = re.compile(r"^\s*COPY\s+(?:--\S+\s+)*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)

@@ -1,0 +1,215 @@
+"""The console's pages in a real browser: Playwright drives Debian's
+chromium (`executable_path`, never a downloaded build) against the real
+console web app on a real PostgreSQL, its rows written by the indexer's own
+code (`console.mapping` + `console.index_store`) from records built with
+the workers' types. No Kafka: the pages read only the database."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from console.app import Console
+from console.index_store import write_rows
+from console.mapping import index_record
+from console.migrations import migrate
+from console.rows import Position, Source
+from console.settings import ConsoleSettings
+from console.users import hash_password
+from detectors.rules import ActionKind
+from devenv.browser import CHROMIUM
+from devenv.postgres import create_database, database_url
+from stream.settings import Settings
+from tests.console_records import T0, alert, dumps, freeze
+from tests.integration.services import free_port
+
+PASSWORD = "a long analyst password"
+HOSTILE = "<script>alert('pwned')</script>x' OR '1'='1"
+MINUTE = 60_000
+RULE, OTHER_RULE = "user_order_velocity_10m", "device_order_velocity_1h"  # the built-in file's
+
+
+@dataclass
+class Site:
+    base: str
+    url: str
+    browser: Browser
+
+
+def records() -> list[tuple[Source, bytes]]:
+    """60 alerts a minute apart (the newest is n=59; 9 and 10 share a time,
+    across the first page's end), one with hostile evidence, and a fund
+    freeze raised by alert 59."""
+    alerts = [
+        alert(
+            n,
+            at_ms=T0 + max(n, 10) * MINUTE if n >= 9 else T0 + n * MINUTE,
+            rule=OTHER_RULE if n % 3 == 0 else RULE,
+            user="u-1" if n % 2 else "",
+        )
+        for n in range(60)
+    ]
+    wires = [a.to_wire() for a in alerts]
+    wires[5]["evidence"] = {HOSTILE: HOSTILE, "value": 8}
+    out = [(Source.ALERTS, dumps(w)) for w in wires]
+    fz = freeze(59, ActionKind.FUND_FREEZE, at_ms=T0 + 59 * MINUTE, amount=5000)
+    return [*out, (Source.FUND_FREEZES, dumps(fz.to_wire()))]
+
+
+async def index(url: str, items: list[tuple[Source, bytes]]) -> None:
+    rows = [
+        row
+        for offset, (source, value) in enumerate(items)
+        for row in index_record(source, Position(source.value, 0, offset), None, value)
+    ]
+    conn = await psycopg.AsyncConnection.connect(url)
+    async with conn, conn.transaction():
+        await write_rows(conn, rows)
+
+
+@pytest.fixture(scope="module")
+async def site(postgres_port: int, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    name = f"pages_{uuid.uuid4().hex[:8]}"
+    create_database(postgres_port, name)
+    url = database_url(postgres_port, name)
+    migrate(url)
+    await index(url, records())
+    users = tmp_path_factory.mktemp("console") / "users.yaml"
+    users.write_text(
+        "users:\n"
+        f"  - {{username: ana, role: analyst, password_hash: '{hash_password(PASSWORD)}'}}\n"
+    )
+    port = free_port()
+    console = Console(
+        Settings(), ConsoleSettings(database_url=url, users_file=users, web_port=port)
+    )
+    runner = web.AppRunner(console.web_app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield Site(f"http://127.0.0.1:{port}", url, browser)
+        finally:
+            await browser.close()
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def page(site: Site) -> AsyncIterator[Page]:
+    context = await site.browser.new_context()
+    page = await context.new_page()
+    dialogs: list[str] = []
+    errors: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield page
+    await context.close()
+    assert dialogs == [], "a script of the data ran"
+    # No Content-Security-Policy violation, no script error (a 401 or 403
+    # a test provokes on purpose is logged by the browser as a failed load).
+    assert [e for e in errors if "Failed to load resource" not in e] == []
+
+
+async def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
+    await page.goto(base + "/")
+    await expect(page).to_have_url(re.compile(r"/login\?next=%2F$"))
+    await page.fill("input[name=username]", "ana")
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+
+
+async def test_without_a_login_every_page_sends_to_the_login_page(site: Site, page: Page) -> None:
+    for path in ("/", "/alerts/al_1", "/?severity=high"):
+        response = await page.goto(site.base + path)
+        assert response is not None and response.ok
+        assert page.url.startswith(site.base + "/login?next=")
+        await expect(page.locator("h1")).to_have_text("Log in")
+    await log_in(page, site.base, password="not the password")
+    await expect(page.locator(".error")).to_have_text("Wrong username or password.")
+
+
+async def test_an_analyst_logs_in_filters_the_queue_opens_an_alert_and_logs_out(
+    site: Site, page: Page
+) -> None:
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    rows = page.locator("tr.alert-row")
+    await expect(rows).to_have_count(50)  # a page
+    await expect(rows.first).to_contain_text(f"al_{59:032x}")  # newest first
+    await expect(rows.last).to_contain_text(f"al_{10:032x}")
+    await expect(page.locator(".who")).to_have_text("ana (analyst)")
+    await page.click("a[rel=next]")  # older: the page after the last alert shown
+    await expect(rows).to_have_count(10)
+    await expect(rows.first).to_contain_text(f"al_{9:032x}")  # same time as 10, not lost
+    await expect(rows.last).to_contain_text(f"al_{0:032x}")
+    await expect(page.locator("a[rel=next]")).to_have_count(0)
+    await page.click("text=newest")
+
+    await page.select_option("select[name=severity]", "high")
+    await page.fill("input[name=rule]", RULE)
+    await page.click(".filters button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"severity=high"))
+    await expect(rows).to_have_count(20)  # odd (high), and not a multiple of 3 (RULE)
+    for text in await rows.all_inner_texts():
+        assert "high" in text and RULE in text and OTHER_RULE not in text
+
+    await page.click(f"text=al_{59:032x}")
+    await expect(page.locator("h1")).to_contain_text(f"al_{59:032x}")
+    facts = page.locator("dl.facts")
+    await expect(facts).to_contain_text(RULE)
+    await expect(facts).to_contain_text("a" * 64)  # ruleset_version
+    await expect(page.locator(".measure")).to_contain_text("8 vs 8")
+    await expect(page.locator(".description")).to_contain_text("Orders per user in a sliding")
+    await expect(page.locator("table.evidence")).to_contain_text("aggregate")
+    await expect(page.locator("table.freezes")).to_contain_text("5000 EUR")
+    await expect(page.locator("table.alerts tr.alert-row").first).to_contain_text("u-1")
+
+    await page.click("text=Log out")
+    await expect(page).to_have_url(site.base + "/login")
+    await page.goto(site.base + "/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+async def test_hostile_evidence_and_filters_are_shown_as_text(site: Site, page: Page) -> None:
+    await log_in(page, site.base)
+    await page.goto(f"{site.base}/alerts/al_{5:032x}")
+    evidence = page.locator("table.evidence")
+    await expect(evidence).to_contain_text(HOSTILE)
+    assert await page.locator("main script").count() == 0
+    await page.goto(site.base + "/?rule=" + HOSTILE.replace("'", "%27").replace("<", "%3C"))
+    await expect(page.locator("input[name=rule]")).to_have_value(HOSTILE)
+    await expect(page.locator("tr.alert-row")).to_have_count(0)  # a value, never SQL
+    await expect(page.locator("td.empty")).to_have_text("No alerts.")
+
+
+async def test_a_post_without_the_csrf_token_is_refused(site: Site, page: Page) -> None:
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    refused = await page.request.post(site.base + "/logout", form={"x": "1"})
+    assert refused.status == 403
+    token = await page.locator("input[name=csrf_token]").first.input_value()
+    wrong = await page.request.post(site.base + "/logout", form={"csrf_token": token[:-1]})
+    assert wrong.status == 403
+    await page.goto(site.base + "/")  # still logged in
+    await expect(page.locator("tr.alert-row")).to_have_count(50)
+
+
+async def test_the_queue_counts_alerts_newer_than_its_page(site: Site, page: Page) -> None:
+    await log_in(page, site.base)
+    await expect(page.locator("#newer")).to_have_attribute("hx-trigger", "every 10s")
+    await index(site.url, [(Source.ALERTS, dumps(alert(100, at_ms=T0 + 100 * MINUTE).to_wire()))])
+    # What the 10 s poll does, now: htmx fetches the count into #newer.
+    await page.evaluate(
+        "htmx.ajax('GET', document.querySelector('#newer').getAttribute('hx-get'), '#newer')"
+    )
+    await expect(page.locator("#newer a.newer")).to_have_text("1 new alert · show")
+    await page.click("#newer a.newer")
+    await expect(page.locator("tr.alert-row").first).to_contain_text(f"al_{100:032x}")
