@@ -91,8 +91,11 @@ def see_other(location: str) -> web.Response:
 
 def local_target(raw: str | None) -> str:
     """Where to go after the login: a path on this site, never elsewhere
-    (`//host`, `https://…` and backslash tricks give `/`)."""
+    (`//host`, `https://…`, backslash tricks and control characters, which
+    browsers drop from a URL, as in `/<TAB>/host`, give `/`)."""
     if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
         return "/"
     return raw
 

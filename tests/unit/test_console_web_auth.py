@@ -189,6 +189,8 @@ async def test_the_login_page_sets_a_strict_httponly_csrf_cookie(
         ("//evil.example/", "/"),
         ("/\\evil.example", "/"),
         ("javascript:alert(1)", "/"),
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
     ],
 )
 def test_after_login_only_a_path_of_this_site(raw: str | None, target: str) -> None:
