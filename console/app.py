@@ -26,6 +26,7 @@ from console.pages import add_page_routes
 from console.render import SECURITY_HEADERS
 from console.settings import ConsoleSettings
 from console.users import load_users
+from console.verdict_stats import standing_verdicts
 from console.web_auth import PAGES, Pages, add_auth_routes, auth_middleware
 from detectors.errors import ConfigError
 from detectors.rulebook import RulebookError
@@ -104,6 +105,29 @@ class Console:
                 )
             await asyncio.sleep(self.console.purge_every_s)
 
+    async def refresh_precision(self) -> None:
+        """The per-rule precision gauges from the standing verdicts
+        (console.verdict_stats); kept as they were when the database fails."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                conn = await self.connect()
+                try:
+                    rows = await standing_verdicts(conn)
+                finally:
+                    await conn.close()
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("console: verdict counts not refreshed (%s)", exc)
+            return
+        for r in rows:
+            for verdict, n in (
+                ("true_positive", r.true_positive),
+                ("false_positive", r.false_positive),
+                ("unsure", r.unsure),
+            ):
+                self.metrics.rule_verdicts.labels(r.rule_id, verdict).set(n)
+            if r.precision is not None:
+                self.metrics.rule_precision.labels(r.rule_id).set(r.precision)
+
     async def database_ok(self) -> bool:
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
@@ -142,6 +166,7 @@ class Console:
         return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        await self.refresh_precision()
         return web.Response(
             body=generate_latest(self.metrics.registry),
             headers={"Content-Type": CONTENT_TYPE_LATEST},

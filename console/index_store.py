@@ -26,6 +26,7 @@ from console.rows import (
     RejectedRow,
     ReleaseRow,
     Row,
+    VerdictRow,
 )
 
 __all__ = ["PURGE_BATCH", "PurgeCounts", "purge", "timestamp", "write_rows"]
@@ -75,6 +76,11 @@ INSERT INTO audit_log (idempotency_key, at, actor, action, reason, target_type, 
                        payload)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)
 ON CONFLICT (idempotency_key) DO NOTHING"""
+
+_VERDICT = """
+INSERT INTO verdicts (verdict_id, alert_id, verdict, note, actor, decided_at, rule_id, body)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (verdict_id) DO NOTHING"""
 
 _REJECTED = """
 INSERT INTO rejected_records (topic, kafka_partition, kafka_offset, kafka_key, value, value_size,
@@ -176,6 +182,19 @@ def _rejected(r: RejectedRow) -> tuple[Any, ...]:
     )
 
 
+def _verdict(r: VerdictRow) -> tuple[Any, ...]:
+    return (
+        r.verdict_id,
+        r.alert_id,
+        r.verdict,
+        r.note,
+        r.actor,
+        timestamp(r.decided_at_ms),
+        r.rule_id,
+        r.body,
+    )
+
+
 async def write_rows(conn: AsyncConnection[Any], rows: Sequence[Row]) -> None:
     """Insert `rows` in the caller's transaction (one statement per table)."""
     plan: list[tuple[LiteralString, list[tuple[Any, ...]]]] = [
@@ -184,6 +203,7 @@ async def write_rows(conn: AsyncConnection[Any], rows: Sequence[Row]) -> None:
         (_RELEASE, [_release(r) for r in rows if isinstance(r, ReleaseRow)]),
         (_CONTROL, [_control(r) for r in rows if isinstance(r, ControlRow)]),
         (_AUDIT, [_audit(r) for r in rows if isinstance(r, AuditRow)]),
+        (_VERDICT, [_verdict(r) for r in rows if isinstance(r, VerdictRow)]),
         (_REJECTED, [_rejected(r) for r in rows if isinstance(r, RejectedRow)]),
     ]
     async with conn.cursor() as cur:
@@ -233,6 +253,11 @@ _PURGES: tuple[tuple[str, LiteralString], ...] = (
         " LIMIT %(batch)s)",
     ),
     (
+        "verdicts",
+        "DELETE FROM verdicts WHERE verdict_id IN (SELECT verdict_id FROM verdicts"
+        " WHERE decided_at < %(cutoff)s LIMIT %(batch)s)",
+    ),
+    (
         "audit_log",
         "DELETE FROM audit_log WHERE audit_id IN (SELECT audit_id FROM audit_log"
         " WHERE at < %(cutoff)s LIMIT %(batch)s)",
@@ -250,8 +275,7 @@ async def purge(
     conn: AsyncConnection[Any], cutoff_ms: int, batch: int = PURGE_BATCH
 ) -> list[PurgeCounts]:
     """Delete rows older than `cutoff_ms`, `batch` rows per transaction, so
-    a purge never holds long locks against the indexer and the pages.
-    Verdicts go with their alert (ON DELETE CASCADE)."""
+    a purge never holds long locks against the indexer and the pages."""
     params = {"cutoff": timestamp(cutoff_ms), "batch": batch}
     counts = []
     for table, sql in _PURGES:

@@ -48,6 +48,7 @@ def source_topics(settings: Settings) -> dict[str, Source]:
         t.benefit_freezes: Source.BENEFIT_FREEZES,
         t.fund_freezes: Source.FUND_FREEZES,
         t.control: Source.CONTROL,
+        t.verdicts: Source.VERDICTS,
     }
 
 

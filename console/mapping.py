@@ -27,13 +27,16 @@ from console.rows import (
     ReleaseRow,
     Row,
     Source,
+    VerdictRow,
 )
 from detectors.control import ControlRecordError
 from detectors.control_parsing import parse_control
+from detectors.errors import ContractViolation
 from detectors.release_types import ReleaseType
 from detectors.rules import Mode, Severity
 from detectors.rules_entities import EntityType
 from detectors.timestamps import parse_rfc3339_ms
+from detectors.verdicts import parse_verdict
 
 __all__ = ["VALUE_KEPT_BYTES", "RecordError", "index_record", "rejected"]
 
@@ -91,6 +94,8 @@ def _rows(
         return (_alert(_Wire(wire), text),)
     if source is Source.CONTROL:
         return _control(key, wire, text, position)
+    if source is Source.VERDICTS:
+        return _verdict(value, text)
     kind = FreezeKind.BENEFIT if source is Source.BENEFIT_FREEZES else FreezeKind.FUND
     action = wire.get("action")
     if action == "freeze":
@@ -279,6 +284,35 @@ def _control(
         reason=meta.reason,
         target_type=kind,
         target_id=record.key(),
+        payload=body,
+    )
+    return (row, audit)
+
+
+def _verdict(value: bytes, body: str) -> tuple[Row, ...]:
+    """The verdict, and its audit entry: an analyst's decision on record."""
+    try:
+        v = parse_verdict(value)
+    except ContractViolation as exc:
+        raise RecordError(RejectReason.BAD_VERDICT, f"{exc.kind}: {exc}") from None
+    row = VerdictRow(
+        verdict_id=v.verdict_id,
+        alert_id=v.alert_id,
+        verdict=v.verdict.value,
+        rule_id=v.rule_id,
+        note=v.note,
+        actor=v.actor,
+        decided_at_ms=v.decided_at_ms,
+        body=body,
+    )
+    audit = AuditRow(
+        idempotency_key=f"verdict:{v.verdict_id}",
+        at_ms=v.decided_at_ms,
+        actor=v.actor,
+        action=f"verdict.{v.verdict.value}",
+        reason=v.note,
+        target_type="alert",
+        target_id=v.alert_id,
         payload=body,
     )
     return (row, audit)

@@ -43,6 +43,18 @@ class ConsoleMetrics:
             buckets=DELAY_BUCKETS,
             registry=r,
         )
+        self.rule_precision = Gauge(
+            "fraud_console_rule_precision",
+            "Per rule: true positives / (true + false positives) among the verdicts that stand",
+            ["rule"],
+            registry=r,
+        )
+        self.rule_verdicts = Gauge(
+            "fraud_console_rule_verdicts",
+            "Per rule: alerts whose standing verdict is this one",
+            ["rule", "verdict"],
+            registry=r,
+        )
         self.purged = Counter(
             "fraud_console_rows_purged_total",
             "Rows deleted for being older than the retention",

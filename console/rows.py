@@ -20,6 +20,7 @@ __all__ = [
     "ReleaseRow",
     "Row",
     "Source",
+    "VerdictRow",
 ]
 
 
@@ -30,6 +31,7 @@ class Source(StrEnum):
     BENEFIT_FREEZES = "benefit_freezes"
     FUND_FREEZES = "fund_freezes"
     CONTROL = "control"
+    VERDICTS = "verdicts"
 
 
 class FreezeKind(StrEnum):
@@ -50,6 +52,7 @@ class RejectReason(StrEnum):
     BAD_ENUM = "bad_enum"
     NUL_CHARACTER = "nul_character"  # Postgres text and jsonb cannot hold U+0000
     BAD_CONTROL = "bad_control"
+    BAD_VERDICT = "bad_verdict"
     STORAGE_ERROR = "storage_error"  # valid JSON the database refused
 
 
@@ -133,6 +136,18 @@ class AuditRow:
 
 
 @dataclass(frozen=True, slots=True)
+class VerdictRow:
+    verdict_id: str
+    alert_id: str
+    verdict: str
+    rule_id: str
+    note: str
+    actor: str
+    decided_at_ms: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class RejectedRow:
     position: Position
     key: bytes | None
@@ -144,4 +159,4 @@ class RejectedRow:
     message: str
 
 
-Row = AlertRow | FreezeRow | ReleaseRow | ControlRow | AuditRow | RejectedRow
+Row = AlertRow | FreezeRow | ReleaseRow | ControlRow | AuditRow | VerdictRow | RejectedRow

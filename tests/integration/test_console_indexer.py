@@ -26,7 +26,9 @@ from console.metrics import ConsoleMetrics
 from console.migrations import applied_migrations, migrate
 from console.settings import ConsoleSettings, console_to_env
 from console.users import hash_password
-from detectors.rules import ActionKind
+from detectors.rules import ActionKind, Severity
+from detectors.rules_entities import EntityType
+from detectors.verdicts import Verdict, VerdictKind, verdict_id_for
 from devenv.postgres import create_database, database_url, start_postgres, stop_postgres
 from devenv.services import JAR_CACHE, DevLayout
 from stream import kafka_io
@@ -52,6 +54,7 @@ TABLES = {
     "freeze_releases": "release_id",
     "control_records": "control_id",
     "audit_log": "idempotency_key",
+    "verdicts": "verdict_id",
     "rejected_records": "topic, kafka_partition, kafka_offset",
 }
 
@@ -72,7 +75,7 @@ class World:
 
 def indexed_topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.alerts, t.benefit_freezes, t.fund_freezes, t.control]
+    return [t.alerts, t.benefit_freezes, t.fund_freezes, t.control, t.verdicts]
 
 
 def too_big_alert() -> bytes:
@@ -116,7 +119,31 @@ async def publish(settings: Settings) -> int:
         (b"rule-mode:gone", None),
     ]
     await kafka_io.produce(boot, t.control, control)
+    await kafka_io.produce(boot, t.verdicts, verdict_records())
     return bad_offset
+
+
+def verdict(n: int, kind: VerdictKind, decided_ms: int, rule: str = "user_order_velocity") -> bytes:
+    v = Verdict(
+        verdict_id_for(f"{n}-{kind}-{decided_ms}"), f"al_{n:032x}", kind, rule, Severity.HIGH,
+        EntityType.USER, f"u-{n % 7}", None, T0, "ana", decided_ms, "checked the orders",
+    )  # fmt: skip
+    return v.to_bytes()
+
+
+def verdict_records() -> list[tuple[bytes, bytes | None]]:
+    """Alert 1 judged a true positive, then a false positive (that stands);
+    alert 2 a true positive, alert 4 unsure, alert 999 (never indexed) a
+    true positive of another rule, and a record that is no verdict."""
+    TP, FP, UNSURE = VerdictKind.TRUE_POSITIVE, VerdictKind.FALSE_POSITIVE, VerdictKind.UNSURE
+    return [
+        (b"al-1", verdict(1, TP, T0 + 1000)),
+        (b"al-1", verdict(1, FP, T0 + 2000)),
+        (b"al-2", verdict(2, TP, T0 + 1000)),
+        (b"al-4", verdict(4, UNSURE, T0 + 1000)),
+        (b"al-999", verdict(999, TP, T0 + 1000, rule="payout_velocity_24h")),
+        (b"al-x", b'{"schema_version": 1, "verdict": "true_positive"}'),
+    ]
 
 
 async def index_all(settings: Settings, url: str, group: str, metrics: ConsoleMetrics) -> None:
@@ -165,16 +192,18 @@ EXPECTED = {
     "freezes": 10,
     "freeze_releases": 2,
     "control_records": 3,
-    "audit_log": 3,
-    "rejected_records": 3,
+    "audit_log": 3 + 5,
+    "verdicts": 5,
+    "rejected_records": 4,
 }
 
 
 def test_migrations_apply_on_an_empty_database_and_again_apply_nothing(postgres_port: int) -> None:
     url = fresh_database(postgres_port)
     assert applied_migrations(url) == []
-    assert migrate(url) == ["0001_initial", "0002_sessions"]
-    assert migrate(url) == [] and applied_migrations(url) == ["0001_initial", "0002_sessions"]
+    applied = ["0001_initial", "0002_sessions", "0003_verdicts"]
+    assert migrate(url) == applied
+    assert migrate(url) == [] and applied_migrations(url) == applied
     assert counts(url) == dict.fromkeys(TABLES, 0)
 
 
@@ -190,6 +219,28 @@ def test_every_record_is_indexed(world: World) -> None:
         assert value == (3000, "EUR")
         audit = conn.execute("SELECT action, actor, reason FROM audit_log ORDER BY at").fetchall()
         assert ("control.rule-mode", "ana", "ticket 42") in audit
+
+
+async def test_verdicts_are_indexed_audited_and_give_each_rule_its_precision(
+    world: World,
+) -> None:
+    with psycopg.connect(world.url) as conn:
+        audit = conn.execute(
+            "SELECT action, target_id FROM audit_log WHERE action LIKE 'verdict.%%' ORDER BY 2, 1"
+        ).fetchall()
+        kinds = conn.execute(
+            "SELECT error_kind FROM rejected_records WHERE topic = %s",
+            (world.settings.topics.verdicts,),
+        ).fetchall()
+    assert ("verdict.false_positive", f"al_{1:032x}") in audit and len(audit) == 5
+    assert kinds == [("bad_verdict",)]
+    console = Console(world.settings, ConsoleSettings(database_url=world.url))
+    await console.refresh_precision()
+    gauge = console.metrics.rule_precision
+    assert gauge.labels("user_order_velocity")._value.get() == 0.5  # 1 true, 1 false, 1 unsure
+    assert gauge.labels("payout_velocity_24h")._value.get() == 1.0
+    verdicts = console.metrics.rule_verdicts.labels("user_order_velocity", "unsure")
+    assert verdicts._value.get() == 1
 
 
 def test_a_malformed_record_is_kept_and_the_next_one_indexed(world: World) -> None:

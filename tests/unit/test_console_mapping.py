@@ -20,9 +20,12 @@ from console.rows import (
     RejectReason,
     ReleaseRow,
     Source,
+    VerdictRow,
 )
 from detectors.rules import ActionKind
+from detectors.verdicts import VerdictKind
 from tests.console_records import T0, alert, dumps, freeze, list_entry, release, rule_mode
+from tests.unit.test_verdicts import verdict
 
 AT = Position("risk-alerts", 2, 41)
 
@@ -97,6 +100,36 @@ def test_a_control_record_gives_its_row_and_an_audit_entry() -> None:
         target_id=key.decode(),
         payload=value.decode(),
     )
+
+
+def test_a_verdict_gives_its_row_and_an_audit_entry_and_a_bad_one_is_rejected() -> None:
+    v = verdict(VerdictKind.FALSE_POSITIVE)
+    at = Position("risk-verdicts", 0, 3)
+    row, audit = index_record(Source.VERDICTS, at, b"al", v.to_bytes())
+    body = v.to_bytes().decode()
+    assert row == VerdictRow(
+        v.verdict_id,
+        v.alert_id,
+        "false_positive",
+        v.rule_id,
+        v.note,
+        "alice",
+        v.decided_at_ms,
+        body,
+    )
+    assert audit == AuditRow(
+        idempotency_key=f"verdict:{v.verdict_id}",
+        at_ms=v.decided_at_ms,
+        actor="alice",
+        action="verdict.false_positive",
+        reason=v.note,
+        target_type="alert",
+        target_id=v.alert_id,
+        payload=body,
+    )
+    (bad,) = index_record(Source.VERDICTS, at, b"al", b'{"schema_version": 1, "x": 1}')
+    assert isinstance(bad, RejectedRow) and bad.reason is RejectReason.BAD_VERDICT
+    assert "missing_field" in bad.message
 
 
 def test_a_control_tombstone_gives_nothing() -> None:
