@@ -26,6 +26,7 @@ from console.pages import add_page_routes
 from console.render import SECURITY_HEADERS
 from console.settings import ConsoleSettings
 from console.users import load_users
+from console.verdict_pages import KafkaVerdicts, add_verdict_routes
 from console.verdict_stats import standing_verdicts
 from console.web_auth import PAGES, Pages, add_auth_routes, auth_middleware
 from detectors.errors import ConfigError
@@ -77,9 +78,11 @@ class Console:
         self.connect = connector(console.database_url)
         self.indexer = Indexer(settings, console.group_id, self.connect, self.metrics)
         self.pages: Pages | None = None
+        self.verdicts = KafkaVerdicts(settings)  # an analyst's verdict, published
         if console.users_file is not None:
             users = load_users(console.users_file)
-            self.pages = Pages(users, console, self.connect, rule_descriptions(settings))
+            descriptions = rule_descriptions(settings)
+            self.pages = Pages(users, console, self.connect, descriptions, self.verdicts)
 
     async def purge_once(self, now_ms: int) -> int:
         conn = await self.connect()
@@ -152,6 +155,7 @@ class Console:
         app[PAGES] = self.pages
         add_auth_routes(app)
         add_page_routes(app)
+        add_verdict_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 
@@ -200,3 +204,4 @@ async def serve(settings: Settings, console: ConsoleSettings) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+        await app.verdicts.stop()

@@ -17,13 +17,16 @@ from console.queries import (
     entity_alerts,
     entity_freezes,
     queue_page,
+    verdicts_of,
 )
 from console.render import render
-from console.request_state import CONN
+from console.request_state import CONN, USER
 from console.users import Role
+from console.verdict_pages import form_token
 from console.web_auth import PAGES, requires
 from detectors.rules import Mode, Severity
 from detectors.rules_entities import EntityType
+from detectors.verdicts import VerdictKind
 
 __all__ = ["CHOICES", "PAGE_SIZE", "add_page_routes"]
 
@@ -91,7 +94,17 @@ async def detail(request: web.Request) -> web.StreamResponse:
         description=request.app[PAGES].rule_descriptions.get(row["rule_id"]),
         others=others,
         freezes=freezes,
+        verdicts=await verdicts_of(conn, alert_id),
+        verdict_kinds=[k.value for k in VerdictKind],
+        form_token=form_token(),
+        sent=request.query.get("sent", ""),
+        can_judge=_may_judge(request),
     )
+
+
+def _may_judge(request: web.Request) -> bool:
+    user = request[USER]
+    return user is not None and user.role.allows(Role.ANALYST)
 
 
 def add_page_routes(app: web.Application) -> None:

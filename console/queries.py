@@ -35,6 +35,7 @@ __all__ = [
     "entity_alerts",
     "entity_freezes",
     "queue_page",
+    "verdicts_of",
 ]
 
 NEWER_CAP = 1000
@@ -184,3 +185,14 @@ async def entity_freezes(
             (entity_type, entity_id, alert_id, ENTITY_ROWS),
         )
         return await cur.fetchall()
+
+
+async def verdicts_of(conn: AsyncConnection[Any], alert_id: str) -> list[dict[str, Any]]:
+    """An alert's verdicts, newest first (`verdicts_by_alert`): the first stands."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT verdict_id, verdict, note, actor, decided_at FROM verdicts"
+            " WHERE alert_id = %s ORDER BY decided_at DESC, verdict_id DESC LIMIT %s",
+            (alert_id, ENTITY_ROWS),
+        )
+        return list(await cur.fetchall())

@@ -41,6 +41,7 @@ from console.sessions import (
 )
 from console.settings import ConsoleSettings
 from console.users import Role, Users
+from detectors.verdicts import Verdict
 
 __all__ = [
     "CSRF_FIELD",
@@ -76,6 +77,8 @@ class Pages:
     settings: ConsoleSettings
     connect: Connect
     rule_descriptions: dict[str, str]
+    # Where an analyst's verdict goes (console.verdict_pages); None: nowhere.
+    publish_verdict: Callable[[Verdict], Awaitable[None]] | None = None
 
 
 PAGES = web.AppKey("pages", Pages)

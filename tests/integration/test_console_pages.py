@@ -2,7 +2,7 @@
 chromium (`executable_path`, never a downloaded build) against the real
 console web app on a real PostgreSQL, its rows written by the indexer's own
 code (`console.mapping` + `console.index_store`) from records built with
-the workers' types. No Kafka: the pages read only the database."""
+the workers' types. The pages read only the database; a verdict goes to a real Kafka."""
 
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ from console.rows import Position, Source
 from console.settings import ConsoleSettings
 from console.users import hash_password
 from detectors.rules import ActionKind
+from detectors.verdicts import Verdict, VerdictKind, parse_verdict
 from devenv.browser import CHROMIUM
 from devenv.postgres import create_database, database_url
+from stream import kafka_io
 from stream.settings import Settings
+from stream.topics import create_all_topics
 from tests.console_records import T0, alert, dumps, freeze
-from tests.integration.services import free_port
+from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"
 HOSTILE = "<script>alert('pwned')</script>x' OR '1'='1"
@@ -41,6 +44,7 @@ class Site:
     base: str
     url: str
     browser: Browser
+    settings: Settings
 
 
 def records() -> list[tuple[Source, bytes]]:
@@ -75,7 +79,9 @@ async def index(url: str, items: list[tuple[Source, bytes]]) -> None:
 
 
 @pytest.fixture(scope="module")
-async def site(postgres_port: int, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+async def site(
+    postgres_port: int, services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Site]:
     name = f"pages_{uuid.uuid4().hex[:8]}"
     create_database(postgres_port, name)
     url = database_url(postgres_port, name)
@@ -85,21 +91,23 @@ async def site(postgres_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
     users.write_text(
         "users:\n"
         f"  - {{username: ana, role: analyst, password_hash: '{hash_password(PASSWORD)}'}}\n"
+        f"  - {{username: vic, role: viewer, password_hash: '{hash_password(PASSWORD)}'}}\n"
     )
     port = free_port()
-    console = Console(
-        Settings(), ConsoleSettings(database_url=url, users_file=users, web_port=port)
-    )
+    settings = services.settings()  # verdicts go to a real Kafka
+    await create_all_topics(settings)
+    console = Console(settings, ConsoleSettings(database_url=url, users_file=users, web_port=port))
     runner = web.AppRunner(console.web_app())
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM)
         try:
-            yield Site(f"http://127.0.0.1:{port}", url, browser)
+            yield Site(f"http://127.0.0.1:{port}", url, browser, settings)
         finally:
             await browser.close()
             await runner.cleanup()
+            await console.verdicts.stop()
 
 
 @pytest.fixture
@@ -118,10 +126,10 @@ async def page(site: Site) -> AsyncIterator[Page]:
     assert [e for e in errors if "Failed to load resource" not in e] == []
 
 
-async def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
+async def log_in(page: Page, base: str, password: str = PASSWORD, user: str = "ana") -> None:
     await page.goto(base + "/")
     await expect(page).to_have_url(re.compile(r"/login\?next=%2F$"))
-    await page.fill("input[name=username]", "ana")
+    await page.fill("input[name=username]", user)
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
 
@@ -213,3 +221,49 @@ async def test_the_queue_counts_alerts_newer_than_its_page(site: Site, page: Pag
     await expect(page.locator("#newer a.newer")).to_have_text("1 new alert · show")
     await page.click("#newer a.newer")
     await expect(page.locator("tr.alert-row").first).to_contain_text(f"al_{100:032x}")
+
+
+async def published_verdicts(settings: Settings, alert_id: str) -> list[tuple[Verdict, bytes]]:
+    found = await kafka_io.read_from(settings.kafka_bootstrap, settings.topics.verdicts)
+    mine = [(parse_verdict(r.value), r.value) for r in found if r.key == alert_id.encode()]
+    return mine
+
+
+async def test_an_analyst_judges_an_alert_the_verdict_is_published_and_then_listed(
+    site: Site, page: Page
+) -> None:
+    alert_id = f"al_{58:032x}"
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    await page.goto(f"{site.base}/alerts/{alert_id}")
+    await expect(page.locator("table.verdicts")).to_contain_text("No verdict yet.")
+    await page.fill("form.verdict input[name=note]", HOSTILE)
+    await page.click("form.verdict button[value=true_positive]")
+    await expect(page.locator(".notice")).to_contain_text("true_positive")
+    ((verdict, raw),) = await published_verdicts(site.settings, alert_id)
+    assert (verdict.verdict, verdict.actor, verdict.note) == (
+        VerdictKind.TRUE_POSITIVE,
+        "ana",
+        HOSTILE,
+    )
+    assert (verdict.rule_id, verdict.entity_id, verdict.merchant_id) == (RULE, "u-2", None)
+    await index(site.url, [(Source.VERDICTS, raw)])  # as the indexer reads it back
+    await page.reload()
+    listed = page.locator("table.verdicts")
+    await expect(listed).to_contain_text("true_positive")
+    await expect(listed).to_contain_text(HOSTILE)  # text, never markup
+
+
+async def test_a_viewer_sees_no_verdict_form_and_is_refused_a_verdict(
+    site: Site, page: Page
+) -> None:
+    alert_id = f"al_{57:032x}"
+    await log_in(page, site.base, user="vic")
+    await expect(page).to_have_url(site.base + "/")
+    await page.goto(f"{site.base}/alerts/{alert_id}")
+    await expect(page.locator("form.verdict")).to_have_count(0)
+    token = await page.locator("input[name=csrf_token]").first.input_value()
+    form = {"csrf_token": token, "verdict": "true_positive", "form_token": "t"}
+    refused = await page.request.post(f"{site.base}/alerts/{alert_id}/verdict", form=form)
+    assert refused.status == 403
+    assert await published_verdicts(site.settings, alert_id) == []

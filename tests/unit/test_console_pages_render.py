@@ -25,6 +25,7 @@ from console.index_store import timestamp
 from console.pages import CHOICES
 from console.queries import QueueAlert, QueuePage
 from console.render import render_text
+from console.verdict_pages import merchant_of
 from detectors.rules import Mode, Severity
 from detectors.rules_entities import EntityType
 
@@ -144,8 +145,14 @@ def test_hostile_strings_in_an_alert_come_back_escaped() -> None:
         description=SCRIPT,
         others=[queue_alert(alert_id=SCRIPT, entity_id=SCRIPT)],
         freezes=[],
+        verdicts=[{"decided_at": None, "verdict": "unsure", "actor": SCRIPT, "note": SQL}],
+        verdict_kinds=["true_positive", "false_positive", "unsure"],
+        form_token=SCRIPT,
+        sent=SCRIPT,
+        can_judge=True,
     )
     assert "<script>alert" not in html and "<img" not in html
+    assert html.count('name="verdict"') == 3  # the analyst's three buttons
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "x&#39; OR &#39;1&#39;=&#39;1" in html
     assert "/alerts/%3Cscript%3Ealert%28%27x%27%29%3C/script%3E" in html  # a link, encoded
@@ -184,3 +191,13 @@ def test_the_vendored_htmx_is_the_file_its_notice_names() -> None:
     data = (CONSOLE / "static" / "htmx.min.js").read_bytes()
     assert hashlib.sha256(data).hexdigest() == digest.group(1)
     assert b"//unpkg" not in (CONSOLE / "templates" / "base.html").read_bytes()
+
+
+def test_a_verdict_names_the_merchant_its_alert_names() -> None:
+    merchant = {"entity_type": "merchant", "entity_id": "m-1"}
+    user = {"entity_type": "user", "entity_id": "u-1"}
+    assert merchant_of(merchant, {}) == "m-1"
+    keyed = {"evidence": {"key": {"user": "u-1", "merchant": "m-9"}}}
+    assert merchant_of(user, keyed) == "m-9"
+    assert merchant_of(user, {"evidence": {"key": "m-9"}}) is None
+    assert merchant_of(user, {"evidence": [1]}) is None and merchant_of(user, {}) is None

@@ -1,0 +1,137 @@
+"""An analyst's verdict on an alert, from its detail page: published on
+`risk-verdicts` (detectors.verdicts), never written to the database here.
+The console's indexer reads it back like any verdict (with its audit
+entry), and the workers count a true positive against the merchant's
+health: the console acts only through the topics the workers read.
+
+The form carries a token of its own, made when the page is rendered: the
+verdict id is derived from it, so a form sent twice (a double click, a
+retry after a timeout) is one verdict, published twice with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from console.queries import alert_detail
+from console.render import render
+from console.request_state import CONN, USER
+from console.sessions import new_token
+from console.users import Role
+from console.web_auth import PAGES, requires, see_other
+from detectors.rules import Severity
+from detectors.rules_entities import EntityType
+from detectors.verdicts import MAX_NOTE, Verdict, VerdictKind, verdict_id_for
+from stream.kafka_security import aiokafka_security
+from stream.settings import Settings
+
+__all__ = ["KafkaVerdicts", "PublishVerdict", "add_verdict_routes", "form_token", "merchant_of"]
+
+PublishVerdict = Callable[[Verdict], Awaitable[None]]
+SEND_TIMEOUT_S = 10.0
+
+
+class KafkaVerdicts:
+    """Publishes verdicts on the verdict topic (key: the alert id), returning
+    once Kafka acknowledged them; the producer starts on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, verdict: Verdict) -> None:
+        producer = await self._started()
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await producer.send_and_wait(
+                self._settings.topics.verdicts, verdict.to_bytes(), key=verdict.alert_id.encode()
+            )
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                    **aiokafka_security(self._settings.kafka_security),
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+def form_token() -> str:
+    """The verdict form's own token (see the module doc)."""
+    return new_token()
+
+
+def merchant_of(row: Mapping[str, Any], body: Mapping[str, Any]) -> str | None:
+    """The merchant an alert names: its entity, or its compound key's."""
+    if row["entity_type"] == EntityType.MERCHANT.value:
+        return str(row["entity_id"])
+    key = body.get("evidence", {}).get("key") if isinstance(body.get("evidence"), dict) else None
+    merchant = key.get(EntityType.MERCHANT.value) if isinstance(key, dict) else None
+    return merchant if isinstance(merchant, str) and merchant else None
+
+
+def _epoch_ms(value: Any) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@requires(Role.ANALYST)
+async def post_verdict(request: web.Request) -> web.StreamResponse:
+    alert_id = request.match_info["alert_id"]
+    form = await request.post()
+    kind, note, token = form.get("verdict"), form.get("note", ""), form.get("form_token")
+    if kind not in [k.value for k in VerdictKind] or not isinstance(note, str):
+        return render(request, "error.html", status=400, message="Choose a verdict.")
+    if len(note) > MAX_NOTE:
+        return render(request, "error.html", status=400, message="The note is too long.")
+    if not isinstance(token, str) or not token:
+        return render(request, "error.html", status=400, message="Reload the page and retry.")
+    found = await alert_detail(request[CONN], alert_id)
+    if found is None:
+        return render(request, "error.html", status=404, message="No such alert in the index.")
+    user = request[USER]
+    assert user is not None  # `requires` let the request through
+    row = found.row
+    verdict = Verdict(
+        verdict_id=verdict_id_for(f"console:{user.username}:{alert_id}:{token}"),
+        alert_id=alert_id,
+        verdict=VerdictKind(str(kind)),
+        rule_id=row["rule_id"],
+        severity=Severity(row["severity"]),
+        entity_type=EntityType(row["entity_type"]),
+        entity_id=row["entity_id"],
+        merchant_id=merchant_of(row, found.body),
+        alert_occurred_at_ms=_epoch_ms(row["occurred_at"]),
+        actor=user.username,
+        decided_at_ms=int(time.time() * 1000),
+        note=note,
+    )
+    publish = request.app[PAGES].publish_verdict
+    try:
+        if publish is None:
+            raise KafkaError("the console has no verdict publisher")
+        await publish(verdict)
+    except (KafkaError, TimeoutError) as exc:
+        message = f"The verdict was not sent ({type(exc).__name__}); send it again."
+        return render(request, "error.html", status=503, message=message)
+    return see_other(f"/alerts/{alert_id}?sent={verdict.verdict.value}")
+
+
+def add_verdict_routes(app: web.Application) -> None:
+    app.router.add_post("/alerts/{alert_id}/verdict", post_verdict)
