@@ -19,6 +19,7 @@ import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console.entity_page import add_entity_routes
 from console.index_store import purge
 from console.indexer import Indexer
 from console.metrics import ConsoleMetrics
@@ -156,6 +157,7 @@ class Console:
         add_auth_routes(app)
         add_page_routes(app)
         add_verdict_routes(app)
+        add_entity_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 

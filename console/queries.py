@@ -160,14 +160,14 @@ async def alert_detail(conn: AsyncConnection[Any], alert_id: str) -> AlertDetail
 
 
 async def entity_alerts(
-    conn: AsyncConnection[Any], entity_type: str, entity_id: str, but: str
+    conn: AsyncConnection[Any], entity_type: str, entity_id: str, but: str, limit: int = ENTITY_ROWS
 ) -> list[QueueAlert]:
-    """The entity's newest other alerts."""
+    """The entity's newest alerts but `but`."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT " + _QUEUE_COLUMNS + " FROM alerts WHERE entity_type = %s AND entity_id = %s"
-            " AND alert_id <> %s ORDER BY occurred_at DESC LIMIT %s",
-            (entity_type, entity_id, but, ENTITY_ROWS),
+            " AND alert_id <> %s ORDER BY occurred_at DESC, alert_id DESC LIMIT %s",
+            (entity_type, entity_id, but, limit),
         )
         return [QueueAlert(**r) for r in await cur.fetchall()]
 

@@ -23,6 +23,8 @@ from console.migrations import migrate
 from console.rows import Position, Source
 from console.settings import ConsoleSettings
 from console.users import hash_password
+from detectors.control import Snooze
+from detectors.list_names import ListEntityType
 from detectors.rules import ActionKind
 from detectors.verdicts import Verdict, VerdictKind, parse_verdict
 from devenv.browser import CHROMIUM
@@ -30,12 +32,13 @@ from devenv.postgres import create_database, database_url
 from stream import kafka_io
 from stream.settings import Settings
 from stream.topics import create_all_topics
-from tests.console_records import T0, alert, dumps, freeze
+from tests.console_records import T0, alert, dumps, freeze, list_entry, meta
 from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"
 HOSTILE = "<script>alert('pwned')</script>x' OR '1'='1"
 MINUTE = 60_000
+DAY = 86_400_000
 RULE, OTHER_RULE = "user_order_velocity_10m", "device_order_velocity_1h"  # the built-in file's
 
 
@@ -267,3 +270,38 @@ async def test_a_viewer_sees_no_verdict_form_and_is_refused_a_verdict(
     refused = await page.request.post(f"{site.base}/alerts/{alert_id}/verdict", form=form)
     assert refused.status == 403
     assert await published_verdicts(site.settings, alert_id) == []
+
+
+async def test_an_entity_page_shows_its_alerts_freezes_and_list_entries(
+    site: Site, page: Page
+) -> None:
+    mine = Snooze(ListEntityType.MERCHANT, "m-59", RULE, T0 + DAY, meta("c-snooze-59"))
+    other = Snooze(ListEntityType.MERCHANT, "m-590", None, T0 + DAY, meta("c-snooze-590"))
+    controls = [list_entry("c-allow-59", "m-59")]
+    controls += [(s.key().encode(), dumps(s.to_wire())) for s in (mine, other)]
+    rows = [
+        row
+        for offset, (key, value) in enumerate(controls)
+        for row in index_record(Source.CONTROL, Position("risk-control", 0, offset), key, value)
+    ]
+    conn = await psycopg.AsyncConnection.connect(site.url)
+    async with conn, conn.transaction():
+        await write_rows(conn, rows)
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    await page.goto(f"{site.base}/alerts/al_{59:032x}")
+    await page.click("a.entity")
+    await expect(page.locator("h1")).to_contain_text("user u-1")
+    alerts = page.locator("table.alerts tr.alert-row")
+    await expect(alerts.first).to_contain_text(f"al_{59:032x}")
+    await expect(alerts).to_have_count(34)  # the 30 odd alerts, and the even ones n % 7 == 1
+    await expect(page.locator("table.controls")).to_contain_text("On no list")
+    await page.goto(f"{site.base}/entities/merchant/m-59")
+    await expect(page.locator("table.freezes")).to_contain_text("5000 EUR")
+    controls = page.locator("table.controls")
+    await expect(controls).to_contain_text("list:allow:merchant:m-59")
+    await expect(controls).to_contain_text("standing")
+    await expect(controls).to_contain_text(f"snooze:merchant:{RULE}:m-59")
+    await expect(controls.locator("tbody tr")).to_have_count(2)  # not m-590's snooze
+    missing = await page.request.get(f"{site.base}/entities/planet/x")
+    assert missing.status == 404
