@@ -24,6 +24,7 @@ from console.index_store import purge
 from console.indexer import Indexer
 from console.metrics import ConsoleMetrics
 from console.pages import add_page_routes
+from console.record_pages import add_record_routes
 from console.render import SECURITY_HEADERS
 from console.settings import ConsoleSettings
 from console.users import load_users
@@ -158,6 +159,7 @@ class Console:
         add_page_routes(app)
         add_verdict_routes(app)
         add_entity_routes(app)
+        add_record_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 

@@ -305,3 +305,29 @@ async def test_an_entity_page_shows_its_alerts_freezes_and_list_entries(
     await expect(controls.locator("tbody tr")).to_have_count(2)  # not m-590's snooze
     missing = await page.request.get(f"{site.base}/entities/planet/x")
     assert missing.status == 404
+
+
+async def test_the_freezes_and_audit_pages_list_what_stands_and_what_was_done(
+    site: Site, page: Page
+) -> None:
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    await page.click("nav >> text=Freezes")
+    freezes = page.locator("table.freezes")
+    await expect(freezes).to_contain_text(f"al_{59:032x}")
+    await expect(freezes).to_contain_text("5000 EUR")
+    await page.goto(site.base + "/freezes?kind=benefit&order=age")
+    await expect(freezes).to_contain_text("No freezes.")
+    bad = await page.request.get(site.base + "/freezes?order=" + HOSTILE)
+    assert bad.status == 400
+    await page.click("nav >> text=Audit log")
+    await page.fill("form.filters input[name=actor]", "ana")
+    await page.click("form.filters button[type=submit]")
+    rows = page.locator("tr.audit-row")
+    await expect(rows.first).to_contain_text("console.login")
+    for text in await rows.all_inner_texts():
+        assert "ana" in text
+    await page.fill("form.filters input[name=actor]", HOSTILE)
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("table.audit")).to_contain_text("No entries.")
+    await expect(page.locator("form.filters input[name=actor]")).to_have_value(HOSTILE)
