@@ -125,12 +125,15 @@ async def test_backlog_of_whole_topics_in_any_order_equals_backtest(
     compare(backtest, live, " then ".join(t.value for t in order))
 
 
+@pytest.mark.soak
 async def test_interleaved_with_kill_minus_nine_at_three_random_points_equals_backtest(
     services: Services, tmp_path: Path
 ) -> None:
     """The stream produced interleaved in event time, in four parts, while the
     worker runs; after each of the first three it is killed (SIGKILL) once a
-    random number of records has been consumed, and started again."""
+    random number of records has been consumed, and started again. A soak
+    run (a minute): every test run kills a worker holding merged records in
+    test_simulated_live and kills workers mid-batch in test_batch_delivery."""
     rng = random.Random(13)
     result, _, backtest = await simulated_backtest(services, tmp_path, seed=11)
     settings = services.settings()
