@@ -147,11 +147,9 @@ class HealthFeed:
         new = freeze_violations(result, model, since[0])
         alert_orders = self.aggregates(model).alert_orders
         alerts = merchant_alerts(result, since[1]) if alert_orders else []
-        recorded = asyncio.ensure_future(self._record(new, alerts))
         if states is None:
             states = self.prefetch(planned, observations)
-        read = await states
-        await recorded
+        read, _ = await asyncio.gather(states, self._record(new, alerts))
         if not touches:
             return
         merchants = list(dict.fromkeys(t.merchant_id for t in touches))
