@@ -1,7 +1,8 @@
-"""Per-rule precision from analysts' verdicts, for the console's /metrics
-(and the risk dashboard): the verdict that stands on each alert (the
+"""Per-rule precision from analysts' verdicts, for the console's /metrics:
+the verdict that stands on each alert (the
 latest by decision time) counted per rule. True positives over true and
-false positives; an `unsure` counts neither way.
+false positives; an `unsure` counts neither way
+(stream.verdict_scoring.VerdictScore, as `fraudstream score --verdicts`).
 
 Computed at each scrape from the verdicts table (verdicts are human-made:
 thousands, not millions), served by `verdicts_by_rule`. A database that
@@ -10,12 +11,13 @@ does not answer leaves the gauges as they were.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
 
-__all__ = ["RuleVerdicts", "standing_verdicts"]
+from stream.verdict_scoring import VerdictScore
+
+__all__ = ["standing_verdicts"]
 
 _STANDING = """
 SELECT rule_id,
@@ -27,20 +29,7 @@ FROM (SELECT DISTINCT ON (alert_id) alert_id, rule_id, verdict FROM verdicts
 GROUP BY rule_id"""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleVerdicts:
-    rule_id: str
-    true_positive: int
-    false_positive: int
-    unsure: int
-
-    @property
-    def precision(self) -> float | None:
-        decided = self.true_positive + self.false_positive
-        return self.true_positive / decided if decided else None
-
-
-async def standing_verdicts(conn: AsyncConnection[Any]) -> list[RuleVerdicts]:
+async def standing_verdicts(conn: AsyncConnection[Any]) -> list[VerdictScore]:
     async with conn.cursor() as cur:
         await cur.execute(_STANDING)
-        return [RuleVerdicts(str(r), int(t), int(f), int(u)) for r, t, f, u in await cur.fetchall()]
+        return [VerdictScore(str(r), int(t), int(f), int(u)) for r, t, f, u in await cur.fetchall()]
