@@ -5,10 +5,7 @@ is never run, so no browser build is downloaded."""
 
 from __future__ import annotations
 
-import shutil
-
-from devenv.services import _apt_install
-from stream.errors import ServiceError
+from devenv.services import ensure_debian_binaries
 
 __all__ = ["CHROMIUM", "ensure_chromium"]
 
@@ -16,11 +13,10 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def ensure_chromium() -> str:
-    found = shutil.which("chromium") or _apt_install("chromium", "chromium", ("chromium",))
-    if found:
-        return found
-    raise ServiceError(
+    return ensure_debian_binaries(
         "chromium",
+        "chromium",
+        ("chromium",),
         "chromium not found. Install it (Debian/Ubuntu: sudo apt-get install chromium) "
         "to run the console's browser tests.",
     )

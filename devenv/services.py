@@ -141,12 +141,24 @@ def _apt_install(service: str, package: str, binaries: tuple[str, ...]) -> str |
     return found[0] if all(found) else None
 
 
+def ensure_debian_binaries(
+    service: str, package: str, binaries: tuple[str, ...], missing: str
+) -> str:
+    """The path of the first of `binaries` when all are on PATH, else after
+    installing `package` (root with apt); ServiceError(`missing`) when
+    neither is possible."""
+    found = [shutil.which(b) for b in binaries]
+    path = found[0] if all(found) else _apt_install(service, package, binaries)
+    if path:
+        return path
+    raise ServiceError(service, missing)
+
+
 def ensure_redis_server() -> str:
-    found = shutil.which("redis-server") or _apt_install("redis", "redis-server", ("redis-server",))
-    if found:
-        return found
-    raise ServiceError(
+    return ensure_debian_binaries(
         "redis",
+        "redis-server",
+        ("redis-server",),
         "redis-server not found. Install it (Debian/Ubuntu: sudo apt-get install redis-server) "
         "or point FRAUD_REDIS_URL at a running Redis.",
     )
@@ -209,13 +221,10 @@ def _redis_ping(port: int) -> bool:
 def ensure_prometheus() -> str:
     """prometheus + promtool (Debian's `prometheus` package): the observability
     tests run a real Prometheus and promtool's rule tests."""
-    binaries = ("promtool", "prometheus")
-    found = shutil.which("promtool") if shutil.which("prometheus") else None
-    found = found or _apt_install("prometheus", "prometheus", binaries)
-    if found:
-        return found
-    raise ServiceError(
+    return ensure_debian_binaries(
         "prometheus",
+        "prometheus",
+        ("promtool", "prometheus"),
         "prometheus/promtool not found. Install them (Debian/Ubuntu: sudo apt-get install "
         "prometheus) to run the observability tests.",
     )
