@@ -22,13 +22,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from console.entity_page import add_entity_routes
 from console.index_store import purge
 from console.indexer import Indexer
+from console.kafka_publish import KafkaPublisher
 from console.metrics import ConsoleMetrics
 from console.pages import add_page_routes
 from console.record_pages import add_record_routes
 from console.render import SECURITY_HEADERS
 from console.settings import ConsoleSettings
 from console.users import load_users
-from console.verdict_pages import KafkaVerdicts, add_verdict_routes
+from console.verdict_pages import add_verdict_routes
 from console.verdict_stats import standing_verdicts
 from console.web_auth import PAGES, Pages, add_auth_routes, auth_middleware
 from detectors.errors import ConfigError
@@ -80,11 +81,18 @@ class Console:
         self.connect = connector(console.database_url)
         self.indexer = Indexer(settings, console.group_id, self.connect, self.metrics)
         self.pages: Pages | None = None
-        self.verdicts = KafkaVerdicts(settings)  # an analyst's verdict, published
+        self.publisher = KafkaPublisher(settings)  # what operators do, as records
         if console.users_file is not None:
             users = load_users(console.users_file)
             descriptions = rule_descriptions(settings)
-            self.pages = Pages(users, console, self.connect, descriptions, self.verdicts)
+            self.pages = Pages(
+                users,
+                console,
+                self.connect,
+                descriptions,
+                self.publisher.verdict,
+                self.publisher.control,
+            )
 
     async def purge_once(self, now_ms: int) -> int:
         conn = await self.connect()
@@ -208,4 +216,4 @@ async def serve(settings: Settings, console: ConsoleSettings) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
-        await app.verdicts.stop()
+        await app.publisher.stop()

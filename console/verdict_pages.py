@@ -11,13 +11,11 @@ retry after a timeout) is one verdict, published twice with the same id.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from console.queries import alert_detail
@@ -29,48 +27,8 @@ from console.web_auth import PAGES, requires, see_other
 from detectors.rules import Severity
 from detectors.rules_entities import EntityType
 from detectors.verdicts import MAX_NOTE, Verdict, VerdictKind, verdict_id_for
-from stream.kafka_security import aiokafka_security
-from stream.settings import Settings
 
-__all__ = ["KafkaVerdicts", "PublishVerdict", "add_verdict_routes", "form_token", "merchant_of"]
-
-PublishVerdict = Callable[[Verdict], Awaitable[None]]
-SEND_TIMEOUT_S = 10.0
-
-
-class KafkaVerdicts:
-    """Publishes verdicts on the verdict topic (key: the alert id), returning
-    once Kafka acknowledged them; the producer starts on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, verdict: Verdict) -> None:
-        producer = await self._started()
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            await producer.send_and_wait(
-                self._settings.topics.verdicts, verdict.to_bytes(), key=verdict.alert_id.encode()
-            )
-
-    async def _started(self) -> AIOKafkaProducer:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.kafka_bootstrap,
-                    acks="all",
-                    enable_idempotence=True,
-                    **aiokafka_security(self._settings.kafka_security),
-                )
-                await producer.start()
-                self._producer = producer
-            return self._producer
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+__all__ = ["add_verdict_routes", "form_token", "merchant_of"]
 
 
 def form_token() -> str:

@@ -41,6 +41,7 @@ from console.sessions import (
 )
 from console.settings import ConsoleSettings
 from console.users import Role, Users
+from detectors.control import ControlRecord
 from detectors.verdicts import Verdict
 
 __all__ = [
@@ -79,6 +80,9 @@ class Pages:
     rule_descriptions: dict[str, str]
     # Where an analyst's verdict goes (console.verdict_pages); None: nowhere.
     publish_verdict: Callable[[Verdict], Awaitable[None]] | None = None
+    # Where an operator's control record goes (releases, list entries,
+    # snoozes, rule modes); None: nowhere, and those forms answer 503.
+    publish_control: Callable[[ControlRecord], Awaitable[None]] | None = None
 
 
 PAGES = web.AppKey("pages", Pages)

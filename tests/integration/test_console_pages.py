@@ -110,7 +110,7 @@ async def site(
         finally:
             await browser.close()
             await runner.cleanup()
-            await console.verdicts.stop()
+            await console.publisher.stop()
 
 
 @pytest.fixture
