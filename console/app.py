@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from console.entity_page import add_entity_routes
+from console.entity_state import ENTITY_STATE, EntityStateReader
 from console.index_store import purge
 from console.indexer import Indexer
 from console.kafka_publish import KafkaPublisher
@@ -33,11 +34,20 @@ from console.verdict_pages import add_verdict_routes
 from console.verdict_stats import standing_verdicts
 from console.web_auth import PAGES, Pages, add_auth_routes, auth_middleware
 from detectors.errors import ConfigError
-from detectors.rulebook import RulebookError
+from detectors.rulebook import Rulebook, RulebookError
 from stream.rules_loading import load_rulebook
 from stream.settings import Settings
+from stream.store_wiring import open_store
 
-__all__ = ["STATIC", "Console", "connector", "pages_off", "rule_descriptions", "serve"]
+__all__ = [
+    "STATIC",
+    "Console",
+    "connector",
+    "pages_off",
+    "rule_descriptions",
+    "rulebook_of",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 2.0
@@ -55,15 +65,35 @@ def connector(database_url: str) -> Callable[[], Awaitable[psycopg.AsyncConnecti
     return connect
 
 
-def rule_descriptions(settings: Settings) -> dict[str, str]:
-    """Each rule's description, from the rule file the workers are given
-    (FRAUD_RULES_FILE); none when it cannot be read (the pages say so)."""
+def rulebook_of(settings: Settings) -> Rulebook | None:
+    """The rule file the workers are given (FRAUD_RULES_FILE), for rule
+    descriptions and the counters an entity page shows; None when it cannot
+    be read (the pages say so)."""
     try:
-        book = load_rulebook(settings)
+        return load_rulebook(settings)
     except (ConfigError, RulebookError) as exc:
-        log.warning("console: rule descriptions unavailable (%s)", exc)
+        log.warning("console: rule file unavailable (%s)", exc)
+        return None
+
+
+def rule_descriptions(book: Rulebook | None) -> dict[str, str]:
+    if book is None:
         return {}
     return {rule.rule_id: rule.description.strip() for rule in book.rules}
+
+
+def entity_state_reader(settings: Settings, book: Rulebook | None) -> EntityStateReader | None:
+    """What the entity pages read the workers' counters with; None (the
+    pages say counters are unavailable) without the rule file or the
+    workers' Redis settings. Read-only: the store is never started, since
+    starting claims the namespace."""
+    if book is None:
+        return None
+    try:
+        return EntityStateReader(open_store(settings), book)
+    except ConfigError as exc:
+        log.warning("console: entities' counters unavailable (%s)", exc)
+        return None
 
 
 async def pages_off(request: web.Request) -> web.Response:
@@ -81,10 +111,13 @@ class Console:
         self.connect = connector(console.database_url)
         self.indexer = Indexer(settings, console.group_id, self.connect, self.metrics)
         self.pages: Pages | None = None
+        self.entity_state: EntityStateReader | None = None
         self.publisher = KafkaPublisher(settings)  # what operators do, as records
         if console.users_file is not None:
             users = load_users(console.users_file)
-            descriptions = rule_descriptions(settings)
+            book = rulebook_of(settings)
+            descriptions = rule_descriptions(book)
+            self.entity_state = entity_state_reader(settings, book)
             self.pages = Pages(
                 users,
                 console,
@@ -163,6 +196,8 @@ class Console:
             app.router.add_get("/{path:.*}", pages_off)
             return app
         app[PAGES] = self.pages
+        if self.entity_state is not None:
+            app[ENTITY_STATE] = self.entity_state
         add_auth_routes(app)
         add_page_routes(app)
         add_verdict_routes(app)
@@ -217,3 +252,5 @@ async def serve(settings: Settings, console: ConsoleSettings) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         await app.publisher.stop()
+        if app.entity_state is not None:
+            await app.entity_state.close()

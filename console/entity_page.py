@@ -16,6 +16,7 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from console.entity_state import ENTITY_STATE
 from console.queries import entity_alerts, entity_freezes
 from console.render import render
 from console.request_state import CONN
@@ -59,6 +60,8 @@ async def entity(request: web.Request) -> web.StreamResponse:
     if entity_type not in [e.value for e in EntityType]:
         return render(request, "error.html", status=404, message="No such entity type.")
     conn = request[CONN]
+    reader = request.app.get(ENTITY_STATE)
+    state = await reader.read(EntityType(entity_type), entity_id) if reader else None
     return render(
         request,
         "entity.html",
@@ -67,6 +70,7 @@ async def entity(request: web.Request) -> web.StreamResponse:
         alerts=await entity_alerts(conn, entity_type, entity_id, "", ROWS),
         freezes=await entity_freezes(conn, entity_type, entity_id, ""),
         controls=await standing_controls(conn, entity_type, entity_id),
+        state=state,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
+from stream.store.counters import CounterReader
 from stream.store.guard_counters import GuardCounters
 from stream.store.health_ledger import HealthLedger
 from stream.store.payouts import PayoutBook
@@ -153,4 +154,9 @@ class EventStore(Protocol):
     def health_ledger(self) -> HealthLedger:
         """The merchant-health ledger (stream.store.health_ledger), shared by
         every worker of the store."""
+        ...
+
+    def counters(self) -> CounterReader:
+        """A read-only view of entities' counters, for people (the console,
+        `fraudstream counters`): reading changes nothing."""
         ...

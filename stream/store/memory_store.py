@@ -37,8 +37,10 @@ from stream.store.base import (
     IncidentStatus,
     StoreConfig,
 )
+from stream.store.counters import CounterReader
 from stream.store.guard_counters import GuardCounters, MemoryGuardCounters
 from stream.store.health_ledger import HealthLedger, MemoryHealthLedger
+from stream.store.memory_counters import MemoryCounters
 from stream.store.memory_state import (
     BucketedWindow,
     Bucketing,
@@ -270,6 +272,9 @@ class MemoryStore:
         if self._health is None:
             self._health = MemoryHealthLedger()
         return self._health
+
+    def counters(self) -> CounterReader:
+        return MemoryCounters(self._windows, self._distinct, self._first)
 
 
 def _guarded(req: GroupRequest) -> bool:

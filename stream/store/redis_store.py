@@ -47,6 +47,7 @@ from stream.store.redis_connection import (
     TRANSIENT,
     HiredisPackingConnection,
 )
+from stream.store.redis_counters import RedisCounters
 from stream.store.redis_guard import GUARD_SCRIPTS, RedisGuardCounters
 from stream.store.redis_health import RedisHealthLedger
 from stream.store.redis_incidents import claim_incidents
@@ -362,6 +363,9 @@ class RedisStore:
         )
         ledger.observer = self.observer
         return ledger
+
+    def counters(self) -> RedisCounters:
+        return RedisCounters(self._client, self._ns, self._hasher)
 
 
 T = TypeVar("T")

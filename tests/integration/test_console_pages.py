@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 import psycopg
 import pytest
 from aiohttp import web
@@ -24,16 +25,23 @@ from console.rows import Position, Source
 from console.settings import ConsoleSettings
 from console.users import hash_password
 from detectors.control import Snooze
+from detectors.events import Topic
 from detectors.list_names import ListEntityType
 from detectors.rules import ActionKind
+from detectors.timestamps import format_rfc3339_ms
 from detectors.verdicts import Verdict, VerdictKind, parse_verdict
 from devenv.browser import CHROMIUM
 from devenv.postgres import create_database, database_url
 from stream import kafka_io
+from stream.codec import SourceRecord
+from stream.pipeline import Pipeline
+from stream.rules_loading import load_rulebook
 from stream.settings import Settings
+from stream.store_wiring import open_store
 from stream.topics import create_all_topics
 from tests.console_records import T0, alert, dumps, freeze, list_entry, meta
 from tests.integration.services import Services, free_port
+from tests.store_cases.requests import process
 
 PASSWORD = "a long analyst password"
 HOSTILE = "<script>alert('pwned')</script>x' OR '1'='1"
@@ -305,6 +313,43 @@ async def test_an_entity_page_shows_its_alerts_freezes_and_list_entries(
     await expect(controls.locator("tbody tr")).to_have_count(2)  # not m-590's snooze
     missing = await page.request.get(f"{site.base}/entities/planet/x")
     assert missing.status == 404
+
+
+def counted_order(i: int, user: str, merchant: str) -> SourceRecord:
+    value = {
+        "event_id": f"ce{i}",
+        "occurred_at": format_rfc3339_ms(T0 + i * MINUTE),
+        "order_id": f"co{i}",
+        "user_id": user,
+        "merchant_id": merchant,
+        "amount_minor": 1200 + i,
+        "currency": "EUR",
+    }
+    return SourceRecord("orders", 0, i, user.encode(), orjson.dumps(value), 0)
+
+
+async def test_an_entity_page_shows_the_counters_the_workers_hold(site: Site, page: Page) -> None:
+    """Three orders through the workers' pipeline on the real Redis: the
+    user's page reads its counters through the store, the merchant's page
+    its health snapshot."""
+    store = open_store(site.settings)
+    await store.start()
+    try:
+        pipeline = Pipeline(site.settings, store, load_rulebook(site.settings))
+        orders = [counted_order(i, "u-counted", "m-counted") for i in range(3)]
+        await process(pipeline, Topic.ORDERS, orders, T0 + DAY)
+    finally:
+        await store.close()
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    await page.goto(f"{site.base}/entities/user/u-counted")
+    row = page.locator("table.counters tr", has_text=RULE).first
+    await expect(row).to_contain_text("count of events in orders over 10m")
+    await expect(row.locator("td").nth(1)).to_have_text("3")
+    await page.goto(f"{site.base}/entities/user/u-never-seen")
+    await expect(page.locator("table.counters tr", has_text=RULE).first).to_contain_text("—")
+    await page.goto(f"{site.base}/entities/merchant/m-counted")
+    await expect(page.locator("p.health")).to_contain_text("/1000")
 
 
 async def test_the_freezes_and_audit_pages_list_what_stands_and_what_was_done(

@@ -26,6 +26,7 @@ from stream.store.base import (
     IncidentClaim,
     IncidentOutcome,
 )
+from stream.store.counters import CounterReader
 from stream.store.guard_counters import GuardCounters
 from stream.store.health_ledger import HealthLedger
 from stream.store.payouts import PayoutBook
@@ -96,6 +97,9 @@ class Recording:
 
     def health_ledger(self) -> HealthLedger:
         return self._inner.health_ledger()
+
+    def counters(self) -> CounterReader:
+        return self._inner.counters()
 
 
 @dataclass
