@@ -116,6 +116,9 @@ class Alert:
     tags: tuple[AlertTag, ...] = ()
     # The rule set the decision was judged under (detectors.ruleset_digest).
     ruleset_version: str = ""
+    # The events the main aggregate counted in the window (up to the
+    # store's ring size, oldest first; detectors.counted).
+    counted_event_ids: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -146,6 +149,8 @@ class Alert:
             wire["suppressed_by"] = self.suppressed_by.value
         if self.tags:
             wire["tags"] = [t.value for t in self.tags]
+        if self.counted_event_ids:
+            wire["counted_event_ids"] = list(self.counted_event_ids)
         wire["ruleset_version"] = self.ruleset_version
         return wire
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from detectors.aggregates import AggregateSpec, Observation
+from detectors.counted import ReportFloor
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.money import PerCurrency
@@ -207,6 +208,13 @@ class Evaluator(Protocol):
 
     def span(self, metric: Metric, main: Observation, event: Event) -> tuple[int, int]:
         """The [start, end) the alert reports as the window the value covers."""
+        ...
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """The main aggregate's value below which `rule` cannot fire, so its
+        counted events need not be read (detectors.counted); None: never
+        read them (the main aggregate counts no events, or the rule fires
+        on low values)."""
         ...
 
 

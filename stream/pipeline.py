@@ -218,7 +218,7 @@ class Pipeline:
                 name = d.record.topic
                 result.late_by_topic[name] = result.late_by_topic.get(name, 0) + late
             stalled = prepared.incomplete.get(j)
-            pending += self._judge(topic, d, observed, now_ms, result, stalled, under)
+            pending += self._judge(topic, d, obs, now_ms, result, stalled, under)
         await self.guard.note_merchants(d.event for d in prepared.admitted)
         if issued := await self._settlement.settle(pending, result, control, now_ms):
             # The guard's records (a demotion, a trip) steer this worker at once.
@@ -274,7 +274,7 @@ class Pipeline:
         self,
         topic: Topic,
         d: Decoded,
-        observed: dict[str, engine.Observation],
+        obs: EventObservations,
         now_ms: int,
         result: BatchResult,
         stalled: frozenset[Topic] | None,
@@ -294,11 +294,12 @@ class Pipeline:
                     topic,
                     d.record.topic,
                     d.event,
-                    observed,
+                    obs.values,
                     now_ms,
                     membership,
                     version,
                     bands,
+                    obs.counted,
                 )
             except Exception:
                 log.exception("rule %s failed on event %s", rule.rule_id, d.event.event_id)

@@ -137,6 +137,9 @@ class Settings:
     dlq_value_max_bytes: int = 64 * 1024
     dedup_horizon_s: int = 24 * 3600
     allowed_lateness_s: int = 3600
+    # Event ids kept with each count and sum, and listed per alert
+    # (detectors.counted); 0: none kept.
+    counted_events: int = 20
     kafka_session_timeout_s: float = 30.0
     kafka_heartbeat_s: float = 3.0
     redis_timeout_s: float = 5.0
@@ -277,6 +280,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         dlq_value_max_bytes=_parse(env, "DLQ_VALUE_MAX_BYTES", pos_int, d.dlq_value_max_bytes),
         dedup_horizon_s=_parse(env, "DEDUP_HORIZON_S", pos_int, d.dedup_horizon_s),
         allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", non_negative, d.allowed_lateness_s),
+        counted_events=_parse(env, "COUNTED_EVENTS", non_negative, d.counted_events),
         kafka_session_timeout_s=_parse(
             env, "KAFKA_SESSION_TIMEOUT_S", pos_float, d.kafka_session_timeout_s
         ),

@@ -16,6 +16,7 @@ def store_config(settings: Settings) -> StoreConfig:
     return StoreConfig(
         dedup_horizon_ms=settings.dedup_horizon_s * 1000,
         lateness_ms=settings.allowed_lateness_s * 1000,
+        counted_events=settings.counted_events,
     )
 
 

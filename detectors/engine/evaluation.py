@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from detectors.aggregates import Observation
+from detectors.counted import Counted, counted_ids
 from detectors.decisions import ALERT_ID_PLACEHOLDER, Alert, AlertCandidate
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
@@ -18,7 +19,9 @@ from detectors.health_bands import BandLookup, no_bands
 from detectors.rules import CountRequirement, Rule
 from detectors.rules_lists import ListMembership, no_lists
 
-__all__ = ["evaluate"]
+__all__ = ["NONE_COUNTED", "evaluate"]
+
+NONE_COUNTED: Mapping[str, Counted] = {}
 
 
 def evaluate(
@@ -31,13 +34,16 @@ def evaluate(
     membership: ListMembership = no_lists,
     ruleset_version: str = "",
     bands: BandLookup = no_bands,
+    counted: Mapping[str, Counted] = NONE_COUNTED,
 ) -> AlertCandidate | None:
     """Judge one event by one rule. `observed` maps agg_id → Observation for
     this event's entities. Returns None when the rule does not fire.
     `membership`: the control lists, for rules gated on one (`where: {list:
     watch}`); without it every list is empty. `ruleset_version`: the digest
     of the rule set `rule` belongs to, which the alert carries. `bands`: the
-    merchants' health bands, for rules gated on one (detectors.health_bands)."""
+    merchants' health bands, for rules gated on one (detectors.health_bands).
+    `counted`: the events the store listed for aggregates near a crossing
+    (detectors.counted); the alert lists its main aggregate's."""
     if topic not in rule.topics or (rule.where and not all(c.matches(event) for c in rule.where)):
         return None
     if rule.lists and not all(c.holds(rule.entity, event, membership) for c in rule.lists):
@@ -64,7 +70,8 @@ def evaluate(
         return None
     crossed = (main, value, threshold)
     decided = (now_ms, ruleset_version)
-    return _candidate(rule, trigger_topic, event, entity_ids, crossed, evidence, decided)
+    listed = counted.get(rule.metric.aggregate.agg_id, ())
+    return _candidate(rule, trigger_topic, event, entity_ids, crossed, evidence, decided, listed)
 
 
 def _requirements_hold(
@@ -109,10 +116,12 @@ def _candidate(
     crossed: tuple[Observation, float, float],
     evidence: dict[str, object],
     decided: tuple[int, str],
+    listed: Counted,
 ) -> AlertCandidate:
     """`crossed`: the main observation, the metric's value and the threshold
     it crossed (for a money rule, the one of the event's currency).
-    `decided`: when, and under which rule set."""
+    `decided`: when, and under which rule set. `listed`: the main
+    aggregate's ring, as the store read it with the value."""
     main, value, threshold = crossed
     now_ms, ruleset_version = decided
     metric = rule.metric
@@ -146,5 +155,6 @@ def _candidate(
         # The currency of the sums the rule compared (never mixed: see detectors.money).
         currency=event.currency if metric.speaks_money else None,
         ruleset_version=ruleset_version,
+        counted_event_ids=counted_ids(listed, event.event_id, event.occurred_at_ms, start, end),
     )
     return AlertCandidate(alert, entity_ids, start, end, rule.cooldown_ms)

@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.counted import ReportFloor
 from detectors.events import Event, Topic
 from detectors.rulebook import Rulebook
 from detectors.rules import Rule
 from detectors.rules_entities import ENTITY_FIELDS, EntityType
 
-__all__ = ["AggregateRequest", "EntityGroup", "GroupRequest", "Plan", "group_requests"]
+__all__ = [
+    "AggregateRequest",
+    "EntityGroup",
+    "GroupRequest",
+    "Plan",
+    "group_requests",
+    "report_floors",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +50,20 @@ class EntityGroup:
 
     entity: tuple[EntityType, ...]
     specs: tuple[AggregateSpec, ...]
+    # Per spec, from which value the store hands back the events it counted
+    # (detectors.counted); empty or None: never.
+    report_at: tuple[ReportFloor | None, ...] = ()
     # The store's cache key: entity and aggregate ids, computed once.
     signature: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
         sig = "+".join(e.value for e in self.entity) + ":" + ",".join(s.agg_id for s in self.specs)
+        if any(self.report_at):
+            sig += "@" + ",".join(f.signature() if f else "" for f in self.report_at)
         object.__setattr__(self, "signature", sig)
+
+    def floor(self, position: int) -> ReportFloor | None:
+        return self.report_at[position] if self.report_at else None
 
 
 class GroupRequest(NamedTuple):
@@ -145,6 +161,18 @@ _CompiledGroup = tuple[
 ]
 
 
+def report_floors(rules: Sequence[Rule]) -> dict[str, ReportFloor]:
+    """Per main aggregate of `rules`, the lowest of their report floors."""
+    floors: dict[str, ReportFloor] = {}
+    for rule in rules:
+        floor = rule.metric.evaluator.report_floor(rule)
+        if floor is not None:
+            agg_id = rule.metric.aggregate.agg_id
+            known = floors.get(agg_id)
+            floors[agg_id] = floor if known is None else known.lower(floor)
+    return floors
+
+
 class _TopicPlan:
     """One topic's share of a Plan, flattened for the per-event path.
 
@@ -169,9 +197,11 @@ class _TopicPlan:
         for spec in reads:
             by_entity.setdefault(spec.entity, {}).setdefault(spec.agg_id, spec)
         fed = {s.agg_id for s in feeds}
+        floors = report_floors(rules)
         groups: list[_CompiledGroup] = []
         for entity, specs in by_entity.items():
-            group = EntityGroup(entity, tuple(specs.values()))
+            ordered = tuple(specs.values())
+            group = EntityGroup(entity, ordered, tuple(floors.get(s.agg_id) for s in ordered))
             base = tuple(
                 _constant_contribution(s) if s.agg_id in fed else None for s in group.specs
             )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.aggregates import AggregateKind, AggregateSpec, Observation
+from detectors.counted import ReportFloor
 from detectors.durations import format_duration_ms
 from detectors.events import Event, Topic
 from detectors.metric_kinds.base import no_volume
@@ -60,6 +61,10 @@ class Age:
         assert main.value is not None
         end = event.occurred_at_ms
         return min(main.value, end), end
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """An age counts no events."""
+        return None
 
 
 EVALUATOR = Age()

@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors import rule_money
-from detectors.aggregates import AggregateSpec, Observation
+from detectors.aggregates import AggregateKind, AggregateSpec, Observation
+from detectors.counted import ReportFloor, floor_of
 from detectors.events import Event
 from detectors.money import PerCurrency
 from detectors.rule_syntax import Invalid, Parser
-from detectors.rules import Comparison, Metric
+from detectors.rules import Comparison, Metric, Rule
 
-__all__ = ["WindowedKind", "answer", "no_volume", "plain_threshold"]
+__all__ = ["COUNTED", "WindowedKind", "answer", "no_volume", "plain_threshold", "rising"]
 
 
 class WindowedKind:
@@ -43,6 +44,21 @@ class WindowedKind:
     def span(self, metric: Metric, main: Observation, event: Event) -> tuple[int, int]:
         end = main.window_end_ms
         return end - (metric.aggregate.window_ms or 0), end
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """A kind that fires on a rise needs its main aggregate to have
+        counted something (its own limit may say more); one that fires on
+        a fall may fire on nothing counted."""
+        if rule.metric.aggregate.kind not in COUNTED or not rising(rule.comparison):
+            return None
+        return floor_of(1)
+
+
+COUNTED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
+
+
+def rising(comparison: Comparison) -> bool:
+    return comparison in (Comparison.GE, Comparison.GT)
 
 
 def plain_threshold(p: Parser, raw: Any, money: bool, path: str) -> float | PerCurrency:

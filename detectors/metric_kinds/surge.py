@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.aggregates import AggregateKind, Observation
+from detectors.counted import ReportFloor, floor_of
 from detectors.durations import format_duration_ms
 from detectors.events import Event
 from detectors.metric_kinds.base import WindowedKind, answer
@@ -121,6 +122,13 @@ class Surge(WindowedKind):
             min_volume=min_volume,
         )
         return (recent / recent_ms) / earlier_rate
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """A surge needs its recent value to reach the `min_volume`."""
+        if super().report_floor(rule) is None:
+            return None
+        volume = rule.metric.min_volume
+        return floor_of(volume) if volume else floor_of(1)
 
 
 def _history_ms(rule: Rule, event: Event, observed: Mapping[str, Observation]) -> int | None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.aggregates import Observation
+from detectors.counted import ReportFloor, floor_of, higher
 from detectors.events import Event
 from detectors.metric_kinds.base import WindowedKind
 from detectors.rule_syntax import Parser, windowed_aggregate
@@ -44,6 +45,17 @@ class Value(WindowedKind):
         if min_volume and main.value < min_volume:
             return None
         return float(main.value)
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """The threshold itself (and the `min_volume`, when higher)."""
+        if super().report_floor(rule) is None:
+            return None
+        floor = floor_of(rule.threshold)
+        volume = rule.metric.min_volume
+        if volume:
+            # A value must reach both: the higher of the two is the floor.
+            floor = higher(floor, floor_of(volume))
+        return floor
 
 
 EVALUATOR = Value()

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.counted import Counted
 from detectors.engine import EntityGroup, Observation
 from detectors.rules_entities import EntityType
 from stream.store import keys
@@ -44,6 +45,7 @@ class Limits:
     first_seen_ttl_ms: int
     ttl_slack_ms: int
     first_seen_backdate_ms: int
+    counted_events: int = 0  # the ring size (detectors.counted); 0: no rings
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +74,37 @@ class GroupTemplate:
     layout: tuple[tuple[str, int, int], ...]
     distinct: tuple[int, ...]  # op positions whose member is hashed (keys.KeyHasher.member)
     money: tuple[int, ...]  # op positions whose key names the event's currency
-    by_currency: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    group: EntityGroup | None = field(default=None, compare=False)
+    # Per currency: the key suffixes and spec indices (a sum's report floor
+    # is per currency, so its spec row is too).
+    by_currency: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(
+        default_factory=dict, compare=False
+    )
 
-    def suffixes_in(self, currency: str | None) -> tuple[str, ...]:
-        """The key suffixes for an event in `currency` (computed once per currency)."""
+    def in_currency(
+        self, currency: str | None, templates: Templates
+    ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """The key suffixes and spec indices for an event in `currency`
+        (computed once per currency)."""
         if not self.money:
-            return self.suffixes
+            return self.suffixes, self.indices
         found = self.by_currency.get(currency or "")
         if found is None:
             if currency is None:
                 raise ValueError("sums are kept per currency: the event's currency is required")
-            out = list(self.suffixes)
+            assert self.group is not None
+            suffixes, indices = list(self.suffixes), list(self.indices)
             for i in self.money:
-                out[i] = keys.aggregate_suffix(self.layout[i][0], currency)
-            found = self.by_currency[currency] = tuple(out)
+                spec = self.group.specs[i]
+                suffixes[i] = keys.aggregate_suffix(self.layout[i][0], currency)
+                indices[i] = templates.row(spec, _report_at(self.group, i, currency))
+            found = self.by_currency[currency] = (tuple(suffixes), tuple(indices))
         return found
+
+
+def _report_at(group: EntityGroup, position: int, currency: str | None) -> int:
+    floor = group.floor(position)
+    return floor.at(currency) if floor is not None else 0
 
 
 class Templates:
@@ -96,9 +114,11 @@ class Templates:
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._by_id: dict[str, Template] = {}
+        self._rows: dict[tuple[str, int], int] = {}  # (agg_id, report_at) -> spec index
         self._groups: dict[str, GroupTemplate] = {}
         self._table: list[list[Any]] = []
         self.table_json = b"[]"
+        self.rings = limits.counted_events > 0
 
     def group(self, group: EntityGroup) -> GroupTemplate:
         tpl = self._groups.get(group.signature)
@@ -106,7 +126,10 @@ class Templates:
             specs = [self.get(s) for s in group.specs]
             tpl = self._groups[group.signature] = GroupTemplate(
                 group.entity,
-                tuple(t.index for t in specs),
+                tuple(
+                    self.row(s, _report_at(group, i, None)) if t.kind == SUM else t.index
+                    for i, (s, t) in enumerate(zip(group.specs, specs, strict=True))
+                ),
                 tuple(t.suffix for t in specs),
                 tuple(i for i, t in enumerate(specs) if t.guarded),
                 tuple(
@@ -114,8 +137,22 @@ class Templates:
                 ),
                 tuple(i for i, t in enumerate(specs) if t.kind == DISTINCT),
                 tuple(i for i, t in enumerate(specs) if t.per_currency),
+                group,
             )
         return tpl
+
+    def row(self, spec: AggregateSpec, report_at: int) -> int:
+        """The index of a count's or sum's spec row with this report floor:
+        one row per floor, since the script reads the floor from the row."""
+        if not report_at:
+            return self.get(spec).index
+        found = self._rows.get((spec.agg_id, report_at))
+        if found is None:
+            base = self._table[self.get(spec).index - 1]
+            self._table.append([*base[:5], report_at])
+            self.table_json = orjson.dumps(self._table)
+            found = self._rows[(spec.agg_id, report_at)] = len(self._table)
+        return found
 
     def get(self, spec: AggregateSpec) -> Template:
         tpl = self._by_id.get(spec.agg_id)
@@ -140,7 +177,7 @@ class Templates:
         else:
             assert spec.bucket_ms is not None and spec.window_ms is not None
             late_buckets = -(-lim.lateness_ms // spec.bucket_ms)
-            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl]
+            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl, 0]
             suffix = keys.aggregate_suffix(spec.agg_id)
             guarded = spec.kind in _GUARDED
             tpl = Template(
@@ -156,7 +193,7 @@ class AggregateCall:
     """The keys, flat units and reply layout of one script call (one slot on a
     cluster), and the key of that slot's duplicate guard."""
 
-    __slots__ = ("argv", "flat", "guard", "keys", "where")
+    __slots__ = ("argv", "flat", "guard", "keys", "reply_size", "where")
 
     def __init__(self, guard: str) -> None:
         self.guard = guard
@@ -164,6 +201,7 @@ class AggregateCall:
         self.flat: list[Any] = []
         self.argv: list[Any] = []  # the script's ARGV, once encoded
         self.where: list[tuple[int, GroupTemplate]] = []  # per unit: its event, its group
+        self.reply_size = 0  # the answer's main part: per unit its status, 2 per op
 
     def kidx(self, key: str) -> int:
         idx = self.keys.get(key)
@@ -193,6 +231,7 @@ def encode(
     calls: dict[int, AggregateCall] = {}
     entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
     group_of = templates.group
+    rings = templates.rings
     for ei, ev in enumerate(events):
         if not ev.requests:
             continue
@@ -214,16 +253,23 @@ def encode(
             known = call.keys
             guard = _guard(call, contributions, tpl.guarded, guarded_in) if tpl.guarded else 0
             flat = call.flat
-            # The digest only where the guard reads it: it is the longest field.
-            flat += (guard, ehash if guard > 0 else 0, ev.event_ms, len(contributions))
-            suffixes = tpl.suffixes_in(ev.currency) if tpl.money else tpl.suffixes
-            for index, suffix, c in zip(tpl.indices, suffixes, contributions, strict=True):
+            # The digest only where the guard reads it: it is the longest field;
+            # the event id only where a ring records it.
+            ref = ev.event_id if rings and guard else 0
+            flat += (guard, ehash if guard > 0 else 0, ev.event_ms, ref, len(contributions))
+            suffixes, indices = (
+                tpl.in_currency(ev.currency, templates)
+                if tpl.money
+                else (tpl.suffixes, tpl.indices)
+            )
+            for index, suffix, c in zip(indices, suffixes, contributions, strict=True):
                 key = prefix + suffix
                 k = known.get(key)
                 if k is None:
                     k = known[key] = len(known) + 1
                 flat += (index, k, c)
             call.where.append((ei, tpl))
+            call.reply_size += 1 + 2 * len(contributions)
     return calls
 
 
@@ -269,34 +315,77 @@ def _hash_members(
 def decode(
     events: Sequence[EventRequests], calls: dict[int, AggregateCall], replies: dict[int, Any]
 ) -> list[EventObservations]:
-    """The flat replies → per event its least favourable status and one
-    observation per aggregate."""
+    """The flat replies → per event its least favourable status, one
+    observation per aggregate, and the rings read for it."""
     values: list[dict[str, Observation]] = [{} for _ in events]
-    new = tuple.__new__
+    counted: list[dict[str, Counted]] = [{} for _ in events]
     status = [1] * len(events)  # 1 new > 0 duplicate > -1 too old: the least wins
     for slot, call in calls.items():
-        flat, at = replies[slot], 0
-        for ei, tpl in call.where:
-            if flat[at] < status[ei]:
-                status[ei] = flat[at]
-            at += 1
-            row = values[ei]
-            for agg_id, kind, bucket_ms in tpl.layout:
-                value = flat[at]
-                # tuple.__new__: half the cost of calling the NamedTuple,
-                # and this runs for every aggregate of every event.
-                if kind == FIRST:
-                    row[agg_id] = new(Observation, (value, 0))
-                elif value < 0:
-                    row[agg_id] = new(Observation, (None, 0))
-                elif kind == DISTINCT:
-                    row[agg_id] = new(Observation, (value, flat[at + 1] + 1))
-                else:
-                    row[agg_id] = new(Observation, (value, (flat[at + 1] + 1) * bucket_ms))
-                at += 2
-        if at != len(flat):
-            raise RuntimeError(f"aggregate script returned {len(flat)} values, expected {at}")
+        flat = replies[slot]
+        _decode_call(flat, call, values, status)
+        if len(flat) > call.reply_size:
+            _attach(call, _reports(flat, call.reply_size), counted)
     expected = sum(len(r.contributions) for ev in events for r in ev.requests)
     if sum(len(v) for v in values) != expected:
         raise RuntimeError("aggregate script calls left requests unanswered")
-    return [EventObservations(_STATUS[st], row) for st, row in zip(status, values, strict=True)]
+    return [
+        EventObservations(_STATUS[st], row, c)
+        for st, row, c in zip(status, values, counted, strict=True)
+    ]
+
+
+def _decode_call(
+    flat: list[Any], call: AggregateCall, values: list[dict[str, Observation]], status: list[int]
+) -> None:
+    new = tuple.__new__
+    at = 0
+    for ei, tpl in call.where:
+        if flat[at] < status[ei]:
+            status[ei] = flat[at]
+        at += 1
+        row = values[ei]
+        for agg_id, kind, bucket_ms in tpl.layout:
+            value = flat[at]
+            # tuple.__new__: half the cost of calling the NamedTuple,
+            # and this runs for every aggregate of every event.
+            if kind == FIRST:
+                row[agg_id] = new(Observation, (value, 0))
+            elif value < 0:
+                row[agg_id] = new(Observation, (None, 0))
+            elif kind == DISTINCT:
+                row[agg_id] = new(Observation, (value, flat[at + 1] + 1))
+            else:
+                row[agg_id] = new(Observation, (value, (flat[at + 1] + 1) * bucket_ms))
+            at += 2
+    if at != call.reply_size:
+        raise RuntimeError(f"aggregate script answered {at} values, expected {call.reply_size}")
+
+
+def _attach(
+    call: AggregateCall, reports: dict[int, Counted], counted: list[dict[str, Counted]]
+) -> None:
+    """Each ring read to the event and aggregate whose value it follows."""
+    at = 0
+    for ei, tpl in call.where:
+        at += 1
+        for agg_id, _, _ in tpl.layout:
+            found = reports.get(at)
+            if found is not None:
+                counted[ei][agg_id] = found
+            at += 2
+
+
+def _reports(flat: list[Any], start: int) -> dict[int, Counted]:
+    """The rings the script read after the main answer: by the position of
+    the value they go with, entries parsed from "<ms>|<event id>"."""
+    out: dict[int, Counted] = {}
+    at = start
+    while at < len(flat):
+        position, n = flat[at] - 1, flat[at + 1]  # Lua counts from 1
+        entries = []
+        for raw in flat[at + 2 : at + 2 + n]:
+            ms, _, event_id = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+            entries.append((int(ms), event_id))
+        out[position] = tuple(entries)
+        at += 2 + n
+    return out

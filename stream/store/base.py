@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from detectors.counted import Counted
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
 from stream.store.counters import CounterReader
@@ -59,6 +60,9 @@ class EventRequests:
 class EventObservations:
     status: EventStatus  # the least favourable across the event's entities
     values: dict[str, Observation]  # by agg_id
+    # By agg_id, for the aggregates whose value reached their report floor:
+    # the events the ring holds, oldest first (detectors.counted).
+    counted: dict[str, Counted] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,9 @@ class StoreConfig:
     # How far an event may move a first sighting back (None: the lateness).
     # Replays of history after a state loss lift the limit.
     first_seen_backdate_ms: int | None = None
+    # Event ids kept with each count and sum (a ring of the newest), handed
+    # back near a rule's crossing (detectors.counted); 0: none kept.
+    counted_events: int = 20
 
     @property
     def backdate_ms(self) -> int:

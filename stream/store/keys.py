@@ -7,7 +7,10 @@ tag: a backtest's scratch namespace uses the same slots and can be removed
 with one SCAN pattern.
 
     <ns>:{u:<h>}:a:<agg_id>         HASH  bucketed count: n = newest bucket,
-                                          t = window total, <bucket> = value
+                                          t = window total, <bucket> = value;
+                                          r<i> = a counted event "<ms>|<event id>"
+                                          (a ring of FRAUD_COUNTED_EVENTS), p = the
+                                          newest's sequence number
     <ns>:{u:<h>}:a:<agg_id>:<CUR>   HASH  the same for a sum (money), one key per
                                           ISO 4217 currency: amounts in different
                                           currencies are never added
@@ -46,7 +49,8 @@ enough to enumerate, so an unkeyed digest could be reversed by anyone who
 reads the keys. Members of distinct counts (e.g. the accounts paying with
 one card) are hashed the same way, in their own domain; counting is
 unchanged, since equal values give equal hashes. Duplicate-guard members are
-digests of event ids, which name no person.
+digests of event ids, which name no person; a count's ring of counted
+events holds event ids as values, for the same reason.
 
 Collisions: 128 bits. Two of n different ids share a hash with probability
 about n^2 / 2^129: for 10^10 entities ever, ~1.5e-19. A collision would merge

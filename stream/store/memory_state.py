@@ -72,6 +72,16 @@ class BucketedWindow:
     newest: int
     total: int
     buckets: dict[int, int] = field(default_factory=dict)
+    # The newest counted events, oldest first, and how many were ever
+    # counted since the window last started afresh (aggregates.lua's ring).
+    ring: list[tuple[int, str]] = field(default_factory=list)
+    seq: int = 0
+
+    def count_event(self, entry: tuple[int, str] | None, size: int) -> None:
+        if entry is not None and size:
+            self.seq += 1
+            self.ring.append(entry)
+            del self.ring[:-size]
 
     def window(self, b: int, n: int) -> tuple[int, int]:
         """Exact value of the window ending at bucket b (a reader's view)."""
@@ -127,34 +137,48 @@ class BucketedWindow:
 
 
 def bucketed_op(
-    state: BucketedWindow | None, apply: bool, reader: bool, t: int, d: int, shape: Bucketing
+    state: BucketedWindow | None,
+    apply: bool,
+    reader: bool,
+    t: int,
+    d: int,
+    shape: Bucketing,
+    ring: tuple[tuple[int, str] | None, int] = (None, 0),
 ) -> tuple[BucketedWindow | None, int, int]:
     """(the new state, value, end bucket) of one count/sum op, as sum_op in
     aggregates.lua: `apply` adds d (False for a duplicate, judged on the
     same window without adding); `reader` only reads the window ending at
-    the event's own bucket (e.g. a ratio's denominator)."""
+    the event's own bucket (e.g. a ratio's denominator). `ring`: the
+    event's entry (None: not recorded) and the ring's size."""
     b = t // shape.bucket_ms
     n = shape.buckets
+    entry, size = ring if apply and d != 0 else (None, 0)
     if state is None:
         if not apply or d == 0:
             return None, 0, b
-        return BucketedWindow(b, d, {b: d}), d, b
+        fresh = BucketedWindow(b, d, {b: d})
+        fresh.count_event(entry, size)
+        return fresh, d, b
     if b < state.newest - n + 1 - shape.late_buckets:
         return state, -1, b
     if reader:
         return (state, state.total, b) if b == state.newest else (state, *state.window(b, n))
     if b > state.newest:
         if b - n - shape.late_buckets >= state.newest:
-            # Every retained bucket leaves the window and the lateness.
+            # Every retained bucket (and the ring) leaves the window and the lateness.
             total = d if apply else 0
-            return BucketedWindow(b, total, {b: total} if total else {}), total, b
+            fresh = BucketedWindow(b, total, {b: total} if total else {})
+            fresh.count_event(entry, size)
+            return fresh, total, b
         state.advance(b, shape)
         if apply and d != 0:
             state.total += d
             state.buckets[b] = d
+            state.count_event(entry, size)
         return state, state.total, b
     if apply and d != 0:
         state.add(b, d, n)
+        state.count_event(entry, size)
     if b == state.newest:
         return state, state.total, b
     return (state, *state.busiest(b, n))

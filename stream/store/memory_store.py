@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from detectors.aggregates import AggregateKind, AggregateSpec
+from detectors.counted import Counted, ReportFloor
 from detectors.decisions import ALERT_ID_PLACEHOLDER
 from detectors.engine import GroupRequest, Observation
 from detectors.rules_entities import EntityType
@@ -60,6 +61,17 @@ Entity = tuple[tuple[EntityType, ...], tuple[str, ...]]
 _GUARDED = frozenset({AggregateKind.COUNT, AggregateKind.SUM})
 _RANK = {EventStatus.NEW: 2, EventStatus.DUPLICATE: 1, EventStatus.TOO_OLD: 0}
 _PLACEHOLDER = ALERT_ID_PLACEHOLDER.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Ring:
+    """What a count or sum op needs for the ring: the event's entry (None:
+    its unit adds to no count or sum), the op's report floor, and where a
+    ring read back goes."""
+
+    entry: tuple[int, str] | None
+    floor: ReportFloor | None
+    counted: dict[str, Counted]
 
 
 @dataclass(slots=True)
@@ -123,9 +135,11 @@ class MemoryStore:
         status = EventStatus.NEW
         verdict: EventStatus | None = None
         values: dict[str, Observation] = {}
+        counted: dict[str, Counted] = {}
         for req in ev.requests:
             unit = EventStatus.NEW
-            if _guarded(req):
+            guarded = _guarded(req)
+            if guarded:
                 if verdict is None:
                     verdict = self._guard.admit(
                         ev.event_id, ev.event_ms, self._config.dedup_horizon_ms
@@ -134,9 +148,15 @@ class MemoryStore:
             if _RANK[unit] < _RANK[status]:
                 status = unit
             entity = (req.group.entity, req.entity_ids)
-            for spec, c in zip(req.group.specs, req.contributions, strict=True):
-                values[spec.agg_id] = self._op(entity, spec, c, unit is EventStatus.NEW, ev)
-        return EventObservations(status, values)
+            entry = (ev.event_ms, ev.event_id) if guarded else None
+            for i, (spec, c) in enumerate(zip(req.group.specs, req.contributions, strict=True)):
+                new = unit is EventStatus.NEW
+                if spec.kind in _GUARDED:
+                    ring = _Ring(entry, req.group.floor(i), counted)
+                    values[spec.agg_id] = self._bucketed(entity, spec, c, new, ev, ring)
+                else:
+                    values[spec.agg_id] = self._op(entity, spec, c, new, ev)
+        return EventObservations(status, values, counted)
 
     def _op(
         self,
@@ -149,9 +169,7 @@ class MemoryStore:
         apply = new and contribution is not None
         if spec.kind is AggregateKind.FIRST_SEEN:
             return self._first_seen(entity, spec, apply, ev.event_ms)
-        if spec.kind is AggregateKind.DISTINCT:
-            return self._distinct_op(entity, spec, contribution, apply, ev.event_ms)
-        return self._bucketed(entity, spec, contribution, apply, ev)
+        return self._distinct_op(entity, spec, contribution, apply, ev.event_ms)
 
     def _first_seen(self, entity: Entity, spec: AggregateSpec, apply: bool, t: int) -> Observation:
         key = (entity, spec.agg_id)
@@ -185,9 +203,13 @@ class MemoryStore:
         entity: Entity,
         spec: AggregateSpec,
         contribution: int | str | None,
-        apply: bool,
+        new: bool,
         ev: EventRequests,
+        ring: _Ring,
     ) -> Observation:
+        """A count or sum; its ring read back (into `ring.counted`) when the
+        value reaches the floor, as aggregates.lua does."""
+        apply = new and contribution is not None
         currency = None
         if spec.per_currency:
             if ev.currency is None:
@@ -197,11 +219,15 @@ class MemoryStore:
         shape = self._shape(spec)
         reader = contribution is None
         delta = 0 if contribution is None else int(contribution)
+        size = self._config.counted_events
         state, value, end = bucketed_op(
-            self._windows.get(key), apply, reader, ev.event_ms, delta, shape
+            self._windows.get(key), apply, reader, ev.event_ms, delta, shape, (ring.entry, size)
         )
         if state is not None:
             self._windows[key] = state
+            report_at = ring.floor.at(currency) if ring.floor is not None else 0
+            if size and report_at and value >= report_at and state.seq:
+                ring.counted[spec.agg_id] = tuple(state.ring)
         if value < 0:
             return Observation(None, 0)
         return Observation(value, (end + 1) * shape.bucket_ms)

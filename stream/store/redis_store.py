@@ -105,6 +105,7 @@ class RedisStore:
                 first_seen_ttl_ms=cfg.first_seen_ttl_ms,
                 ttl_slack_ms=cfg.ttl_slack_ms,
                 first_seen_backdate_ms=cfg.backdate_ms,
+                counted_events=cfg.counted_events,
             )
         )
 
@@ -267,7 +268,14 @@ class RedisStore:
         )
         table = self._templates.table_json  # after encode: it may have added specs
         for call in calls.values():
-            call.argv = [table, orjson.dumps(call.flat), horizon, guard_ttl, refresh]
+            call.argv = [
+                table,
+                orjson.dumps(call.flat),
+                horizon,
+                guard_ttl,
+                refresh,
+                cfg.counted_events,
+            ]
         return calls
 
     async def _each_slot(

@@ -53,6 +53,7 @@ async def test_memory_and_redis_agree_on_simulated_traffic(
     memory, redis = runs[Backend.MEMORY], runs[Backend.REDIS]
     print(f"\nmemory: {memory.counts()}\nredis:  {redis.counts()}")
     assert memory.alert_ids and memory.freezes
+    assert any(o.counted for _, o in memory.observed)  # rings were read, and compared
     if shuffle:  # the disorder reached the store
         assert memory.statuses().keys() == set(EventStatus)
     assert differences(memory, redis) == []

@@ -71,7 +71,8 @@ async def test_window_rolls_forward_and_old_buckets_are_dropped(
         await store.apply([ev(f"e{i}", T0 + i * BUCKET)])
     key = keys.aggregate(store.namespace, U, SUM.agg_id, "EUR")
     fields = await redis_client.hlen(key)
-    assert 0 < fields <= N + 60 + 2  # window + lateness buckets + n + t
+    # window + lateness buckets + n + t, and the counted events' ring + p
+    assert 0 < fields <= N + 60 + 2 + CONFIG.counted_events + 1
 
 
 async def test_one_call_per_batch_on_standalone(

@@ -3,11 +3,14 @@ the layout aggregates.lua reads (see its header)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 
 from detectors.aggregates import AggregateKind, AggregateSpec
-from detectors.engine import AggregateRequest, Observation
+from detectors.counted import ReportFloor
+from detectors.engine import AggregateRequest, EntityGroup, GroupRequest, Observation
 from detectors.events import Topic
 from detectors.rules_entities import EntityType
 from stream.store import aggregate_calls
@@ -53,8 +56,8 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
     (call,) = _encode([ev]).values()
     keys = list(call.keys)
     guard = keys.index(GUARD) + 1
-    ops = call.flat[4:]
-    assert call.flat[:4] == [guard, "h-e1", 1_000, 4]
+    ops = call.flat[5:]
+    assert call.flat[:5] == [guard, "h-e1", 1_000, 0, 4]  # no ring kept: no event id
     # A distinct member travels as its keyed hash, never as the raw value.
     assert [ops[i + 2] for i in range(0, len(ops), 3)] == [1, None, HASHER.member("d-9"), 1]
     assert [keys[ops[i + 1] - 1] for i in range(0, len(ops), 3)] == [
@@ -65,14 +68,14 @@ def test_ops_carry_spec_key_and_contribution_with_null_for_a_read() -> None:
     ]
     assert not any("alice" in k for k in keys) and "d-9" not in call.flat
     # The JSON the script decodes: null stays in place, so positions hold.
-    assert orjson.loads(orjson.dumps(call.flat))[4 + 5] is None
+    assert orjson.loads(orjson.dumps(call.flat))[5 + 5] is None
 
 
 def test_a_unit_that_only_reads_or_feeds_unguarded_aggregates_takes_no_guard() -> None:
     reads = event_requests("e1", 5, [AggregateRequest(COUNT, ("bob",), None)])
     distinct_only = event_requests("e2", 6, [AggregateRequest(DEVICES, ("bob",), "d-1")])
     (call,) = _encode([reads, distinct_only]).values()
-    assert call.flat[0] == 0 and call.flat[7] == 0
+    assert call.flat[0] == 0 and call.flat[8] == 0
     assert GUARD not in call.keys
 
 
@@ -91,7 +94,7 @@ def test_an_event_goes_through_the_calls_guard_once_and_a_repeat_goes_again() ->
 
     (call,) = _encode([event("e1"), event("e1")]).values()
     guard = list(call.keys).index(GUARD) + 1
-    units = [call.flat[i] for i in range(0, len(call.flat), 7)]
+    units = [call.flat[i] for i in range(0, len(call.flat), 8)]
     assert sorted(units[:3]) == sorted(units[3:]) == [-1, 0, guard]
     assert units.index(guard) < units.index(-1) and units.index(guard, 3) < units.index(-1, 3)
 
@@ -143,7 +146,7 @@ def test_sums_are_kept_per_currency_and_counts_are_not() -> None:
         return event_requests(event_id, 1_000, reqs, currency)
 
     (call,) = _encode([event("e1", "EUR"), event("e2", "JPY"), event("e3", "EUR")]).values()
-    ops = [call.flat[4 + 10 * u : 10 + 10 * u] for u in range(3)]
+    ops = [call.flat[5 + 11 * u : 11 + 11 * u] for u in range(3)]
     key_of = {v: k for k, v in call.keys.items()}
     sums = [key_of[unit[4]] for unit in ops]
     counts = {key_of[unit[1]] for unit in ops}
@@ -155,3 +158,48 @@ def test_a_sum_without_the_events_currency_is_refused() -> None:
     ev = event_requests("e1", 1_000, [AggregateRequest(SUM, ("alice",), 10)])
     with pytest.raises(ValueError, match="currency"):
         _encode([ev])
+
+
+RINGS = dataclasses.replace(LIMITS, counted_events=20)
+
+
+def _group(floor: ReportFloor) -> EntityGroup:
+    return EntityGroup(U, (COUNT, SUM), (ReportFloor(3), floor))
+
+
+def test_with_rings_a_counting_unit_carries_its_event_id_and_a_read_does_not() -> None:
+    count = GroupRequest(_group(ReportFloor()), ("alice",), (1, 250))
+    read = GroupRequest(_group(ReportFloor()), ("bob",), (None, None))
+    events = [EventRequests("e1", 1_000, [count], "EUR"), EventRequests("e2", 2_000, [read], "EUR")]
+    templates = aggregate_calls.Templates(RINGS)
+    (call,) = aggregate_calls.encode(events, templates, "ns", lambda t: 0, str, HASHER).values()
+    assert call.flat[3] == "e1" and call.flat[11 + 3] == 0
+
+
+def test_report_floors_travel_in_spec_rows_per_currency() -> None:
+    """The script reads a floor from the op's spec row: one row per floor,
+    and a sum's floor is the one of the event's currency."""
+    floors = ReportFloor(0, (("EUR", 8_000), ("JPY", 900)))
+    templates = aggregate_calls.Templates(RINGS)
+    events = [
+        EventRequests(f"e{c}", 1_000, [GroupRequest(_group(floors), ("alice",), (1, 5))], c)
+        for c in ("EUR", "JPY", "GBP")
+    ]
+    (call,) = aggregate_calls.encode(events, templates, "ns", lambda t: 0, str, HASHER).values()
+    table = orjson.loads(templates.table_json)
+    rows = [[table[call.flat[u * 11 + 5 + i] - 1][5] for i in (0, 3)] for u in range(3)]
+    assert rows == [[3, 8_000], [3, 900], [3, 0]]  # GBP: no rule judges it, never reported
+
+
+def test_reply_decoding_attaches_rings_to_their_values() -> None:
+    group = _group(ReportFloor(1))
+    ev = EventRequests("e9", 1_000, [GroupRequest(group, ("alice",), (1, 5))], "EUR")
+    calls = aggregate_calls.encode(
+        [ev], aggregate_calls.Templates(RINGS), "ns", lambda t: 0, str, HASHER
+    )
+    # status, count 3 (reported: its value at position 2, counting from 1),
+    # sum 15 (reported: position 4); then the rings.
+    reply = [1, 3, 9, 15, 0, 2, 2, b"500|e1", b"1000|e9", 4, 1, b"1000|e9"]
+    (obs,) = aggregate_calls.decode([ev], calls, {0: reply})
+    assert obs.counted == {COUNT.agg_id: ((500, "e1"), (1_000, "e9")), SUM.agg_id: ((1_000, "e9"),)}
+    assert obs.values[COUNT.agg_id] == Observation(3, 600_000)

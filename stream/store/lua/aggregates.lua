@@ -20,11 +20,12 @@
 -- The arguments are flat: nested JSON costs the script a Lua table per op.
 -- KEYS    : every key used by the units
 -- ARGV[1] : JSON array of the specs ops refer to (by position, from 1):
---           {1, bucket_ms, buckets, late_buckets, ttl_ms}    bucketed count/sum
+--           {1, bucket_ms, buckets, late_buckets, ttl_ms, report_at}
+--                                                            bucketed count/sum
 --           {2, window_ms, lateness_ms, ttl_ms}              distinct
 --           {3, field, ttl_ms, backdate_ms}                  first sighting
 -- ARGV[2] : JSON array of units, one after another:
---           guard, event_digest, event_ms, op count, then per op
+--           guard, event_digest, event_ms, ref, op count, then per op
 --           spec, kidx, arg (sum: delta; distinct: member; first: 1;
 --           null: the event only reads this aggregate)
 --           guard: the guard's kidx for the event's first guarded unit in
@@ -32,12 +33,21 @@
 --           that needs the guard
 -- ARGV[3] : duplicate horizon ms;  ARGV[4] : the guard's TTL ms
 -- ARGV[5] : refresh slice ms
+-- ARGV[6] : ring size: how many counted events a count/sum key keeps
+--           (fields p = the newest's sequence number, r<seq % size> =
+--           "<event ms>|<event id>"; 0: none). A unit's ref is its event id
+--           when it adds to a count or sum and rings are kept, else 0.
+--           After an op whose value reaches its spec's report_at (> 0), the
+--           ring is read in the same step: what an alert lists then depends
+--           on the order events were applied in, never on batching.
 --           (integers < 2^53 travel as JSON numbers; every one handed to a
 --           Redis command goes through I() or S, never Lua's %.14g formatting)
--- returns : one flat array of integers: per unit its status (1 new,
---           0 duplicate, -1 too old), then value and end per op (value -1 =
---           too late for this aggregate). Flat, because nested replies cost
---           the client far more to parse.
+-- returns : one flat array: per unit its status (1 new, 0 duplicate,
+--           -1 too old), then value and end per op (value -1 = too late for
+--           this aggregate); then per reported op: the position of its value
+--           in the array, the number of ring entries, the entries oldest
+--           first. Flat, because nested replies cost the client far more to
+--           parse.
 local function I(x) return string.format('%d', x) end
 -- Bucket indices, event times and deltas recur across a batch's ops: each is
 -- formatted once per call (a number handed to redis.call costs as much).
@@ -100,6 +110,9 @@ end
 -- Keys to PEXPIRE once the units are done: key -> TTL ms (a string).
 local expire = {}
 local refresh = tonumber(ARGV[5])
+local rsize = tonumber(ARGV[6])
+local RF = {}  -- ring field names by seq % size
+for j = 0, rsize - 1 do RF[j] = 'r' .. j end
 
 -- Whether event time moved from `old` ms into a later refresh slice at `new` ms.
 local function moved(old, new)
@@ -110,13 +123,23 @@ end
 -- original, nothing added). reader: 1 when the event does not feed this
 -- aggregate and only reads it (e.g. a ratio's denominator).
 -- Returns the value and the window's end bucket.
-local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms)
+local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
   local st
-  if apply == 1 then st = redis.call('HMGET', key, 'n', 't', S[b])
+  if apply == 1 then st = redis.call('HMGET', key, 'n', 't', S[b], 'p')
   else st = redis.call('HMGET', key, 'n', 't') end
+  -- The ring's next sequence number and field, when this op is counted.
+  local seq, rf = 0, nil
+  if entry and apply == 1 and d ~= 0 then
+    seq = (tonumber(st[4]) or 0) + 1
+    rf = RF[seq % rsize]
+  end
   if not st[1] then
     if apply == 0 or d == 0 then return 0, b end
-    redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d])
+    if rf then
+      redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d], 'p', '1', RF[1 % rsize], entry)
+    else
+      redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d])
+    end
     expire[key] = ttl
     return d, b
   end
@@ -133,7 +156,10 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms)
       -- is a fresh key, so write that directly (a sparse entity's usual case).
       t = (apply == 1) and d or 0
       redis.call('DEL', key)
-      if t ~= 0 then
+      if rf then
+        -- The ring's entries left with the buckets: it starts again.
+        redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t], 'p', '1', RF[1 % rsize], entry)
+      elseif t ~= 0 then
         redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t])
       else
         redis.call('HSET', key, 'n', S[b], 't', '0')
@@ -149,7 +175,10 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms)
     drop_buckets(key, nb - n + 1 - lb, math.min(b - n - lb, nb))
     -- No field above nb exists (nb only grows), so bucket b is new: set it
     -- in the same HSET as the head.
-    if apply == 1 and d ~= 0 then
+    if rf then
+      t = t + d
+      redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d], 'p', I(seq), rf, entry)
+    elseif apply == 1 and d ~= 0 then
       t = t + d
       redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d])
     else
@@ -166,7 +195,10 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms)
     local v = (tonumber(st[3]) or 0) + d
     if b > nb - n then
       t = t + d
-      redis.call('HSET', key, S[b], I(v), 't', I(t))
+      if rf then redis.call('HSET', key, S[b], I(v), 't', I(t), 'p', I(seq), rf, entry)
+      else redis.call('HSET', key, S[b], I(v), 't', I(t)) end
+    elseif rf then
+      redis.call('HSET', key, S[b], I(v), 'p', I(seq), rf, entry)
     else
       redis.call('HSET', key, S[b], I(v))
     end
@@ -219,6 +251,22 @@ local function first_op(key, field, apply, t, ttl, lateness)
   return cur, 0
 end
 
+-- The ring of a count/sum key, oldest first, appended to `reports` after
+-- the position of the op's value in the reply and the number of entries.
+local reports, nr = {}, 0
+local function report(key, at)
+  local vals = redis.call('HMGET', key, 'p', unpack(RF, 0, rsize - 1))
+  local p = tonumber(vals[1])
+  if not p then return end
+  local lo = math.max(1, p - rsize + 1)
+  reports[nr + 1], reports[nr + 2] = at, p - lo + 1
+  nr = nr + 2
+  for j = lo, p do
+    nr = nr + 1
+    reports[nr] = vals[(j % rsize) + 2]
+  end
+end
+
 local specs = cjson.decode(ARGV[1])
 for _, spec in ipairs(specs) do
   -- TTLs as command arguments, formatted once per call.
@@ -233,7 +281,10 @@ local verdict = 1  -- the guard's verdict on the event of the last guarded unit
 local out, o = {}, 0  -- flat: per unit its status, then value and end per op
 local i, len = 1, #a
 while i <= len do
-  local gk, t, nops = a[i], a[i + 2], a[i + 3]
+  local gk, t, ref, nops = a[i], a[i + 2], a[i + 3], a[i + 4]
+  -- The ring entry of this unit's event, when it adds to counts or sums.
+  local entry = nil
+  if ref ~= 0 then entry = S[t] .. '|' .. ref end
   local status = 1
   if gk > 0 then
     if not guard then
@@ -255,7 +306,7 @@ while i <= len do
   end
   o = o + 1
   out[o] = status
-  i = i + 4
+  i = i + 5
   for _ = 1, nops do
     local spec, key, arg = specs[a[i]], KEYS[a[i + 1]], a[i + 2]
     i = i + 3
@@ -267,7 +318,8 @@ while i <= len do
       -- Exact: event ms and bucket sizes are integers far below 2^53.
       local bms = spec[2]
       local b = math.floor(t / bms)
-      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5], bms)
+      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5], bms, entry)
+      if spec[6] > 0 and v >= spec[6] and rsize > 0 then report(key, o + 1) end
     elseif kind == 2 then
       v, e = dst_op(key, apply, arg, t, spec[2], spec[3], spec[4])
     else
@@ -283,4 +335,5 @@ if guard and newest then
   expire[guard] = guard_ttl
 end
 for key, ttl in pairs(expire) do redis.call('PEXPIRE', key, ttl) end
+for j = 1, nr do out[o + j] = reports[j] end
 return out
