@@ -27,6 +27,7 @@ from console.metrics import ConsoleMetrics
 from console.pages import add_page_routes
 from console.record_pages import add_record_routes
 from console.render import SECURITY_HEADERS
+from console.rules_page import add_rules_routes, file_rulebook
 from console.settings import ConsoleSettings
 from console.users import load_users
 from console.verdict_pages import add_verdict_routes
@@ -92,6 +93,7 @@ class Console:
                 descriptions,
                 self.publisher.verdict,
                 self.publisher.control,
+                file_rulebook(settings),
             )
 
     async def purge_once(self, now_ms: int) -> int:
@@ -168,6 +170,7 @@ class Console:
         add_verdict_routes(app)
         add_entity_routes(app)
         add_record_routes(app)
+        add_rules_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 
