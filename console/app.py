@@ -19,6 +19,8 @@ import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console.assignment import add_assignment_routes
+from console.bulk_verdicts import add_bulk_routes
 from console.entity_page import add_entity_routes
 from console.index_store import purge
 from console.indexer import Indexer
@@ -171,6 +173,8 @@ class Console:
         add_entity_routes(app)
         add_record_routes(app)
         add_rules_routes(app)
+        add_assignment_routes(app)
+        add_bulk_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 
