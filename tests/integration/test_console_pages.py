@@ -7,7 +7,6 @@ the workers' types. The pages read only the database; a verdict goes to a real K
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from console.app import Console
 from console.index_store import write_rows
 from console.mapping import index_record
-from console.migrations import migrate
 from console.rows import Position, Source
 from console.settings import ConsoleSettings
 from console.users import hash_password
@@ -28,11 +26,10 @@ from detectors.list_names import ListEntityType
 from detectors.rules import ActionKind
 from detectors.verdicts import Verdict, VerdictKind, parse_verdict
 from devenv.browser import CHROMIUM
-from devenv.postgres import create_database, database_url
 from stream import kafka_io
 from stream.settings import Settings
 from stream.topics import create_all_topics
-from tests.console_records import T0, alert, dumps, freeze, list_entry, meta
+from tests.console_records import T0, alert, console_database, dumps, freeze, list_entry, meta
 from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"
@@ -85,10 +82,7 @@ async def index(url: str, items: list[tuple[Source, bytes]]) -> None:
 async def site(
     postgres_port: int, services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Site]:
-    name = f"pages_{uuid.uuid4().hex[:8]}"
-    create_database(postgres_port, name)
-    url = database_url(postgres_port, name)
-    migrate(url)
+    url = console_database(postgres_port, "pages")
     await index(url, records())
     users = tmp_path_factory.mktemp("console") / "users.yaml"
     users.write_text(
