@@ -68,8 +68,13 @@ async def queue(request: web.Request) -> web.StreamResponse:
         back=request.path_qs,
         form_token=form_token(),
         verdict_kinds=[k.value for k in VerdictKind],
-        bulk_sent=request.query.get("bulk", ""),
+        bulk_sent=_count(request.query.get("bulk", "")),
     )
+
+
+def _count(raw: str) -> str:
+    """A count the bulk verdict's redirect gave; anything else shows nothing."""
+    return raw if raw.isdigit() and len(raw) <= 4 else ""
 
 
 def _me(request: web.Request) -> str:

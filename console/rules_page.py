@@ -82,6 +82,11 @@ def in_effect(published: Ruleset | None, book: Rulebook | None) -> RulesInEffect
     return RulesInEffect((), "", None)
 
 
+def _rule_in(rule_id: str, effect: RulesInEffect) -> str:
+    """The rule the mode form's redirect names, if it is one in effect."""
+    return rule_id if rule_id in {r.rule_id for r in effect.rules} else ""
+
+
 @requires(Role.VIEWER)
 async def rules_page(request: web.Request) -> web.StreamResponse:
     conn = request[CONN]
@@ -100,7 +105,7 @@ async def rules_page(request: web.Request) -> web.StreamResponse:
         settings=[m.value for m in RuleModeSetting],
         can_set=user is not None and user.role.allows(Role.APPROVER),
         form_token=new_token(),
-        sent=request.query.get("sent", ""),
+        sent=_rule_in(request.query.get("sent", ""), effect),
         max_reason=MAX_REASON,
     )
 
@@ -131,7 +136,7 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     rule_id = request.match_info["rule_id"]
     pages = request.app[PAGES]
     effect = in_effect(await published_ruleset(request[CONN]), pages.rulebook)
-    if rule_id not in {r.rule_id for r in effect.rules}:
+    if not _rule_in(rule_id, effect):
         return render(request, "error.html", status=404, message="No such rule in effect.")
     form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     record = _mode_record(request, rule_id, form)
