@@ -325,3 +325,29 @@ async def test_the_freezes_and_audit_pages_list_what_stands_and_what_was_done(
     await page.click("form.filters button[type=submit]")
     await expect(page.locator("table.audit")).to_contain_text("No entries.")
     await expect(page.locator("form.filters input[name=actor]")).to_have_value(HOSTILE)
+
+
+async def test_an_analyst_takes_a_case_and_judges_picked_alerts_from_the_queue(
+    site: Site, page: Page
+) -> None:
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    row = page.locator("tr.alert-row", has_text=f"al_{48:032x}")
+    await row.locator("button", has_text="assign to me").click()
+    await expect(row.locator("td.status")).to_have_text("assigned (ana)")
+    await expect(row.locator("button", has_text="unassign")).to_have_count(1)
+    await page.goto(site.base + "/?assigned=me")
+    await expect(page.locator("tr.alert-row")).to_have_count(1)
+    await page.goto(site.base + "/")
+    picked = [f"al_{n:032x}" for n in (50, 49)]
+    for alert_id in picked:
+        await page.check(f"input[type=checkbox][value='{alert_id}']")
+    await page.fill("form.bulk input[name=note]", HOSTILE)
+    await page.click("form.bulk button[value=false_positive]")
+    await expect(page.locator(".notice")).to_contain_text("2 verdicts sent")
+    for alert_id in picked:
+        ((verdict, _),) = await published_verdicts(site.settings, alert_id)
+        assert (verdict.verdict, verdict.note) == (VerdictKind.FALSE_POSITIVE, HOSTILE)
+    await page.click("nav >> text=Rules")
+    await expect(page.locator("tr.rule-row", has_text=RULE)).to_contain_text("enforce")
+    await expect(page.locator("form.mode")).to_have_count(0)  # an analyst sets no mode
