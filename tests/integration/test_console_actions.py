@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
 from psycopg import sql
-from yarl import URL
 
 from console.app import Console
 from console.bulk_verdicts import BULK_CAP
@@ -39,6 +37,7 @@ from stream import kafka_io
 from stream.settings import Settings
 from stream.topics import create_all_topics
 from tests.console_records import alert, console_database, dumps
+from tests.integration.console_client import Client, Logins, field
 from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"
@@ -120,68 +119,9 @@ async def site(
         await console.publisher.stop()
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    location: str
-    text: str
-
-
-class Client:
-    """One logged-in browser, as far as the server can tell."""
-
-    def __init__(self, site: Site, user: str) -> None:
-        self.site, self.user = site, user
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-        self.csrf = ""
-
-    async def log_in(self) -> None:
-        await self.http.get(self.site.base + "/login")
-        login_csrf = self.login_csrf()
-        form = {"username": self.user, "password": PASSWORD, "csrf_token": login_csrf}
-        async with self.http.post(self.site.base + "/login", data=form) as r:
-            assert r.status == 200, await r.text()  # the redirect followed
-        self.csrf = field(await self.text("/rules"), "csrf_token")
-
-    def login_csrf(self) -> str:
-        return self.http.cookie_jar.filter_cookies(URL(self.site.base))["fs_login_csrf"].value
-
-    async def text(self, path: str) -> str:
-        async with self.http.get(self.site.base + path) as r:
-            assert r.status == 200, path
-            return await r.text()
-
-    async def post(self, path: str, form: dict[str, object]) -> Answer:
-        data = [("csrf_token", self.csrf)]
-        for k, v in form.items():
-            data += [(k, x) for x in v] if isinstance(v, list) else [(k, str(v))]
-        async with self.http.post(self.site.base + path, data=data, allow_redirects=False) as r:
-            return Answer(r.status, r.headers.get("Location", ""), await r.text())
-
-
-def field(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert found, name
-    return found.group(1)
-
-
-class Logins:
-    """Logs users in, each its own client; closes them at the test's end."""
-
-    def __init__(self, site: Site) -> None:
-        self.site = site
-        self.clients: list[Client] = []
-
-    async def __call__(self, user: str) -> Client:
-        c = Client(self.site, user)
-        self.clients.append(c)
-        await c.log_in()
-        return c
-
-
 @pytest.fixture
 async def login(site: Site) -> AsyncIterator[Logins]:
-    logins = Logins(site)
+    logins = Logins(site.base, PASSWORD)
     yield logins
     for c in logins.clients:
         await c.http.close()
@@ -388,10 +328,10 @@ async def hostile_gets(c: Client, path: str, names: list[str]) -> int:
     sent = 0
     queries = [{n: HOSTILE} for n in names] + [dict.fromkeys(names, HOSTILE)]
     for query in queries:
-        async with c.http.get(f"{c.site.base}{path}?{urlencode(query)}") as r:
+        async with c.http.get(f"{c.base}{path}?{urlencode(query)}") as r:
             check(r.status, await r.text(), "", f"GET {path} {list(query)[:2]}")
         sent += 1
-    async with c.http.get(f"{c.site.base}{path}?{urlencode({names[0]: BIG})}") as r:
+    async with c.http.get(f"{c.base}{path}?{urlencode({names[0]: BIG})}") as r:
         assert 400 <= r.status < 500, f"GET {path} with a 1 MB field: {r.status}"
         # aiohttp's own answer to a request line over 8190 bytes quotes its start.
         assert len(await r.text()) < 1000
@@ -413,7 +353,7 @@ async def hostile_posts(c: Client, path: str, names: list[str], big: bool) -> in
     forms = hostile_forms(path, names, big)
     for form in forms:
         if path == "/login":  # its CSRF token is the login form's cookie
-            await c.http.get(c.site.base + "/login")
+            await c.http.get(c.base + "/login")
             c.csrf = c.login_csrf()
         r = await c.post(path, form)
         text = r.text
