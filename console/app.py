@@ -95,7 +95,7 @@ class Console:
                 descriptions,
                 self.publisher.verdict,
                 self.publisher.control,
-                file_rulebook(settings),
+                rulebook=file_rulebook(settings),
             )
 
     async def purge_once(self, now_ms: int) -> int:
