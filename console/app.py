@@ -19,6 +19,8 @@ import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console.assignment import add_assignment_routes
+from console.bulk_verdicts import add_bulk_routes
 from console.entity_page import add_entity_routes
 from console.entity_state import ENTITY_STATE, EntityStateReader
 from console.index_store import purge
@@ -28,6 +30,7 @@ from console.metrics import ConsoleMetrics
 from console.pages import add_page_routes
 from console.record_pages import add_record_routes
 from console.render import SECURITY_HEADERS
+from console.rules_page import add_rules_routes, file_rulebook
 from console.settings import ConsoleSettings
 from console.users import load_users
 from console.verdict_pages import add_verdict_routes
@@ -125,6 +128,7 @@ class Console:
                 descriptions,
                 self.publisher.verdict,
                 self.publisher.control,
+                rulebook=file_rulebook(settings),
             )
 
     async def purge_once(self, now_ms: int) -> int:
@@ -203,6 +207,9 @@ class Console:
         add_verdict_routes(app)
         add_entity_routes(app)
         add_record_routes(app)
+        add_rules_routes(app)
+        add_assignment_routes(app)
+        add_bulk_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 

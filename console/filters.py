@@ -21,6 +21,7 @@ from detectors.rules_entities import EntityType
 
 __all__ = [
     "AlertStatus",
+    "Assigned",
     "Cursor",
     "FilterError",
     "QueueFilter",
@@ -46,6 +47,13 @@ class AlertStatus(StrEnum):
     NEW = "new"
     ASSIGNED = "assigned"
     CLOSED = "closed"
+
+
+class Assigned(StrEnum):
+    """The queue's assignment filter: the viewer's own cases, or nobody's."""
+
+    ME = "me"
+    NOBODY = "none"
 
 
 class FilterError(ValueError):
@@ -80,11 +88,12 @@ class QueueFilter:
     since_ms: int | None = None  # event time, inclusive
     until_ms: int | None = None  # event time, exclusive
     before: Cursor | None = None  # the page starts below this alert
+    assigned: Assigned | None = None
 
     def params(self, before: Cursor | None = None) -> dict[str, str]:
         """The GET parameters of this filter (the page position replaced)."""
         out: dict[str, str] = {}
-        for name in ("rule", "severity", "entity_type", "mode", "status"):
+        for name in ("rule", "severity", "entity_type", "mode", "status", "assigned"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value)
@@ -144,4 +153,5 @@ def parse_filter(query: Mapping[str, str]) -> QueueFilter:
         since_ms=_time("since", query.get("since")),
         until_ms=_time("until", query.get("until")),
         before=Cursor.decode(before) if before else None,
+        assigned=_member(Assigned, "assigned", query.get("assigned")),
     )

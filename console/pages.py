@@ -9,7 +9,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from console.filters import AlertStatus, Cursor, FilterError, QueueFilter, parse_filter
+from console.filters import (
+    AlertStatus,
+    Assigned,
+    Cursor,
+    FilterError,
+    QueueFilter,
+    parse_filter,
+)
 from console.queries import (
     NEWER_CAP,
     alert_detail,
@@ -36,6 +43,7 @@ CHOICES = {
     "entity_type": [e.value for e in EntityType],
     "mode": [m.value for m in Mode],
     "status": [s.value for s in AlertStatus],
+    "assigned": [a.value for a in Assigned],
 }
 
 
@@ -45,7 +53,7 @@ async def queue(request: web.Request) -> web.StreamResponse:
         f = parse_filter(request.query)
     except FilterError as exc:
         return render(request, "error.html", status=400, message=str(exc))
-    page = await queue_page(request[CONN], f, PAGE_SIZE)
+    page = await queue_page(request[CONN], f, PAGE_SIZE, _me(request))
     return render(
         request,
         "queue.html",
@@ -54,7 +62,24 @@ async def queue(request: web.Request) -> web.StreamResponse:
         params=f.params(),
         choices=CHOICES,
         newer_query=_newer_query(f, page.newest),
+        bulk=_may_judge(request),
+        assign=_may_judge(request),
+        me=_me(request),
+        back=request.path_qs,
+        form_token=form_token(),
+        verdict_kinds=[k.value for k in VerdictKind],
+        bulk_sent=_count(request.query.get("bulk", "")),
     )
+
+
+def _count(raw: str) -> str:
+    """A count the bulk verdict's redirect gave; anything else shows nothing."""
+    return raw if raw.isdigit() and len(raw) <= 4 else ""
+
+
+def _me(request: web.Request) -> str:
+    user = request[USER]
+    return user.username if user else ""
 
 
 def _newer_query(f: QueueFilter, newest: Cursor | None) -> str:
@@ -69,7 +94,7 @@ async def newer(request: web.Request) -> web.StreamResponse:
         newest = Cursor.decode(request.query.get("newest", ""))
     except FilterError as exc:
         return web.Response(status=400, text=str(exc))
-    count = await count_newer(request[CONN], f, newest)
+    count = await count_newer(request[CONN], f, newest, _me(request))
     return render(request, "_newer.html", count=count, cap=NEWER_CAP, query=f.query())
 
 
@@ -99,6 +124,8 @@ async def detail(request: web.Request) -> web.StreamResponse:
         form_token=form_token(),
         sent=request.query.get("sent", ""),
         can_judge=_may_judge(request),
+        me=_me(request),
+        back=request.path_qs,
     )
 
 

@@ -22,7 +22,7 @@ import orjson
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from console.filters import Cursor, QueueFilter, epoch_ms
+from console.filters import Assigned, Cursor, QueueFilter, epoch_ms
 from console.index_store import timestamp
 
 __all__ = [
@@ -54,6 +54,7 @@ class QueueAlert:
     occurred_at: datetime
     observed: Any
     threshold: Any
+    assignee: str | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -78,12 +79,13 @@ class AlertDetail:
 
 _QUEUE_COLUMNS: LiteralString = (
     "alert_id, rule_id, severity, entity_type, entity_id, mode, status, occurred_at,"
-    " body->'observed' AS observed, body->'threshold' AS threshold"
+    " body->'observed' AS observed, body->'threshold' AS threshold, assignee"
 )
 
 
-def _conditions(f: QueueFilter) -> tuple[list[LiteralString], list[Any]]:
-    """The filter's WHERE terms (fixed text) and their parameters."""
+def _conditions(f: QueueFilter, me: str = "") -> tuple[list[LiteralString], list[Any]]:
+    """The filter's WHERE terms (fixed text) and their parameters; `me`:
+    the viewer, for the "assigned to me" filter."""
     terms: list[LiteralString] = []
     params: list[Any] = []
     for column, value in (
@@ -102,6 +104,11 @@ def _conditions(f: QueueFilter) -> tuple[list[LiteralString], list[Any]]:
     if f.until_ms is not None:
         terms.append("occurred_at < %s")
         params.append(timestamp(f.until_ms))
+    if f.assigned is Assigned.ME:
+        terms.append("assignee = %s")
+        params.append(me)
+    elif f.assigned is Assigned.NOBODY:
+        terms.append("assignee IS NULL")
     return terms, params
 
 
@@ -109,9 +116,11 @@ def _where(terms: list[LiteralString]) -> LiteralString:
     return " WHERE " + " AND ".join(terms) if terms else ""
 
 
-async def queue_page(conn: AsyncConnection[Any], f: QueueFilter, size: int) -> QueuePage:
+async def queue_page(
+    conn: AsyncConnection[Any], f: QueueFilter, size: int, me: str = ""
+) -> QueuePage:
     """Newest first by event time; `size` alerts from the filter's position."""
-    terms, params = _conditions(f)
+    terms, params = _conditions(f, me)
     if f.before is not None:
         # The first term lets the planner start the index scan at the
         # position; the second breaks ties between alerts of the same time.
@@ -130,9 +139,11 @@ async def queue_page(conn: AsyncConnection[Any], f: QueueFilter, size: int) -> Q
     return QueuePage(alerts, alerts[-1].cursor if more and alerts else None)
 
 
-async def count_newer(conn: AsyncConnection[Any], f: QueueFilter, newest: Cursor) -> int:
+async def count_newer(
+    conn: AsyncConnection[Any], f: QueueFilter, newest: Cursor, me: str = ""
+) -> int:
     """Alerts of the filter above `newest` (at most NEWER_CAP)."""
-    terms, params = _conditions(f)
+    terms, params = _conditions(f, me)
     at = timestamp(newest.occurred_at_ms)
     terms += ["occurred_at >= %s", "(occurred_at, alert_id) > (%s, %s)"]
     params += [at, at, newest.alert_id]

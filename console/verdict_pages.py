@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from console.queries import alert_detail
+from console.queries import AlertDetail, alert_detail
 from console.render import render
 from console.request_state import CONN, USER
 from console.sessions import new_token
@@ -28,7 +28,7 @@ from detectors.rules import Severity
 from detectors.rules_entities import EntityType
 from detectors.verdicts import MAX_NOTE, Verdict, VerdictKind, verdict_id_for
 
-__all__ = ["add_verdict_routes", "form_token", "merchant_of"]
+__all__ = ["add_verdict_routes", "form_token", "merchant_of", "verdict_on"]
 
 
 def form_token() -> str:
@@ -49,6 +49,27 @@ def _epoch_ms(value: Any) -> int:
     return int(value.timestamp() * 1000)
 
 
+def verdict_on(found: AlertDetail, kind: VerdictKind, note: str, actor: str, token: str) -> Verdict:
+    """`actor`'s verdict on an indexed alert, its id derived from the
+    form's token and the alert (see the module doc)."""
+    row = found.row
+    alert_id = str(row["alert_id"])
+    return Verdict(
+        verdict_id=verdict_id_for(f"console:{actor}:{alert_id}:{token}"),
+        alert_id=alert_id,
+        verdict=kind,
+        rule_id=row["rule_id"],
+        severity=Severity(row["severity"]),
+        entity_type=EntityType(row["entity_type"]),
+        entity_id=row["entity_id"],
+        merchant_id=merchant_of(row, found.body),
+        alert_occurred_at_ms=_epoch_ms(row["occurred_at"]),
+        actor=actor,
+        decided_at_ms=int(time.time() * 1000),
+        note=note,
+    )
+
+
 @requires(Role.ANALYST)
 async def post_verdict(request: web.Request) -> web.StreamResponse:
     alert_id = request.match_info["alert_id"]
@@ -65,21 +86,7 @@ async def post_verdict(request: web.Request) -> web.StreamResponse:
         return render(request, "error.html", status=404, message="No such alert in the index.")
     user = request[USER]
     assert user is not None  # `requires` let the request through
-    row = found.row
-    verdict = Verdict(
-        verdict_id=verdict_id_for(f"console:{user.username}:{alert_id}:{token}"),
-        alert_id=alert_id,
-        verdict=VerdictKind(str(kind)),
-        rule_id=row["rule_id"],
-        severity=Severity(row["severity"]),
-        entity_type=EntityType(row["entity_type"]),
-        entity_id=row["entity_id"],
-        merchant_id=merchant_of(row, found.body),
-        alert_occurred_at_ms=_epoch_ms(row["occurred_at"]),
-        actor=user.username,
-        decided_at_ms=int(time.time() * 1000),
-        note=note,
-    )
+    verdict = verdict_on(found, VerdictKind(str(kind)), note, user.username, token)
     publish = request.app[PAGES].publish_verdict
     try:
         if publish is None:

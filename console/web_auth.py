@@ -42,6 +42,7 @@ from console.sessions import (
 from console.settings import ConsoleSettings
 from console.users import Role, Users
 from detectors.control import ControlRecord
+from detectors.rulebook import Rulebook
 from detectors.verdicts import Verdict
 
 __all__ = [
@@ -83,6 +84,8 @@ class Pages:
     # Where an operator's control record goes (releases, list entries,
     # snoozes, rule modes); None: nowhere, and those forms answer 503.
     publish_control: Callable[[ControlRecord], Awaitable[None]] | None = None
+    # The rule file the workers are given (the rules page); None: unreadable.
+    rulebook: Rulebook | None = None
 
 
 PAGES = web.AppKey("pages", Pages)

@@ -129,6 +129,9 @@ RISK: list[Panel] = [
        "{{kind}}")], "stat"),
     ("Merchants per health band", "short",
      [("max by (band) (fraud_merchant_health_merchants)", "{{band}}")], "timeseries"),
+    # From the console's /metrics (job fraudstream-console), not the workers'.
+    ("Rule precision from analysts' verdicts (console)", "percentunit",
+     [("max by (rule) (fraud_console_rule_precision)", "{{rule}}")], "bargauge"),
 ]
 # fmt: on
 

@@ -7,7 +7,6 @@ the workers' types. The pages read only the database; a verdict goes to a real K
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from console.app import Console
 from console.index_store import write_rows
 from console.mapping import index_record
-from console.migrations import migrate
 from console.rows import Position, Source
 from console.settings import ConsoleSettings
 from console.users import hash_password
@@ -31,7 +29,6 @@ from detectors.rules import ActionKind
 from detectors.timestamps import format_rfc3339_ms
 from detectors.verdicts import Verdict, VerdictKind, parse_verdict
 from devenv.browser import CHROMIUM
-from devenv.postgres import create_database, database_url
 from stream import kafka_io
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
@@ -39,7 +36,7 @@ from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from stream.store_wiring import open_store
 from stream.topics import create_all_topics
-from tests.console_records import T0, alert, dumps, freeze, list_entry, meta
+from tests.console_records import T0, alert, console_database, dumps, freeze, list_entry, meta
 from tests.integration.services import Services, free_port
 from tests.store_cases.requests import process
 
@@ -93,10 +90,7 @@ async def index(url: str, items: list[tuple[Source, bytes]]) -> None:
 async def site(
     postgres_port: int, services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Site]:
-    name = f"pages_{uuid.uuid4().hex[:8]}"
-    create_database(postgres_port, name)
-    url = database_url(postgres_port, name)
-    migrate(url)
+    url = console_database(postgres_port, "pages")
     await index(url, records())
     users = tmp_path_factory.mktemp("console") / "users.yaml"
     users.write_text(
@@ -376,3 +370,29 @@ async def test_the_freezes_and_audit_pages_list_what_stands_and_what_was_done(
     await page.click("form.filters button[type=submit]")
     await expect(page.locator("table.audit")).to_contain_text("No entries.")
     await expect(page.locator("form.filters input[name=actor]")).to_have_value(HOSTILE)
+
+
+async def test_an_analyst_takes_a_case_and_judges_picked_alerts_from_the_queue(
+    site: Site, page: Page
+) -> None:
+    await log_in(page, site.base)
+    await expect(page).to_have_url(site.base + "/")
+    row = page.locator("tr.alert-row", has_text=f"al_{48:032x}")
+    await row.locator("button", has_text="assign to me").click()
+    await expect(row.locator("td.status")).to_have_text("assigned (ana)")
+    await expect(row.locator("button", has_text="unassign")).to_have_count(1)
+    await page.goto(site.base + "/?assigned=me")
+    await expect(page.locator("tr.alert-row")).to_have_count(1)
+    await page.goto(site.base + "/")
+    picked = [f"al_{n:032x}" for n in (50, 49)]
+    for alert_id in picked:
+        await page.check(f"input[type=checkbox][value='{alert_id}']")
+    await page.fill("form.bulk input[name=note]", HOSTILE)
+    await page.click("form.bulk button[value=false_positive]")
+    await expect(page.locator(".notice")).to_contain_text("2 verdicts sent")
+    for alert_id in picked:
+        ((verdict, _),) = await published_verdicts(site.settings, alert_id)
+        assert (verdict.verdict, verdict.note) == (VerdictKind.FALSE_POSITIVE, HOSTILE)
+    await page.click("nav >> text=Rules")
+    await expect(page.locator("tr.rule-row", has_text=RULE)).to_contain_text("enforce")
+    await expect(page.locator("form.mode")).to_have_count(0)  # an analyst sets no mode

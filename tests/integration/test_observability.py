@@ -286,6 +286,8 @@ def test_every_dashboard_panel_returns_data(scraped: str) -> None:
     for name, board in generator.DASHBOARDS.items():
         for panel in board["panels"]:
             for target in panel["targets"]:
+                if "fraud_console_" in target["expr"]:
+                    continue  # the console's (not run here): tests/unit/test_deploy.py checks
                 if not query(scraped, target["expr"]):
                     empty.append(f"{name}: {panel['title']}: {target['expr']}")
                 checked += 1

@@ -150,9 +150,12 @@ def test_hostile_strings_in_an_alert_come_back_escaped() -> None:
         form_token=SCRIPT,
         sent=SCRIPT,
         can_judge=True,
+        me="ana",
+        back=f"/?rule={SCRIPT}",
     )
     assert "<script>alert" not in html and "<img" not in html
     assert html.count('name="verdict"') == 3  # the analyst's three buttons
+    assert "assign to me" in html and "/unassign" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "x&#39; OR &#39;1&#39;=&#39;1" in html
     assert "/alerts/%3Cscript%3Ealert%28%27x%27%29%3C/script%3E" in html  # a link, encoded
@@ -170,8 +173,17 @@ def test_a_hostile_filter_comes_back_escaped_in_the_form_and_the_links() -> None
         params=f.params(),
         choices=CHOICES,
         newer_query=f.query(),
+        bulk=True,
+        assign=True,
+        me="ana",
+        back=f"/?{f.query()}",
+        form_token=SCRIPT,
+        verdict_kinds=["true_positive", "false_positive", "unsure"],
+        bulk_sent=SCRIPT,
     )
     assert "<script>alert" not in html
+    assert 'type="checkbox" name="alert_id" value="al_1" form="bulk"' in html
+    assert "assign to me" in html and 'id="bulk"' in html
     assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;x&#39; OR' in html
     assert "rule=%22%3E%3Cscript%3Ealert%281%29" in html  # the links' query, encoded
 

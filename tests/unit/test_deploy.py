@@ -15,6 +15,7 @@ import yaml
 from aiokafka import codec
 from packaging.requirements import Requirement
 
+from console.metrics import ConsoleMetrics
 from console.settings import CONSOLE_ENV_NAMES, console_from_env
 from stream.settings import ENV_NAMES, from_env
 
@@ -127,6 +128,24 @@ def test_grafana_dashboards_are_well_formed() -> None:
             refs = [t["refId"] for t in panel["targets"]]
             assert refs and all(refs) and len(refs) == len(set(refs))
             assert all(t["expr"] and t["datasource"]["uid"] == uid for t in panel["targets"])
+
+
+def test_prometheus_scrapes_the_console_where_compose_serves_it() -> None:
+    prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    port = compose()["services"]["console"]["environment"]["FRAUD_CONSOLE_WEB_PORT"]
+    assert jobs["fraudstream-console"]["static_configs"][0]["targets"] == [f"console:{port}"]
+
+
+def test_console_panels_query_metrics_the_console_exports() -> None:
+    exported = {m.name for m in ConsoleMetrics().registry.collect()}
+    used = set()
+    for board in _generator().DASHBOARDS.values():
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                used |= set(re.findall(r"fraud_console_\w+", target["expr"]))
+    assert "fraud_console_rule_precision" in used  # the risk board's precision panel
+    assert {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used} <= exported
 
 
 def test_compose_provisions_dashboards_and_alert_rules() -> None:
