@@ -13,15 +13,18 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import psycopg
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from playwright.async_api import Browser, Page, expect
+from yoyo import get_backend, read_migrations
 
 from console.app import Console
+from console.migrations import MIGRATIONS, applied_migrations, migrate, yoyo_url
 from console.rows import Source
 from console.settings import ConsoleSettings
 from console.two_person import ReleaseThresholds
-from detectors.control import ControlRecord, ListEntry, Release
+from detectors.control import ControlRecord, ListEntry, Release, Ruleset
 from detectors.control_parsing import parse_control
 from detectors.rules import ActionKind
 from stream import kafka_io
@@ -208,6 +211,12 @@ async def test_a_viewer_cannot_act_and_hostile_input_is_refused_clearly(
     )
     assert bad_code.status == 400 and "<script>" not in await bad_code.text()
     assert await control_records(site, f"release:{OTHER}") == []
+    for path in ("/lists/entries", "/lists/snoozes"):
+        fields = {"action": "add", "entity_type": "user", "entity_id": "u-1", "until": "2h"}
+        huge = await page.request.post(
+            site.base + path, form={**form, **fields, "reason": "x" * 1_000_000}
+        )
+        assert huge.status in (400, 413), path
     bad_filter = await page.request.get(site.base + "/lists?list=" + HOSTILE.replace("'", "%27"))
     assert bad_filter.status == 400
 
@@ -258,11 +267,48 @@ async def test_a_rule_set_is_checked_then_kept_for_a_second_approver(
     await expect(page.locator("textarea[name=rules_yaml]")).to_have_value(
         re.compile(re.escape(HOSTILE))
     )
+    form = {"csrf_token": await csrf(page), "form_token": "t", "reason": "r"}
+    huge = await page.request.post(
+        site.base + "/rulesets/new", multipart={**form, "rules_yaml": "x" * 1_000_000}
+    )
+    assert huge.status in (400, 413) and "x" * 1000 not in await huge.text()
+    huge = await page.request.post(
+        site.base + "/approvals/x/reject", form={**form, "reason": "x" * 1_000_000}
+    )
+    assert huge.status in (400, 413)
     text, _ = read_rules_text(Settings())
-    await page.fill("textarea[name=rules_yaml]", text)
+    await page.fill("textarea[name=rules_yaml]", "")
+    await page.set_input_files(
+        "input[name=rules_file]",
+        files=[{"name": "rules.yaml", "mimeType": "text/yaml", "buffer": text.encode()}],
+    )
     await page.click("form.ruleset button[type=submit]")
     await expect(page.locator(".notice")).to_contain_text("second person")
     pending = page.locator("table.pending tr.request-row", has_text="ruleset")
     await expect(pending).to_have_count(1)
     await expect(pending).to_contain_text("your own request")
+    request_id = (await pending.get_attribute("id") or "").removeprefix("request-")
     assert await control_records(site, "ruleset") == []
+
+    await log_in(page, site.base, "root")
+    await page.goto(site.base + "/approvals")
+    await page.locator(f"#request-{request_id} form.approve button").click()
+    await expect(page.locator(".notice")).to_contain_text("approved")
+    ((record, _),) = await control_records(site, "ruleset")
+    assert isinstance(record, Ruleset) and record.rules_yaml == text
+    assert (record.meta.actor, record.meta.reason) == ("amy", "tighter velocity")
+
+
+def test_the_approvals_migration_rolls_back_and_applies_again(postgres_port: int) -> None:
+    url = console_database(postgres_port, "approvals")
+    backend = get_backend(yoyo_url(url))
+    try:
+        mine = read_migrations(str(MIGRATIONS)).filter(lambda m: m.id == "0004_approvals")
+        with backend.lock():
+            backend.rollback_migrations(backend.to_rollback(mine))
+    finally:
+        backend.connection.close()
+    assert "0004_approvals" not in applied_migrations(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('approval_requests')").fetchone() == (None,)
+    assert migrate(url) == ["0004_approvals"]
