@@ -69,9 +69,8 @@ def form_text(form: Mapping[str, Any], name: str, limit: int, required: bool = T
 def reason_of(form: Mapping[str, Any]) -> str:
     """The required free-text reason, kept in the record and the audit log."""
     raw = form.get("reason", "")
-    reason = form_text(
-        {"reason": raw.translate(_SPACES) if isinstance(raw, str) else raw}, "reason", MAX_REASON
-    )
+    spaced = raw.translate(_SPACES) if isinstance(raw, str) else raw
+    reason = form_text({"reason": spaced}, "reason", MAX_REASON)
     if any(ord(c) < 32 or ord(c) == 0x7F for c in reason):
         raise FormError("reason: control characters are not allowed")
     return reason

@@ -29,7 +29,7 @@ from console.sessions import new_token
 from console.two_person import ApprovalKind
 from console.users import Role
 from console.web_auth import PAGES, requires, see_other
-from detectors.control import ControlRecord, Ruleset
+from detectors.control import MAX_REASON, ControlRecord, Ruleset
 from detectors.rulebook import RulebookError
 from detectors.ruleset_check import MAX_RULESET_BYTES
 from stream.control_rules import build_ruleset
@@ -60,7 +60,8 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
     request_id = request.match_info["request_id"]
     form = await read_form(request)
     try:
-        reason = reason_of(form) if not approve else form_text(form, "reason", 512, False)
+        # A rejection says why; an approval may add a note.
+        reason = reason_of(form) if not approve else form_text(form, "reason", MAX_REASON, False)
     except FormError as exc:
         return bad_form(request, str(exc))
     publish = request.app[PAGES].publish_control
@@ -132,7 +133,7 @@ def _rules_text(form: Any) -> str:
 async def post_ruleset(request: web.Request) -> web.StreamResponse:
     user = acting_user(request)
     form = await read_form(request)
-    shown = {"rules_yaml": form_text_or_empty(form, "rules_yaml"), "reason": ""}
+    shown = {"rules_yaml": _shown(form, "rules_yaml"), "reason": ""}
     try:
         text = _rules_text(form)
         shown["rules_yaml"] = text
@@ -151,7 +152,7 @@ async def post_ruleset(request: web.Request) -> web.StreamResponse:
     return see_other(f"/approvals?requested={req.request_id}")
 
 
-def form_text_or_empty(form: Any, name: str) -> str:
+def _shown(form: Any, name: str) -> str:
     """A text field to show again on an error page (bounded like the field)."""
     value = form.get(name, "")
     return value if isinstance(value, str) and len(value) <= MAX_RULESET_BYTES else ""

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
 
 from console.index_store import timestamp, write_rows
@@ -93,7 +94,17 @@ def _audit(
 
 
 async def request_approval(conn: AsyncConnection[Any], req: ApprovalRequest) -> bool:
-    """Keep the request (False: a request with its id exists already)."""
+    """Keep the request (False: a request with its id exists already).
+    ApprovalError (409): another release of the same freeze is pending."""
+    try:
+        return await _insert_request(conn, req)
+    except UniqueViolation:
+        raise ApprovalError(
+            409, "A release of this freeze waits for a second person already (see Approvals)."
+        ) from None
+
+
+async def _insert_request(conn: AsyncConnection[Any], req: ApprovalRequest) -> bool:
     meta = req.record.meta
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(

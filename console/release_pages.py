@@ -26,7 +26,7 @@ from console.action_pages import (
     publish_or_503,
     read_form,
 )
-from console.approvals import ApprovalRequest, request_approval
+from console.approvals import ApprovalError, ApprovalRequest, request_approval
 from console.request_state import CONN, USER
 from console.sessions import new_token
 from console.two_person import ApprovalKind, needs_second_person
@@ -94,7 +94,10 @@ async def post_release(request: web.Request) -> web.StreamResponse:
     thresholds = request.app[PAGES].settings.two_person_release
     if needs_second_person(row["kind"], row["amount_minor"], row["currency"], thresholds):
         req = ApprovalRequest(ApprovalKind.RELEASE, record, _summary(row))
-        await request_approval(request[CONN], req)
+        try:
+            await request_approval(request[CONN], req)
+        except ApprovalError as exc:
+            return bad_form(request, str(exc), exc.status)
         return see_other(f"/approvals?requested={req.request_id}")
     failed = await publish_or_503(request, record)
     if failed is not None:

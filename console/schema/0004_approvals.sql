@@ -24,3 +24,7 @@ CREATE TABLE approval_requests (
 );
 CREATE INDEX approval_requests_by_state ON approval_requests (state, requested_at DESC);
 CREATE INDEX approval_requests_by_target ON approval_requests (kind, target, requested_at DESC);
+-- One pending release per freeze: a second request waits on the first
+-- (rule sets may be proposed side by side; each approval publishes its own).
+CREATE UNIQUE INDEX approval_requests_one_pending_release ON approval_requests (target)
+    WHERE state = 'pending' AND kind = 'release';

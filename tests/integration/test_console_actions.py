@@ -168,6 +168,9 @@ async def test_a_large_fund_release_waits_for_a_second_approver(site: Site, page
         f"{site.base}/approvals/{request_id}/approve", form={"csrf_token": await csrf(page)}
     )
     assert own.status == 403 and "second person" in await own.text()
+    await page.goto(site.base + "/freezes?kind=fund")
+    await release_in_page(page, LARGE, "asked again")  # a new form: a second request
+    await expect(page.locator(".error")).to_contain_text("waits for a second person already")
     assert await control_records(site, f"release:{LARGE}") == []
 
     await log_in(page, site.base, "root")
