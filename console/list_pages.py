@@ -92,7 +92,9 @@ async def _newest(conn: AsyncConnection[Any], f: ListFilter) -> list[dict[str, A
             "SELECT DISTINCT ON (record_key) control_id, kind, record_key, actor, reason,"
             " issued_at, body FROM control_records"
             " WHERE kind = ANY(%s) AND record_key LIKE ANY(%s)"
-            " ORDER BY record_key, kafka_partition, kafka_offset DESC LIMIT %s",
+            # A key lives in one partition (the topic is keyed), so its
+            # newest record is its highest offset: control_records_by_key's order.
+            " ORDER BY record_key, kafka_offset DESC LIMIT %s",
             (_KINDS, f.patterns(), PAGE_ROWS),
         )
         return list(await cur.fetchall())
