@@ -26,7 +26,7 @@ from console.index_store import timestamp, write_rows
 from console.rows import AuditRow
 from console.two_person import ApprovalKind, refusal_to_approve
 from console.users import User
-from detectors.control import ControlRecord
+from detectors.control import ControlRecord, ControlRecordError
 from detectors.control_parsing import parse_control
 from detectors.timestamps import format_rfc3339_ms
 
@@ -36,7 +36,9 @@ __all__ = [
     "Decision",
     "approval_requests",
     "decide",
+    "kept_record",
     "request_approval",
+    "restamped",
 ]
 
 Publish = Callable[[ControlRecord], Awaitable[None]]
@@ -162,6 +164,15 @@ def restamped(wire: dict[str, Any], now_ms: int) -> ControlRecord:
     return parse_control(None, {**wire, "issued_at": format_rfc3339_ms(now_ms)})
 
 
+def kept_record(wire: dict[str, Any], now_ms: int) -> ControlRecord:
+    """The record to publish on approval; ApprovalError (409) when this
+    console's parser refuses what an older one kept."""
+    try:
+        return restamped(wire, now_ms)
+    except ControlRecordError as exc:  # kept by an older console, refused by this one
+        raise ApprovalError(409, f"The kept record is not valid now ({exc}); reject it.") from None
+
+
 async def decide(
     conn: AsyncConnection[Any], decision: Decision, user: User, now_ms: int, publish: Publish
 ) -> dict[str, Any]:
@@ -184,7 +195,7 @@ async def decide(
         if refusal is not None:
             raise ApprovalError(403, refusal)
         if decision.approve:
-            await publish(restamped(row["record"], now_ms))
+            await publish(kept_record(row["record"], now_ms))
         state = "approved" if decision.approve else "rejected"
         await cur.execute(
             "UPDATE approval_requests SET state = %s, decided_by = %s, decided_at = %s,"

@@ -5,6 +5,7 @@ the templates of the action pages with hostile text in them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from console.action_forms import (
     release_record,
     snooze_record,
 )
+from console.approvals import ApprovalError, kept_record, restamped
 from console.index_store import timestamp
 from console.list_pages import ListFilter, parse_list_filter, standing
 from console.render import render_text
@@ -241,3 +243,16 @@ def test_the_approvals_page_shows_requests_as_text_and_no_buttons_on_your_own() 
     amy = User("amy", Role.APPROVER, "h")
     theirs = render_text("approvals.html", user=amy, pending=[request], can_decide=True, **context)
     assert "/approvals/cn_1/approve" in theirs and "/approvals/cn_1/reject" in theirs
+
+
+def test_an_approved_record_is_the_kept_one_issued_at_the_approval() -> None:
+    meta = provenance(form(), "ana", "release", NOW)
+    fields = {"release_type": "manual", "reason_code": "kyc_ok"}
+    kept = release_record(form(**fields), FREEZE, meta).to_wire()
+    approved = restamped(kept, NOW + HOUR)
+    assert approved == Release(
+        FREEZE, ReleaseType.MANUAL, "kyc_ok", replace(meta, issued_at_ms=NOW + HOUR)
+    )
+    with pytest.raises(ApprovalError) as refused:
+        kept_record({**kept, "reason_code": "Not A Code"}, NOW)
+    assert refused.value.status == 409
