@@ -19,6 +19,7 @@ import psycopg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from console.approval_pages import add_approval_routes
 from console.assignment import add_assignment_routes
 from console.bulk_verdicts import add_bulk_routes
 from console.entity_page import add_entity_routes
@@ -26,9 +27,11 @@ from console.entity_state import ENTITY_STATE, EntityStateReader
 from console.index_store import purge
 from console.indexer import Indexer
 from console.kafka_publish import KafkaPublisher
+from console.list_pages import add_list_routes
 from console.metrics import ConsoleMetrics
 from console.pages import add_page_routes
 from console.record_pages import add_record_routes
+from console.release_pages import add_release_routes
 from console.render import SECURITY_HEADERS
 from console.rules_page import add_rules_routes, file_rulebook
 from console.settings import ConsoleSettings
@@ -210,6 +213,9 @@ class Console:
         add_rules_routes(app)
         add_assignment_routes(app)
         add_bulk_routes(app)
+        add_release_routes(app)
+        add_approval_routes(app)
+        add_list_routes(app)
         app.router.add_static("/static", STATIC)
         return app
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from console.release_pages import release_context
 from console.render import render
 from console.request_state import CONN
 from console.users import Role
@@ -80,7 +81,16 @@ async def freezes(request: web.Request) -> web.StreamResponse:
             request, "error.html", status=400, message="kind: benefit or fund; order: age or value."
         )
     rows = await active_freezes(request[CONN], kind, order)
-    return render(request, "freezes.html", freezes=rows, kind=kind, order=order, limit=PAGE_ROWS)
+    return render(
+        request,
+        "freezes.html",
+        freezes=rows,
+        kind=kind,
+        order=order,
+        limit=PAGE_ROWS,
+        released=request.query.get("released", ""),
+        **release_context(request, rows),
+    )
 
 
 def add_record_routes(app: web.Application) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from console.two_person import ReleaseThresholds
 from detectors.errors import ConfigError
 from stream.settings import PREFIX, mask_url
 
@@ -47,6 +48,11 @@ class ConsoleSettings:
     # The session cookie's Secure flag; None: set unless the console listens
     # on a loopback address (plain HTTP that never leaves the machine).
     cookie_secure: bool | None = None
+    # Per currency, the largest fund freeze (integer minor units) one analyst
+    # may release alone ("EUR:50000,USD:50000"); above it, in a currency not
+    # named, or without a value, a release waits for a second person
+    # (console/two_person.py). Unset: every fund release needs two persons.
+    two_person_release: ReleaseThresholds = field(default_factory=ReleaseThresholds)
 
     @property
     def retention_s(self) -> int:
@@ -124,6 +130,7 @@ _PARSERS: dict[str, Any] = {
     "users_file": Path,
     "session_ttl_s": _positive_float,
     "cookie_secure": _bool,
+    "two_person_release": ReleaseThresholds.parse,
 }
 
 
@@ -153,4 +160,4 @@ def _format(value: Any) -> str:
         return ""  # unset: console_from_env takes the default
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return str(value)  # ReleaseThresholds: its setting's own form

@@ -4,9 +4,7 @@ types (`detectors`), so the tests index what the workers publish."""
 from __future__ import annotations
 
 import json
-import uuid
 
-from console.migrations import migrate
 from detectors.control import (
     ListEntityType,
     ListEntry,
@@ -20,7 +18,6 @@ from detectors.release_types import ReleaseType
 from detectors.releases import ActiveFreeze, ReleaseSpec, release_for
 from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType
-from devenv.postgres import create_database, database_url
 
 T0 = 1_796_000_000_000  # 2026-11-28, epoch ms
 MINUTE = 60_000
@@ -90,12 +87,3 @@ def list_entry(control_id: str, entity_id: str, at_ms: int = T0) -> tuple[bytes,
         ListName.ALLOW, ListEntityType.MERCHANT, entity_id, None, False, meta(control_id, at_ms)
     )
     return record.key().encode(), dumps(record.to_wire())
-
-
-def console_database(postgres_port: int, prefix: str) -> str:
-    """A new database with the console's schema, for one test module; its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    create_database(postgres_port, name)
-    url = database_url(postgres_port, name)
-    migrate(url)
-    return url

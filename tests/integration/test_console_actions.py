@@ -36,8 +36,9 @@ from detectors.verdicts import Verdict, VerdictKind, parse_verdict, verdict_id_f
 from stream import kafka_io
 from stream.settings import Settings
 from stream.topics import create_all_topics
-from tests.console_records import alert, console_database, dumps
+from tests.console_records import alert, dumps
 from tests.integration.console_client import Client, Logins, field
+from tests.integration.console_site import console_database
 from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"

@@ -201,7 +201,13 @@ EXPECTED = {
 def test_migrations_apply_on_an_empty_database_and_again_apply_nothing(postgres_port: int) -> None:
     url = fresh_database(postgres_port)
     assert applied_migrations(url) == []
-    applied = ["0001_initial", "0002_sessions", "0003_verdicts", "0005_assignment"]
+    applied = [
+        "0001_initial",
+        "0002_sessions",
+        "0003_verdicts",
+        "0004_approvals",
+        "0005_assignment",
+    ]
     assert migrate(url) == applied
     assert migrate(url) == [] and applied_migrations(url) == applied
     assert counts(url) == dict.fromkeys(TABLES, 0)

@@ -13,22 +13,19 @@ from dataclasses import dataclass
 import orjson
 import psycopg
 import pytest
-from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from console.app import Console
 from console.index_store import write_rows
 from console.mapping import index_record
 from console.rows import Position, Source
 from console.settings import ConsoleSettings
-from console.users import hash_password
 from detectors.control import Snooze
 from detectors.events import Topic
 from detectors.list_names import ListEntityType
 from detectors.rules import ActionKind
 from detectors.timestamps import format_rfc3339_ms
 from detectors.verdicts import Verdict, VerdictKind, parse_verdict
-from devenv.browser import CHROMIUM
 from stream import kafka_io
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
@@ -36,7 +33,14 @@ from stream.rules_loading import load_rulebook
 from stream.settings import Settings
 from stream.store_wiring import open_store
 from stream.topics import create_all_topics
-from tests.console_records import T0, alert, console_database, dumps, freeze, list_entry, meta
+from tests.console_records import T0, alert, dumps, freeze, list_entry, meta
+from tests.integration.console_site import (
+    browser_page,
+    console_database,
+    index_records,
+    served,
+    users_yaml,
+)
 from tests.integration.services import Services, free_port
 from tests.store_cases.requests import process
 
@@ -76,14 +80,7 @@ def records() -> list[tuple[Source, bytes]]:
 
 
 async def index(url: str, items: list[tuple[Source, bytes]]) -> None:
-    rows = [
-        row
-        for offset, (source, value) in enumerate(items)
-        for row in index_record(source, Position(source.value, 0, offset), None, value)
-    ]
-    conn = await psycopg.AsyncConnection.connect(url)
-    async with conn, conn.transaction():
-        await write_rows(conn, rows)
+    await index_records(url, [(source, None, value) for source, value in items])
 
 
 @pytest.fixture(scope="module")
@@ -93,39 +90,19 @@ async def site(
     url = console_database(postgres_port, "pages")
     await index(url, records())
     users = tmp_path_factory.mktemp("console") / "users.yaml"
-    users.write_text(
-        "users:\n"
-        f"  - {{username: ana, role: analyst, password_hash: '{hash_password(PASSWORD)}'}}\n"
-        f"  - {{username: vic, role: viewer, password_hash: '{hash_password(PASSWORD)}'}}\n"
-    )
+    users.write_text(users_yaml(PASSWORD, {"ana": "analyst", "vic": "viewer"}))
     port = free_port()
     settings = services.settings()  # verdicts go to a real Kafka
     await create_all_topics(settings)
     console = Console(settings, ConsoleSettings(database_url=url, users_file=users, web_port=port))
-    runner = web.AppRunner(console.web_app())
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM)
-        try:
-            yield Site(f"http://127.0.0.1:{port}", url, browser, settings)
-        finally:
-            await browser.close()
-            await runner.cleanup()
-            await console.publisher.stop()
+    async with served(console, port) as browser:
+        yield Site(f"http://127.0.0.1:{port}", url, browser, settings)
 
 
 @pytest.fixture
 async def page(site: Site) -> AsyncIterator[Page]:
-    context = await site.browser.new_context()
-    page = await context.new_page()
-    dialogs: list[str] = []
-    errors: list[str] = []
-    page.on("dialog", lambda d: dialogs.append(d.message))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    yield page
-    await context.close()
-    assert dialogs == [], "a script of the data ran"
+    async with browser_page(site.browser) as (page, errors):
+        yield page
     # No Content-Security-Policy violation, no script error (a 401 or 403
     # a test provokes on purpose is logged by the browser as a failed load).
     assert [e for e in errors if "Failed to load resource" not in e] == []
