@@ -5,6 +5,7 @@ needs a login (viewer or above)."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -35,7 +36,7 @@ from detectors.rules import Mode, Severity
 from detectors.rules_entities import EntityType
 from detectors.verdicts import VerdictKind
 
-__all__ = ["CHOICES", "PAGE_SIZE", "add_page_routes"]
+__all__ = ["CHOICES", "PAGE_SIZE", "add_page_routes", "counted_of"]
 
 PAGE_SIZE = 50
 CHOICES = {
@@ -116,6 +117,7 @@ async def detail(request: web.Request) -> web.StreamResponse:
         body=found.body,
         window=found.body.get("window") if isinstance(found.body.get("window"), dict) else {},
         evidence=evidence if isinstance(evidence, dict) else {},
+        counted=counted_of(found.body),
         description=request.app[PAGES].rule_descriptions.get(row["rule_id"]),
         others=others,
         freezes=freezes,
@@ -127,6 +129,13 @@ async def detail(request: web.Request) -> web.StreamResponse:
         me=_me(request),
         back=request.path_qs,
     )
+
+
+def counted_of(body: dict[str, Any]) -> list[str]:
+    """The events the alert counted (`counted_event_ids`), as text; an
+    alert from an older worker, or a malformed one, lists none."""
+    ids = body.get("counted_event_ids")
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 def _may_judge(request: web.Request) -> bool:

@@ -22,7 +22,7 @@ from console.filters import (
     parse_filter,
 )
 from console.index_store import timestamp
-from console.pages import CHOICES
+from console.pages import CHOICES, counted_of
 from console.queries import QueueAlert, QueuePage
 from console.render import render_text
 from console.verdict_pages import merchant_of
@@ -134,6 +134,7 @@ def test_hostile_strings_in_an_alert_come_back_escaped() -> None:
         "verdict": None,
     }
     body = {"evidence": evidence, "observed": 8, "threshold": 8, "trigger_event_id": SCRIPT}
+    body["counted_event_ids"] = ["ev-1", SCRIPT]
     html = render_text(
         "alert.html",
         user=None,
@@ -142,6 +143,7 @@ def test_hostile_strings_in_an_alert_come_back_escaped() -> None:
         body=body,
         window={},
         evidence=evidence,
+        counted=counted_of(body),
         description=SCRIPT,
         others=[queue_alert(alert_id=SCRIPT, entity_id=SCRIPT)],
         freezes=[],
@@ -155,6 +157,9 @@ def test_hostile_strings_in_an_alert_come_back_escaped() -> None:
     )
     assert "<script>alert" not in html and "<img" not in html
     assert html.count('name="verdict"') == 3  # the analyst's three buttons
+    counted = html.split('<ol class="counted">')[1].split("</ol>")[0]
+    assert counted.count("<li>") == 2 and counted.count("(trigger)") == 1
+    assert counted_of({"counted_event_ids": "ev-1"}) == [] and counted_of({}) == []
     assert "assign to me" in html and "/unassign" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "x&#39; OR &#39;1&#39;=&#39;1" in html
