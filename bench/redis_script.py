@@ -21,6 +21,9 @@ plain) and commands per event, and the pipeline's own wall µs per event
 (store calls one at a time, so Redis' time is inside it too). The
 difference is what health costs; only the ratio within one run means
 anything on a machine whose speed varies.
+
+`--counted-cost ROUNDS` prices the counted events' rings the same way:
+FRAUD_COUNTED_EVENTS 0 against the settings' value (default 20).
 """
 
 from __future__ import annotations
@@ -70,7 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ROUNDS",
         help="price merchant health: with and without the `health` section, alternating",
     )
-    parser.add_argument("--json", help="with --health-cost: write every run's figures here")
+    parser.add_argument(
+        "--counted-cost",
+        type=int,
+        metavar="ROUNDS",
+        help="price the counted events' rings: FRAUD_COUNTED_EVENTS 0 and as set, alternating",
+    )
+    parser.add_argument("--json", help="with a --*-cost mode: write every run's figures here")
 
 
 Stats = dict[str, dict[str, float]]
@@ -274,6 +283,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.health_cost:
             print(_health_cost(settings, args))
             return 0
+        if args.counted_cost:
+            print(_counted_cost(settings, args))
+            return 0
         total, aggregates, seconds, _ = asyncio.run(_run(settings, args))
     print(report(total, aggregates, args.events, seconds))
     return 0
@@ -284,17 +296,42 @@ def _health_cost(settings: Settings, args: argparse.Namespace) -> str:
     scored = load_rulebook(settings)
     if scored.health is None:
         raise SystemExit("the rule file has no `health` section to price")
-    variants = {"without health": dataclasses.replace(scored, health=None), "with health": scored}
+    variants = {
+        "without health": (settings, dataclasses.replace(scored, health=None)),
+        "with health": (settings, scored),
+    }
+    return _alternate(variants, args, args.health_cost, "health costs")
+
+
+def _counted_cost(settings: Settings, args: argparse.Namespace) -> str:
+    """Alternating runs without and with the counted events' rings."""
+    size = settings.counted_events or 20
+    book = load_rulebook(settings)
+    variants = {
+        "no rings": (settings.replace(counted_events=0), book),
+        f"rings of {size}": (settings.replace(counted_events=size), book),
+    }
+    return _alternate(variants, args, args.counted_cost, "rings cost")
+
+
+def _alternate(
+    variants: dict[str, tuple[Settings, Rulebook]],
+    args: argparse.Namespace,
+    rounds: int,
+    label: str,
+) -> str:
+    """Each variant once per round, in turn; medians per variant and the
+    second's cost over the first."""
     # Per variant, each run's (Redis CPU µs, commands, pipeline wall µs) per event.
     rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
-    for _ in range(args.health_cost):
-        for name, rulebook in variants.items():
+    for _ in range(rounds):
+        for name, (settings, rulebook) in variants.items():
             total, _, seconds, cpu = asyncio.run(_run(settings, args, rulebook))
             n = args.events
             rows[name].append((cpu * 1e6 / n, _commands(total) / n, seconds * 1e6 / n))
     lines = [
         f"interpreter: {interpreter_build()}",
-        f"{args.events} events per run, {args.health_cost} alternating rounds; medians:",
+        f"{args.events} events per run, {rounds} alternating rounds; medians:",
         f"{'variant':<16} {'Redis CPU µs/ev':>15} {'commands/event':>15} {'pipeline µs/event':>18}",
     ]
     medians = {}
@@ -306,9 +343,9 @@ def _health_cost(settings: Settings, args: argparse.Namespace) -> str:
         doc = {"interpreter": interpreter_build(), "events": args.events, "runs": rows}
         with open(args.json, "wb") as fh:
             fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    a, b = medians["without health"], medians["with health"]
+    a, b = (medians[name] for name in variants)
     lines.append(
-        f"{'health costs':<16} {b[0] - a[0]:>+15.1f} {b[1] - a[1]:>+15.2f} {b[2] - a[2]:>+18.1f}"
+        f"{label:<16} {b[0] - a[0]:>+15.1f} {b[1] - a[1]:>+15.2f} {b[2] - a[2]:>+18.1f}"
         f"   (ratios {b[0] / a[0]:.2f}, {b[1] / a[1]:.2f}, {b[2] / a[2]:.2f})"
     )
     return "\n".join(lines)
