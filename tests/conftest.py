@@ -32,6 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also run the long variants (marked `soak`), left out of the default suite "
         "to keep it within its time budget",
     )
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        help="the console's end-to-end test also saves its pages as PNG files here "
+        "(scripts/screenshots regenerates docs/console/ this way)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
