@@ -1,12 +1,17 @@
-"""How fast the console's alert queue reads at a given number of alerts
-(issue 15: usable at 100k): `python -m bench.console_queue [--alerts N]`.
+"""How fast the console's pages read at a given number of alerts (issue
+15: usable at 100k): `python -m bench.console_queue [--alerts N]`.
 
 A PostgreSQL of its own (the local services' code, a temporary directory),
 N alerts written by the indexer's own code, one a second back from T0 over
-five rules (one rule holding 0.1 % of them), then each query of the queue
-page timed, best of 5: the first page, a page 90 % deep, filters alone and
-together, a time range, and the count of newer alerts. Keyset paging means
-a deep page costs what the first one costs.
+five rules (one rule holding 0.1 % of them), a freeze for every fifth alert
+and a verdict (with its audit entry) for every third. Then each query of
+the queue page timed, best of 5: the first page, a page 90 % deep, filters
+alone and together, a time range, and the count of newer alerts (keyset
+paging: a deep page costs what the first one costs); and the other pages'
+queries: an alert's detail and verdicts, an entity's alerts and freezes,
+the active freezes by age and by value, the audit log (newest, by actor),
+the rules page's 24-hour fire counts and the per-rule precision (which
+`/metrics` also computes at every scrape).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sized
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -26,11 +33,22 @@ from console.filters import Cursor, QueueFilter
 from console.index_store import write_rows
 from console.mapping import index_record
 from console.migrations import migrate
-from console.queries import count_newer, queue_page
+from console.queries import (
+    alert_detail,
+    count_newer,
+    entity_alerts,
+    entity_freezes,
+    queue_page,
+    verdicts_of,
+)
+from console.record_pages import active_freezes, audit_entries
 from console.rows import Position, Row, Source
-from detectors.decisions import Alert
-from detectors.rules import Mode, Severity
+from console.rules_queries import fires_since
+from console.verdict_stats import standing_verdicts
+from detectors.decisions import Alert, Freeze
+from detectors.rules import ActionKind, Mode, Severity
 from detectors.rules_entities import EntityType
+from detectors.verdicts import Verdict, VerdictKind
 from devenv.postgres import database_url, start_postgres, stop_postgres
 from devenv.services import JAR_CACHE, DevLayout
 
@@ -66,14 +84,61 @@ def _alert(n: int) -> bytes:
     return orjson.dumps(alert.to_wire())
 
 
+def _freeze(n: int) -> tuple[Source, bytes]:
+    fund = n % 2 == 1
+    freeze = Freeze(
+        freeze_id=f"fz_{n:032x}",
+        kind=ActionKind.FUND_FREEZE if fund else ActionKind.BENEFIT_FREEZE,
+        subject_type=EntityType.USER,
+        subject_id=f"u-{n % 997}",
+        scope="payouts" if fund else "vouchers",
+        rule_id=RULES[n % len(RULES)],
+        severity=Severity.HIGH,
+        reason_alert_id=f"al_{n:032x}",
+        expires_at_ms=T0 + 7 * 86_400_000,
+        issued_at_ms=T0 - n * 1000,
+        amount_minor=(n * 37) % 100_000 if fund else None,
+        currency="EUR" if fund else None,
+        ruleset_version="a" * 64,
+    )
+    return (Source.FUND_FREEZES if fund else Source.BENEFIT_FREEZES), orjson.dumps(freeze.to_wire())
+
+
+def _verdict(n: int) -> bytes:
+    verdict = Verdict(
+        verdict_id=f"vd_{n:032x}",
+        alert_id=f"al_{n:032x}",
+        verdict=(VerdictKind.TRUE_POSITIVE, VerdictKind.FALSE_POSITIVE, VerdictKind.UNSURE)[n % 3],
+        rule_id=RULES[n % len(RULES)],
+        severity=Severity.HIGH,
+        entity_type=EntityType.USER,
+        entity_id=f"u-{n % 997}",
+        merchant_id=None,
+        alert_occurred_at_ms=T0 - n * 1000,
+        actor=f"analyst-{n % 20}",
+        decided_at_ms=T0 + n,
+    )
+    return verdict.to_bytes()
+
+
+def _records(n: int) -> list[tuple[Source, bytes]]:
+    out = [(Source.ALERTS, _alert(n))]
+    if n % 5 == 0:
+        out.append(_freeze(n))
+    if n % 3 == 0:
+        out.append((Source.VERDICTS, _verdict(n)))
+    return out
+
+
 async def _fill(conn: psycopg.AsyncConnection[object], alerts: int) -> None:
     for start in range(0, alerts, CHUNK):
         rows: list[Row] = []
         for n in range(start, min(start + CHUNK, alerts)):
-            rows += index_record(Source.ALERTS, Position("bench", 0, n), None, _alert(n))
+            for source, value in _records(n):
+                rows += index_record(source, Position(source.value, 0, n), None, value)
         async with conn.transaction():
             await write_rows(conn, rows)
-    await conn.execute("ANALYZE alerts")
+    await conn.execute("VACUUM ANALYZE")  # what autovacuum keeps a live index at
 
 
 def _cases(alerts: int) -> dict[str, QueueFilter]:
@@ -104,7 +169,43 @@ async def _time(conn: psycopg.AsyncConnection[object], alerts: int) -> list[str]
     t = time.perf_counter()
     newer = await count_newer(conn, QueueFilter(), Cursor(T0 - alerts * 500, "al_"))
     lines.append(f"{'newer count':22s} {newer:3d}+      {(time.perf_counter() - t) * 1000:6.2f} ms")
+    return lines + await _time_pages(conn, alerts)
+
+
+async def _time_pages(conn: psycopg.AsyncConnection[object], alerts: int) -> list[str]:
+    """The other pages' queries, each best of 5, with the rows it returned."""
+    middle = f"al_{alerts // 30 * 15:032x}"  # with a freeze and a verdict
+    since = datetime.fromtimestamp((T0 - 86_400_000) / 1000, tz=UTC)
+    cases: dict[str, Callable[[], Awaitable[Sized]]] = {
+        "alert detail": lambda: _one(alert_detail(conn, middle)),
+        "alert's verdicts": lambda: verdicts_of(conn, middle),
+        "entity's alerts": lambda: entity_alerts(conn, "user", "u-5", middle),
+        "entity's freezes": lambda: entity_freezes(conn, "user", "u-5", middle),
+        "freezes by age": lambda: active_freezes(conn, "fund", "age"),
+        "freezes by value": lambda: active_freezes(conn, "fund", "value"),
+        "audit, newest": lambda: audit_entries(conn, {}),
+        "audit, one actor": lambda: audit_entries(conn, {"actor": "analyst-7"}),
+        "rules: 24 h fires": lambda: _dict(fires_since(conn, [*RULES, "rare"], since)),
+        "precision per rule": lambda: standing_verdicts(conn),
+    }
+    lines = []
+    for name, query in cases.items():
+        best, shown = float("inf"), 0
+        for _ in range(5):
+            t = time.perf_counter()
+            shown = len(await query())
+            best = min(best, time.perf_counter() - t)
+        lines.append(f"{name:22s} {shown:3d} rows  {best * 1000:6.2f} ms")
     return lines
+
+
+async def _one(found: Awaitable[object | None]) -> list[object]:
+    row = await found
+    return [] if row is None else [row]
+
+
+async def _dict(found: Awaitable[dict[str, int]]) -> list[int]:
+    return list((await found).values())
 
 
 async def run(alerts: int) -> list[str]:
