@@ -53,6 +53,11 @@ class ConsoleSettings:
     # named, or without a value, a release waits for a second person
     # (console/two_person.py). Unset: every fund release needs two persons.
     two_person_release: ReleaseThresholds = field(default_factory=ReleaseThresholds)
+    # After this many failed logins of one username within the lockout
+    # window, its logins are refused (429) until the window has passed
+    # (console/login_throttle.py).
+    login_max_failures: int = 10
+    login_lockout_s: float = 900.0
 
     @property
     def retention_s(self) -> int:
@@ -131,6 +136,8 @@ _PARSERS: dict[str, Any] = {
     "session_ttl_s": _positive_float,
     "cookie_secure": _bool,
     "two_person_release": ReleaseThresholds.parse,
+    "login_max_failures": _positive_int,
+    "login_lockout_s": _positive_float,
 }
 
 

@@ -28,6 +28,7 @@ import psycopg
 from aiohttp import web
 
 from console.index_store import write_rows
+from console.login_throttle import FAILED, LOCKED, locked_out
 from console.render import render
 from console.request_state import CONN, SESSION, USER
 from console.rows import AuditRow
@@ -220,9 +221,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     pages = request.app[PAGES]
     form = await request.post()
     username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))
+    actor, limits = username or "(empty)", pages.settings
+    if await locked_out(
+        request[CONN], actor, now_ms(), limits.login_max_failures, limits.login_lockout_s
+    ):
+        await _audit(request, actor, LOCKED)
+        minutes = max(1, round(limits.login_lockout_s / 60))
+        message = f"Too many failed logins for this username: try again in {minutes} minutes."
+        return _login_form(request, 429, error=message)
     user = pages.users.authenticate(username, password)
     if user is None:
-        await _audit(request, username or "(empty)", "console.login_failed")
+        await _audit(request, actor, FAILED)
         return _login_form(request, 401, error="Wrong username or password.")
     token, session = await create_session(
         request[CONN], user.username, now_ms(), pages.settings.session_ttl_s

@@ -90,11 +90,14 @@ async def site(
     url = console_database(postgres_port, "pages")
     await index(url, records())
     users = tmp_path_factory.mktemp("console") / "users.yaml"
-    users.write_text(users_yaml(PASSWORD, {"ana": "analyst", "vic": "viewer"}))
+    users.write_text(users_yaml(PASSWORD, {"ana": "analyst", "vic": "viewer", "lou": "viewer"}))
     port = free_port()
     settings = services.settings()  # verdicts go to a real Kafka
     await create_all_topics(settings)
-    console = Console(settings, ConsoleSettings(database_url=url, users_file=users, web_port=port))
+    console_settings = ConsoleSettings(
+        database_url=url, users_file=users, web_port=port, login_max_failures=3
+    )
+    console = Console(settings, console_settings)
     async with served(console, port) as browser:
         yield Site(f"http://127.0.0.1:{port}", url, browser, settings)
 
@@ -373,3 +376,22 @@ async def test_an_analyst_takes_a_case_and_judges_picked_alerts_from_the_queue(
     await page.click("nav >> text=Rules")
     await expect(page.locator("tr.rule-row", has_text=RULE)).to_contain_text("enforce")
     await expect(page.locator("form.mode")).to_have_count(0)  # an analyst sets no mode
+
+
+async def test_a_username_guessed_at_is_locked_out_even_for_the_right_password(
+    site: Site, page: Page
+) -> None:
+    for _ in range(3):  # the site's limit
+        await log_in(page, site.base, password="a wrong guess", user="lou")
+        await expect(page.locator(".error")).to_have_text("Wrong username or password.")
+    await page.goto(site.base + "/")
+    await page.fill("input[name=username]", "lou")
+    await page.fill("input[name=password]", PASSWORD)
+    async with page.expect_response(lambda r: r.url.endswith("/login")) as answer:
+        await page.click("button[type=submit]")
+    assert (await answer.value).status == 429
+    await expect(page.locator(".error")).to_contain_text("Too many failed logins")
+    await log_in(page, site.base)  # another username is not affected
+    await expect(page).to_have_url(site.base + "/")
+    await page.goto(site.base + "/audit?actor=lou")
+    await expect(page.locator("table")).to_contain_text("console.login_locked")
