@@ -36,11 +36,16 @@ TOKENS = {"viewer-token": ("vic", "csrf-vic"), "approver-token": ("amy", "csrf-a
 
 
 class FakeCursor:
-    def __init__(self, conn: FakeConn, row: tuple[str, str] | None = None) -> None:
+    def __init__(self, conn: FakeConn, row: tuple[Any, ...] | None = None) -> None:
         self.conn, self.row = conn, row
 
-    async def fetchone(self) -> tuple[str, str] | None:
+    async def fetchone(self) -> tuple[Any, ...] | None:
         return self.row
+
+    async def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        """The login throttle's count of recent failures (one user here)."""
+        assert "FROM audit_log" in sql
+        self.row = (self.conn.audited.count("console.login_failed"),)
 
     async def executemany(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         self.conn.audited += [p[3] for p in params]  # the audit rows' actions
