@@ -186,13 +186,17 @@ async def entity_alerts(
 async def entity_freezes(
     conn: AsyncConnection[Any], entity_type: str, entity_id: str, alert_id: str
 ) -> list[dict[str, Any]]:
-    """The entity's newest freezes, and any freeze the alert raised."""
+    """The entity's newest freezes, and any freeze the alert raised, each
+    with its release when it was released (when, by whom, why)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT freeze_id, kind, subject_type, subject_id, scope, rule_id, reason_alert_id,"
-            " issued_at, expires_at, amount_minor, currency, state FROM freezes"
-            " WHERE (subject_type = %s AND subject_id = %s) OR reason_alert_id = %s"
-            " ORDER BY issued_at DESC LIMIT %s",
+            "SELECT f.freeze_id, f.kind, f.subject_type, f.subject_id, f.scope, f.rule_id,"
+            " f.reason_alert_id, f.issued_at, f.expires_at, f.amount_minor, f.currency, f.state,"
+            " r.issued_at AS released_at, r.actor AS released_by, r.release_type,"
+            " r.reason_code, r.reason AS release_reason"
+            " FROM freezes f LEFT JOIN freeze_releases r ON r.release_id = f.release_id"
+            " WHERE (f.subject_type = %s AND f.subject_id = %s) OR f.reason_alert_id = %s"
+            " ORDER BY f.issued_at DESC LIMIT %s",
             (entity_type, entity_id, alert_id, ENTITY_ROWS),
         )
         return await cur.fetchall()

@@ -240,6 +240,8 @@ async def test_a_burst_judged_released_and_allow_listed_through_the_console(
 
     await page.goto(f"{base}/entities/user/u-burst")
     await expect(page.locator("table.controls")).to_contain_text("list:allow:user:u-burst")
+    released = page.locator("table.freezes tr", has_text="released").first
+    await expect(released).to_contain_text("by ana (false positive, kyc_ok")
     await snap(stack, page, "entity")
 
 
