@@ -89,10 +89,10 @@ async def read_decisions(settings: Settings) -> list[tuple[str, dict[str, Any]]]
 
 
 async def simulated_backtest(
-    services: Services, tmp_path: Path, seed: int
+    services: Services, tmp_path: Path, seed: int, scale: float = 0.2
 ) -> tuple[SimulationResult, Path, dict[str, set[str]]]:
     """A small simulation written to events.jsonl, and the backtest's decision ids."""
-    result = simulate(SimulationConfig(seed=seed, scale=0.2))
+    result = simulate(SimulationConfig(seed=seed, scale=scale))
     events = tmp_path / "events.jsonl"
     events.write_bytes(result.jsonl())
     settings = services.settings()
