@@ -94,6 +94,8 @@ def checked(record: ControlRecord) -> ControlRecord:
         return parse_control(record.key(), encode(record))
     except ControlRecordError as exc:
         raise FormError(exc.message) from None
+    except (OverflowError, ValueError) as exc:  # a time past what RFC 3339 can write
+        raise FormError(f"a time out of range ({exc})") from None
 
 
 def _choice(form: Mapping[str, Any], name: str, allowed: list[str]) -> str:

@@ -52,6 +52,9 @@ async def publish_or_503(request: web.Request, record: ControlRecord) -> web.Res
             raise KafkaError("the console has no control publisher")
         await publish(record)
     except (KafkaError, TimeoutError) as exc:
-        message = f"Nothing was recorded: Kafka did not answer ({type(exc).__name__}). Send again."
+        message = (
+            f"Kafka did not answer ({type(exc).__name__}): the record may not have been"
+            " written. Send the form again: the same form is recorded once."
+        )
         return render(request, "error.html", status=503, message=message)
     return None

@@ -76,7 +76,11 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
     except ApprovalError as exc:
         return bad_form(request, str(exc), exc.status)
     except (KafkaError, TimeoutError) as exc:
-        message = f"Not approved: Kafka did not answer ({type(exc).__name__}); still pending."
+        message = (
+            f"Kafka did not answer ({type(exc).__name__}): the request stays pending, but its"
+            " record may have reached the workers. Approve it again (the same record);"
+            " do not reject it."
+        )
         return bad_form(request, message, 503)
     return see_other(f"/approvals?done={'approved' if approve else 'rejected'}")
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from detectors.aggregates import AggregateKind, AggregateSpec
 from detectors.durations import format_duration_ms
 from detectors.errors import StoreUnavailable
-from detectors.money import PerCurrency, format_minor
+from detectors.money import format_minor
 from detectors.rulebook import Rulebook
 from detectors.rules_entities import EntityType
 from detectors.timestamps import format_rfc3339_ms
@@ -85,15 +85,10 @@ def counter_rows(book: Rulebook, readings: list[CounterReading]) -> list[Counter
 
 
 def rule_currencies(book: Rulebook) -> list[str]:
-    """The currencies the rules name in their money thresholds: a money sum
-    is kept per currency, and these are the ones a rule can judge."""
-    found = {
-        c
-        for rule in book.rules
-        if isinstance(rule.threshold, PerCurrency)
-        for c in rule.threshold.currencies
-    }
-    return sorted(found)
+    """The currencies the money rules judge (their thresholds and volumes
+    name them): a money sum is kept per currency, and these are the ones a
+    rule can read."""
+    return sorted({c for rule in book.rules for c in rule.currencies or ()})
 
 
 class EntityStateReader:

@@ -4,7 +4,8 @@ release, list entry, snooze or rule mode on `risk-control` and its audit
 topic), never a row written here. Each send returns once Kafka
 acknowledged it (acks=all, idempotent producer), so a page that says
 "done" means the record is durable; a timeout raises and the page says
-nothing was recorded.
+the record may not have been written (a send abandoned at the timeout may
+still land): the forms' ids make sending the same form again safe.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from stream.settings_values import (
     non_negative,
     non_negative_float,
     positive,
+    ring_size,
     secret,
     share,
 )
@@ -280,7 +281,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         dlq_value_max_bytes=_parse(env, "DLQ_VALUE_MAX_BYTES", pos_int, d.dlq_value_max_bytes),
         dedup_horizon_s=_parse(env, "DEDUP_HORIZON_S", pos_int, d.dedup_horizon_s),
         allowed_lateness_s=_parse(env, "ALLOWED_LATENESS_S", non_negative, d.allowed_lateness_s),
-        counted_events=_parse(env, "COUNTED_EVENTS", non_negative, d.counted_events),
+        counted_events=_parse(env, "COUNTED_EVENTS", ring_size, d.counted_events),
         kafka_session_timeout_s=_parse(
             env, "KAFKA_SESSION_TIMEOUT_S", pos_float, d.kafka_session_timeout_s
         ),

@@ -18,6 +18,7 @@ __all__ = [
     "non_negative",
     "non_negative_float",
     "positive",
+    "ring_size",
     "secret",
     "share",
 ]
@@ -39,6 +40,15 @@ def non_negative(raw: str) -> int:
     value = int(raw)
     if value < 0:
         raise ValueError("must not be negative")
+    return value
+
+
+def ring_size(raw: str) -> int:
+    """FRAUD_COUNTED_EVENTS: 0 to 1000 (the alert contract lists at most
+    1000 counted events, and each is a field of its count's hash)."""
+    value = non_negative(raw)
+    if value > 1000:
+        raise ValueError("at most 1000")
     return value
 
 

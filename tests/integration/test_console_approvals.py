@@ -135,7 +135,7 @@ async def test_a_release_with_a_reason_lands_on_risk_control_and_in_the_audit_lo
     await page.goto(site.base + "/freezes?kind=fund")
     site.kafka_down[0] = True
     await release_in_page(page, SMALL, HOSTILE)
-    await expect(page.locator(".error")).to_contain_text("Nothing was recorded")
+    await expect(page.locator(".error")).to_contain_text("Kafka did not answer")
     site.kafka_down[0] = False
     assert await control_records(site, f"release:{SMALL}") == []
     await page.go_back()

@@ -5,13 +5,15 @@ the same however the events were batched."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from detectors.counted import counted_ids
+from detectors.errors import ConfigError
 from detectors.events import Topic
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
-from stream.settings import Settings
+from stream.settings import Settings, from_env
 from stream.store.base import StoreConfig
 from stream.store.memory_store import MemoryStore
 from tests.integration.services import TEST_KEY_HASH_SECRET
@@ -79,3 +81,10 @@ def test_the_list_stops_at_the_trigger_and_keeps_to_the_window() -> None:
     assert counted_ids(ring, "x", 300, 0, 1_000) == ("a", "b", "c")  # by time without it
     assert counted_ids(ring, "d", 400, 0, 300) == ("a", "b")  # window [0, 300)
     assert counted_ids((), "d", 400, 0, 300) == ()
+
+
+def test_the_ring_size_is_bounded() -> None:
+    assert from_env({"FRAUD_COUNTED_EVENTS": "1000"}).counted_events == 1000
+    for bad in ("1001", "-1", "many"):
+        with pytest.raises(ConfigError, match="FRAUD_COUNTED_EVENTS"):
+            from_env({"FRAUD_COUNTED_EVENTS": bad})

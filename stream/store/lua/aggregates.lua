@@ -35,7 +35,9 @@
 -- ARGV[5] : refresh slice ms
 -- ARGV[6] : ring size: how many counted events a count/sum key keeps
 --           (fields p = the newest's sequence number, r<seq % size> =
---           "<event ms>|<event id>"; 0: none). A unit's ref is its event id
+--           "<seq>|<event ms>|<event id>"; 0: none). The read keeps the
+--           entries whose seq is among the size newest, in seq order, so a
+--           ring written under another size reads right too. A unit's ref is its event id
 --           when it adds to a count or sum and rings are kept, else 0.
 --           After an op whose value reaches its spec's report_at (> 0), the
 --           ring is read in the same step: what an alert lists then depends
@@ -136,7 +138,7 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
   if not st[1] then
     if apply == 0 or d == 0 then return 0, b end
     if rf then
-      redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d], 'p', '1', RF[1 % rsize], entry)
+      redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d], 'p', '1', RF[1 % rsize], '1|' .. entry)
     else
       redis.call('HSET', key, 'n', S[b], 't', S[d], S[b], S[d])
     end
@@ -158,7 +160,7 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
       redis.call('DEL', key)
       if rf then
         -- The ring's entries left with the buckets: it starts again.
-        redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t], 'p', '1', RF[1 % rsize], entry)
+        redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t], 'p', '1', RF[1 % rsize], '1|' .. entry)
       elseif t ~= 0 then
         redis.call('HSET', key, 'n', S[b], 't', S[t], S[b], S[t])
       else
@@ -177,7 +179,7 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
     -- in the same HSET as the head.
     if rf then
       t = t + d
-      redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d], 'p', I(seq), rf, entry)
+      redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d], 'p', I(seq), rf, I(seq) .. '|' .. entry)
     elseif apply == 1 and d ~= 0 then
       t = t + d
       redis.call('HSET', key, 'n', S[b], 't', I(t), S[b], S[d])
@@ -195,10 +197,10 @@ local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
     local v = (tonumber(st[3]) or 0) + d
     if b > nb - n then
       t = t + d
-      if rf then redis.call('HSET', key, S[b], I(v), 't', I(t), 'p', I(seq), rf, entry)
+      if rf then redis.call('HSET', key, S[b], I(v), 't', I(t), 'p', I(seq), rf, I(seq) .. '|' .. entry)
       else redis.call('HSET', key, S[b], I(v), 't', I(t)) end
     elseif rf then
-      redis.call('HSET', key, S[b], I(v), 'p', I(seq), rf, entry)
+      redis.call('HSET', key, S[b], I(v), 'p', I(seq), rf, I(seq) .. '|' .. entry)
     else
       redis.call('HSET', key, S[b], I(v))
     end
@@ -258,12 +260,18 @@ local function report(key, at)
   local vals = redis.call('HMGET', key, 'p', unpack(RF, 0, rsize - 1))
   local p = tonumber(vals[1])
   if not p then return end
-  local lo = math.max(1, p - rsize + 1)
-  reports[nr + 1], reports[nr + 2] = at, p - lo + 1
+  local got = {}
+  for j = 2, #vals do
+    local seq, rest = string.match(vals[j] or '', '^(%d+)|(.+)$')
+    seq = tonumber(seq)
+    if seq and seq > p - rsize and seq <= p then got[#got + 1] = {seq, rest} end
+  end
+  table.sort(got, function(x, y) return x[1] < y[1] end)
+  reports[nr + 1], reports[nr + 2] = at, #got
   nr = nr + 2
-  for j = lo, p do
+  for _, e in ipairs(got) do
     nr = nr + 1
-    reports[nr] = vals[(j % rsize) + 2]
+    reports[nr] = e[2]
   end
 end
 
