@@ -8,7 +8,7 @@ with one SCAN pattern.
 
     <ns>:{u:<h>}:a:<agg_id>         HASH  bucketed count: n = newest bucket,
                                           t = window total, <bucket> = value;
-                                          r<i> = a counted event "<ms>|<event id>"
+                                          r<i> = a counted event "<seq>|<ms>|<event id>"
                                           (a ring of FRAUD_COUNTED_EVENTS), p = the
                                           newest's sequence number
     <ns>:{u:<h>}:a:<agg_id>:<CUR>   HASH  the same for a sum (money), one key per
