@@ -46,11 +46,8 @@ def bad_form(request: web.Request, message: str, status: int = 400) -> web.Respo
 
 async def publish_or_503(request: web.Request, record: ControlRecord) -> web.Response | None:
     """None when Kafka acknowledged the record; else the 503 page."""
-    publish = request.app[PAGES].publish_control
     try:
-        if publish is None:
-            raise KafkaError("the console has no control publisher")
-        await publish(record)
+        await request.app[PAGES].publish_control(record)
     except (KafkaError, TimeoutError) as exc:
         message = (
             f"Kafka did not answer ({type(exc).__name__}): the record may not have been"

@@ -33,7 +33,7 @@ from console.pages import add_page_routes
 from console.record_pages import add_record_routes
 from console.release_pages import add_release_routes
 from console.render import SECURITY_HEADERS
-from console.rules_page import add_rules_routes, file_rulebook
+from console.rules_page import add_rules_routes
 from console.settings import ConsoleSettings
 from console.users import load_users
 from console.verdict_pages import add_verdict_routes
@@ -131,7 +131,7 @@ class Console:
                 descriptions,
                 self.publisher.verdict,
                 self.publisher.control,
-                rulebook=file_rulebook(settings),
+                rulebook=book,
             )
 
     async def purge_once(self, now_ms: int) -> int:

@@ -29,7 +29,7 @@ from console.sessions import new_token
 from console.two_person import ApprovalKind
 from console.users import Role
 from console.web_auth import PAGES, requires, see_other
-from detectors.control import MAX_REASON, ControlRecord, Ruleset
+from detectors.control import MAX_REASON, Ruleset
 from detectors.rulebook import RulebookError
 from detectors.ruleset_check import MAX_RULESET_BYTES
 from stream.control_rules import build_ruleset
@@ -64,13 +64,7 @@ async def _decide(request: web.Request, approve: bool) -> web.StreamResponse:
         reason = reason_of(form) if not approve else form_text(form, "reason", MAX_REASON, False)
     except FormError as exc:
         return bad_form(request, str(exc))
-    publish = request.app[PAGES].publish_control
-
-    async def send(record: ControlRecord) -> None:
-        if publish is None:
-            raise KafkaError("the console has no control publisher")
-        await publish(record)
-
+    send = request.app[PAGES].publish_control
     try:
         await decide(request[CONN], Decision(request_id, approve, reason), user, now_ms(), send)
     except ApprovalError as exc:

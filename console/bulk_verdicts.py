@@ -99,8 +99,6 @@ async def bulk_verdict(request: web.Request) -> web.StreamResponse:
     publish = request.app[PAGES].publish_verdict
     sent = 0
     try:
-        if publish is None:
-            raise KafkaError("the console has no verdict publisher")
         for verdict in verdicts:
             await publish(verdict)
             sent += 1

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
+from console.action_forms import FormError, checked
 from console.render import render
 from console.request_state import CONN, USER
 from console.rules_queries import fires_since, published_ruleset, standing_rule_modes
@@ -33,33 +34,17 @@ from console.verdict_stats import standing_verdicts
 from console.web_auth import PAGES, requires, see_other
 from detectors.control import (
     MAX_REASON,
-    ControlRecordError,
     Provenance,
     RuleMode,
     RuleModeSetting,
     Ruleset,
 )
-from detectors.control_parsing import parse_control
-from detectors.errors import ConfigError
-from detectors.rulebook import Rulebook, RulebookError
+from detectors.rulebook import Rulebook
 from detectors.rules import Rule
-from stream.control_cli import encode
-from stream.rules_loading import load_rulebook
-from stream.settings import Settings
 
-__all__ = ["RulesInEffect", "add_rules_routes", "control_id_for", "file_rulebook", "in_effect"]
+__all__ = ["RulesInEffect", "add_rules_routes", "control_id_for", "in_effect"]
 
 log = logging.getLogger(__name__)
-
-
-def file_rulebook(settings: Settings) -> Rulebook | None:
-    """The rule file the workers are given (FRAUD_RULES_FILE); None when it
-    cannot be read (the rules page then shows a published ruleset only)."""
-    try:
-        return load_rulebook(settings)
-    except (ConfigError, RulebookError) as exc:
-        log.warning("console: the rules file is unavailable (%s)", exc)
-        return None
 
 
 def control_id_for(idempotency_key: str) -> str:
@@ -125,9 +110,9 @@ def _mode_record(request: web.Request, rule_id: str, form: dict[str, str]) -> Ru
     meta = Provenance(control_id_for(key), user.username, reason, int(time.time() * 1000))
     record = RuleMode(rule_id, RuleModeSetting(mode), meta)
     try:  # the workers' own parser is the check: what it would refuse is never sent
-        parse_control(record.key(), encode(record))
-    except ControlRecordError as exc:
-        return f"The record would be refused: {exc.message}."
+        checked(record)
+    except FormError as exc:
+        return f"The record would be refused: {exc}."
     return record
 
 
@@ -143,8 +128,6 @@ async def set_mode(request: web.Request) -> web.StreamResponse:
     if isinstance(record, str):
         return render(request, "error.html", status=400, message=record)
     try:
-        if pages.publish_control is None:
-            raise KafkaError("the console has no control publisher")
         await pages.publish_control(record)
     except (KafkaError, TimeoutError) as exc:
         message = f"The mode was not set ({type(exc).__name__}); send it again."

@@ -87,11 +87,8 @@ async def post_verdict(request: web.Request) -> web.StreamResponse:
     user = request[USER]
     assert user is not None  # `requires` let the request through
     verdict = verdict_on(found, VerdictKind(str(kind)), note, user.username, token)
-    publish = request.app[PAGES].publish_verdict
     try:
-        if publish is None:
-            raise KafkaError("the console has no verdict publisher")
-        await publish(verdict)
+        await request.app[PAGES].publish_verdict(verdict)
     except (KafkaError, TimeoutError) as exc:
         message = f"The verdict was not sent ({type(exc).__name__}); send it again."
         return render(request, "error.html", status=503, message=message)

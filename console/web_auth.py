@@ -26,6 +26,7 @@ from urllib.parse import quote
 import orjson
 import psycopg
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from console.index_store import write_rows
 from console.login_throttle import FAILED, LOCKED, locked_out
@@ -72,6 +73,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
 
+async def unpublished(item: object) -> None:
+    """The publisher of a console given none: every send fails as a Kafka
+    that does not answer would."""
+    raise KafkaError("the console has no publisher")
+
+
 @dataclass(frozen=True, slots=True)
 class Pages:
     """What the pages need, on the aiohttp application."""
@@ -80,11 +87,12 @@ class Pages:
     settings: ConsoleSettings
     connect: Connect
     rule_descriptions: dict[str, str]
-    # Where an analyst's verdict goes (console.verdict_pages); None: nowhere.
-    publish_verdict: Callable[[Verdict], Awaitable[None]] | None = None
+    # Where an analyst's verdict goes (console.verdict_pages); by default
+    # nowhere: the form answers 503 as when Kafka does not answer.
+    publish_verdict: Callable[[Verdict], Awaitable[None]] = unpublished
     # Where an operator's control record goes (releases, list entries,
-    # snoozes, rule modes); None: nowhere, and those forms answer 503.
-    publish_control: Callable[[ControlRecord], Awaitable[None]] | None = None
+    # snoozes, rule modes); by default nowhere, and those forms answer 503.
+    publish_control: Callable[[ControlRecord], Awaitable[None]] = unpublished
     # The rule file the workers are given (the rules page); None: unreadable.
     rulebook: Rulebook | None = None
 
