@@ -23,11 +23,8 @@ from psycopg import sql
 
 from console.app import Console
 from console.bulk_verdicts import BULK_CAP
-from console.index_store import write_rows
-from console.mapping import index_record
-from console.rows import Position, Source
+from console.rows import Source
 from console.settings import ConsoleSettings
-from console.users import hash_password
 from detectors.control import RuleMode, RuleModeSetting
 from detectors.control_parsing import parse_control
 from detectors.rules import Severity
@@ -38,7 +35,7 @@ from stream.settings import Settings
 from stream.topics import create_all_topics
 from tests.console_records import alert, dumps
 from tests.integration.console_client import Client, Logins, field
-from tests.integration.console_site import console_database
+from tests.integration.console_site import console_database, index_records, users_yaml
 from tests.integration.services import Services, free_port
 
 PASSWORD = "a long analyst password"
@@ -65,24 +62,10 @@ class Site:
     app: web.Application
 
 
-async def index(url: str, items: list[tuple[Source, bytes | None, bytes]]) -> None:
-    rows = [
-        row
-        for offset, (source, key, value) in enumerate(items)
-        for row in index_record(source, Position(source.value, 0, offset), key, value)
-    ]
-    conn = await psycopg.AsyncConnection.connect(url)
-    async with conn, conn.transaction():
-        await write_rows(conn, rows)
-
-
 def users_file(directory: Path, roles: dict[str, str]) -> Path:
     """The console's users file: each user with PASSWORD and a role."""
-    digest = hash_password(PASSWORD)
     path = directory / "users.yaml"
-    entry = "  - {{username: {}, role: {}, password_hash: '{}'}}\n"
-    lines = [entry.format(user, role, digest) for user, role in roles.items()]
-    path.write_text("users:\n" + "".join(lines))
+    path.write_text(users_yaml(PASSWORD, roles))
     return path
 
 
@@ -104,7 +87,7 @@ async def site(
         {"ana": "analyst", "bob": "analyst", "olga": "approver", "vic": "viewer"},
     )
     url = console_database(postgres_port, "actions")
-    await index(url, records())
+    await index_records(url, records())
     port = free_port()
     settings = services.settings()
     await create_all_topics(settings)
@@ -166,7 +149,7 @@ async def test_the_rules_page_shows_each_rules_mode_fire_rate_and_precision(
 ) -> None:
     judged = [(0, VerdictKind.TRUE_POSITIVE), (1, VerdictKind.FALSE_POSITIVE)]
     judged += [(2, VerdictKind.UNSURE), (3, VerdictKind.TRUE_POSITIVE)]
-    await index(site.url, [(Source.VERDICTS, None, verdict(n, k)) for n, k in judged])
+    await index_records(site.url, [(Source.VERDICTS, None, verdict(n, k)) for n, k in judged])
     viewer = await login("vic")
     html = await viewer.text("/rules")
     row = rule_row(html, RULE)
@@ -198,7 +181,7 @@ async def test_an_approver_sets_a_mode_once_however_often_the_form_is_sent(
     assert record.meta.actor == "olga" and record.meta.reason == form["reason"]
     audit_topic = await topic(site.settings, site.settings.topics.control_audit)
     assert len([k for k, _ in audit_topic if k == mine[0][0]]) == 2
-    await index(site.url, [(Source.CONTROL, k, v) for k, v in mine])
+    await index_records(site.url, [(Source.CONTROL, k, v) for k, v in mine])
     row = rule_row(await approver.text("/rules"), RULE)
     assert '<td class="mode off">off' in row and "set by olga" in row
     assert "control.rule-mode" in await approver.text("/audit?actor=olga")
