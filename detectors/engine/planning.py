@@ -53,6 +53,10 @@ class EntityGroup:
     # Per spec, from which value the store hands back the events it counted
     # (detectors.counted); empty or None: never.
     report_at: tuple[ReportFloor | None, ...] = ()
+    # Per spec, whether the store keeps its ring of counted events: where
+    # some rule of the rule set, on any topic, reads it as its main
+    # aggregate. Empty: where this group has a floor.
+    ringed: tuple[bool, ...] = ()
     # The store's cache key: entity and aggregate ids, computed once.
     signature: str = dataclasses.field(default="", compare=False)
 
@@ -60,10 +64,19 @@ class EntityGroup:
         sig = "+".join(e.value for e in self.entity) + ":" + ",".join(s.agg_id for s in self.specs)
         if any(self.report_at):
             sig += "@" + ",".join(f.signature() if f else "" for f in self.report_at)
+        if self.ringed:
+            sig += "#" + "".join("1" if r else "0" for r in self.ringed)
         object.__setattr__(self, "signature", sig)
 
     def floor(self, position: int) -> ReportFloor | None:
         return self.report_at[position] if self.report_at else None
+
+    def keeps_ring(self, position: int) -> bool:
+        """Rings cost every counted event a longer write, so they are kept
+        only where an alert can list them."""
+        if self.ringed:
+            return self.ringed[position]
+        return self.floor(position) is not None
 
 
 class GroupRequest(NamedTuple):
@@ -142,8 +155,12 @@ class Plan:
         self.judges: dict[Topic, tuple[Rule, ...]] = {
             t: tuple(r for r in rulebook.rules if t in r.topics) for t in Topic
         }
+        # A ring is written by every topic feeding the aggregate, while only
+        # its rules' topics read it: the set spans the whole rule set.
+        ringed = frozenset(report_floors(rulebook.rules))
         self._compiled = {
-            t: _TopicPlan(t, self.feeds[t], self.judges[t], extra_reads.get(t, ())) for t in Topic
+            t: _TopicPlan(t, self.feeds[t], self.judges[t], extra_reads.get(t, ()), ringed)
+            for t in Topic
         }
 
     def requests(self, topic: Topic, event: Event) -> list[GroupRequest]:
@@ -186,6 +203,7 @@ class _TopicPlan:
         feeds: tuple[AggregateSpec, ...],
         rules: tuple[Rule, ...],
         reads: tuple[AggregateSpec, ...] = (),
+        ringed: frozenset[str] = frozenset(),
     ) -> None:
         self.topic = topic
         by_entity: dict[tuple[EntityType, ...], dict[str, AggregateSpec]] = {}
@@ -201,7 +219,12 @@ class _TopicPlan:
         groups: list[_CompiledGroup] = []
         for entity, specs in by_entity.items():
             ordered = tuple(specs.values())
-            group = EntityGroup(entity, ordered, tuple(floors.get(s.agg_id) for s in ordered))
+            group = EntityGroup(
+                entity,
+                ordered,
+                tuple(floors.get(s.agg_id) for s in ordered),
+                tuple(s.agg_id in ringed for s in ordered),
+            )
             base = tuple(
                 _constant_contribution(s) if s.agg_id in fed else None for s in group.specs
             )

@@ -75,6 +75,7 @@ class GroupTemplate:
     distinct: tuple[int, ...]  # op positions whose member is hashed (keys.KeyHasher.member)
     money: tuple[int, ...]  # op positions whose key names the event's currency
     group: EntityGroup | None = field(default=None, compare=False)
+    ringed: bool = False  # whether any count or sum op keeps a ring (its units carry the event id)
     # Per currency: the key suffixes and spec indices (a sum's report floor
     # is per currency, so its spec row is too).
     by_currency: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = field(
@@ -97,7 +98,9 @@ class GroupTemplate:
             for i in self.money:
                 spec = self.group.specs[i]
                 suffixes[i] = keys.aggregate_suffix(self.layout[i][0], currency)
-                indices[i] = templates.row(spec, _report_at(self.group, i, currency))
+                indices[i] = templates.row(
+                    spec, _report_at(self.group, i, currency), self.group.keeps_ring(i)
+                )
             found = self.by_currency[currency] = (tuple(suffixes), tuple(indices))
         return found
 
@@ -114,7 +117,8 @@ class Templates:
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._by_id: dict[str, Template] = {}
-        self._rows: dict[tuple[str, int], int] = {}  # (agg_id, report_at) -> spec index
+        # (agg_id, report_at, ring) -> spec index
+        self._rows: dict[tuple[str, int, bool], int] = {}
         self._groups: dict[str, GroupTemplate] = {}
         self._table: list[list[Any]] = []
         self.table_json = b"[]"
@@ -127,7 +131,9 @@ class Templates:
             tpl = self._groups[group.signature] = GroupTemplate(
                 group.entity,
                 tuple(
-                    self.row(s, _report_at(group, i, None)) if t.kind == SUM else t.index
+                    self.row(s, _report_at(group, i, None), group.keeps_ring(i))
+                    if t.kind == SUM
+                    else t.index
                     for i, (s, t) in enumerate(zip(group.specs, specs, strict=True))
                 ),
                 tuple(t.suffix for t in specs),
@@ -138,20 +144,23 @@ class Templates:
                 tuple(i for i, t in enumerate(specs) if t.kind == DISTINCT),
                 tuple(i for i, t in enumerate(specs) if t.per_currency),
                 group,
+                self.rings and any(group.keeps_ring(i) for i, t in enumerate(specs) if t.guarded),
             )
         return tpl
 
-    def row(self, spec: AggregateSpec, report_at: int) -> int:
-        """The index of a count's or sum's spec row with this report floor:
-        one row per floor, since the script reads the floor from the row."""
-        if not report_at:
+    def row(self, spec: AggregateSpec, report_at: int, ring: bool) -> int:
+        """The index of a count's or sum's spec row with this report floor
+        and ring flag: one row per pair, since the script reads both from
+        the row."""
+        ring = ring and self.rings
+        if not report_at and not ring:
             return self.get(spec).index
-        found = self._rows.get((spec.agg_id, report_at))
+        found = self._rows.get((spec.agg_id, report_at, ring))
         if found is None:
             base = self._table[self.get(spec).index - 1]
-            self._table.append([*base[:5], report_at])
+            self._table.append([*base[:5], report_at, int(ring)])
             self.table_json = orjson.dumps(self._table)
-            found = self._rows[(spec.agg_id, report_at)] = len(self._table)
+            found = self._rows[(spec.agg_id, report_at, ring)] = len(self._table)
         return found
 
     def get(self, spec: AggregateSpec) -> Template:
@@ -177,7 +186,7 @@ class Templates:
         else:
             assert spec.bucket_ms is not None and spec.window_ms is not None
             late_buckets = -(-lim.lateness_ms // spec.bucket_ms)
-            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl, 0]
+            row = [SUM, spec.bucket_ms, spec.window_ms // spec.bucket_ms, late_buckets, ttl, 0, 0]
             suffix = keys.aggregate_suffix(spec.agg_id)
             guarded = spec.kind in _GUARDED
             tpl = Template(
@@ -231,7 +240,6 @@ def encode(
     calls: dict[int, AggregateCall] = {}
     entities: dict[tuple[tuple[EntityType, ...], tuple[str, ...]], _Entity] = {}
     group_of = templates.group
-    rings = templates.rings
     for ei, ev in enumerate(events):
         if not ev.requests:
             continue
@@ -255,7 +263,7 @@ def encode(
             flat = call.flat
             # The digest only where the guard reads it: it is the longest field;
             # the event id only where a ring records it.
-            ref = ev.event_id if rings and guard else 0
+            ref = ev.event_id if guard and tpl.ringed else 0
             flat += (guard, ehash if guard > 0 else 0, ev.event_ms, ref, len(contributions))
             suffixes, indices = (
                 tpl.in_currency(ev.currency, templates)

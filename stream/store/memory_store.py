@@ -66,8 +66,8 @@ _PLACEHOLDER = ALERT_ID_PLACEHOLDER.encode()
 @dataclass(frozen=True, slots=True)
 class _Ring:
     """What a count or sum op needs for the ring: the event's entry (None:
-    its unit adds to no count or sum), the op's report floor, and where a
-    ring read back goes."""
+    its unit adds to no count or sum, or the aggregate keeps no ring), the
+    op's report floor, and where a ring read back goes."""
 
     entry: tuple[int, str] | None
     floor: ReportFloor | None
@@ -152,7 +152,8 @@ class MemoryStore:
             for i, (spec, c) in enumerate(zip(req.group.specs, req.contributions, strict=True)):
                 new = unit is EventStatus.NEW
                 if spec.kind in _GUARDED:
-                    ring = _Ring(entry, req.group.floor(i), counted)
+                    kept = entry if req.group.keeps_ring(i) else None
+                    ring = _Ring(kept, req.group.floor(i), counted)
                     values[spec.agg_id] = self._bucketed(entity, spec, c, new, ev, ring)
                 else:
                     values[spec.agg_id] = self._op(entity, spec, c, new, ev)

@@ -83,3 +83,16 @@ class CountedCases:
             for i in range(1, 5):
                 obs = await feed(store, f"e{i}", T0 + i)
         assert obs.counted == {} and obs.values[COUNT.agg_id].value == 4
+
+    async def test_an_aggregate_no_rule_lists_keeps_no_ring(self, store: EventStore) -> None:
+        """Rings are kept only where a rule reads the aggregate as its main
+        one; when a rule set starts to, the ring starts with the next event."""
+        unringed = dataclasses.replace(GROUP, ringed=(True, False))
+        ringed = dataclasses.replace(GROUP, ringed=(True, True))
+        for i, group in enumerate((unringed, unringed, ringed), start=1):
+            request = GroupRequest(group, ("u1",), (1, 60))
+            obs = (await store.apply([EventRequests(f"e{i}", T0 + i, [request], "EUR")]))[0]
+            if i == 2:
+                assert ids(obs, SUM.agg_id) is None  # 120 EUR reaches the floor: no ring
+        assert ids(obs, SUM.agg_id) == ["e3"]
+        assert ids(obs, COUNT.agg_id) == ["e1", "e2", "e3"]

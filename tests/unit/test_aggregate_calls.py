@@ -203,3 +203,20 @@ def test_reply_decoding_attaches_rings_to_their_values() -> None:
     (obs,) = aggregate_calls.decode([ev], calls, {0: reply})
     assert obs.counted == {COUNT.agg_id: ((500, "e1"), (1_000, "e9")), SUM.agg_id: ((1_000, "e9"),)}
     assert obs.values[COUNT.agg_id] == Observation(3, 600_000)
+
+
+def test_a_unit_whose_aggregates_keep_no_ring_carries_no_event_id() -> None:
+    """Only aggregates a rule lists keep rings: their spec rows say so, and
+    a unit adding to none of them leaves the event id out."""
+    kept = dataclasses.replace(_group(ReportFloor()), ringed=(False, True))
+    none = dataclasses.replace(_group(ReportFloor()), ringed=(False, False))
+    events = [
+        EventRequests("e1", 1_000, [GroupRequest(kept, ("alice",), (1, 250))], "EUR"),
+        EventRequests("e2", 2_000, [GroupRequest(none, ("bob",), (1, 250))], "EUR"),
+    ]
+    templates = aggregate_calls.Templates(RINGS)
+    (call,) = aggregate_calls.encode(events, templates, "ns", lambda t: 0, str, HASHER).values()
+    table = orjson.loads(templates.table_json)
+    ring_flags = [[table[call.flat[u * 11 + 5 + i] - 1][6] for i in (0, 3)] for u in range(2)]
+    assert ring_flags == [[0, 1], [0, 0]]
+    assert call.flat[3] == "e1" and call.flat[11 + 3] == 0

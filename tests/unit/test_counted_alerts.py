@@ -8,8 +8,10 @@ import orjson
 import pytest
 
 from detectors.counted import counted_ids
+from detectors.engine import Plan
 from detectors.errors import ConfigError
-from detectors.events import Topic
+from detectors.events import Order, Refund, Topic
+from detectors.rulebook import parse_rulebook
 from stream.codec import SourceRecord
 from stream.pipeline import Pipeline
 from stream.rules_loading import load_rulebook
@@ -18,6 +20,7 @@ from stream.store.base import StoreConfig
 from stream.store.memory_store import MemoryStore
 from tests.integration.services import TEST_KEY_HASH_SECRET
 from tests.store_cases.requests import process
+from tests.unit.test_rulebook import book
 
 SETTINGS = Settings(key_hash_secret=TEST_KEY_HASH_SECRET)
 NOW = 1_900_000_000_000
@@ -88,3 +91,57 @@ def test_the_ring_size_is_bounded() -> None:
     for bad in ("1001", "-1", "many"):
         with pytest.raises(ConfigError, match="FRAUD_COUNTED_EVENTS"):
             from_env({"FRAUD_COUNTED_EVENTS": bad})
+
+
+CROSS_TOPIC = """\
+- id: refund_after_orders
+  version: 1
+  triggers: [refunds]
+  entity: user
+  metric: {kind: count, topics: [orders], window: 10m}
+  compare: ">="
+  threshold: 5
+  severity: high
+- id: refund_ratio
+  version: 1
+  triggers: [refunds]
+  entity: user
+  metric:
+    kind: ratio
+    window: 1h
+    numerator: {kind: count, topics: [refunds]}
+    denominator: {kind: count, topics: [orders]}
+  compare: ">="
+  threshold: 0.5
+  severity: high
+"""
+
+
+def _ringed(plan: Plan, topic: Topic) -> dict[str, tuple[bool, bool]]:
+    """Per aggregate of the topic's user group: (keeps a ring, reports it)."""
+    event = {
+        Topic.ORDERS: Order("e", 0, "o", "u", "m", 100, "EUR"),
+        Topic.REFUNDS: Refund("e", 0, "r", "o", "u", "m", 100, "EUR"),
+    }[topic]
+    (req,) = [r for r in plan.requests(topic, event) if r.entity_ids == ("u",)]
+    group = req.group
+    return {
+        s.agg_id: (group.keeps_ring(i), group.floor(i) is not None)
+        for i, s in enumerate(group.specs)
+    }
+
+
+def test_rings_are_kept_where_a_rule_on_any_topic_lists_them() -> None:
+    """The orders topic writes the ring of the count a refunds rule lists,
+    though no orders rule reads it; a ratio's denominator keeps none."""
+    rulebook = parse_rulebook(book(CROSS_TOPIC))
+    plan = Plan(rulebook)
+    by_id = {r.rule_id: r for r in rulebook.rules}
+    listed = by_id["refund_after_orders"].metric.aggregate.agg_id
+    ratio = by_id["refund_ratio"].metric
+    numerator, denominator = (s.agg_id for s in ratio.aggregates())
+    on_orders, on_refunds = _ringed(plan, Topic.ORDERS), _ringed(plan, Topic.REFUNDS)
+    assert on_orders[listed] == (True, False)  # written here, read on refunds
+    assert on_refunds[listed] == (True, True)
+    assert on_refunds[numerator][0] is True
+    assert on_orders[denominator] == (False, False) and on_refunds[denominator][0] is False

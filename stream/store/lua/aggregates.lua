@@ -20,8 +20,8 @@
 -- The arguments are flat: nested JSON costs the script a Lua table per op.
 -- KEYS    : every key used by the units
 -- ARGV[1] : JSON array of the specs ops refer to (by position, from 1):
---           {1, bucket_ms, buckets, late_buckets, ttl_ms, report_at}
---                                                            bucketed count/sum
+--           {1, bucket_ms, buckets, late_buckets, ttl_ms, report_at, ring}
+--                                      bucketed count/sum (ring 1: keeps one)
 --           {2, window_ms, lateness_ms, ttl_ms}              distinct
 --           {3, field, ttl_ms, backdate_ms}                  first sighting
 -- ARGV[2] : JSON array of units, one after another:
@@ -38,7 +38,7 @@
 --           "<seq>|<event ms>|<event id>"; 0: none). The read keeps the
 --           entries whose seq is among the size newest, in seq order, so a
 --           ring written under another size reads right too. A unit's ref is its event id
---           when it adds to a count or sum and rings are kept, else 0.
+--           when it adds to a count or sum whose spec keeps a ring, else 0.
 --           After an op whose value reaches its spec's report_at (> 0), the
 --           ring is read in the same step: what an alert lists then depends
 --           on the order events were applied in, never on batching.
@@ -127,8 +127,9 @@ end
 -- Returns the value and the window's end bucket.
 local function sum_op(key, apply, reader, b, d, n, lb, ttl, bms, entry)
   local st
-  if apply == 1 then st = redis.call('HMGET', key, 'n', 't', S[b], 'p')
-  else st = redis.call('HMGET', key, 'n', 't') end
+  if apply == 0 then st = redis.call('HMGET', key, 'n', 't')
+  elseif entry then st = redis.call('HMGET', key, 'n', 't', S[b], 'p')
+  else st = redis.call('HMGET', key, 'n', 't', S[b]) end
   -- The ring's next sequence number and field, when this op is counted.
   local seq, rf = 0, nil
   if entry and apply == 1 and d ~= 0 then
@@ -326,7 +327,8 @@ while i <= len do
       -- Exact: event ms and bucket sizes are integers far below 2^53.
       local bms = spec[2]
       local b = math.floor(t / bms)
-      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5], bms, entry)
+      local ringed = spec[7] == 1 and entry or nil
+      v, e = sum_op(key, apply, 1 - want, b, arg, spec[3], spec[4], spec[5], bms, ringed)
       if spec[6] > 0 and v >= spec[6] and rsize > 0 then report(key, o + 1) end
     elseif kind == 2 then
       v, e = dst_op(key, apply, arg, t, spec[2], spec[3], spec[4])
