@@ -24,6 +24,10 @@ anything on a machine whose speed varies.
 
 `--counted-cost ROUNDS` prices the counted events' rings the same way:
 FRAUD_COUNTED_EVENTS 0 against the settings' value (default 20).
+
+`--callgrind` runs the private Redis under valgrind and adds the
+instructions it executed per measured event: repeatable where µs are not
+(bench/redis_callgrind.py says how to use it).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import subprocess
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +53,7 @@ import redis.asyncio as aioredis
 
 from bench.live import interpreter_build
 from bench.mix import synthetic_mix
+from bench.redis_callgrind import callgrind_redis
 from detectors.rulebook import Rulebook
 from stream.codec import Incoming, SourceRecord
 from stream.gc_tuning import tune_for_streaming
@@ -80,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="price the counted events' rings: FRAUD_COUNTED_EVENTS 0 and as set, alternating",
     )
     parser.add_argument("--json", help="with a --*-cost mode: write every run's figures here")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run the private Redis under valgrind and count its instructions per measured event",
+    )
 
 
 Stats = dict[str, dict[str, float]]
@@ -166,10 +176,14 @@ async def _cpu_s(client: Any) -> float:
 
 
 async def _run(
-    settings: Settings, args: argparse.Namespace, rulebook: Rulebook | None = None
+    settings: Settings,
+    args: argparse.Namespace,
+    rulebook: Rulebook | None = None,
+    counting: Callable[[bool], None] | None = None,
 ) -> tuple[Stats, Stats, float, float]:
     """Commandstats of the measured events (all, and the aggregate calls'),
-    the wall seconds they took and the Redis server's CPU seconds."""
+    the wall seconds they took and the Redis server's CPU seconds.
+    `counting`: switched on and off around the measured events."""
     namespace = f"bench-redis-{secrets.token_hex(4)}"
     store = open_store(settings, namespace=namespace)
     await store.start()
@@ -184,11 +198,15 @@ async def _run(
             await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
         await client.config_resetstat()
         measured.measuring = True
+        if counting:
+            counting(True)
         cpu_before = await _cpu_s(client)
         started = time.perf_counter()
         for batch in _batches(records[args.warmup :], settings.batch_max):
             await pipeline.execute(pipeline.prepare(batch, now_ms), now_ms)
         seconds = time.perf_counter() - started
+        if counting:
+            counting(False)
         cpu = await _cpu_s(client) - cpu_before
         total = _delta(await recorder.snapshot(), {})
     finally:
@@ -278,6 +296,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     tune_for_streaming()
     if settings.key_hash_secret is None:
         settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
+    if args.callgrind:
+        return _instructions(settings, args)
     with _private_redis() if args.redis_url is None else _given(args.redis_url) as url:
         settings = settings.replace(redis_url=url)
         if args.health_cost:
@@ -288,6 +308,22 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         total, aggregates, seconds, _ = asyncio.run(_run(settings, args))
     print(report(total, aggregates, args.events, seconds))
+    return 0
+
+
+def _instructions(settings: Settings, args: argparse.Namespace) -> int:
+    """The usual report, from a Redis under callgrind, and the instructions
+    it executed per measured event (bench/redis_callgrind.py)."""
+    if args.health_cost or args.counted_cost or args.redis_url:
+        raise SystemExit("--callgrind runs alone, on its own private Redis")
+    with callgrind_redis() as (url, counter):
+        settings = settings.replace(redis_url=url)
+        total, aggregates, seconds, _ = asyncio.run(
+            _run(settings, args, counting=counter.counting)
+        )
+    print(report(total, aggregates, args.events, seconds))
+    per_event = counter.total / args.events
+    print(f"Redis instructions per event (callgrind, whole server): {per_event:,.0f}")
     return 0
 
 

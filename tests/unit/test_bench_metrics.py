@@ -3,10 +3,13 @@ records land in the latency histogram it reports."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
 from bench.latency_floor import percentile
+from bench.redis_callgrind import Instructions
 from bench.scrape import decided, last_decided, quantile
 
 METRICS = """\
@@ -71,3 +74,16 @@ def test_the_latency_floor_takes_nearest_rank_percentiles() -> None:
     assert percentile(0.99, ages) == 99.0
     assert percentile(1.0, ages) == 100.0
     assert percentile(0.99, [7.0]) == 7.0
+
+
+def test_callgrind_instructions_are_its_totals_not_its_summary(tmp_path: Path) -> None:
+    """With instrumentation switched on and off, callgrind writes `summary:
+    0` before the real `totals:` (bench/redis_callgrind.py)."""
+    out = tmp_path / "callgrind.out"
+    out.write_text("version: 1\npart: 1\nevents: Ir\nsummary: 0\ntotals: 83365\n")
+    counter = Instructions(out=out)
+    counter.read_total()
+    assert counter.total == 83_365
+    out.write_text("events: Ir\nsummary: 0\n")
+    with pytest.raises(RuntimeError, match="no instruction total"):
+        counter.read_total()

@@ -1,0 +1,100 @@
+"""A private redis-server under valgrind's callgrind, counting instructions
+only while the measured events run.
+
+Wall and CPU microseconds on a shared machine vary several-fold from one
+hour to the next; the instructions Redis executes for the same events, the
+same script and the same server binary do not (two runs of the same commit
+agree to about 0.2 %). So a change to a Lua script is priced by
+`python -m bench redis --callgrind` on each side, one after the other, in
+any order, and the ratio of instructions per event is its effect.
+Instructions are not time (a cache miss costs more than an add), which is
+why the issue's figures stay µs in alternating runs; this is the quick,
+repeatable check before those.
+
+Instrumentation starts off (the server and the warm-up run at valgrind's
+uninstrumented speed, about 5x slower than native) and is switched on and off
+around the measured events with `callgrind_control`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Instructions", "callgrind_redis"]
+
+
+@dataclass
+class Instructions:
+    """Switches counting on and off; `total` is known once the server stopped."""
+
+    pid: int = 0
+    out: Path = Path()
+    total: int = field(default=0)
+
+    def counting(self, on: bool) -> None:
+        subprocess.run(
+            ["callgrind_control", "-i", "on" if on else "off", str(self.pid)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def read_total(self) -> None:
+        # `totals:`, not `summary:`: with instrumentation switched on and off,
+        # callgrind writes a summary of 0 before the true totals.
+        for line in self.out.read_text().splitlines():
+            if line.startswith("totals:"):
+                self.total = int(line.split()[1])
+                return
+        raise RuntimeError(f"no instruction total in {self.out}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def callgrind_redis() -> Iterator[tuple[str, Instructions]]:
+    """A Redis URL and its instruction counter (total read at exit)."""
+    server, valgrind = shutil.which("redis-server"), shutil.which("valgrind")
+    if server is None or valgrind is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--callgrind needs redis-server, valgrind and callgrind_control")
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = Instructions(out=Path(tmp) / "callgrind.out")
+        proc = subprocess.Popen(
+            [valgrind, "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={counter.out}",
+             server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        counter.pid = proc.pid
+        try:
+            _wait_for(port, 60)
+            yield f"redis://127.0.0.1:{port}/0", counter
+        finally:
+            proc.terminate()
+            proc.wait(120)
+        counter.read_total()
+
+
+def _wait_for(port: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"redis-server under valgrind did not listen on {port} in {seconds} s")
