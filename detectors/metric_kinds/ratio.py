@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.aggregates import Observation
+from detectors.counted import ReportFloor, floor_of
 from detectors.events import Event
 from detectors.metric_kinds.base import WindowedKind, answer
 from detectors.money import PerCurrency
@@ -69,6 +70,35 @@ class Ratio(WindowedKind):
             return None
         evidence.update(numerator=main.value, denominator=denominator, min_volume=min_volume)
         return main.value / denominator
+
+    def report_floor(self, rule: Rule) -> ReportFloor | None:
+        """A rising ratio fires only with numerator >= threshold x
+        min_volume (the denominator is at least min_volume), so its counted
+        events are read from there, not from the first event counted. A
+        numerator kept in one key for every currency takes the lowest of
+        the currencies' floors."""
+        if super().report_floor(rule) is None:
+            return None
+        floor = _product(rule.threshold, rule.metric.min_volume)
+        if isinstance(floor, PerCurrency) and not rule.metric.aggregate.per_currency:
+            return floor_of(min((v for _, v in floor.values), default=1))
+        return floor_of(floor)
+
+
+def _product(a: float | PerCurrency, b: int | PerCurrency) -> float | PerCurrency:
+    """a x b, per currency when either is; a currency one of them lacks is
+    never judged (Rule.limits), so it gets no floor."""
+    if not isinstance(a, PerCurrency) and not isinstance(b, PerCurrency):
+        return a * b
+    codes = a.currencies if isinstance(a, PerCurrency) else ()
+    codes += b.currencies if isinstance(b, PerCurrency) else ()
+    out = {}
+    for code in codes:
+        x = a.get(code) if isinstance(a, PerCurrency) else a
+        y = b.get(code) if isinstance(b, PerCurrency) else b
+        if x is not None and y is not None:
+            out[code] = x * y
+    return PerCurrency.of(out)
 
 
 def _like_for_like(metric: Metric) -> bool:
