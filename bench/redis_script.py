@@ -274,8 +274,19 @@ def _private_redis() -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -318,9 +329,7 @@ def _instructions(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit("--callgrind runs alone, on its own private Redis")
     with callgrind_redis() as (url, counter):
         settings = settings.replace(redis_url=url)
-        total, aggregates, seconds, _ = asyncio.run(
-            _run(settings, args, counting=counter.counting)
-        )
+        total, aggregates, seconds, _ = asyncio.run(_run(settings, args, counting=counter.counting))
     print(report(total, aggregates, args.events, seconds))
     per_event = counter.total / args.events
     print(f"Redis instructions per event (callgrind, whole server): {per_event:,.0f}")
