@@ -37,53 +37,26 @@ def generate(n: int, path: Path, seed: int = 1) -> None:
             user, merchant = f"u{rng.randrange(3000)}", f"m{rng.randrange(300)}"
             kind = rng.random()
             if kind < 0.75:
-                value = {
-                    "event_id": f"e{i}",
-                    "occurred_at": t,
-                    "order_id": f"o{i}",
-                    "user_id": user,
-                    "merchant_id": merchant,
-                    "amount_minor": rng.randrange(500, 9000),
-                    "currency": "EUR",
-                    "device_id": f"d{rng.randrange(2500)}",
-                }
+                value = {"event_id": f"e{i}", "occurred_at": t, "order_id": f"o{i}",
+                         "user_id": user, "merchant_id": merchant,
+                         "amount_minor": rng.randrange(500, 9000), "currency": "EUR",
+                         "device_id": f"d{rng.randrange(2500)}"}
                 topic = "orders"
             elif kind < 0.9:
-                value = {
-                    "event_id": f"e{i}",
-                    "occurred_at": t,
-                    "redemption_id": f"r{i}",
-                    "voucher_id": "v",
-                    "user_id": user,
-                    "merchant_id": merchant,
-                    "face_value_minor": 1000,
-                    "subsidy_minor": 400,
-                    "currency": "EUR",
-                    "device_id": f"d{rng.randrange(2500)}",
-                }
+                value = {"event_id": f"e{i}", "occurred_at": t, "redemption_id": f"r{i}",
+                         "voucher_id": "v", "user_id": user, "merchant_id": merchant,
+                         "face_value_minor": 1000, "subsidy_minor": 400, "currency": "EUR",
+                         "device_id": f"d{rng.randrange(2500)}"}
                 topic = "voucher-redemptions"
             elif kind < 0.97:
-                value = {
-                    "event_id": f"e{i}",
-                    "occurred_at": t,
-                    "refund_id": f"f{i}",
-                    "order_id": f"o{i - 5}",
-                    "user_id": user,
-                    "merchant_id": merchant,
-                    "amount_minor": 700,
-                    "currency": "EUR",
-                }
+                value = {"event_id": f"e{i}", "occurred_at": t, "refund_id": f"f{i}",
+                         "order_id": f"o{i - 5}", "user_id": user, "merchant_id": merchant,
+                         "amount_minor": 700, "currency": "EUR"}
                 topic = "refunds"
             else:
-                value = {
-                    "event_id": f"e{i}",
-                    "occurred_at": t,
-                    "payout_id": f"p{i}",
-                    "merchant_id": merchant,
-                    "amount_minor": rng.randrange(1000, 900000),
-                    "currency": "EUR",
-                    "destination_fingerprint": f"iban-{merchant}",
-                }
+                value = {"event_id": f"e{i}", "occurred_at": t, "payout_id": f"p{i}",
+                         "merchant_id": merchant, "amount_minor": rng.randrange(1000, 900000),
+                         "currency": "EUR", "destination_fingerprint": f"iban-{merchant}"}
                 topic = "payouts"
             fh.write(orjson.dumps({"topic": topic, "value": value}) + b"\n")
 
@@ -117,14 +90,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             base = baseline(events)
             rates.append(rate)
             bases.append(base)
-            print(
-                f"run {i + 1}: backtest {rate:,.0f} events/s, "
-                f"decode-only baseline {base:,.0f} events/s, outputs {summary.outputs}"
-            )
+            print(f"run {i + 1}: backtest {rate:,.0f} events/s, "
+                  f"decode-only baseline {base:,.0f} events/s, outputs {summary.outputs}")
         med, med_base = statistics.median(rates), statistics.median(bases)
-        print(
-            f"median: backtest {med:,.0f} events/s over {args.events} events, "
-            f"{len(rulebook.rules)} rules; decode-only {med_base:,.0f} events/s "
-            f"(ratio {med / med_base:.2f})"
-        )
+        print(f"median: backtest {med:,.0f} events/s over {args.events} events, "
+              f"{len(rulebook.rules)} rules; decode-only {med_base:,.0f} events/s "
+              f"(ratio {med / med_base:.2f})")
     return 0

@@ -181,8 +181,7 @@ async def run_lag_bench(
     name = f"bench_{tag}"
     create_database(postgres_port, name)
     console = ConsoleSettings(
-        database_url=database_url(postgres_port, name),
-        group_id=f"bench-console-{tag}",
+        database_url=database_url(postgres_port, name), group_id=f"bench-console-{tag}",
         web_port=_free_port(),
     )
     if preload:

@@ -73,3 +73,4 @@ class LatencyFloor:
             await self._consumer.stop()
         ages = sorted(self.ages_s)
         return tuple(round(percentile(q, ages) * 1000, 1) for q in (0.5, 0.95, 0.99))  # type: ignore[return-value]
+

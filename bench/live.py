@@ -6,11 +6,9 @@ next to what a plain Python consumer can do on the same machine, in one run.
 2. Throughput: N pre-loaded events, a worker with the full default rule set;
    events/s from its first to its last processed event.
 3. Latency: events offered at half the measured throughput; event-to-decision
-   percentiles from the worker's own histogram. A warm-up at that rate comes
-   first, not measured: right after the backlog, the event-time merge still
-   bounds new records by the backlog's partitions for its grace period
-   (stream.alignment), a one-off hand-over from catching up to real time,
-   not the steady latency the phase is for.
+   percentiles from the worker's own histogram, after an unmeasured warm-up
+   at that rate (after the backlog the merge holds new records for its grace
+   period once: stream.alignment).
 Also Redis calls, commands and script µs per event, worker CPU seconds per 1k events,
 and worker RSS at start and end.
 """
@@ -125,7 +123,9 @@ async def _redis_calls(url: str) -> tuple[float, float, float]:
     calls = sum(float(v.get("calls", 0)) for k, v in stats.items() if k in scripts)
     usec = sum(float(v.get("usec", 0)) for k, v in stats.items() if k in scripts)
     commands = sum(
-        float(v.get("calls", 0)) for k, v in stats.items() if k not in ("cmdstat_info", *scripts)
+        float(v.get("calls", 0))
+        for k, v in stats.items()
+        if k not in ("cmdstat_info", *scripts)
     )
     return calls, commands, usec
 

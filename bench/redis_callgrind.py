@@ -4,7 +4,8 @@ only while the measured events run.
 Wall and CPU microseconds on a shared machine vary several-fold from one
 hour to the next; the instructions Redis executes for the same events, the
 same script and the same server binary do not (two runs of the same commit
-agree to about 0.2 %). So a change to a Lua script is priced by
+agreed to 0.4 %). The count includes the bench's own `INFO` calls around
+each batch, the same on both sides of a comparison. So a change to a Lua script is priced by
 `python -m bench redis --callgrind` on each side, one after the other, in
 any order, and the ratio of instructions per event is its effect.
 Instructions are not time (a cache miss costs more than an add), which is
@@ -86,7 +87,11 @@ def callgrind_redis() -> Iterator[tuple[str, Instructions]]:
             yield f"redis://127.0.0.1:{port}/0", counter
         finally:
             proc.terminate()
-            proc.wait(120)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
         counter.read_total()
 
 

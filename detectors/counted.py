@@ -2,12 +2,12 @@
 the events its main aggregate counted in the alert's window, for the
 analyst who asks "which orders?".
 
-The store keeps, with each count and sum some rule reads as its main
-aggregate, the ids of the last events it counted (a ring), and hands them
-back with an observation only when the value reaches a floor below which
-no rule reading that aggregate as its main one can fire: reading them for
-every event would cost every event, while an alert needs them only near a
-crossing. A rule's floor comes from
+The store keeps, with each count and sum some rule can list (its main
+aggregate, in a rule that fires on a rise), the ids of the last events it
+counted (a ring), and hands them back with an observation only when the
+value reaches a floor below which no rule reading that aggregate as its
+main one can fire: reading them for every event would cost every event,
+while an alert needs them only near a crossing. A rule's floor comes from
 its metric kind (`Evaluator.report_floor`); an aggregate's is the lowest of
 its rules'. The ring is read in the same atomic step as the count, so what
 an alert lists depends only on the order its entity's events were applied

@@ -138,8 +138,8 @@ class Settings:
     dlq_value_max_bytes: int = 64 * 1024
     dedup_horizon_s: int = 24 * 3600
     allowed_lateness_s: int = 3600
-    # Event ids kept with each count and sum, and listed per alert
-    # (detectors.counted); 0: none kept.
+    # Event ids kept with each count and sum an alert can list, and listed
+    # per alert (detectors.counted); 0: none kept.
     counted_events: int = 20
     kafka_session_timeout_s: float = 30.0
     kafka_heartbeat_s: float = 3.0

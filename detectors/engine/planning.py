@@ -54,8 +54,9 @@ class EntityGroup:
     # (detectors.counted); empty or None: never.
     report_at: tuple[ReportFloor | None, ...] = ()
     # Per spec, whether the store keeps its ring of counted events: where
-    # some rule of the rule set, on any topic, reads it as its main
-    # aggregate. Empty: where this group has a floor.
+    # some rule of the rule set, on any topic, has a floor for it (reads it
+    # as its main aggregate and fires on a rise). Empty: where this group
+    # has a floor.
     ringed: tuple[bool, ...] = ()
     # The store's cache key: entity and aggregate ids, computed once.
     signature: str = dataclasses.field(default="", compare=False)
@@ -66,6 +67,9 @@ class EntityGroup:
             sig += "@" + ",".join(f.signature() if f else "" for f in self.report_at)
         if self.ringed:
             sig += "#" + "".join("1" if r else "0" for r in self.ringed)
+            floors = self.report_at or (None,) * len(self.ringed)
+            if any(f is not None and not r for f, r in zip(floors, self.ringed, strict=True)):
+                raise ValueError(f"{sig}: a spec with a report floor must keep a ring")
         object.__setattr__(self, "signature", sig)
 
     def floor(self, position: int) -> ReportFloor | None:
@@ -202,8 +206,8 @@ class _TopicPlan:
         topic: Topic,
         feeds: tuple[AggregateSpec, ...],
         rules: tuple[Rule, ...],
-        reads: tuple[AggregateSpec, ...] = (),
-        ringed: frozenset[str] = frozenset(),
+        reads: tuple[AggregateSpec, ...],
+        ringed: frozenset[str],
     ) -> None:
         self.topic = topic
         by_entity: dict[tuple[EntityType, ...], dict[str, AggregateSpec]] = {}

@@ -112,7 +112,8 @@ def _report_at(group: EntityGroup, position: int, currency: str | None) -> int:
 
 class Templates:
     """Templates by agg_id and by group, and the spec table (JSON) every call
-    carries. Grows only when a rule set brings a new aggregate."""
+    carries. Grows when a rule set brings a new aggregate, report floor or
+    ring flag (one row per combination)."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits

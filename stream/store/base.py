@@ -102,8 +102,9 @@ class StoreConfig:
     # How far an event may move a first sighting back (None: the lateness).
     # Replays of history after a state loss lift the limit.
     first_seen_backdate_ms: int | None = None
-    # Event ids kept with each count and sum (a ring of the newest), handed
-    # back near a rule's crossing (detectors.counted); 0: none kept.
+    # Event ids kept with each count and sum an alert can list (a ring of
+    # the newest), handed back near a rule's crossing (detectors.counted);
+    # 0: none kept.
     counted_events: int = 20
 
     @property

@@ -12,7 +12,7 @@ from stream.store.base import EventRequests
 from stream.store.redis_store import RedisStore
 from stream.store_wiring import open_store
 from tests.store_cases.backends import Stores
-from tests.store_cases.counted import COUNT, GROUP, RING, CountedCases, feed, ids
+from tests.store_cases.counted import COUNT, RING, UNLISTED_SUM, CountedCases, feed, ids
 from tests.store_cases.store import SUM, T0
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ async def test_a_ring_resized_between_workers_reads_in_order(stores: Stores) -> 
 async def test_only_ringed_aggregates_hold_ring_fields(stores: Stores) -> None:
     """The ring's fields (`p`, `r<i>`) are written only on the aggregates
     that keep one: the others' hashes stay their buckets and total."""
-    group = dataclasses.replace(GROUP, ringed=(True, False))
+    group = UNLISTED_SUM
     async with stores.scratch(stores.settings(), RING) as store:
         assert isinstance(store, RedisStore)
         for i in range(1, 4):

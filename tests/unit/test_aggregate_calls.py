@@ -208,8 +208,8 @@ def test_reply_decoding_attaches_rings_to_their_values() -> None:
 def test_a_unit_whose_aggregates_keep_no_ring_carries_no_event_id() -> None:
     """Only aggregates a rule lists keep rings: their spec rows say so, and
     a unit adding to none of them leaves the event id out."""
-    kept = dataclasses.replace(_group(ReportFloor()), ringed=(False, True))
-    none = dataclasses.replace(_group(ReportFloor()), ringed=(False, False))
+    kept = EntityGroup(U, (COUNT, SUM), (None, None), (False, True))
+    none = EntityGroup(U, (COUNT, SUM), (None, None), (False, False))
     events = [
         EventRequests("e1", 1_000, [GroupRequest(kept, ("alice",), (1, 250))], "EUR"),
         EventRequests("e2", 2_000, [GroupRequest(none, ("bob",), (1, 250))], "EUR"),
@@ -220,3 +220,9 @@ def test_a_unit_whose_aggregates_keep_no_ring_carries_no_event_id() -> None:
     ring_flags = [[table[call.flat[u * 11 + 5 + i] - 1][6] for i in (0, 3)] for u in range(2)]
     assert ring_flags == [[0, 1], [0, 0]]
     assert call.flat[3] == "e1" and call.flat[11 + 3] == 0
+
+
+def test_a_group_with_a_floor_but_no_ring_is_refused() -> None:
+    """A floor reads a ring back: without one it would silently list nothing."""
+    with pytest.raises(ValueError, match="must keep a ring"):
+        EntityGroup(U, (COUNT, SUM), (ReportFloor(3), None), (False, False))

@@ -99,3 +99,30 @@ def test_a_money_ratio_reports_per_currency() -> None:
     assert found is not None and (found.at("EUR"), found.at("JPY")) == (12, 2)
     for currency in ("EUR", "JPY"):
         assert _fires_below_floor(rule, currency, range(0, 60)) == []
+
+
+COUNT_OVER_MONEY = """\
+- id: refunds_per_euro
+  version: 1
+  triggers: [refunds]
+  entity: merchant
+  metric:
+    kind: ratio
+    window: 1d
+    numerator: {kind: count, topics: [refunds]}
+    denominator: {kind: sum, field: amount_minor, topics: [orders]}
+  min_volume: {EUR: 40, JPY: 7}
+  compare: ">"
+  threshold: {EUR: 0.3, JPY: 2}
+  severity: high
+"""
+
+
+def test_a_count_over_money_reports_from_its_lowest_currency() -> None:
+    """The count is one key for every currency: its floor is the lowest of
+    the currencies' (0.3 x 40 = 12 for EUR, 2 x 7 = 14 for JPY)."""
+    (rule,) = parse_rulebook(book(COUNT_OVER_MONEY)).rules
+    found = rule.metric.evaluator.report_floor(rule)
+    assert found is not None and found.at(None) == 12
+    for currency in ("EUR", "JPY"):
+        assert _fires_below_floor(rule, currency, range(0, 60)) == []

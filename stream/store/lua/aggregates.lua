@@ -37,8 +37,10 @@
 --           (fields p = the newest's sequence number, r<seq % size> =
 --           "<seq>|<event ms>|<event id>"; 0: none). The read keeps the
 --           entries whose seq is among the size newest, in seq order, so a
---           ring written under another size reads right too. A unit's ref is its event id
---           when it adds to a count or sum whose spec keeps a ring, else 0.
+--           ring written under another size reads right too. A unit's ref is
+--           its event id when it adds to a count or sum and its group has a
+--           spec keeping a ring, else 0; only ops whose spec row says ring 1
+--           record it.
 --           After an op whose value reaches its spec's report_at (> 0), the
 --           ring is read in the same step: what an alert lists then depends
 --           on the order events were applied in, never on batching.
