@@ -27,7 +27,7 @@ FRAUD_COUNTED_EVENTS 0 against the settings' value (default 20).
 
 `--callgrind` runs the private Redis under valgrind and adds the
 instructions it executed per measured event: repeatable where µs are not
-(bench/redis_callgrind.py says how to use it).
+(bench/redis_server.py says how to use it).
 """
 
 from __future__ import annotations
@@ -36,11 +36,7 @@ import argparse
 import asyncio
 import dataclasses
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +49,7 @@ import redis.asyncio as aioredis
 
 from bench.live import interpreter_build
 from bench.mix import synthetic_mix
-from bench.redis_callgrind import callgrind_redis
+from bench.redis_server import callgrind_redis, private_redis
 from detectors.rulebook import Rulebook
 from stream.codec import Incoming, SourceRecord
 from stream.gc_tuning import tune_for_streaming
@@ -260,45 +256,13 @@ def report(total: Stats, aggregates: Stats, events: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _private_redis() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("redis-server not found (or pass --redis-url)")
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(30)
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     tune_for_streaming()
     if settings.key_hash_secret is None:
         settings = settings.replace(key_hash_secret=secrets.token_urlsafe(32))
     if args.callgrind:
         return _instructions(settings, args)
-    with _private_redis() if args.redis_url is None else _given(args.redis_url) as url:
+    with private_redis() if args.redis_url is None else _given(args.redis_url) as url:
         settings = settings.replace(redis_url=url)
         if args.health_cost:
             print(_health_cost(settings, args))
@@ -313,7 +277,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _instructions(settings: Settings, args: argparse.Namespace) -> int:
     """The usual report, from a Redis under callgrind, and the instructions
-    it executed per measured event (bench/redis_callgrind.py)."""
+    it executed per measured event (bench/redis_server.py)."""
     if args.health_cost or args.counted_cost or args.redis_url:
         raise SystemExit("--callgrind runs alone, on its own private Redis")
     with callgrind_redis() as (url, counter):

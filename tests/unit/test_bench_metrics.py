@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from bench.latency_floor import percentile
-from bench.redis_callgrind import Instructions
+from bench.redis_server import Instructions
 from bench.scrape import decided, last_decided, quantile
 
 METRICS = """\
@@ -78,7 +78,7 @@ def test_the_latency_floor_takes_nearest_rank_percentiles() -> None:
 
 def test_callgrind_instructions_are_its_totals_not_its_summary(tmp_path: Path) -> None:
     """With instrumentation switched on and off, callgrind writes `summary:
-    0` before the real `totals:` (bench/redis_callgrind.py)."""
+    0` before the real `totals:` (bench/redis_server.py)."""
     out = tmp_path / "callgrind.out"
     out.write_text("version: 1\npart: 1\nevents: Ir\nsummary: 0\ntotals: 83365\n")
     counter = Instructions(out=out)
