@@ -74,31 +74,27 @@ class Ratio(WindowedKind):
     def report_floor(self, rule: Rule) -> ReportFloor | None:
         """A rising ratio fires only with numerator >= threshold x
         min_volume (the denominator is at least min_volume), so its counted
-        events are read from there, not from the first event counted. A
-        numerator kept in one key for every currency takes the lowest of
-        the currencies' floors."""
+        events are read from there, not from the first event counted: per
+        currency the rule judges (`Rule.limits`), and the lowest of them for
+        a numerator kept in one key for every currency."""
         if super().report_floor(rule) is None:
             return None
-        floor = _product(rule.threshold, rule.metric.min_volume)
-        if isinstance(floor, PerCurrency) and not rule.metric.aggregate.per_currency:
-            return floor_of(min((v for _, v in floor.values), default=1))
-        return floor_of(floor)
+        currencies = rule.currencies
+        if currencies is None:
+            return floor_of(_plain(rule.threshold) * _plain(rule.metric.min_volume))
+        per = {}
+        for currency in currencies:
+            limits = rule.limits(currency)
+            if limits is not None:
+                per[currency] = limits[0] * limits[1]
+        if not rule.metric.aggregate.per_currency:
+            return floor_of(min(per.values(), default=1))
+        return floor_of(PerCurrency.of(per))
 
 
-def _product(a: float | PerCurrency, b: int | PerCurrency) -> float | PerCurrency:
-    """a x b, per currency when either is; a currency one of them lacks is
-    never judged (Rule.limits), so it gets no floor."""
-    if not isinstance(a, PerCurrency) and not isinstance(b, PerCurrency):
-        return a * b
-    codes = a.currencies if isinstance(a, PerCurrency) else ()
-    codes += b.currencies if isinstance(b, PerCurrency) else ()
-    out = {}
-    for code in codes:
-        x = a.get(code) if isinstance(a, PerCurrency) else a
-        y = b.get(code) if isinstance(b, PerCurrency) else b
-        if x is not None and y is not None:
-            out[code] = x * y
-    return PerCurrency.of(out)
+def _plain(limit: float | PerCurrency) -> float:
+    assert not isinstance(limit, PerCurrency)  # Rule.currencies is None: no money limit
+    return limit
 
 
 def _like_for_like(metric: Metric) -> bool:
